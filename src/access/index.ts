@@ -1,0 +1,6 @@
+export * from './directory.ts';
+export * from './events.ts';
+export * from './offboarding.ts';
+export * from './outcomes.ts';
+export * from './service.ts';
+export * from './transitions.ts';

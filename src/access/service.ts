@@ -1,0 +1,1168 @@
+import { randomUUID } from 'node:crypto';
+import { and, asc, count, desc, eq, gt, inArray, isNull, lte, type SQL, sql } from 'drizzle-orm';
+import { type AuditEventInput, appendAuditEvents } from '../audit/append.ts';
+import type { Db, Tx } from '../db/client.ts';
+import { type AccessRequest, accessRequests, approvals, type Grant, grants, outbox } from '../db/schema.ts';
+import {
+  autoApproves,
+  checkRequest,
+  describeDuration,
+  isApprover,
+  mayRequest,
+  type PolicyStore,
+  type ResourcePolicy,
+} from '../policy/index.ts';
+import { type Actor, actorLabel } from '../shared/actor.ts';
+import type { Clock } from '../shared/clock.ts';
+import type { Directory } from './directory.ts';
+import { type AccessEvent, enqueueEvents, notifyGrantChanged } from './events.ts';
+import { type Outcome, ok, type Refusal, refuse } from './outcomes.ts';
+import { grantedSeconds } from './transitions.ts';
+
+export interface AccessServiceDeps {
+  db: Db;
+  policy: PolicyStore;
+  clock: Clock;
+  directory: Directory;
+  /** NOTIFY channel the proxies listen on for grant changes. */
+  grantChannel: string;
+  newId?: () => string;
+  /** Called after a transaction commits, with the events it wrote (for prompt delivery). */
+  onCommitted?: (events: readonly AccessEvent[]) => void;
+}
+
+export interface CreateRequestInput {
+  requesterId: string;
+  resource: string;
+  scope: string | undefined;
+  durationSeconds: number;
+  reason: string;
+}
+
+export interface DecisionResult {
+  request: AccessRequest;
+  /** Set when this decision completed the approval and created (or extended) a grant. */
+  grant: Grant | undefined;
+  approvals: number;
+  required: number;
+}
+
+/** What one transaction wants to say: audit rows (same transaction) and events (outbox). */
+interface Effects {
+  audit: AuditEventInput[];
+  events: AccessEvent[];
+  changedGrants: string[];
+}
+
+const noEffects = (): Effects => ({ audit: [], events: [], changedGrants: [] });
+
+function recordExpiry(effects: Effects, grant: Grant, now: Date): void {
+  effects.audit.push({
+    kind: 'grant.expired',
+    actor: { type: 'system', component: 'scheduler' },
+    at: now,
+    resource: grant.resource,
+    requestId: grant.requestId,
+    grantId: grant.id,
+    data: { expiresAt: grant.expiresAt.toISOString() },
+  });
+  effects.events.push({ kind: 'grant_expired', grantId: grant.id });
+  effects.changedGrants.push(grant.id);
+}
+
+export interface OffboardInput {
+  userId: string;
+  /** Stored as each grant's end reason and in the audit rows, e.g. `offboarded: account deactivated`. */
+  reason: string;
+  actor: Actor;
+  /** Only grants and requests on these resources (revoke-all by an approver of some); all when omitted. */
+  resources?: readonly string[];
+  /** False when the person cannot be messaged any more (deactivated account). Default true. */
+  dmOwner?: boolean;
+}
+
+export interface OffboardResult {
+  /** Grants this call revoked (ones already ended are not counted). */
+  grants: Grant[];
+  /** Pending requests (and pending extensions) this call ended. */
+  requests: AccessRequest[];
+}
+
+export interface RevokeAllResult extends OffboardResult {
+  /** Resources where the target still holds something the caller does not approve. */
+  untouchedResources: string[];
+}
+
+/** Who ended a grant, as stored in `grants.ended_by`: a Slack user id, or the system part, or `cli`. */
+function endedByOf(actor: Actor): string {
+  switch (actor.type) {
+    case 'slack':
+      return actor.userId;
+    case 'system':
+      return actor.component;
+    case 'cli':
+      return 'cli';
+  }
+}
+
+export type AccessService = ReturnType<typeof createAccessService>;
+
+/** Stands in `approval_message_ts` while one instance posts the approval message. */
+export const POSTING_MARKER = 'posting:';
+
+/** The Slack ts of a request's approval message, or undefined while none is recorded yet. */
+export function approvalMessageTs(request: AccessRequest): string | undefined {
+  const ts = request.approvalMessageTs;
+  return ts === null || ts.startsWith(POSTING_MARKER) ? undefined : ts;
+}
+
+/**
+ * Requests → approvals → grants. Every transition is a conditional UPDATE in a
+ * transaction that also writes its audit row and outbox events, so a double click,
+ * a replayed action or racing approvers leave exactly one outcome, and nothing
+ * happens without its audit row.
+ */
+export function createAccessService(deps: AccessServiceDeps) {
+  const { db, clock, directory } = deps;
+  const newId = deps.newId ?? randomUUID;
+
+  async function commit<T>(work: (tx: Tx, effects: Effects) => Promise<Outcome<T>>): Promise<Outcome<T>> {
+    let written: Effects = noEffects();
+    let result: Outcome<T> | undefined;
+    // A refusal found inside the transaction rolls it back: a refused transition changes nothing.
+    const rollback = Symbol('refused');
+    try {
+      await db.transaction(async (tx) => {
+        const effects = noEffects();
+        result = await work(tx, effects);
+        if (!result.ok) throw rollback;
+        await appendAuditEvents(tx, effects.audit);
+        await enqueueEvents(tx, effects.events, clock.now());
+        for (const grantId of new Set(effects.changedGrants)) {
+          await notifyGrantChanged(tx, deps.grantChannel, grantId);
+        }
+        written = effects;
+      });
+    } catch (error) {
+      if (error !== rollback) throw error;
+    }
+    if (result === undefined) throw new Error('transaction finished without a result');
+    if (result.ok && written.events.length > 0) deps.onCommitted?.(written.events);
+    return result;
+  }
+
+  const resourceOf = (name: string): ResourcePolicy | undefined => {
+    const resources = deps.policy.current().resources;
+    return Object.hasOwn(resources, name) ? resources[name] : undefined;
+  };
+
+  async function isApproverOf(resource: ResourcePolicy, userId: string): Promise<boolean> {
+    if (resource.approvers.users.includes(userId)) return true;
+    const groups = await directory.groupsOf(userId, resource.approvers.groups);
+    return isApprover(resource, userId, (g) => groups.has(g));
+  }
+
+  async function lockRequest(tx: Tx, requestId: string): Promise<AccessRequest | undefined> {
+    const [row] = await tx
+      .select()
+      .from(accessRequests)
+      .where(eq(accessRequests.id, requestId))
+      .for('update');
+    return row;
+  }
+
+  async function lockGrant(tx: Tx, grantId: string): Promise<Grant | undefined> {
+    const [row] = await tx.select().from(grants).where(eq(grants.id, grantId)).for('update');
+    return row;
+  }
+
+  /** Pending requests and live (active, unexpired) grants matching the filters. */
+  async function pendingAndLive(
+    requestFilter: SQL,
+    grantFilter: SQL,
+    requestOrder: SQL,
+  ): Promise<{ pending: AccessRequest[]; active: Grant[] }> {
+    const [pending, active] = await Promise.all([
+      db
+        .select()
+        .from(accessRequests)
+        .where(and(requestFilter, eq(accessRequests.status, 'pending')))
+        .orderBy(requestOrder),
+      db
+        .select()
+        .from(grants)
+        .where(and(grantFilter, eq(grants.status, 'active'), gt(grants.expiresAt, clock.now())))
+        .orderBy(asc(grants.expiresAt)),
+    ]);
+    return { pending, active };
+  }
+
+  const notPending = (request: AccessRequest): Refusal =>
+    refuse(
+      'request_not_pending',
+      `This request was already ${request.status}${request.decidedBy ? ` by ${request.decidedBy}` : ''}.`,
+    );
+
+  /** Approve inside `tx`: make the grant (or extend one) once the required approvals are in. */
+  async function completeApproval(
+    tx: Tx,
+    effects: Effects,
+    request: AccessRequest,
+    decidedBy: Actor,
+    approverIds: string[],
+    limits: (number | null)[],
+    /** Lower request quotas approvers chose (null: the policy's). */
+    quotaLimits: (number | null)[] = [],
+  ): Promise<Outcome<{ request: AccessRequest; grant: Grant }>> {
+    const now = clock.now();
+    const seconds = grantedSeconds(request.durationSeconds, limits);
+    const decidedByLabel = decidedBy.type === 'slack' ? decidedBy.userId : 'policy';
+    const [approved] = await tx
+      .update(accessRequests)
+      .set({ status: 'approved', decidedAt: now, decidedBy: decidedByLabel })
+      .where(and(eq(accessRequests.id, request.id), eq(accessRequests.status, 'pending')))
+      .returning();
+    if (!approved) return notPending(request);
+
+    let grant: Grant | undefined;
+    if (request.extendsGrantId) {
+      const current = await lockGrant(tx, request.extendsGrantId);
+      if (current?.status !== 'active' || current.expiresAt <= now) {
+        return refuse('grant_not_active', 'The grant to extend has already ended.');
+      }
+      [grant] = await tx
+        .update(grants)
+        .set({
+          expiresAt: new Date(current.expiresAt.getTime() + seconds * 1000),
+          extensions: current.extensions + 1,
+          version: current.version + 1,
+        })
+        .where(
+          and(eq(grants.id, current.id), eq(grants.status, 'active'), eq(grants.version, current.version)),
+        )
+        .returning();
+      if (!grant) return refuse('grant_not_active', 'The grant changed while extending it; try again.');
+      effects.events.push(
+        { kind: 'request_approved', requestId: request.id, grantId: grant.id, approvers: approverIds },
+        { kind: 'grant_extended', grantId: grant.id, requestId: request.id, version: grant.version },
+      );
+      effects.audit.push({
+        kind: 'grant.extended',
+        actor: decidedBy,
+        at: now,
+        resource: grant.resource,
+        requestId: request.id,
+        grantId: grant.id,
+        data: { approvers: approverIds, addedSeconds: seconds, expiresAt: grant.expiresAt.toISOString() },
+      });
+    } else {
+      // The quota is fixed here, from the scope's policy now and the lowest figure an approver chose.
+      const policyQuota = resourceOf(request.resource)?.scopes[request.scope]?.quota;
+      const chosen = quotaLimits.filter((q): q is number => q !== null);
+      const quotaRequests =
+        chosen.length > 0 || policyQuota?.requests !== undefined
+          ? Math.min(...chosen, policyQuota?.requests ?? Number.POSITIVE_INFINITY)
+          : null;
+      // grants.request_id is unique: even a raced second approval cannot make a second grant.
+      [grant] = await tx
+        .insert(grants)
+        .values({
+          id: newId(),
+          requestId: request.id,
+          userId: request.requesterId,
+          resource: request.resource,
+          scope: request.scope,
+          status: 'active',
+          startsAt: now,
+          expiresAt: new Date(now.getTime() + seconds * 1000),
+          quotaRequests,
+          quotaResponseBytes: policyQuota?.responseBytes ?? null,
+        })
+        .returning();
+      if (!grant) throw new Error('grant insert returned no row');
+      effects.events.push(
+        { kind: 'request_approved', requestId: request.id, grantId: grant.id, approvers: approverIds },
+        { kind: 'grant_created', grantId: grant.id, requestId: request.id },
+      );
+      effects.audit.push({
+        kind: 'grant.created',
+        actor: decidedBy,
+        at: now,
+        resource: grant.resource,
+        requestId: request.id,
+        grantId: grant.id,
+        data: {
+          userId: grant.userId,
+          scope: grant.scope,
+          approvers: approverIds,
+          grantedSeconds: seconds,
+          expiresAt: grant.expiresAt.toISOString(),
+        },
+      });
+    }
+    effects.audit.push({
+      kind: 'request.approved',
+      actor: decidedBy,
+      at: now,
+      resource: request.resource,
+      requestId: request.id,
+      grantId: grant.id,
+      data: { approvers: approverIds },
+    });
+    effects.changedGrants.push(grant.id);
+    return ok({ request: approved, grant });
+  }
+
+  /**
+   * End everything a person holds at once: every active grant revoked, every pending
+   * request (extensions included) cancelled, in ONE transaction with one audit row per
+   * change plus a `user.offboarded` row, the outbox notes to each affected resource's
+   * approval channel, and a NOTIFY per grant so proxies drop them within milliseconds.
+   * Nothing to end means nothing is written (a deactivated user who never asked for
+   * access leaves no trace). Safe to repeat: a second run finds nothing active.
+   */
+  async function offboardUser(input: OffboardInput): Promise<Outcome<OffboardResult>> {
+    if (input.resources !== undefined && input.resources.length === 0)
+      return ok({ grants: [], requests: [] });
+    const reason = input.reason.trim().slice(0, 2000) || 'offboarded';
+    const by = endedByOf(input.actor);
+    const dmOwner = input.dmOwner ?? true;
+    return commit<OffboardResult>(async (tx, effects) => {
+      const now = clock.now();
+      const onGrants = input.resources ? inArray(grants.resource, [...input.resources]) : undefined;
+      const onRequests = input.resources ? inArray(accessRequests.resource, [...input.resources]) : undefined;
+      const revoked = await tx
+        .update(grants)
+        .set({
+          status: 'revoked',
+          endedAt: now,
+          endedBy: by,
+          endReason: reason,
+          version: sql`${grants.version} + 1`,
+        })
+        .where(and(eq(grants.userId, input.userId), eq(grants.status, 'active'), onGrants))
+        .returning();
+      const ended = await tx
+        .update(accessRequests)
+        .set({ status: 'cancelled', decidedAt: now, decidedBy: by, decisionNote: reason })
+        .where(
+          and(eq(accessRequests.requesterId, input.userId), eq(accessRequests.status, 'pending'), onRequests),
+        )
+        .returning();
+      if (revoked.length === 0 && ended.length === 0) return ok({ grants: [], requests: [] });
+      const offboardId = newId();
+      for (const grant of revoked) {
+        effects.audit.push({
+          kind: 'grant.revoked',
+          actor: input.actor,
+          at: now,
+          resource: grant.resource,
+          requestId: grant.requestId,
+          grantId: grant.id,
+          data: { reason, gaveUp: false, offboardId },
+        });
+        effects.events.push({ kind: 'grant_revoked', grantId: grant.id, revokedBy: by, reason, dmOwner });
+        effects.changedGrants.push(grant.id);
+      }
+      for (const request of ended) {
+        effects.audit.push({
+          kind: 'request.cancelled',
+          actor: input.actor,
+          at: now,
+          resource: request.resource,
+          requestId: request.id,
+          data: { reason, offboardId },
+        });
+        effects.events.push({ kind: 'request_cancelled', requestId: request.id });
+      }
+      const resources = [...new Set([...revoked, ...ended].map((row) => row.resource))].sort();
+      effects.audit.push({
+        kind: 'user.offboarded',
+        actor: input.actor,
+        at: now,
+        data: {
+          userId: input.userId,
+          reason,
+          offboardId,
+          resources,
+          grants: revoked.map((g) => g.id),
+          requests: ended.map((r) => r.id),
+        },
+      });
+      for (const resource of resources) {
+        effects.events.push({
+          kind: 'user_offboarded',
+          offboardId,
+          resource,
+          userId: input.userId,
+          reason,
+          by: actorLabel(input.actor),
+          grantIds: revoked.filter((g) => g.resource === resource).map((g) => g.id),
+          requestIds: ended.filter((r) => r.resource === resource).map((r) => r.id),
+        });
+      }
+      return ok({ grants: revoked, requests: ended });
+    });
+  }
+
+  return {
+    /** Ask for access; approved at once when the policy auto-approves this scope and duration. */
+    async createRequest(input: CreateRequestInput): Promise<Outcome<DecisionResult>> {
+      const policy = deps.policy.current();
+      const requesterGroups = policy.requesters
+        ? await directory.groupsOf(input.requesterId, policy.requesters.groups)
+        : new Set<string>();
+      if (!mayRequest(policy, input.requesterId, (g) => requesterGroups.has(g))) {
+        return refuse(
+          'not_allowed_to_request',
+          'You are not among the people this workspace lets request access.',
+        );
+      }
+      const checked = checkRequest(policy, input);
+      if (!checked.ok) return checked;
+      const { resource, scope, reason } = checked;
+      return commit<DecisionResult>(async (tx, effects) => {
+        const now = clock.now();
+        const [request] = await tx
+          .insert(accessRequests)
+          .values({
+            id: newId(),
+            requesterId: input.requesterId,
+            resource: resource.name,
+            scope: scope.name,
+            durationSeconds: input.durationSeconds,
+            reason,
+            approvalsRequired: resource.approvalsRequired,
+            createdAt: now,
+            timeoutAt: new Date(now.getTime() + resource.requestTimeoutSeconds * 1000),
+            approvalChannel: resource.approvalChannel,
+          })
+          .returning();
+        if (!request) throw new Error('request insert returned no row');
+        const auto = autoApproves(scope, input.durationSeconds);
+        effects.audit.push({
+          kind: 'request.created',
+          actor: { type: 'slack', userId: input.requesterId },
+          at: now,
+          resource: resource.name,
+          requestId: request.id,
+          data: { scope: scope.name, durationSeconds: input.durationSeconds, reason, autoApproved: auto },
+        });
+        effects.events.push({ kind: 'request_created', requestId: request.id, autoApproved: auto });
+        if (!auto)
+          return ok({ request, grant: undefined, approvals: 0, required: request.approvalsRequired });
+        const done = await completeApproval(
+          tx,
+          effects,
+          request,
+          { type: 'system', component: 'policy' },
+          [],
+          [],
+        );
+        if (!done.ok) return done;
+        return ok({ request: done.value.request, grant: done.value.grant, approvals: 0, required: 0 });
+      });
+    },
+
+    /**
+     * One approver's yes. Counts distinct approvers; the last required one makes the grant.
+     * `durationSeconds` lets an approver allow less time than was asked.
+     */
+    async approve(input: {
+      requestId: string;
+      approverId: string;
+      durationSeconds?: number;
+      /** A lower request quota than the policy's (or one where the policy sets none). */
+      quota?: { requests: number };
+    }): Promise<Outcome<DecisionResult>> {
+      const [peek] = await db.select().from(accessRequests).where(eq(accessRequests.id, input.requestId));
+      if (!peek) return refuse('request_not_found', 'No such request.');
+      const resource = resourceOf(peek.resource);
+      if (!resource)
+        return refuse('unknown_resource', `Resource ${peek.resource} is no longer in the policy.`);
+      if (peek.requesterId === input.approverId) {
+        return refuse('self_approval', 'Nobody approves their own request.');
+      }
+      if (!(await isApproverOf(resource, input.approverId))) {
+        return refuse('not_an_approver', `Only approvers of ${resource.name} can decide this request.`);
+      }
+      if (input.durationSeconds !== undefined && input.durationSeconds > peek.durationSeconds) {
+        return refuse(
+          'duration_longer_than_requested',
+          `You can approve up to the ${describeDuration(peek.durationSeconds)} asked for, not more.`,
+        );
+      }
+      const policyRequests = resource.scopes[peek.scope]?.quota?.requests;
+      if (input.quota !== undefined) {
+        if (!Number.isSafeInteger(input.quota.requests) || input.quota.requests < 1) {
+          return refuse('quota_above_policy', 'A quota is a whole number of calls, at least 1.');
+        }
+        if (policyRequests !== undefined && input.quota.requests > policyRequests) {
+          return refuse(
+            'quota_above_policy',
+            `You can lower the quota below the policy's ${policyRequests.toLocaleString('en-US')} calls, not raise it.`,
+          );
+        }
+      }
+      return commit<DecisionResult>(async (tx, effects) => {
+        const request = await lockRequest(tx, input.requestId);
+        if (!request) return refuse('request_not_found', 'No such request.');
+        if (request.status !== 'pending') return notPending(request);
+        const now = clock.now();
+        const inserted = await tx
+          .insert(approvals)
+          .values({
+            requestId: request.id,
+            approverId: input.approverId,
+            durationSeconds: input.durationSeconds ?? null,
+            quotaRequests: input.quota?.requests ?? null,
+            createdAt: now,
+          })
+          .onConflictDoNothing()
+          .returning();
+        if (inserted.length === 0)
+          return refuse('already_approved', 'You have already approved this request.');
+        const given = await tx
+          .select({
+            approverId: approvals.approverId,
+            durationSeconds: approvals.durationSeconds,
+            quotaRequests: approvals.quotaRequests,
+          })
+          .from(approvals)
+          .where(eq(approvals.requestId, request.id))
+          .orderBy(asc(approvals.createdAt));
+        effects.audit.push({
+          kind: 'request.approval_added',
+          actor: { type: 'slack', userId: input.approverId },
+          at: now,
+          resource: request.resource,
+          requestId: request.id,
+          data: {
+            approvals: given.length,
+            required: request.approvalsRequired,
+            durationSeconds: input.durationSeconds,
+            ...(input.quota ? { quotaRequests: input.quota.requests } : {}),
+          },
+        });
+        if (given.length < request.approvalsRequired) {
+          effects.events.push({
+            kind: 'request_approval_added',
+            requestId: request.id,
+            approverId: input.approverId,
+            approvals: given.length,
+            required: request.approvalsRequired,
+          });
+          return ok({
+            request,
+            grant: undefined,
+            approvals: given.length,
+            required: request.approvalsRequired,
+          });
+        }
+        const done = await completeApproval(
+          tx,
+          effects,
+          request,
+          { type: 'slack', userId: input.approverId },
+          given.map((a) => a.approverId),
+          given.map((a) => a.durationSeconds),
+          given.map((a) => a.quotaRequests),
+        );
+        if (!done.ok) return done;
+        return ok({
+          request: done.value.request,
+          grant: done.value.grant,
+          approvals: given.length,
+          required: request.approvalsRequired,
+        });
+      });
+    },
+
+    async deny(input: {
+      requestId: string;
+      approverId: string;
+      note?: string;
+    }): Promise<Outcome<AccessRequest>> {
+      const [peek] = await db.select().from(accessRequests).where(eq(accessRequests.id, input.requestId));
+      if (!peek) return refuse('request_not_found', 'No such request.');
+      const resource = resourceOf(peek.resource);
+      if (!resource)
+        return refuse('unknown_resource', `Resource ${peek.resource} is no longer in the policy.`);
+      if (peek.requesterId === input.approverId)
+        return refuse('self_approval', 'Nobody decides their own request.');
+      if (!(await isApproverOf(resource, input.approverId))) {
+        return refuse('not_an_approver', `Only approvers of ${resource.name} can decide this request.`);
+      }
+      const note = input.note?.trim() ? input.note.trim().slice(0, 2000) : null;
+      return commit(async (tx, effects) => {
+        const now = clock.now();
+        const [denied] = await tx
+          .update(accessRequests)
+          .set({ status: 'denied', decidedAt: now, decidedBy: input.approverId, decisionNote: note })
+          .where(and(eq(accessRequests.id, input.requestId), eq(accessRequests.status, 'pending')))
+          .returning();
+        if (!denied) return notPending(peek);
+        effects.audit.push({
+          kind: 'request.denied',
+          actor: { type: 'slack', userId: input.approverId },
+          at: now,
+          resource: denied.resource,
+          requestId: denied.id,
+          data: { note },
+        });
+        effects.events.push({
+          kind: 'request_denied',
+          requestId: denied.id,
+          deniedBy: input.approverId,
+          note,
+        });
+        return ok(denied);
+      });
+    },
+
+    /** The requester withdraws a pending request. */
+    async cancel(input: { requestId: string; userId: string }): Promise<Outcome<AccessRequest>> {
+      return commit(async (tx, effects) => {
+        const now = clock.now();
+        const request = await lockRequest(tx, input.requestId);
+        if (!request) return refuse('request_not_found', 'No such request.');
+        if (request.requesterId !== input.userId) {
+          return refuse('not_grant_owner', 'Only the requester can cancel a request.');
+        }
+        const [cancelled] = await tx
+          .update(accessRequests)
+          .set({ status: 'cancelled', decidedAt: now, decidedBy: input.userId })
+          .where(and(eq(accessRequests.id, input.requestId), eq(accessRequests.status, 'pending')))
+          .returning();
+        if (!cancelled) return notPending(request);
+        effects.audit.push({
+          kind: 'request.cancelled',
+          actor: { type: 'slack', userId: input.userId },
+          at: now,
+          resource: cancelled.resource,
+          requestId: cancelled.id,
+        });
+        effects.events.push({ kind: 'request_cancelled', requestId: cancelled.id });
+        return ok(cancelled);
+      });
+    },
+
+    /** A request nobody decided in time. Refused before its deadline: the scheduler may fire early. */
+    async expireRequest(requestId: string): Promise<Outcome<AccessRequest>> {
+      return commit(async (tx, effects) => {
+        const now = clock.now();
+        const [expired] = await tx
+          .update(accessRequests)
+          .set({ status: 'expired', decidedAt: now, decidedBy: 'timeout' })
+          .where(
+            and(
+              eq(accessRequests.id, requestId),
+              eq(accessRequests.status, 'pending'),
+              lte(accessRequests.timeoutAt, now),
+            ),
+          )
+          .returning();
+        if (!expired) {
+          const [row] = await tx.select().from(accessRequests).where(eq(accessRequests.id, requestId));
+          if (!row) return refuse('request_not_found', 'No such request.');
+          return row.status === 'pending'
+            ? refuse('not_due', 'The request has not timed out yet.')
+            : notPending(row);
+        }
+        effects.audit.push({
+          kind: 'request.expired',
+          actor: { type: 'system', component: 'scheduler' },
+          at: now,
+          resource: expired.resource,
+          requestId: expired.id,
+        });
+        effects.events.push({ kind: 'request_expired', requestId: expired.id });
+        return ok(expired);
+      });
+    },
+
+    /**
+     * End a grant early. The owner may give it up; approvers of its resource, the CLI and
+     * the system (anomaly rules, offboarding) may revoke anyone's.
+     */
+    async revokeGrant(input: { grantId: string; actor: Actor; reason: string }): Promise<Outcome<Grant>> {
+      const [peek] = await db.select().from(grants).where(eq(grants.id, input.grantId));
+      if (!peek) return refuse('grant_not_found', 'No such grant.');
+      if (input.actor.type === 'slack' && input.actor.userId !== peek.userId) {
+        const resource = resourceOf(peek.resource);
+        if (!resource || !(await isApproverOf(resource, input.actor.userId))) {
+          return refuse(
+            'not_allowed_to_revoke',
+            `Only the grant's owner or approvers of ${peek.resource} can revoke it.`,
+          );
+        }
+      }
+      const reason = input.reason.trim().slice(0, 2000) || 'revoked';
+      return commit(async (tx, effects) => {
+        const now = clock.now();
+        const by = input.actor.type === 'slack' ? input.actor.userId : input.actor.type;
+        const [revoked] = await tx
+          .update(grants)
+          .set({ status: 'revoked', endedAt: now, endedBy: by, endReason: reason, version: peek.version + 1 })
+          .where(and(eq(grants.id, input.grantId), eq(grants.status, 'active')))
+          .returning();
+        if (!revoked)
+          return refuse(
+            'grant_not_active',
+            `This grant has already ${peek.status === 'active' ? 'ended' : peek.status}.`,
+          );
+        effects.audit.push({
+          kind: 'grant.revoked',
+          actor: input.actor,
+          at: now,
+          resource: revoked.resource,
+          requestId: revoked.requestId,
+          grantId: revoked.id,
+          data: { reason, gaveUp: input.actor.type === 'slack' && input.actor.userId === revoked.userId },
+        });
+        effects.events.push({ kind: 'grant_revoked', grantId: revoked.id, revokedBy: by, reason });
+        effects.changedGrants.push(revoked.id);
+        return ok(revoked);
+      });
+    },
+
+    offboardUser,
+
+    /**
+     * `/access revoke-all <user>` by a person: ends the target's grants and pending requests
+     * on every resource the caller approves (an approver of all resources ends everything).
+     * Refused when the caller approves nothing, or none of the resources the target holds
+     * something on; what lies on other resources is left and named in the result.
+     */
+    async revokeAll(input: {
+      targetId: string;
+      actorId: string;
+      reason?: string;
+    }): Promise<Outcome<RevokeAllResult>> {
+      const approved: string[] = [];
+      for (const resource of Object.values(deps.policy.current().resources)) {
+        if (await isApproverOf(resource, input.actorId)) approved.push(resource.name);
+      }
+      if (approved.length === 0) {
+        return refuse('not_allowed_to_revoke', '`revoke-all` is for approvers, and you approve no resource.');
+      }
+      const now = clock.now();
+      const [held, asked] = await Promise.all([
+        db
+          .selectDistinct({ resource: grants.resource })
+          .from(grants)
+          .where(
+            and(eq(grants.userId, input.targetId), eq(grants.status, 'active'), gt(grants.expiresAt, now)),
+          ),
+        db
+          .selectDistinct({ resource: accessRequests.resource })
+          .from(accessRequests)
+          .where(and(eq(accessRequests.requesterId, input.targetId), eq(accessRequests.status, 'pending'))),
+      ]);
+      const touched = [...new Set([...held, ...asked].map((r) => r.resource))].sort();
+      if (touched.length === 0) return ok({ grants: [], requests: [], untouchedResources: [] });
+      const mine = touched.filter((name) => approved.includes(name));
+      const untouchedResources = touched.filter((name) => !approved.includes(name));
+      if (mine.length === 0) {
+        return refuse(
+          'not_allowed_to_revoke',
+          `You approve none of the resources this person holds access to (${touched.join(', ')}).`,
+        );
+      }
+      const result = await offboardUser({
+        userId: input.targetId,
+        reason: input.reason?.trim() ? input.reason : `revoke-all by ${input.actorId}`,
+        actor: { type: 'slack', userId: input.actorId },
+        resources: approved,
+      });
+      if (!result.ok) return result;
+      return ok({ ...result.value, untouchedResources });
+    },
+
+    /**
+     * Revoke grants unused for their resource's `idle_timeout` (counted from the last proxied
+     * call, or from the start when never used), in one transaction; the owner gets a DM via
+     * the `grant_revoked` event. `last_used_at` is written per audit batch, so a grant in
+     * use is seen as used within the appender's flush interval. Returns the revoked grants.
+     */
+    async revokeIdleGrants(limit = 500): Promise<Grant[]> {
+      const idle = Object.values(deps.policy.current().resources).filter(
+        (r): r is ResourcePolicy & { idleTimeoutSeconds: number } => r.idleTimeoutSeconds !== undefined,
+      );
+      if (idle.length === 0) return [];
+      const result = await commit<Grant[]>(async (tx, effects) => {
+        const now = clock.now();
+        const all: Grant[] = [];
+        const lastUse = sql`coalesce(${grants.lastUsedAt}, ${grants.startsAt})`;
+        for (const resource of idle) {
+          // A plain SQL expression gets no column type, so the cutoff goes in as an explicit timestamptz.
+          const cutoff = new Date(now.getTime() - resource.idleTimeoutSeconds * 1000).toISOString();
+          const idleSince = sql`${lastUse} <= ${cutoff}::timestamptz`;
+          const reason = `idle for ${describeDuration(resource.idleTimeoutSeconds)}`;
+          const due = tx
+            .select({ id: grants.id })
+            .from(grants)
+            .where(
+              and(
+                eq(grants.resource, resource.name),
+                eq(grants.status, 'active'),
+                gt(grants.expiresAt, now),
+                idleSince,
+              ),
+            )
+            .limit(limit)
+            .for('update', { skipLocked: true });
+          const revoked = await tx
+            .update(grants)
+            .set({
+              status: 'revoked',
+              endedAt: now,
+              endedBy: 'scheduler',
+              endReason: reason,
+              version: sql`${grants.version} + 1`,
+            })
+            // The idle test again under the row lock: a batch of calls may have landed since.
+            .where(and(inArray(grants.id, due), eq(grants.status, 'active'), idleSince))
+            .returning();
+          for (const grant of revoked) {
+            effects.audit.push({
+              kind: 'grant.revoked',
+              actor: { type: 'system', component: 'scheduler' },
+              at: now,
+              resource: grant.resource,
+              requestId: grant.requestId,
+              grantId: grant.id,
+              data: {
+                reason,
+                idle: true,
+                idleTimeoutSeconds: resource.idleTimeoutSeconds,
+                lastUsedAt: grant.lastUsedAt?.toISOString() ?? null,
+              },
+            });
+            effects.events.push({ kind: 'grant_revoked', grantId: grant.id, revokedBy: 'scheduler', reason });
+            effects.changedGrants.push(grant.id);
+          }
+          all.push(...revoked);
+        }
+        return ok(all);
+      });
+      return result.ok ? result.value : [];
+    },
+
+    /** Everyone holding a live grant or a pending request: whom the offboarding re-check asks Slack about. */
+    async usersWithAccess(): Promise<string[]> {
+      const now = clock.now();
+      const [holders, askers] = await Promise.all([
+        db
+          .selectDistinct({ userId: grants.userId })
+          .from(grants)
+          .where(and(eq(grants.status, 'active'), gt(grants.expiresAt, now))),
+        db
+          .selectDistinct({ userId: accessRequests.requesterId })
+          .from(accessRequests)
+          .where(eq(accessRequests.status, 'pending')),
+      ]);
+      return [...new Set([...holders.map((r) => r.userId), ...askers.map((r) => r.userId)])].sort();
+    },
+
+    /** Mark a grant expired once its time is up. The proxy never waits for this: it checks the clock. */
+    async expireGrant(grantId: string): Promise<Outcome<Grant>> {
+      return commit(async (tx, effects) => {
+        const now = clock.now();
+        const [expired] = await tx
+          .update(grants)
+          .set({ status: 'expired', endedAt: now, endedBy: 'scheduler', endReason: 'expired' })
+          .where(and(eq(grants.id, grantId), eq(grants.status, 'active'), lte(grants.expiresAt, now)))
+          .returning();
+        if (!expired) {
+          const [row] = await tx.select().from(grants).where(eq(grants.id, grantId));
+          if (!row) return refuse('grant_not_found', 'No such grant.');
+          return row.status === 'active'
+            ? refuse('not_due', 'The grant has not reached its expiry yet.')
+            : refuse(
+                'grant_not_active',
+                `This grant has already ${row.status === 'revoked' ? 'been revoked' : 'expired'}.`,
+              );
+        }
+        recordExpiry(effects, expired, now);
+        return ok(expired);
+      });
+    },
+
+    /**
+     * Expire every grant past its expiry, up to `limit`, in one transaction. Grants expiring
+     * together (a policy change, a batch of short grants, a worker back from an outage) then
+     * cost one lock on the audit chain instead of one each; rows another transaction holds
+     * are skipped, not waited for. Returns the ids it expired.
+     */
+    async expireDueGrants(limit = 500): Promise<string[]> {
+      const result = await commit<string[]>(async (tx, effects) => {
+        const now = clock.now();
+        const due = tx
+          .select({ id: grants.id })
+          .from(grants)
+          .where(and(eq(grants.status, 'active'), lte(grants.expiresAt, now)))
+          .orderBy(asc(grants.expiresAt))
+          .limit(limit)
+          .for('update', { skipLocked: true });
+        const expired = await tx
+          .update(grants)
+          .set({ status: 'expired', endedAt: now, endedBy: 'scheduler', endReason: 'expired' })
+          .where(and(inArray(grants.id, due), eq(grants.status, 'active')))
+          .returning();
+        for (const grant of expired) recordExpiry(effects, grant, now);
+        return ok(expired.map((g) => g.id));
+      });
+      return result.ok ? result.value : [];
+    },
+
+    /**
+     * Ask for more time on an active grant: an approval like any other (auto-approved when
+     * the scope's policy allows), capped by the resource's `max_extensions`.
+     */
+    async requestExtension(input: {
+      grantId: string;
+      userId: string;
+      durationSeconds: number;
+      reason?: string;
+    }): Promise<Outcome<DecisionResult>> {
+      const [grant] = await db.select().from(grants).where(eq(grants.id, input.grantId));
+      if (!grant) return refuse('grant_not_found', 'No such grant.');
+      if (grant.userId !== input.userId)
+        return refuse('not_grant_owner', 'Only the grant owner can extend it.');
+      if (grant.status !== 'active' || grant.expiresAt <= clock.now()) {
+        return refuse('grant_not_active', 'This grant has already ended; request access again.');
+      }
+      const resource = resourceOf(grant.resource);
+      if (!resource)
+        return refuse('unknown_resource', `Resource ${grant.resource} is no longer in the policy.`);
+      if (grant.extensions >= resource.maxExtensions) {
+        return refuse(
+          'extension_limit_reached',
+          `This grant has been extended ${grant.extensions} times, the most ${resource.name} allows.`,
+        );
+      }
+      const checked = checkRequest(deps.policy.current(), {
+        resource: grant.resource,
+        scope: grant.scope,
+        durationSeconds: input.durationSeconds,
+        reason: input.reason ?? `Extension of grant ${grant.id}`,
+      });
+      if (!checked.ok) return checked;
+      return commit<DecisionResult>(async (tx, effects) => {
+        const now = clock.now();
+        const [pending] = await tx
+          .select({ id: accessRequests.id })
+          .from(accessRequests)
+          .where(and(eq(accessRequests.extendsGrantId, grant.id), eq(accessRequests.status, 'pending')));
+        if (pending)
+          return refuse('extension_pending', 'An extension of this grant is already waiting for approval.');
+        const [request] = await tx
+          .insert(accessRequests)
+          .values({
+            id: newId(),
+            requesterId: grant.userId,
+            resource: grant.resource,
+            scope: grant.scope,
+            durationSeconds: input.durationSeconds,
+            reason: checked.reason,
+            approvalsRequired: resource.approvalsRequired,
+            extendsGrantId: grant.id,
+            createdAt: now,
+            // An extension nobody answers before the grant ends is moot.
+            timeoutAt: new Date(
+              Math.max(
+                now.getTime() + 1000,
+                Math.min(now.getTime() + resource.requestTimeoutSeconds * 1000, grant.expiresAt.getTime()),
+              ),
+            ),
+            approvalChannel: resource.approvalChannel,
+          })
+          .returning();
+        if (!request) throw new Error('request insert returned no row');
+        const auto = autoApproves(checked.scope, input.durationSeconds);
+        effects.audit.push({
+          kind: 'request.created',
+          actor: { type: 'slack', userId: grant.userId },
+          at: now,
+          resource: grant.resource,
+          requestId: request.id,
+          grantId: grant.id,
+          data: {
+            extension: true,
+            durationSeconds: input.durationSeconds,
+            reason: checked.reason,
+            autoApproved: auto,
+          },
+        });
+        effects.events.push({ kind: 'request_created', requestId: request.id, autoApproved: auto });
+        if (!auto)
+          return ok({ request, grant: undefined, approvals: 0, required: request.approvalsRequired });
+        const done = await completeApproval(
+          tx,
+          effects,
+          request,
+          { type: 'system', component: 'policy' },
+          [],
+          [],
+        );
+        if (!done.ok) return done;
+        return ok({ request: done.value.request, grant: done.value.grant, approvals: 0, required: 0 });
+      });
+    },
+
+    /** Queue the before-expiry reminder once per grant version; a repeat is a no-op. */
+    async remindGrant(grantId: string): Promise<Outcome<Grant>> {
+      return commit(async (tx, effects) => {
+        const now = clock.now();
+        const [grant] = await tx.select().from(grants).where(eq(grants.id, grantId));
+        if (!grant) return refuse('grant_not_found', 'No such grant.');
+        if (grant.status !== 'active' || grant.expiresAt <= now) {
+          return refuse('grant_not_active', 'This grant has already ended.');
+        }
+        effects.events.push({ kind: 'grant_reminder', grantId: grant.id, version: grant.version });
+        return ok(grant);
+      });
+    },
+
+    async getRequest(requestId: string): Promise<AccessRequest | undefined> {
+      const [row] = await db.select().from(accessRequests).where(eq(accessRequests.id, requestId));
+      return row;
+    },
+
+    async getGrant(grantId: string): Promise<Grant | undefined> {
+      const [row] = await db.select().from(grants).where(eq(grants.id, grantId));
+      return row;
+    },
+
+    async approvalsOf(
+      requestId: string,
+    ): Promise<{ approverId: string; durationSeconds: number | null; quotaRequests: number | null }[]> {
+      return db
+        .select({
+          approverId: approvals.approverId,
+          durationSeconds: approvals.durationSeconds,
+          quotaRequests: approvals.quotaRequests,
+        })
+        .from(approvals)
+        .where(eq(approvals.requestId, requestId))
+        .orderBy(asc(approvals.createdAt));
+    },
+
+    /** A person's pending requests and live grants, for `/access list` and App Home. */
+    listForUser(userId: string): Promise<{ pending: AccessRequest[]; active: Grant[] }> {
+      return pendingAndLive(
+        eq(accessRequests.requesterId, userId),
+        eq(grants.userId, userId),
+        desc(accessRequests.createdAt),
+      );
+    },
+
+    /** Live grants and pending requests on the resources `userId` approves (all when `userId` is omitted). */
+    async listForApprover(userId?: string): Promise<{ pending: AccessRequest[]; active: Grant[] }> {
+      const names: string[] = [];
+      for (const resource of Object.values(deps.policy.current().resources)) {
+        if (userId === undefined || (await isApproverOf(resource, userId))) names.push(resource.name);
+      }
+      if (names.length === 0) return { pending: [], active: [] };
+      return pendingAndLive(
+        inArray(accessRequests.resource, names),
+        inArray(grants.resource, names),
+        asc(accessRequests.createdAt),
+      );
+    },
+
+    isApproverOf: async (resourceName: string, userId: string): Promise<boolean> => {
+      const resource = resourceOf(resourceName);
+      return resource !== undefined && (await isApproverOf(resource, userId));
+    },
+
+    /**
+     * Reserve the right to post a request's approval message. Two bot instances delivering
+     * events of one request at once must not both post: the first compare-and-set of the
+     * empty slot to a `posting:<ms>` marker wins; a marker older than `staleMs` (a poster
+     * that crashed before recording the ts) may be taken over.
+     */
+    async claimApprovalMessage(
+      requestId: string,
+      staleMs = 60_000,
+    ): Promise<'claimed' | 'posting_elsewhere' | 'already_posted' | 'not_found'> {
+      const [row] = await db
+        .select({ ts: accessRequests.approvalMessageTs })
+        .from(accessRequests)
+        .where(eq(accessRequests.id, requestId));
+      if (!row) return 'not_found';
+      const now = clock.now().getTime();
+      if (row.ts !== null) {
+        const postingSince = row.ts.startsWith(POSTING_MARKER)
+          ? Number(row.ts.slice(POSTING_MARKER.length))
+          : undefined;
+        if (postingSince === undefined) return 'already_posted';
+        if (now - postingSince < staleMs) return 'posting_elsewhere';
+      }
+      const claimed = await db
+        .update(accessRequests)
+        .set({ approvalMessageTs: `${POSTING_MARKER}${now}` })
+        .where(
+          and(
+            eq(accessRequests.id, requestId),
+            row.ts === null
+              ? isNull(accessRequests.approvalMessageTs)
+              : eq(accessRequests.approvalMessageTs, row.ts),
+          ),
+        )
+        .returning({ id: accessRequests.id });
+      return claimed.length === 1 ? 'claimed' : 'posting_elsewhere';
+    },
+
+    /** Records where the approval message lives, so later outcomes update it in place. */
+    async setApprovalMessage(requestId: string, channel: string, ts: string): Promise<void> {
+      await db
+        .update(accessRequests)
+        .set({ approvalChannel: channel, approvalMessageTs: ts })
+        .where(eq(accessRequests.id, requestId));
+    },
+
+    /** Grants past their expiry still marked active, and requests past their timeout: for the sweep. */
+    async findOverdue(limit = 500): Promise<{ grants: Grant[]; requests: AccessRequest[] }> {
+      const now = clock.now();
+      const [dueGrants, dueRequests] = await Promise.all([
+        db
+          .select()
+          .from(grants)
+          .where(and(eq(grants.status, 'active'), lte(grants.expiresAt, now)))
+          .orderBy(asc(grants.expiresAt))
+          .limit(limit),
+        db
+          .select()
+          .from(accessRequests)
+          .where(and(eq(accessRequests.status, 'pending'), lte(accessRequests.timeoutAt, now)))
+          .orderBy(asc(accessRequests.timeoutAt))
+          .limit(limit),
+      ]);
+      return { grants: dueGrants, requests: dueRequests };
+    },
+
+    async countActiveGrants(): Promise<number> {
+      const [row] = await db
+        .select({ n: count() })
+        .from(grants)
+        .where(and(eq(grants.status, 'active'), gt(grants.expiresAt, clock.now())));
+      return row?.n ?? 0;
+    },
+
+    /** Outbox events not yet delivered (Slack down, or no bot running). */
+    async countUndelivered(): Promise<number> {
+      const [row] = await db.select({ n: count() }).from(outbox).where(isNull(outbox.sentAt));
+      return row?.n ?? 0;
+    },
+
+    async countPending(): Promise<number> {
+      const [row] = await db
+        .select({ n: count() })
+        .from(accessRequests)
+        .where(eq(accessRequests.status, 'pending'));
+      return row?.n ?? 0;
+    },
+  };
+}

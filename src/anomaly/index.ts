@@ -1,0 +1,2 @@
+export * from './detectors.ts';
+export * from './monitor.ts';

@@ -1,0 +1,145 @@
+import { and, asc, eq, gt, gte, lt, or, type SQL, sql } from 'drizzle-orm';
+import type { Db } from '../db/client.ts';
+import { type AuditEventRow, auditEvents } from '../db/schema.ts';
+
+export type ExportFormat = 'jsonl' | 'csv';
+
+export interface ExportFilter {
+  /** Rows at or after this instant. */
+  since?: Date;
+  /** Rows strictly before this instant. */
+  until?: Date;
+  grantId?: string;
+  /** A Slack user id: rows the user acted in, or that are about them (proxy calls, alerts). */
+  userId?: string;
+}
+
+export interface ExportOptions extends ExportFilter {
+  format: ExportFormat;
+  pageSize?: number;
+}
+
+/** One exported row: the stored row with `at` as ISO 8601, every field kept so the chain can be re-checked. */
+export interface ExportedRow {
+  seq: number;
+  at: string;
+  kind: string;
+  actor: string;
+  resource: string | null;
+  requestId: string | null;
+  grantId: string | null;
+  data: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+export const CSV_COLUMNS = [
+  'seq',
+  'at',
+  'kind',
+  'actor',
+  'resource',
+  'request_id',
+  'grant_id',
+  'data',
+  'prev_hash',
+  'hash',
+] as const;
+
+/** The minimal writable both `process.stdout` and a file or pass-through stream satisfy. */
+export interface ExportSink {
+  write(chunk: string): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+}
+
+export function toExportedRow(row: AuditEventRow): ExportedRow {
+  return {
+    seq: row.seq,
+    at: row.at.toISOString(),
+    kind: row.kind,
+    actor: row.actor,
+    resource: row.resource,
+    requestId: row.requestId,
+    grantId: row.grantId,
+    data: row.data,
+    prevHash: row.prevHash,
+    hash: row.hash,
+  };
+}
+
+/**
+ * RFC 4180: a field holding a comma, quote, CR or LF is quoted and its quotes doubled.
+ * NULL is an empty field and the empty string is `""`, so the two stay apart.
+ */
+export function csvField(value: string | number | null): string {
+  if (value === null) return '';
+  const text = String(value);
+  if (text === '') return '""';
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+export function csvLine(row: ExportedRow): string {
+  return `${[
+    row.seq,
+    row.at,
+    row.kind,
+    row.actor,
+    row.resource,
+    row.requestId,
+    row.grantId,
+    JSON.stringify(row.data),
+    row.prevHash,
+    row.hash,
+  ]
+    .map(csvField)
+    .join(',')}\r\n`;
+}
+
+function whereOf(filter: ExportFilter): SQL[] {
+  const conditions: SQL[] = [];
+  if (filter.since) conditions.push(gte(auditEvents.at, filter.since));
+  if (filter.until) conditions.push(lt(auditEvents.at, filter.until));
+  if (filter.grantId) conditions.push(eq(auditEvents.grantId, filter.grantId));
+  if (filter.userId) {
+    const about = or(
+      eq(auditEvents.actor, `slack:${filter.userId}`),
+      sql`${auditEvents.data}->>'userId' = ${filter.userId}`,
+    );
+    if (about) conditions.push(about);
+  }
+  return conditions;
+}
+
+/**
+ * Stream the matching rows in seq order to `out`, page by page (keyset on seq), waiting
+ * for `drain` when the writable is full, so a year of log costs a page of memory.
+ * Returns the number of rows written.
+ */
+export async function exportAuditEvents(db: Db, out: ExportSink, options: ExportOptions): Promise<number> {
+  const pageSize = options.pageSize ?? 5_000;
+  const filter = whereOf(options);
+  const write = async (chunk: string) => {
+    if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', resolve));
+  };
+  if (options.format === 'csv') await write(`${CSV_COLUMNS.join(',')}\r\n`);
+  let after = 0;
+  let count = 0;
+  for (;;) {
+    const page = await db
+      .select()
+      .from(auditEvents)
+      .where(and(gt(auditEvents.seq, after), ...filter))
+      .orderBy(asc(auditEvents.seq))
+      .limit(pageSize);
+    let chunk = '';
+    for (const row of page) {
+      const exported = toExportedRow(row);
+      chunk += options.format === 'csv' ? csvLine(exported) : `${JSON.stringify(exported)}\n`;
+    }
+    if (chunk) await write(chunk);
+    count += page.length;
+    const last = page[page.length - 1];
+    if (page.length < pageSize || !last) return count;
+    after = last.seq;
+  }
+}

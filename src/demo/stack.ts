@@ -1,0 +1,150 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { pino } from 'pino';
+import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../../test/fakes/slack-api.ts';
+import { blockActionsBody, postSigned, slashCommandBody } from '../../test/fakes/slack-signing.ts';
+import { loadConfig } from '../config.ts';
+import { type Running, startRoles } from '../roles.ts';
+import { type SampleUpstream, startSampleUpstream } from './sample-upstream.ts';
+
+/**
+ * All of jitgate (bot, proxy, worker) on loopback with a sample upstream and the local Slack
+ * stand-in, driven the way Slack drives it: signed commands and clicks. The demo plays its
+ * story on it; the end-to-end tests attack it.
+ */
+
+export const DEMO_SIGNING_SECRET = 'demo-signing-secret';
+export const DEMO_BOT_TOKEN = 'xoxb-demo';
+export const DEMO_UPSTREAM_SECRET = 'upstream-secret-never-shown';
+export const DEMO_APPROVER = 'UAPPROVER';
+
+export const demoPolicyYaml = (upstream: string) => `
+resources:
+  billing-api:
+    description: Invoices and customers (the demo's sample API)
+    upstream: ${upstream}
+    credential: { header: Authorization, value: "Bearer \${DEMO_BILLING_TOKEN}" }
+    approvers: { users: [${DEMO_APPROVER}] }
+    approval_channel: CAPPROVALS
+    alert_channel: CALERTS
+    min_duration: 1s
+    max_duration: 8h
+    remind_before: 1s
+    scopes:
+      read:
+        allow: ["GET /invoices/**", "GET /customers/*"]
+        auto_approve: { max_duration: 1h }
+      write:
+        allow: ["GET /**", "POST /invoices", "PATCH /invoices/*"]
+    rate_limit: { requests: 100, per: 1m }
+    anomalies: { denied_burst: 3/1m }
+`;
+
+export interface StackOptions {
+  /** Real PostgreSQL instead of the embedded database. */
+  databaseUrl?: string;
+  schemaName?: string;
+  logger?: Logger;
+}
+
+export interface Stack {
+  running: Running;
+  slackApi: FakeSlackApi;
+  upstream: SampleUpstream;
+  dataDir: string;
+  slackUrl: string;
+  proxyUrl: string;
+  /** Posts a signed `/access <text>`; returns Bolt's HTTP answer. */
+  command(userId: string, text: string): Promise<Response>;
+  /** Clicks a button on a recorded message, signed like Slack. */
+  click(userId: string, actionId: string, value: string, on: RecordedCall): Promise<Response>;
+  close(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no free port');
+  return address.port;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'jitgate-demo-'));
+  const slackApi = await startFakeSlackApi();
+  const upstream = await startSampleUpstream();
+  const closeAll = async (running?: Running) => {
+    await running?.stop();
+    await slackApi.close();
+    await upstream.close();
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    const policyFile = join(dataDir, 'policy.yml');
+    await writeFile(policyFile, demoPolicyYaml(upstream.url));
+    // Chosen before start, so DMs can name the proxy's real address.
+    const proxyPort = await freePort();
+    const config = loadConfig({
+      JITGATE_DATA_DIR: dataDir,
+      JITGATE_POLICY: policyFile,
+      DEMO_BILLING_TOKEN: DEMO_UPSTREAM_SECRET,
+      SLACK_BOT_TOKEN: DEMO_BOT_TOKEN,
+      SLACK_SIGNING_SECRET: DEMO_SIGNING_SECRET,
+      SLACK_API_URL: slackApi.url,
+      PORT: '0',
+      PROXY_PORT: String(proxyPort),
+      HOST: '127.0.0.1',
+      JITGATE_PUBLIC_URL: `http://127.0.0.1:${proxyPort}`,
+      LOG_LEVEL: 'silent',
+      ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}),
+    });
+    const running = await startRoles(config, {
+      roles: new Set(['bot', 'proxy', 'worker']),
+      overrides: {
+        logger: options.logger ?? pino({ level: 'silent' }),
+        ...(options.schemaName ? { schemaName: options.schemaName } : {}),
+      },
+    });
+    const slackUrl = `http://127.0.0.1:${running.adminPort}`;
+    let answers = 0;
+    return {
+      running,
+      slackApi,
+      upstream,
+      dataDir,
+      slackUrl,
+      proxyUrl: `http://127.0.0.1:${proxyPort}`,
+      command(userId, text) {
+        const key = `answer-${++answers}`;
+        const body = slashCommandBody({
+          userId,
+          text,
+          responseUrl: slackApi.responseUrl(key),
+          triggerId: `trigger-${key}`,
+        });
+        return postSigned(slackUrl, '/slack/events', body, DEMO_SIGNING_SECRET);
+      },
+      click(userId, actionId, value, on) {
+        const key = `answer-${++answers}`;
+        const body = blockActionsBody({
+          userId,
+          actionId,
+          value,
+          channelId: String(on.args.channel),
+          messageTs: typeof on.args.ts === 'string' ? on.args.ts : undefined,
+          responseUrl: slackApi.responseUrl(key),
+          triggerId: `trigger-${key}`,
+        });
+        return postSigned(slackUrl, '/slack/events', body, DEMO_SIGNING_SECRET);
+      },
+      close: () => closeAll(running),
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}

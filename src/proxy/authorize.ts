@@ -1,0 +1,217 @@
+import type { ResourcePolicy, ScopePolicy } from '../policy/schema.ts';
+import { rulesAllow } from '../policy/scope-rules.ts';
+import type { PolicyStore } from '../policy/store.ts';
+import type { CallSink } from '../shared/call-record.ts';
+import type { Clock } from '../shared/clock.ts';
+import type { VerifyResult } from '../tokens/index.ts';
+import type { ActiveGrant, ActiveGrantView } from './active-grants.ts';
+import type { Denial } from './denial.ts';
+import { normalizePath } from './normalize-path.ts';
+import type { QuotaTracker } from './quota.ts';
+import type { RateLimiter } from './rate-limit.ts';
+
+export interface AuthorizeDeps {
+  policy: PolicyStore;
+  grants: ActiveGrantView;
+  /**
+   * `peek` answers synchronously from the verifier's cache; without it (or on a miss) the
+   * call waits for `verify`.
+   */
+  verifier: {
+    verify(token: string): Promise<VerifyResult>;
+    peek?(token: string, now?: number): VerifyResult | undefined;
+  };
+  clock: Clock;
+  rateLimiter: RateLimiter;
+  sink: CallSink;
+  quota: QuotaTracker;
+}
+
+/** Filled in as the checks learn things, so a denial's call record says as much as is known. */
+export interface CallContext {
+  resourceName: string;
+  method: string;
+  /** The normalised path once known; before that, '' . */
+  path: string;
+  grant: ActiveGrant | undefined;
+  /** Epoch ms of the call's one clock read; the checks compare expiry and rate against it. */
+  now: number;
+  /**
+   * The client address the allowlists check (the TCP peer, or the X-Forwarded-For entry the
+   * policy's `trust_proxy` picks); undefined when a trusted header named no usable address.
+   */
+  clientIp: string | undefined;
+  /** Set when the call was admitted against its grant's quota (the appender then counts it). */
+  quotaCounted: boolean;
+}
+
+export type Authorization =
+  | {
+      ok: true;
+      resource: ResourcePolicy;
+      scope: ScopePolicy;
+      grant: ActiveGrant;
+      upstreamPath: string;
+      query: string;
+    }
+  | { ok: false; denial: Denial };
+
+const deny = (code: Denial['code'], message: string): Authorization => ({
+  ok: false,
+  denial: { code, message },
+});
+const BEARER = /^Bearer +([^\s]+) *$/i;
+const BEARER_PREFIX = 'Bearer ';
+const MAX_RESOURCE_NAME = 64;
+
+/**
+ * Every check a call must pass before it is forwarded, in the contract's order. Expected
+ * outcomes are values; only faults (a broken key store) throw or reject. Nothing here touches
+ * the database: the grant comes from the live in-memory view, the token from a cached verify.
+ *
+ * Synchronous when the token is in the verifier's cache (every call after a token's first):
+ * the hot path then allocates no promise and takes no microtask hop. Only a cache miss
+ * returns a promise, for the signature check.
+ */
+export function authorizeCall(
+  deps: AuthorizeDeps,
+  ctx: CallContext,
+  url: string,
+  authorization: string | undefined,
+): Authorization | Promise<Authorization> {
+  // 1. The resource named by the first segment.
+  let end = 1;
+  while (end < url.length) {
+    const c = url.charCodeAt(end);
+    if (c === 0x2f || c === 0x3f) break;
+    end++;
+  }
+  const name = url.charCodeAt(0) === 0x2f ? url.slice(1, end) : '';
+  ctx.resourceName = name.length <= MAX_RESOURCE_NAME ? name : name.slice(0, MAX_RESOURCE_NAME);
+  const resources = deps.policy.current().resources;
+  const resource = Object.hasOwn(resources, name) ? resources[name] : undefined;
+  if (!resource) return deny('unknown_resource', 'No such resource on this proxy.');
+
+  // 1b. The resource's IP allowlist, before any token work: a caller from elsewhere learns nothing.
+  if (resource.ipAllow && !ipAllowed(resource.ipAllow, ctx.clientIp)) return ipDenied(ctx.clientIp, name);
+
+  // 2. A bearer token that verifies (signature, algorithm, issuer, exp), cached per token.
+  if (authorization === undefined || authorization === '') {
+    return deny('missing_token', 'Send the grant token as "Authorization: Bearer <token>".');
+  }
+  // Fast path: the canonical `Bearer <token>` looked up as is, skipping the regex. Equivalent
+  // to the strict parse below: a success is only cached for a string that verified as a
+  // compact JWS (no whitespace), for which BEARER extracts exactly that string; a cached
+  // failure is a denial either way. Any other form misses here and is parsed strictly.
+  if (deps.verifier.peek && authorization.startsWith(BEARER_PREFIX)) {
+    const known = deps.verifier.peek(authorization.slice(BEARER_PREFIX.length), ctx.now);
+    if (known) return afterVerify(deps, ctx, name, url, end, resource, known);
+  }
+  const bearer = BEARER.exec(authorization);
+  if (!bearer) return deny('invalid_token', 'The Authorization header must be "Bearer <token>".');
+  const token = bearer[1]!;
+  const known = deps.verifier.peek?.(token, ctx.now);
+  if (known) return afterVerify(deps, ctx, name, url, end, resource, known);
+  return deps.verifier.verify(token).then((verified) => {
+    // A signature check takes a while: the later checks compare against the time after it.
+    ctx.now = deps.clock.now().getTime();
+    return afterVerify(deps, ctx, name, url, end, resource, verified);
+  });
+}
+
+/** Checks 3–8, once the token's verification result is known. */
+function afterVerify(
+  deps: AuthorizeDeps,
+  ctx: CallContext,
+  name: string,
+  url: string,
+  end: number,
+  resource: ResourcePolicy,
+  verified: VerifyResult,
+): Authorization {
+  if (!verified.ok) {
+    // An unknown signing key is, to the client, an invalid token.
+    return deny(verified.code === 'token_expired' ? 'token_expired' : 'invalid_token', verified.message);
+  }
+  const claims = verified.claims;
+
+  // 3. The token was issued for this resource.
+  if (claims.resource !== name) return deny('wrong_resource', 'This token is for another resource.');
+
+  // 4. Its grant is active in the live view (never trusting the token alone: revocation).
+  const found = deps.grants.lookup(claims.grantId);
+  switch (found.kind) {
+    case 'unconfirmed':
+      return deny('grant_unconfirmed', 'The proxy cannot confirm grants right now; try again shortly.');
+    case 'unknown':
+      return deny('grant_not_found', 'This token has no active grant.');
+    case 'ended':
+      return found.status === 'revoked'
+        ? deny('grant_revoked', 'This grant has been revoked.')
+        : deny('grant_expired', 'This grant has expired.');
+    case 'active':
+      break;
+  }
+  const grant = found.grant;
+  // The row must agree with the signed claims; a mismatch is a token for some other grant.
+  if (grant.resource !== name || grant.userId !== claims.userId || grant.scope !== claims.scope) {
+    return deny('grant_not_found', 'This token does not match its grant.');
+  }
+  ctx.grant = grant;
+
+  // 5. Unexpired now, by this proxy's clock: never waiting for the scheduler to end it.
+  const now = ctx.now;
+  if (now >= grant.expiresAt) return deny('grant_expired', 'This grant has expired.');
+  if (now < grant.startsAt) return deny('grant_not_found', 'This grant has not started yet.');
+
+  // 6. The normalised path (what the upstream will receive) is in the grant's scope.
+  const normalized = normalizePath(url.slice(end));
+  if (!normalized.ok) return deny('bad_path', `Refused path: ${normalized.message}.`);
+  ctx.path = normalized.path;
+  const scope = Object.hasOwn(resource.scopes, grant.scope) ? resource.scopes[grant.scope] : undefined;
+  if (!scope || !rulesAllow(scope.rules, ctx.method, normalized.path)) {
+    return deny('out_of_scope', `Scope "${grant.scope}" does not allow ${ctx.method} on this path.`);
+  }
+  // 6b. The scope's IP allowlist, in addition to the resource's.
+  if (scope.ipAllow && !ipAllowed(scope.ipAllow, ctx.clientIp)) return ipDenied(ctx.clientIp, name);
+
+  // 7. Per-grant rate limit.
+  const rate = deps.rateLimiter.take(grant.id, resource.rateLimit, now);
+  if (!rate.ok) {
+    return {
+      ok: false,
+      denial: {
+        code: 'rate_limited',
+        message: 'Too many calls for this grant.',
+        retryAfterSeconds: rate.retryAfterSeconds,
+      },
+    };
+  }
+
+  // 8. The call can be recorded: an unaudited call is not forwarded.
+  if (!deps.sink.hasCapacity()) {
+    return deny('audit_unavailable', 'The proxy cannot record calls right now; try again shortly.');
+  }
+
+  // 9. The grant's quota, last: only a call that will be forwarded counts against it.
+  if (grant.quotaRequests !== undefined || grant.quotaResponseBytes !== undefined) {
+    if (!deps.quota.admit(grant)) {
+      return deny('quota_exhausted', 'This grant has used up its quota; ask for a new grant.');
+    }
+    ctx.quotaCounted = true;
+  }
+  return { ok: true, resource, scope, grant, upstreamPath: normalized.upstreamPath, query: normalized.query };
+}
+
+function ipAllowed(list: { allows(address: string): boolean }, address: string | undefined): boolean {
+  return address !== undefined && list.allows(address);
+}
+
+function ipDenied(address: string | undefined, resource: string): Authorization {
+  return deny(
+    'ip_not_allowed',
+    address === undefined
+      ? `Calls to ${resource} must come from an allowed address, and this call's address is unknown.`
+      : `Calls to ${resource} are not allowed from ${address}.`,
+  );
+}

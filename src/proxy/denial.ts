@@ -1,0 +1,74 @@
+/**
+ * Every expected way a proxied call does not reach (or come back from) the upstream.
+ * Outcomes are values; `denialStatus` is the one place a code becomes an HTTP status.
+ */
+export type DenialCode =
+  | 'bad_path'
+  | 'unknown_resource'
+  | 'missing_token'
+  | 'invalid_token'
+  | 'token_expired'
+  | 'wrong_resource'
+  | 'grant_unconfirmed'
+  | 'grant_not_found'
+  | 'grant_revoked'
+  | 'grant_expired'
+  | 'out_of_scope'
+  | 'rate_limited'
+  | 'audit_unavailable'
+  | 'upstream_unreachable'
+  | 'ip_not_allowed'
+  | 'quota_exhausted'
+  | 'mask_unsupported'
+  | 'mask_too_large';
+
+export interface Denial {
+  code: DenialCode;
+  message: string;
+  /** Only for `rate_limited`: seconds until a call would be allowed. */
+  retryAfterSeconds?: number;
+}
+
+export function denialStatus(code: DenialCode): number {
+  switch (code) {
+    case 'bad_path':
+      return 400;
+    case 'missing_token':
+    case 'invalid_token':
+      return 401;
+    // The contract: a token that verifies but whose time is up is "expired" (403), like its grant.
+    case 'token_expired':
+    case 'wrong_resource':
+    case 'grant_not_found':
+    case 'grant_revoked':
+    case 'grant_expired':
+    case 'out_of_scope':
+    case 'ip_not_allowed':
+    case 'quota_exhausted':
+      return 403;
+    case 'unknown_resource':
+      return 404;
+    case 'rate_limited':
+      return 429;
+    // The upstream answered, but not with something the policy lets through.
+    case 'upstream_unreachable':
+    case 'mask_unsupported':
+    case 'mask_too_large':
+      return 502;
+    // Fail closed: we cannot confirm the grant, or cannot record the call.
+    case 'grant_unconfirmed':
+    case 'audit_unavailable':
+      return 503;
+    default:
+      return assertNever(code);
+  }
+}
+
+function assertNever(code: never): never {
+  throw new Error(`unhandled denial code ${String(code)}`);
+}
+
+/** The contract's body: `{ "error": "<code>", "message": "…" }`. */
+export function denialBody(denial: Denial): string {
+  return JSON.stringify({ error: denial.code, message: denial.message });
+}

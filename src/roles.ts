@@ -1,0 +1,364 @@
+import type { AddressInfo, Server } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
+import { sql } from 'drizzle-orm';
+import type { FastifyInstance } from 'fastify';
+import { createOffboarding, startOffboardingRecheck } from './access/index.ts';
+import { createAnomalyMonitor } from './anomaly/index.ts';
+import { buildCore, type Core, type CoreOverrides } from './app.ts';
+import { createAuditAppender } from './audit/appender.ts';
+import { createGrantSummarizer } from './audit/summary.ts';
+import { createWeeklyReporter } from './audit/weekly-report.ts';
+import { type Config, ConfigError } from './config.ts';
+import { installPostgresCrashGuard } from './db/postgres-crash-guard.ts';
+import type { Grant } from './db/schema.ts';
+import { createAdminServer, type ReadinessCheck } from './ops/admin-server.ts';
+import { metricsCallSink } from './ops/metrics.ts';
+import { readTlsMaterial, reloadTlsListeners, type TlsListener, type TlsReloadResult } from './ops/tls.ts';
+import { createActiveGrantView } from './proxy/active-grants.ts';
+import { createQuotaTracker } from './proxy/quota.ts';
+import { createProxyServer } from './proxy/server.ts';
+import {
+  createBullScheduler,
+  createLocalScheduler,
+  createSchedulerStore,
+  type Scheduler,
+} from './scheduler/index.ts';
+import { fanOut } from './shared/call-record.ts';
+import { createOutboxDispatcher, createSlackApp, type SlackApp } from './slack/index.ts';
+import { createVerifier, issueGrantToken } from './tokens/index.ts';
+
+export const ROLES = ['bot', 'proxy', 'worker'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface StartOptions {
+  roles: ReadonlySet<Role>;
+  /** `serve` runs without Slack when it is not configured; `jitgate bot` refuses to. */
+  requireSlack?: boolean;
+  overrides?: CoreOverrides;
+  /** Seconds between re-reads of signing keys, so a rotation elsewhere is picked up. */
+  keyRefreshSeconds?: number;
+}
+
+export interface Running {
+  core: Core;
+  /** Bound ports (useful when PORT or PROXY_PORT is 0). */
+  adminPort: number;
+  proxyPort: number | undefined;
+  slack: SlackApp | undefined;
+  scheduler: Scheduler | undefined;
+  /**
+   * Re-read the TLS certificate and key of each HTTPS listener (SIGHUP does this). New
+   * connections get the new certificate; bad files keep the old one and are logged.
+   */
+  reloadTls(): TlsReloadResult[];
+  /** Graceful: stop listening, finish in-flight work, flush the audit log, close connections. */
+  stop(): Promise<void>;
+}
+
+const SHUTDOWN_STEP_TIMEOUT_MS = 10_000;
+
+/** One shutdown step may not hang the rest: each gets a deadline, and failures are logged. */
+async function step(core: Core, name: string, work: () => Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      work(),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`timed out after ${SHUTDOWN_STEP_TIMEOUT_MS} ms`)),
+          SHUTDOWN_STEP_TIMEOUT_MS,
+        );
+      }),
+    ]);
+  } catch (error) {
+    core.logger.error({ err: error, step: name }, 'shutdown step failed');
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/**
+ * Start the given roles in this process on one Core. `serve` is all three; a deployment
+ * scales out by running `proxy` and `worker` processes beside one or more `bot`s.
+ */
+export async function startRoles(config: Config, options: StartOptions): Promise<Running> {
+  // Certificates first: an unreadable or mismatched file stops start-up (exit 2, the variable
+  // named) before any database or Slack work starts.
+  const proxyTlsMaterial =
+    options.roles.has('proxy') && config.proxyTls ? readTlsMaterial(config.proxyTls) : undefined;
+  const adminTlsMaterial = config.adminTls ? readTlsMaterial(config.adminTls) : undefined;
+  const tlsListeners: TlsListener[] = [];
+  const core = await buildCore(config, options.overrides);
+  const { logger, clock, database, policy, keys, access, metrics } = core;
+  const stops: { name: string; run: () => Promise<unknown> }[] = [];
+  const checks: ReadinessCheck[] = [
+    {
+      name: 'database',
+      check: async () => {
+        await database.db.execute(sql`select 1`);
+        return true;
+      },
+    },
+    { name: 'policy', check: () => Object.keys(policy.current().resources).length > 0 },
+  ];
+  const issueToken = (grant: Grant) =>
+    issueGrantToken(keys, {
+      grantId: grant.id,
+      userId: grant.userId,
+      resource: grant.resource,
+      scope: grant.scope,
+      expiresAt: grant.expiresAt,
+      issuer: config.issuer,
+    });
+
+  try {
+    // Scheduler: every role that commits changes schedules their jobs; only workers run them.
+    let scheduler: Scheduler | undefined;
+    const store = createSchedulerStore(database.db);
+    // Runs inside whichever sweep runs (worker roles); the outbox dedupe key sends each week once.
+    const weeklyReport = createWeeklyReporter({ db: database.db, policy, clock });
+    const notifier = core.notifier;
+    const offboarding = notifier
+      ? createOffboarding({
+          access,
+          policy,
+          directory: core.directory,
+          isDeactivated: (userId) => notifier.isDeactivated(userId),
+          logger: logger.child({ component: 'offboarding' }),
+        })
+      : undefined;
+    if (config.redisUrl) {
+      scheduler = createBullScheduler({
+        redisUrl: config.redisUrl,
+        store,
+        access,
+        policy,
+        clock,
+        logger,
+        processJobs: options.roles.has('worker'),
+        weeklyReport,
+      });
+    } else if (options.roles.has('worker')) {
+      scheduler = createLocalScheduler({ store, access, policy, clock, logger, weeklyReport });
+    } else {
+      logger.warn('REDIS_URL is not set and this process runs no worker: expiry DMs wait for a worker');
+    }
+    if (scheduler) {
+      const running = scheduler;
+      core.onAccessEvents((events) => running.onAccessEvents(events));
+      await running.start();
+      stops.push({ name: 'scheduler', run: () => running.stop() });
+    }
+
+    // The offboarding re-check is periodic work like the sweep, so the worker role runs it.
+    if (offboarding && options.roles.has('worker') && config.offboardingRecheckSeconds > 0) {
+      const stopRecheck = startOffboardingRecheck(offboarding, {
+        everyMs: config.offboardingRecheckSeconds * 1000,
+        logger,
+      });
+      stops.push({ name: 'offboarding re-check', run: stopRecheck });
+    }
+
+    // Bot: Slack app, outbox delivery. The admin server below shares its port in HTTP mode.
+    let slack: SlackApp | undefined;
+    if (options.roles.has('bot')) {
+      if (!core.notifier) {
+        if (options.requireSlack)
+          throw new ConfigError(['SLACK_BOT_TOKEN: expects a bot token (xoxb-…) for the bot role']);
+        logger.warn('SLACK_BOT_TOKEN is not set: the Slack bot is off (requests and approvals need it)');
+      } else {
+        const dispatcher = createOutboxDispatcher({
+          db: database.db,
+          access,
+          policy,
+          notifier: core.notifier,
+          clock,
+          logger,
+          proxyUrl: config.publicProxyUrl,
+        });
+        slack = createSlackApp({
+          slack: {
+            botToken: config.slack.botToken ?? '',
+            signingSecret: config.slack.signingSecret,
+            appToken: config.slack.appToken,
+            apiUrl: config.slack.apiUrl,
+          },
+          access,
+          policy,
+          clock,
+          notifier: core.notifier,
+          issueToken,
+          summarizeGrant: createGrantSummarizer(database.db),
+          ...(offboarding ? { offboarding } : {}),
+          directory: core.directory,
+          logger,
+          proxyUrl: config.publicProxyUrl,
+        });
+        core.onAccessEvents(() => dispatcher.kick());
+        dispatcher.start();
+        const bot = slack;
+        stops.push({ name: 'outbox', run: () => dispatcher.stop() });
+        if (bot.mode === 'socket') {
+          await bot.start();
+          stops.push({ name: 'slack', run: () => bot.stop() });
+        }
+      }
+    }
+
+    // Proxy: live grant view, token verification, audit and anomaly hand-off.
+    let proxy: FastifyInstance | undefined;
+    let proxyPort: number | undefined;
+    if (options.roles.has('proxy')) {
+      const view = createActiveGrantView({ database, logger });
+      await view.start();
+      stops.push({ name: 'grant view', run: () => view.close() });
+      checks.push({ name: 'grant_feed', check: () => view.isLive() });
+      // One quota tracker per process, shared by the proxy (admits) and the appender (settles).
+      const quota = createQuotaTracker();
+      const appender = createAuditAppender({
+        db: database.db,
+        logger,
+        quota,
+        grantChannel: database.channel('grants'),
+      });
+      stops.push({ name: 'audit', run: () => appender.close() });
+      const monitor = createAnomalyMonitor({ db: database.db, policy, clock, access, logger });
+      stops.push({ name: 'anomaly', run: () => monitor.close() });
+      metrics.addGauge(
+        'jitgate_audit_backlog',
+        'Proxy call records waiting to be written',
+        () => appender.stats().queued,
+      );
+      checks.push({ name: 'audit', check: () => appender.hasCapacity() });
+      proxy = createProxyServer({
+        policy,
+        grants: view,
+        verifier: createVerifier(keys, { issuer: config.issuer, clock }),
+        keyStore: keys,
+        clock,
+        sink: fanOut([appender, monitor, metricsCallSink(metrics)]),
+        logger,
+        quota,
+        issuer: config.issuer,
+        ...(proxyTlsMaterial ? { tls: proxyTlsMaterial } : {}),
+      });
+      const refresh = setInterval(
+        () => {
+          keys
+            .refresh()
+            .catch((error: unknown) => logger.warn({ err: error }, 'could not refresh signing keys'));
+        },
+        (options.keyRefreshSeconds ?? 30) * 1000,
+      );
+      refresh.unref();
+      stops.push({ name: 'key refresh', run: async () => clearInterval(refresh) });
+      await proxy.listen({ port: config.proxyPort, host: config.host });
+      proxyPort = (proxy.server.address() as AddressInfo).port;
+      const listening = proxy;
+      // Stops first among the proxy's parts (stops run in reverse): in-flight calls finish.
+      stops.push({ name: 'proxy', run: () => listening.close() });
+      if (config.proxyTls && proxy.server instanceof TlsServer) {
+        tlsListeners.push({ name: 'proxy', server: proxy.server, files: config.proxyTls });
+      }
+      logger.info(
+        { port: proxyPort, tls: proxyTlsMaterial ? { fingerprint: proxyTlsMaterial.fingerprint } : false },
+        'proxy listening',
+      );
+    }
+
+    metrics.addGauge('jitgate_pending_requests', 'Access requests waiting for a decision', () =>
+      access.countPending(),
+    );
+    metrics.addGauge('jitgate_active_grants', 'Grants active and unexpired', () =>
+      access.countActiveGrants(),
+    );
+    metrics.addGauge('jitgate_outbox_backlog', 'Slack messages not yet delivered', () =>
+      access.countUndelivered(),
+    );
+
+    const admin = createAdminServer({
+      metrics,
+      checks: () => checks,
+      ...(slack?.requestListener ? { fallback: slack.requestListener } : {}),
+      ...(adminTlsMaterial ? { tls: adminTlsMaterial } : {}),
+    });
+    if (config.adminTls && admin instanceof TlsServer) {
+      tlsListeners.push({ name: 'admin', server: admin, files: config.adminTls });
+    }
+    const adminPort = await listen(admin, config.port, config.host);
+    stops.push({
+      name: 'admin',
+      run: () =>
+        new Promise<void>((resolve) => {
+          admin.close(() => resolve());
+          admin.closeIdleConnections();
+        }),
+    });
+    logger.info(
+      {
+        port: adminPort,
+        roles: [...options.roles],
+        slack: slack?.mode ?? 'off',
+        tls: adminTlsMaterial ? { fingerprint: adminTlsMaterial.fingerprint } : false,
+      },
+      'jitgate started',
+    );
+
+    let stopping: Promise<void> | undefined;
+    return {
+      core,
+      adminPort,
+      proxyPort,
+      slack,
+      scheduler,
+      reloadTls: () => reloadTlsListeners(tlsListeners, logger),
+      stop() {
+        stopping ??= (async () => {
+          for (const { name, run } of stops.reverse()) await step(core, name, run);
+          await step(core, 'database', () => core.close());
+        })();
+        return stopping;
+      },
+    };
+  } catch (error) {
+    for (const { name, run } of stops.reverse()) await step(core, name, run);
+    await core.close();
+    throw error;
+  }
+}
+
+/**
+ * Runs roles until SIGTERM or SIGINT; SIGHUP reloads the policy (and with it credential and CA
+ * files) and the listeners' TLS certificates. Returns the exit code.
+ */
+export async function runRoles(config: Config, options: StartOptions): Promise<number> {
+  const running = await startRoles(config, options);
+  const { logger, policy } = running.core;
+  installPostgresCrashGuard(logger);
+  const onHangup = () => {
+    const result = policy.reload();
+    if (result.ok) logger.info('policy reloaded');
+    else logger.error({ err: result.error.message }, 'policy reload failed; keeping the previous policy');
+    // Independent of the policy's outcome: a bad policy file must not pin an expiring certificate.
+    running.reloadTls();
+  };
+  process.on('SIGHUP', onHangup);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  logger.info({ signal }, 'shutting down');
+  process.off('SIGHUP', onHangup);
+  await running.stop();
+  return 0;
+}

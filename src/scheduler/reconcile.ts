@@ -1,0 +1,195 @@
+import type { AccessRequest, Grant } from '../db/schema.ts';
+import type { PolicyStore } from '../policy/index.ts';
+import type { Clock } from '../shared/clock.ts';
+import { remindBeforeOf } from './jobs.ts';
+import { reminderKey, type SchedulerStore } from './store.ts';
+import { reminderAt } from './timing.ts';
+import type { SchedulerAccess, SchedulerLogger } from './types.ts';
+
+export interface SweepResult {
+  expiredGrants: number;
+  expiredRequests: number;
+  reminded: number;
+  /** Grants revoked for going unused longer than their resource's `idle_timeout`. */
+  idleRevoked: number;
+  /** Weekly report messages queued by this sweep. */
+  weeklyReports: number;
+  /** Live grants / pending requests whose jobs were (re-)added; a present job is a no-op. */
+  scheduledGrants: number;
+  scheduledRequests: number;
+  /** Steps that threw (database or Redis trouble); the next sweep tries again. */
+  failures: number;
+}
+
+export interface ReconcilerDeps {
+  access: SchedulerAccess;
+  store: SchedulerStore;
+  policy: PolicyStore;
+  clock: Clock;
+  logger: SchedulerLogger;
+  /** Ensure the jobs of these grants' current versions exist (throws when the queue is unreachable). */
+  ensureGrants(grants: readonly Grant[]): Promise<void>;
+  ensureRequests(requests: readonly AccessRequest[]): Promise<void>;
+  weeklyReport?: { runDue(): Promise<number> } | undefined;
+  pageSize?: number;
+}
+
+/** Overdue work runs this many transitions at a time: quick catch-up without hogging the pool. */
+const CATCH_UP_CONCURRENCY = 8;
+/** Bounds one sweep's catch-up; anything left is picked up by the next sweep. */
+const MAX_CATCH_UP_ROUNDS = 20;
+
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await work(item);
+    }
+  });
+  await Promise.all(lanes);
+}
+
+/**
+ * The reconcile sweep. Postgres is the truth: whatever is past due there is completed now
+ * (Redis flushed, a job lost, workers down), due reminders that never went out are sent,
+ * and every future deadline gets its job back. Each step is idempotent, so overlapping
+ * sweeps (several workers, a restart) are harmless.
+ */
+export function createReconciler(deps: ReconcilerDeps): { sweep(): Promise<SweepResult> } {
+  const { access, store, clock, logger } = deps;
+  const pageSize = deps.pageSize ?? 500;
+
+  async function catchUp(result: SweepResult): Promise<void> {
+    for (let round = 0; round < MAX_CATCH_UP_ROUNDS; round++) {
+      const overdue = await access.findOverdue(pageSize);
+      let progressed = 0;
+      if (overdue.grants.length > 0) {
+        try {
+          const expired = await access.expireDueGrants(pageSize);
+          result.expiredGrants += expired.length;
+          progressed += expired.length;
+        } catch (error) {
+          result.failures++;
+          logger.error({ err: error }, 'sweep could not expire due grants');
+        }
+      }
+      await forEachLimited(overdue.requests, CATCH_UP_CONCURRENCY, async (request) => {
+        try {
+          const r = await access.expireRequest(request.id);
+          if (r.ok) result.expiredRequests++;
+          progressed++;
+        } catch (error) {
+          result.failures++;
+          logger.error({ err: error, requestId: request.id }, 'sweep could not time out request');
+        }
+      });
+      const full = overdue.grants.length >= pageSize || overdue.requests.length >= pageSize;
+      if (!full || progressed === 0) return;
+    }
+  }
+
+  async function remindDue(page: readonly Grant[], result: SweepResult): Promise<void> {
+    const now = clock.now();
+    const due = page.filter((g) => {
+      const at = reminderAt(g, remindBeforeOf(deps.policy, g.resource));
+      return at !== undefined && at <= now;
+    });
+    if (due.length === 0) return;
+    const sent = await store.remindedVersions(due.map((g) => ({ grantId: g.id, version: g.version })));
+    for (const grant of due) {
+      if (sent.has(reminderKey(grant.id, grant.version))) continue;
+      const r = await access.remindGrant(grant.id);
+      if (r.ok) result.reminded++;
+    }
+  }
+
+  async function rescheduleGrants(result: SweepResult): Promise<void> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await store.liveGrants(clock.now(), after, pageSize);
+      if (page.length === 0) return;
+      after = page[page.length - 1]?.id;
+      try {
+        await remindDue(page, result);
+      } catch (error) {
+        result.failures++;
+        logger.error({ err: error }, 'sweep could not send due reminders');
+      }
+      try {
+        await deps.ensureGrants(page);
+        result.scheduledGrants += page.length;
+      } catch (error) {
+        result.failures++;
+        logger.warn({ err: error, grants: page.length }, 'sweep could not re-add grant jobs');
+      }
+      if (page.length < pageSize) return;
+    }
+  }
+
+  async function rescheduleRequests(result: SweepResult): Promise<void> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await store.waitingRequests(clock.now(), after, pageSize);
+      if (page.length === 0) return;
+      after = page[page.length - 1]?.id;
+      try {
+        await deps.ensureRequests(page);
+        result.scheduledRequests += page.length;
+      } catch (error) {
+        result.failures++;
+        logger.warn({ err: error, requests: page.length }, 'sweep could not re-add request jobs');
+      }
+      if (page.length < pageSize) return;
+    }
+  }
+
+  return {
+    async sweep() {
+      const result: SweepResult = {
+        expiredGrants: 0,
+        expiredRequests: 0,
+        reminded: 0,
+        idleRevoked: 0,
+        weeklyReports: 0,
+        scheduledGrants: 0,
+        scheduledRequests: 0,
+        failures: 0,
+      };
+      // Past-due work first: it needs only Postgres, so it happens even while Redis is down.
+      await catchUp(result);
+      // Idleness has no job of its own: a grant's last use moves with every call batch, so a
+      // delayed job would be rescheduled constantly. The sweep's period bounds how late it is.
+      try {
+        result.idleRevoked = (await access.revokeIdleGrants(pageSize)).length;
+      } catch (error) {
+        result.failures++;
+        logger.error({ err: error }, 'sweep could not revoke idle grants');
+      }
+      if (deps.weeklyReport) {
+        try {
+          result.weeklyReports = await deps.weeklyReport.runDue();
+        } catch (error) {
+          result.failures++;
+          logger.error({ err: error }, 'sweep could not queue the weekly reports');
+        }
+      }
+      await rescheduleGrants(result);
+      await rescheduleRequests(result);
+      const acted =
+        result.expiredGrants +
+        result.expiredRequests +
+        result.reminded +
+        result.idleRevoked +
+        result.weeklyReports;
+      if (acted > 0 || result.failures > 0) {
+        logger.info({ ...result }, 'reconcile sweep caught up');
+      }
+      return result;
+    },
+  };
+}

@@ -1,0 +1,147 @@
+import type { App, SlashCommand } from '@slack/bolt';
+import type { AccessErrorCode } from '../../../access/index.ts';
+import {
+  activeMessage,
+  auditMessage,
+  errorMessage,
+  helpMessage,
+  listMessage,
+  noticeMessage,
+  requestModal,
+  requestSubmittedMessage,
+  revokeAllMessage,
+  type SlackMessage,
+} from '../../blocks.ts';
+import { type AccessCommand, parseAccessCommand } from '../../commands.ts';
+import { errorText, type SlackDeps } from '../../deps.ts';
+
+/** Refusals caused by what was typed get usage too; the others are about state, not syntax. */
+const INPUT_ERRORS: ReadonlySet<AccessErrorCode> = new Set([
+  'unknown_resource',
+  'unknown_scope',
+  'duration_too_short',
+  'duration_too_long',
+  'reason_empty',
+  'reason_too_long',
+]);
+
+const ephemeral = (message: SlackMessage) => ({ response_type: 'ephemeral' as const, ...message });
+
+async function approvesAnything(deps: SlackDeps, userId: string): Promise<boolean> {
+  for (const name of Object.keys(deps.policy.current().resources)) {
+    if (await deps.access.isApproverOf(name, userId)) return true;
+  }
+  return false;
+}
+
+/** Runs a parsed command after the ack; returns the answer to send through `response_url`. */
+async function run(
+  deps: SlackDeps,
+  command: AccessCommand,
+  body: SlashCommand,
+): Promise<SlackMessage | undefined> {
+  const userId = body.user_id;
+  const now = deps.clock.now();
+  switch (command.kind) {
+    case 'modal':
+      await deps.notifier.openView(body.trigger_id, requestModal(deps.policy.current()));
+      return undefined;
+    case 'help':
+      return helpMessage();
+    case 'request': {
+      const result = await deps.access.createRequest({
+        requesterId: userId,
+        resource: command.resource,
+        scope: command.scope,
+        durationSeconds: command.durationSeconds,
+        reason: command.reason,
+      });
+      if (!result.ok) return errorMessage(result.message, INPUT_ERRORS.has(result.code));
+      return requestSubmittedMessage(result.value.request, result.value.grant !== undefined);
+    }
+    case 'list':
+      return listMessage(await deps.access.listForUser(userId), now);
+    case 'active':
+      if (!(await approvesAnything(deps, userId))) {
+        return errorMessage('`active` is for approvers, and you approve no resource.', false);
+      }
+      return activeMessage(await deps.access.listForApprover(userId), now);
+    case 'revoke': {
+      const grant = await deps.access.getGrant(command.grantId);
+      const self = grant?.userId === userId;
+      const result = await deps.access.revokeGrant({
+        grantId: command.grantId,
+        actor: { type: 'slack', userId },
+        reason: command.reason ?? (self ? 'given up by its owner' : 'revoked in Slack'),
+      });
+      if (!result.ok) return errorMessage(result.message, false);
+      return noticeMessage(
+        `Grant ${result.value.id} on ${result.value.resource} is revoked; its token no longer works.`,
+      );
+    }
+    case 'extend': {
+      const result = await deps.access.requestExtension({
+        grantId: command.grantId,
+        userId,
+        durationSeconds: command.durationSeconds,
+      });
+      if (!result.ok) return errorMessage(result.message, INPUT_ERRORS.has(result.code));
+      return result.value.grant !== undefined
+        ? noticeMessage(
+            `Extended: your grant on ${result.value.request.resource} now lasts longer. Check your DMs.`,
+          )
+        : noticeMessage(
+            `Extension of ${command.grantId} sent to the approvers of ${result.value.request.resource}.`,
+          );
+    }
+    case 'revoke-all': {
+      // Approvers only: the service ends what lies on the resources the caller approves.
+      const result = await deps.access.revokeAll({
+        targetId: command.userId,
+        actorId: userId,
+        ...(command.reason !== undefined ? { reason: command.reason } : {}),
+      });
+      if (!result.ok) return errorMessage(result.message, false);
+      return revokeAllMessage({ userId: command.userId, ...result.value });
+    }
+    case 'audit': {
+      const grant = await deps.access.getGrant(command.grantId);
+      if (!grant) return errorMessage('No such grant.', false);
+      if (!(await deps.access.isApproverOf(grant.resource, userId))) {
+        return errorMessage(`Only approvers of ${grant.resource} can see what a grant was used for.`, false);
+      }
+      if (!deps.summarizeGrant)
+        return errorMessage('Audit summaries are not available in this deployment.', false);
+      const summary = await deps.summarizeGrant(grant.id);
+      return summary ? auditMessage(summary) : noticeMessage(`No calls recorded for grant ${grant.id} yet.`);
+    }
+  }
+}
+
+export function registerAccessCommand(app: App, deps: SlackDeps): void {
+  app.command('/access', async ({ ack, command }) => {
+    const parsed = parseAccessCommand(command.text);
+    // Answers that need no database go out with the ack itself.
+    if (!parsed.ok) {
+      await ack(ephemeral(errorMessage(parsed.problem)));
+      return;
+    }
+    if (parsed.command.kind === 'help') {
+      await ack(ephemeral(helpMessage()));
+      return;
+    }
+    await ack();
+    try {
+      const answer = await run(deps, parsed.command, command);
+      if (answer) await deps.notifier.respond(command.response_url, answer);
+    } catch (error) {
+      deps.logger.error({ err: errorText(error), verb: parsed.command.kind }, '/access failed');
+      await deps.notifier
+        .respond(
+          command.response_url,
+          errorMessage('Something went wrong on our side; try again in a moment.', false),
+        )
+        .catch(() => undefined);
+    }
+  });
+}

@@ -1,0 +1,57 @@
+/**
+ * Small guards over Bolt's payload unions: listeners read only what they need and never
+ * pass an unchecked shape on. Anything missing or of the wrong type reads as undefined.
+ */
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function field(value: unknown, ...path: string[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (!isRecord(current)) return undefined;
+    current = current[key];
+  }
+  return current;
+}
+
+function text(value: unknown, ...path: string[]): string | undefined {
+  const found = field(value, ...path);
+  return typeof found === 'string' ? found : undefined;
+}
+
+/** A button's `value` or a select's chosen option value. */
+export function actionValue(action: unknown): string | undefined {
+  return text(action, 'value') ?? text(action, 'selected_option', 'value');
+}
+
+export function userIdOf(body: unknown): string | undefined {
+  return text(body, 'user', 'id') ?? text(body, 'user_id');
+}
+
+export function triggerIdOf(body: unknown): string | undefined {
+  return text(body, 'trigger_id');
+}
+
+/** Present for clicks on messages (and commands); absent for App Home and modals. */
+export function responseUrlOf(body: unknown): string | undefined {
+  return text(body, 'response_url');
+}
+
+/** The value of input `blockId`/`actionId` in a submitted view's state. */
+export function viewInput(view: unknown, blockId: string, actionId: string): string | undefined {
+  const element = field(view, 'state', 'values', blockId, actionId);
+  return text(element, 'value') ?? text(element, 'selected_option', 'value');
+}
+
+export function privateMetadataOf(view: unknown): string {
+  return text(view, 'private_metadata') ?? '';
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Ids come back from Slack in button values; only well-formed ones reach the database. */
+export function isUuid(value: string | undefined): value is string {
+  return value !== undefined && UUID.test(value);
+}

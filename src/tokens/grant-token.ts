@@ -1,0 +1,158 @@
+import { errors, jwtVerify, SignJWT } from 'jose';
+import { type Clock, type KeyStore, SIGNING_ALG } from './keys.ts';
+
+/** Tokens larger than this are refused before any parsing; ours are ~400 bytes. */
+export const MAX_TOKEN_BYTES = 4096;
+const TOKEN_TYPE = 'JWT';
+const MAX_KID_LENGTH = 128;
+// Compact JWS only: three non-empty base64url parts. JWE (5 parts) and JSON serialisations fail here.
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+// An Ed25519 signature is 64 bytes: 86 base64url characters whose last one carries 2 bits and 4
+// zero bits. Base64 decoders ignore those 4 bits, so without this check 16 spellings of one
+// signature would all verify and one token would have several distinct strings (cache keys, hashes).
+const CANONICAL_ED25519_SIGNATURE = /\.[A-Za-z0-9_-]{85}[AQgw]$/;
+
+export interface GrantTokenInput {
+  /** The grant's id; becomes `jti`, which is what `/access revoke` takes. */
+  grantId: string;
+  /** Slack user id; becomes `sub`. */
+  userId: string;
+  /** Resource name; becomes `aud`, compared by the proxy with the URL's resource. */
+  resource: string;
+  scope: string;
+  /** The grant's expiry; `exp` is its floor in seconds. */
+  expiresAt: Date;
+  issuer: string;
+  /** `iat`; defaults to the key store's clock. */
+  issuedAt?: Date;
+  /** Optional `nbf`. */
+  notBefore?: Date;
+}
+
+export interface GrantClaims {
+  grantId: string;
+  userId: string;
+  resource: string;
+  scope: string;
+  expiresAt: Date;
+}
+
+export type VerifyErrorCode = 'invalid_token' | 'token_expired' | 'unknown_key';
+
+export type VerifyResult =
+  | {
+      ok: true;
+      claims: GrantClaims /** The signing key, so caches can drop entries on retire. */;
+      kid: string;
+    }
+  | { ok: false; code: VerifyErrorCode; message: string };
+
+export interface VerifyOptions {
+  issuer: string;
+  clock: Clock;
+  clockToleranceSeconds?: number;
+}
+
+const toSeconds = (d: Date): number => Math.floor(d.getTime() / 1000);
+const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+
+export async function issueGrantToken(keyStore: KeyStore, input: GrantTokenInput): Promise<string> {
+  for (const field of ['grantId', 'userId', 'resource', 'scope', 'issuer'] as const) {
+    if (!nonEmpty(input[field])) throw new Error(`issueGrantToken: ${field} must be a non-empty string`);
+  }
+  const issuedAt = input.issuedAt ?? keyStore.clock.now();
+  const exp = toSeconds(input.expiresAt);
+  // A token that is dead on arrival is a caller bug, not something to hand to a user.
+  if (!(exp > toSeconds(issuedAt))) throw new Error('issueGrantToken: expiresAt must be after issuedAt');
+  const signer = keyStore.activeSigner();
+  const jwt = new SignJWT({ scope: input.scope })
+    .setProtectedHeader({ alg: SIGNING_ALG, kid: signer.kid, typ: TOKEN_TYPE })
+    .setIssuer(input.issuer)
+    .setAudience(input.resource)
+    .setSubject(input.userId)
+    .setJti(input.grantId)
+    .setIssuedAt(toSeconds(issuedAt))
+    .setExpirationTime(exp);
+  if (input.notBefore) jwt.setNotBefore(toSeconds(input.notBefore));
+  return jwt.sign(signer.key);
+}
+
+const invalid = (message: string): VerifyResult => ({ ok: false, code: 'invalid_token', message });
+
+/**
+ * Expected outcomes (bad, expired, unknown-key tokens) are values; faults (database down during
+ * the unknown-kid refresh, a broken key store) throw.
+ */
+export async function verifyGrantToken(
+  keyStore: KeyStore,
+  token: string,
+  options: VerifyOptions,
+): Promise<VerifyResult> {
+  // Length first: nothing below runs on attacker-sized input.
+  if (typeof token !== 'string' || token.length > MAX_TOKEN_BYTES) return invalid('token is too large');
+  if (!COMPACT_JWS.test(token)) return invalid('token is not a compact JWS');
+  if (!CANONICAL_ED25519_SIGNATURE.test(token)) return invalid('token signature is malformed');
+
+  const header = decodeHeader(token);
+  if (!header) return invalid('token header is not a JSON object');
+  // jose would refuse these too (algorithms is pinned below); checking here skips the key lookup.
+  if (header.alg !== SIGNING_ALG) return invalid('token algorithm is not EdDSA');
+  const kid = header.kid;
+  if (!nonEmpty(kid) || kid.length > MAX_KID_LENGTH) return invalid('token has no valid kid');
+
+  let key = keyStore.verificationKey(kid);
+  if (!key) {
+    if (keyStore.isRetired(kid))
+      return { ok: false, code: 'unknown_key', message: 'token signing key is retired' };
+    // Maybe another instance rotated; the store rate-limits this so bogus kids cannot hammer the db.
+    if (await keyStore.refreshForUnknownKid()) key = keyStore.verificationKey(kid);
+    if (!key) return { ok: false, code: 'unknown_key', message: 'token signing key is unknown' };
+  }
+
+  let payload: Record<string, unknown>;
+  try {
+    ({ payload } = await jwtVerify(token, key, {
+      algorithms: [SIGNING_ALG],
+      issuer: options.issuer,
+      typ: TOKEN_TYPE,
+      currentDate: options.clock.now(),
+      clockTolerance: options.clockToleranceSeconds ?? 0,
+      requiredClaims: ['jti', 'sub', 'aud', 'scope', 'exp', 'iat'],
+    }));
+  } catch (err) {
+    if (err instanceof errors.JWTExpired)
+      return { ok: false, code: 'token_expired', message: 'token has expired' };
+    if (err instanceof errors.JWTClaimValidationFailed) {
+      return invalid(
+        `token claim "${err.claim}" is ${err.reason === 'missing' ? 'missing' : 'not acceptable'}`,
+      );
+    }
+    if (err instanceof errors.JWSSignatureVerificationFailed) return invalid('token signature is invalid');
+    if (err instanceof errors.JOSEError) return invalid('token is malformed');
+    throw err;
+  }
+
+  const { jti, sub, aud, scope, exp } = payload;
+  if (!nonEmpty(jti) || !nonEmpty(sub) || !nonEmpty(scope)) return invalid('token has malformed claims');
+  // One audience only: the proxy compares it with the resource named in the URL.
+  if (!nonEmpty(aud)) return invalid('token audience must be a single resource');
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) return invalid('token has malformed exp');
+
+  return {
+    ok: true,
+    kid,
+    claims: { grantId: jti, userId: sub, resource: aud, scope, expiresAt: new Date(exp * 1000) },
+  };
+}
+
+function decodeHeader(token: string): Record<string, unknown> | undefined {
+  const encoded = token.slice(0, token.indexOf('.'));
+  try {
+    const value: unknown = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}

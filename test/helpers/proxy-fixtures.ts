@@ -1,0 +1,274 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { sql } from 'drizzle-orm';
+import { type Database, openDatabase } from '../../src/db/client.ts';
+import { accessRequests, grants } from '../../src/db/schema.ts';
+import { parsePolicy } from '../../src/policy/loader.ts';
+import type { Policy } from '../../src/policy/schema.ts';
+import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
+
+export const TEST_DATABASE_URL =
+  process.env.JITGATE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const UPSTREAM_SECRET = 'upstream-secret-value-never-logged';
+
+/** A fresh schema per test file, migrated; `drop()` removes it. */
+export async function openTestDatabase(): Promise<Database & { drop(): Promise<void> }> {
+  const schemaName = `t_proxy_${randomBytes(6).toString('hex')}`;
+  const database = await openDatabase({
+    databaseUrl: TEST_DATABASE_URL,
+    dataDir: '.jitgate-test',
+    schemaName,
+  });
+  await database.migrate();
+  return Object.assign(database, {
+    async drop() {
+      await database.db.execute(sql.raw(`drop schema if exists "${schemaName}" cascade`));
+      await database.close();
+    },
+  });
+}
+
+export interface SeenRequest {
+  method: string;
+  /** The request target exactly as it arrived. */
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** An HTTP upstream on 127.0.0.1 that records every request and echoes it as JSON. */
+export async function startEchoUpstream(): Promise<{
+  url: string;
+  port: number;
+  seen: SeenRequest[];
+  close(): Promise<void>;
+}> {
+  const seen: SeenRequest[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const entry: SeenRequest = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+      };
+      seen.push(entry);
+      const body = JSON.stringify(entry);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    seen,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The policy the proxy tests use: two resources on the given upstream. */
+export function testPolicy(upstreamUrl: string, options: { rateRequests?: number } = {}): Policy {
+  // tiny-api: 2 calls a minute (rate-limit tests); down-api: nothing listens (502 tests).
+  const text = `
+resources:
+  billing-api:
+    upstream: ${upstreamUrl}
+    credential: { header: Authorization, value: "Bearer \${BILLING_TOKEN}" }
+    approvers: { users: [U0APPROVER] }
+    approval_channel: C0APPROVAL
+    scopes:
+      read: { allow: ["GET /invoices/**", "GET /customers/*"] }
+      write: { allow: ["GET /**", "POST /invoices", "PATCH /invoices/*"] }
+    rate_limit: { requests: ${options.rateRequests ?? 100000}, per: 1m }
+  other-api:
+    upstream: ${upstreamUrl}/other
+    credential: { header: X-Api-Key, value: "other-secret" }
+    approvers: { users: [U0APPROVER] }
+    approval_channel: C0APPROVAL
+    scopes:
+      read: { allow: ["GET /**"] }
+  tiny-api:
+    upstream: ${upstreamUrl}
+    approvers: { users: [U0APPROVER] }
+    approval_channel: C0APPROVAL
+    scopes:
+      read: { allow: ["GET /**"] }
+    rate_limit: { requests: 2, per: 1m }
+  down-api:
+    upstream: http://127.0.0.1:1
+    approvers: { users: [U0APPROVER] }
+    approval_channel: C0APPROVAL
+    scopes:
+      read: { allow: ["GET /**"] }
+`;
+  return parsePolicy(text, { file: 'proxy-test.yml', env: { BILLING_TOKEN: UPSTREAM_SECRET } });
+}
+
+export interface TestGrant {
+  id: string;
+  userId: string;
+  resource: string;
+  scope: string;
+  startsAt: Date;
+  expiresAt: Date;
+}
+
+/** Inserts an approved request and its active grant, and notifies the feed, in one transaction. */
+export async function insertGrant(
+  database: Database,
+  input: { resource: string; scope: string; startsAt: Date; expiresAt: Date; userId?: string; id?: string },
+): Promise<TestGrant> {
+  const grant: TestGrant = {
+    id: input.id ?? randomUUID(),
+    userId: input.userId ?? 'U0CONTRACTOR',
+    resource: input.resource,
+    scope: input.scope,
+    startsAt: input.startsAt,
+    expiresAt: input.expiresAt,
+  };
+  const requestId = randomUUID();
+  const createdAt = new Date(input.startsAt.getTime() - 60_000);
+  await database.db.transaction(async (tx) => {
+    await tx.insert(accessRequests).values({
+      id: requestId,
+      requesterId: grant.userId,
+      resource: grant.resource,
+      scope: grant.scope,
+      durationSeconds: Math.max(1, Math.round((input.expiresAt.getTime() - input.startsAt.getTime()) / 1000)),
+      reason: 'proxy test',
+      status: 'approved',
+      approvalsRequired: 1,
+      createdAt,
+      timeoutAt: new Date(createdAt.getTime() + 3_600_000),
+      decidedAt: createdAt,
+      decidedBy: 'U0APPROVER',
+    });
+    await tx.insert(grants).values({
+      id: grant.id,
+      requestId,
+      userId: grant.userId,
+      resource: grant.resource,
+      scope: grant.scope,
+      status: 'active',
+      startsAt: grant.startsAt,
+      expiresAt: grant.expiresAt,
+    });
+    await tx.execute(sql`select pg_notify(${database.channel('grants')}, ${grant.id})`);
+  });
+  return grant;
+}
+
+/** Revokes a grant as the access service would: update + notify in one transaction. */
+export async function revokeGrant(database: Database, grantId: string, at: Date): Promise<void> {
+  await database.db.transaction(async (tx) => {
+    await tx.execute(
+      sql`update grants set status = 'revoked', ended_at = ${at.toISOString()}, ended_by = 'test', version = version + 1 where id = ${grantId}`,
+    );
+    await tx.execute(sql`select pg_notify(${database.channel('grants')}, ${grantId})`);
+  });
+}
+
+/** An array-backed CallSink; `full` makes it refuse, to test fail-closed auditing. */
+export function arraySink(): CallSink & { records: CallRecord[]; full: boolean } {
+  const sink = {
+    records: [] as CallRecord[],
+    full: false,
+    offer(record: CallRecord) {
+      if (sink.full) return false;
+      sink.records.push(record);
+      return true;
+    },
+    hasCapacity: () => !sink.full,
+  };
+  return sink;
+}
+
+export interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+  json(): Record<string, unknown>;
+}
+
+/** A request whose path goes on the wire exactly as given (fetch would normalise `..` and `%2e`). */
+export function rawRequest(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: text,
+          json: () => JSON.parse(text) as Record<string, unknown>,
+        });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Polls `check` every few ms until it holds; for state changes driven by the feed, not for timing asserts. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
+ * Wraps a Database so its NOTIFY subscriptions can be made to go silent: the connection stays
+ * up and reports nothing (no onDisconnect), it just stops delivering messages — what a NAT
+ * dropping an idle connection or a frozen host looks like from the client. `silence()` affects
+ * the subscriptions that exist at that moment; a re-subscription gets a healthy one.
+ */
+export function silenceableFeed(database: Database): {
+  database: Database;
+  silence(): void;
+  readonly subscriptions: number;
+} {
+  const subscriptions: { silent: boolean }[] = [];
+  const wrapped: Database = {
+    ...database,
+    async listen(channel, handlers) {
+      const subscription = { silent: false };
+      subscriptions.push(subscription);
+      return database.listen(channel, {
+        onMessage: (payload) => {
+          if (!subscription.silent) handlers.onMessage(payload);
+        },
+        onConnect: () => handlers.onConnect(),
+        onDisconnect: () => handlers.onDisconnect(),
+      });
+    },
+  };
+  return {
+    database: wrapped,
+    silence() {
+      for (const s of subscriptions) s.silent = true;
+    },
+    get subscriptions() {
+      return subscriptions.length;
+    },
+  };
+}

@@ -1,0 +1,328 @@
+import type { AddressInfo } from 'node:net';
+import { and, eq } from 'drizzle-orm';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { accessRequests, auditEvents, type Grant, grants } from '../../src/db/schema.ts';
+import { staticPolicyStore } from '../../src/policy/index.ts';
+import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';
+import { createProxyServer } from '../../src/proxy/server.ts';
+import { systemClock } from '../../src/shared/clock.ts';
+import {
+  createMemoryKeyStore,
+  createVerifier,
+  issueGrantToken,
+  type KeyStore,
+} from '../../src/tokens/index.ts';
+import { eventCallbackBody, postSigned } from '../fakes/slack-signing.ts';
+import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
+import { arraySink, eventually, rawRequest, startEchoUpstream } from '../helpers/proxy-fixtures.ts';
+import { blockText, SIGNING_SECRET, type SlackHarness, startSlackHarness } from '../helpers/slack-harness.ts';
+
+const ISSUER = 'https://jitgate.test';
+
+let h: SlackHarness;
+let upstream: Awaited<ReturnType<typeof startEchoUpstream>>;
+let keyStore: KeyStore;
+let view: ManagedActiveGrantView;
+let proxy: FastifyInstance;
+let proxyPort: number;
+
+beforeAll(async () => {
+  upstream = await startEchoUpstream();
+  // Only people in SREQ or SOTHER (or URESIDENT by id) may ask; billing-api points at the echo upstream.
+  const policy = testPolicy(
+    `${TEST_POLICY_YAML.replace('http://127.0.0.1:9000', upstream.url)}
+requesters: { users: [URESIDENT], groups: [SREQ, SOTHER] }
+`,
+  );
+  h = await startSlackHarness({
+    policy,
+    userGroups: {
+      SREQ: ['UDEACT', 'ULEAVER', 'UBOTH', 'USILENT', 'UTARGET', 'UKEEP'],
+      SOTHER: ['UBOTH'],
+      SAPPROVERS: [],
+    },
+  });
+  keyStore = createMemoryKeyStore({ clock: systemClock });
+  await keyStore.load();
+  const logger = pino({ level: 'silent' });
+  view = createActiveGrantView({ database: h.database, logger });
+  await view.start();
+  proxy = createProxyServer({
+    policy: staticPolicyStore(policy),
+    grants: view,
+    verifier: createVerifier(keyStore, { issuer: ISSUER, clock: systemClock }),
+    keyStore,
+    clock: systemClock,
+    sink: arraySink(),
+    logger,
+  });
+  await proxy.listen({ port: 0, host: '127.0.0.1' });
+  proxyPort = (proxy.server.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  await proxy?.close();
+  await view?.close();
+  await h?.close();
+  await upstream?.close();
+});
+
+/** An auto-approved read grant on billing-api (the policy approves read ≤ 1h by itself). */
+async function readGrant(userId: string): Promise<Grant> {
+  const result = await h.access.createRequest({
+    requesterId: userId,
+    resource: 'billing-api',
+    scope: 'read',
+    durationSeconds: 1800,
+    reason: 'INC-1',
+  });
+  if (!result.ok || !result.value.grant) throw new Error(`no grant: ${JSON.stringify(result)}`);
+  return result.value.grant;
+}
+
+/** A request that waits for an approver (write scope, or admin-api). */
+async function pendingRequest(userId: string, resource = 'billing-api', scope = 'write'): Promise<string> {
+  const result = await h.access.createRequest({
+    requesterId: userId,
+    resource,
+    scope,
+    durationSeconds: 3600,
+    reason: 'INC-2',
+  });
+  if (!result.ok || result.value.grant) throw new Error(`not pending: ${JSON.stringify(result)}`);
+  return result.value.request.id;
+}
+
+async function grantStatus(id: string): Promise<string | undefined> {
+  return (await h.access.getGrant(id))?.status;
+}
+
+async function tokenFor(grant: Grant): Promise<string> {
+  return issueGrantToken(keyStore, {
+    grantId: grant.id,
+    userId: grant.userId,
+    resource: grant.resource,
+    scope: grant.scope,
+    expiresAt: grant.expiresAt,
+    issuer: ISSUER,
+  });
+}
+
+const sendEvent = (event: { type: string } & Record<string, unknown>) =>
+  postSigned(h.baseUrl, '/slack/events', eventCallbackBody(event), SIGNING_SECRET);
+
+describe('offboarding: account deactivated (user_change)', () => {
+  it('revokes every grant, ends every request, notes it in the approval channel, and the proxy denies', async () => {
+    const first = await readGrant('UDEACT');
+    const second = await readGrant('UDEACT');
+    const requestId = await pendingRequest('UDEACT');
+    const other = await readGrant('UKEEP');
+    const token = await tokenFor(first);
+    await eventually(() => view.lookup(first.id).kind === 'active');
+    const before = await rawRequest(proxyPort, 'GET', '/billing-api/invoices/7', {
+      authorization: `Bearer ${token}`,
+    });
+    expect(before.status).toBe(200);
+
+    const response = await sendEvent({ type: 'user_change', user: { id: 'UDEACT', deleted: true } });
+    expect(response.status).toBe(200);
+
+    await eventually(async () => (await grantStatus(first.id)) === 'revoked');
+    expect(await grantStatus(second.id)).toBe('revoked');
+    expect(await grantStatus(other.id)).toBe('active');
+    const request = await h.access.getRequest(requestId);
+    expect(request).toMatchObject({ status: 'cancelled', decisionNote: 'offboarded: account deactivated' });
+    const revoked = await h.access.getGrant(first.id);
+    expect(revoked).toMatchObject({ endReason: 'offboarded: account deactivated', endedBy: 'offboarding' });
+
+    // The proxy drops the grant on the NOTIFY of the same transaction.
+    await eventually(() => view.lookup(first.id).kind !== 'active');
+    const after = await rawRequest(proxyPort, 'GET', '/billing-api/invoices/7', {
+      authorization: `Bearer ${token}`,
+    });
+    expect(after.status).toBe(403);
+    expect(after.json().error).toBe('grant_revoked');
+
+    // Audit: one row per change, with the reason, and one user.offboarded row.
+    const rows = await h.database.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.kind, 'grant.revoked'), eq(auditEvents.grantId, first.id)));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ actor: 'system:offboarding' });
+    expect(rows[0]?.data).toMatchObject({ reason: 'offboarded: account deactivated' });
+    const summary = await h.database.db
+      .select()
+      .from(auditEvents)
+      .where(eq(auditEvents.kind, 'user.offboarded'));
+    expect(summary.map((r) => r.data)).toContainEqual(
+      expect.objectContaining({ userId: 'UDEACT', grants: expect.arrayContaining([first.id, second.id]) }),
+    );
+    const cancelled = await h.database.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.kind, 'request.cancelled'), eq(auditEvents.requestId, requestId)));
+    expect(cancelled[0]?.data).toMatchObject({ reason: 'offboarded: account deactivated' });
+
+    // The approval channel is told; the deactivated person gets no DM (it could never arrive).
+    const note = await h.api.waitFor(
+      'chat.postMessage',
+      (c) =>
+        c.args.channel === 'CAPPROVALS' &&
+        blockText(c).includes('Access ended') &&
+        blockText(c).includes('UDEACT'),
+    );
+    expect(blockText(note)).toContain('offboarded: account deactivated');
+    expect(blockText(note)).toContain('2 grants revoked, 1 pending request ended');
+    await h.api.waitFor(
+      'chat.update',
+      (c) => blockText(c).includes('Ended by offboarding') && blockText(c).includes('account deactivated'),
+    );
+    expect(
+      h.api
+        .callsTo('chat.postMessage')
+        .filter((c) => c.args.channel === 'UDEACT' && blockText(c).includes('revoked')),
+    ).toHaveLength(0);
+  });
+
+  it('ignores a user_change that is not a deactivation', async () => {
+    const grant = await readGrant('UKEEP');
+    await sendEvent({ type: 'user_change', user: { id: 'UKEEP', deleted: false, real_name: 'Still here' } });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await grantStatus(grant.id)).toBe('active');
+  });
+});
+
+describe('offboarding: leaving the requester groups (subteam_members_changed)', () => {
+  it('offboards who left every requester group, keeps who is still in another', async () => {
+    const leaver = await readGrant('ULEAVER');
+    const leaverRequest = await pendingRequest('ULEAVER', 'admin-api', 'admin');
+    const both = await readGrant('UBOTH');
+    h.api.userGroups.SREQ = (h.api.userGroups.SREQ ?? []).filter((u) => u !== 'ULEAVER' && u !== 'UBOTH');
+    await sendEvent({
+      type: 'subteam_members_changed',
+      subteam_id: 'SREQ',
+      team_id: 'T1',
+      added_users: [],
+      added_users_count: '0',
+      removed_users: ['ULEAVER', 'UBOTH'],
+      removed_users_count: '2',
+    });
+    await eventually(async () => (await grantStatus(leaver.id)) === 'revoked');
+    expect((await h.access.getGrant(leaver.id))?.endReason).toBe('offboarded: left requester group SREQ');
+    expect((await h.access.getRequest(leaverRequest))?.status).toBe('cancelled');
+    expect(await grantStatus(both.id)).toBe('active');
+    // The admin-api approval channel hears about it too (the request was there).
+    await h.api.waitFor(
+      'chat.postMessage',
+      (c) => c.args.channel === 'CADMIN' && blockText(c).includes('left requester group SREQ'),
+    );
+    // Still active, so the person is told by DM.
+    await h.api.waitFor(
+      'chat.postMessage',
+      (c) => c.args.channel === 'ULEAVER' && blockText(c).includes('revoked'),
+    );
+    // A later request by the leaver is refused by the fresh membership.
+    const again = await h.access.createRequest({
+      requesterId: 'ULEAVER',
+      resource: 'billing-api',
+      scope: 'read',
+      durationSeconds: 600,
+      reason: 'again',
+    });
+    expect(again).toMatchObject({ ok: false, code: 'not_allowed_to_request' });
+  });
+});
+
+describe('offboarding: the periodic re-check', () => {
+  it('catches a deactivation that sent no event, and leaves everyone else alone', async () => {
+    const silent = await readGrant('USILENT');
+    const keep = await readGrant('UKEEP');
+    h.api.deactivated.add('USILENT');
+    const result = await h.offboarding.recheck();
+    expect(result.deactivated).toEqual(['USILENT']);
+    expect(result.leftGroups).toEqual([]);
+    expect(result.failures).toBe(0);
+    expect(await grantStatus(silent.id)).toBe('revoked');
+    expect(await grantStatus(keep.id)).toBe('active');
+    expect(h.api.callsTo('users.info').map((c) => c.args.user)).toEqual(
+      expect.arrayContaining(['USILENT', 'UKEEP']),
+    );
+    // Nothing left to end: a second run changes nothing.
+    const again = await h.offboarding.recheck();
+    expect(again.deactivated).toEqual([]);
+  });
+
+  it('never offboards on a Slack failure', async () => {
+    const grant = await readGrant('UKEEP');
+    h.api.failNext('users.info', { error: 'internal_error' }, 50);
+    const result = await h.offboarding.recheck();
+    expect(result.failures).toBeGreaterThan(0);
+    expect(result.deactivated).toEqual([]);
+    expect(await grantStatus(grant.id)).toBe('active');
+    h.api.reset();
+  });
+});
+
+describe('/access revoke-all', () => {
+  async function adminGrant(userId: string): Promise<Grant> {
+    const requestId = await pendingRequest(userId, 'admin-api', 'admin');
+    await h.access.approve({ requestId, approverId: 'UAPPROVER1' });
+    const done = await h.access.approve({ requestId, approverId: 'UAPPROVER2' });
+    if (!done.ok || !done.value.grant) throw new Error('admin grant not made');
+    return done.value.grant;
+  }
+
+  it('an approver of some resources ends what lies on those, and says what was left', async () => {
+    const billing = await readGrant('UTARGET');
+    const admin = await adminGrant('UTARGET');
+    // UAPPROVER3 approves admin-api only.
+    const { responseKey } = await h.command('UAPPROVER3', 'revoke-all <@UTARGET|target> left the project');
+    const answer = await h.answer(responseKey);
+    expect(blockText(answer)).toContain('Revoked 1 grant');
+    expect(blockText(answer)).toContain('billing-api');
+    expect(await grantStatus(admin.id)).toBe('revoked');
+    expect(await grantStatus(billing.id)).toBe('active');
+    expect((await h.access.getGrant(admin.id))?.endReason).toBe('left the project');
+
+    // An approver of billing-api (and admin-api) ends the rest.
+    const second = await h.command('UAPPROVER1', 'revoke-all UTARGET');
+    expect(blockText(await h.answer(second.responseKey))).toContain('Revoked 1 grant');
+    expect(await grantStatus(billing.id)).toBe('revoked');
+    const row = await h.database.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.kind, 'grant.revoked'), eq(auditEvents.grantId, billing.id)));
+    expect(row[0]).toMatchObject({ actor: 'slack:UAPPROVER1' });
+  });
+
+  it('is refused for a non-approver and changes nothing', async () => {
+    const grant = await readGrant('UTARGET');
+    const { responseKey } = await h.command('UKEEP', 'revoke-all <@UTARGET>');
+    expect(blockText(await h.answer(responseKey))).toContain('for approvers');
+    expect(await grantStatus(grant.id)).toBe('active');
+    const [count] = await h.database.db
+      .select({ id: grants.id })
+      .from(grants)
+      .where(and(eq(grants.userId, 'UTARGET'), eq(grants.status, 'active')));
+    expect(count?.id).toBe(grant.id);
+  });
+
+  it('answers bad input with usage', async () => {
+    const { response } = await h.command('UAPPROVER1', 'revoke-all @someone');
+    const body = (await response.json()) as { text: string };
+    expect(body.text).toContain('is not a Slack user');
+  });
+
+  it('says so when there is nothing to revoke', async () => {
+    const { responseKey } = await h.command('UAPPROVER1', 'revoke-all UNOBODY');
+    expect(blockText(await h.answer(responseKey))).toContain('no active grants');
+    const [pending] = await h.database.db
+      .select()
+      .from(accessRequests)
+      .where(eq(accessRequests.requesterId, 'UNOBODY'));
+    expect(pending).toBeUndefined();
+  });
+});

@@ -1,0 +1,93 @@
+import { sql } from 'drizzle-orm';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActiveGrantView } from '../../src/proxy/active-grants.ts';
+import { eventually, insertGrant, openTestDatabase, revokeGrant } from '../helpers/proxy-fixtures.ts';
+
+const logger = pino({ level: 'silent' });
+let database: Awaited<ReturnType<typeof openTestDatabase>>;
+const now = new Date('2026-01-05T10:00:00Z');
+const later = new Date('2026-01-06T10:00:00Z');
+
+beforeAll(async () => {
+  database = await openTestDatabase();
+});
+afterAll(async () => {
+  await database?.drop();
+});
+
+describe('active grant view', () => {
+  it('is unconfirmed before start, loads active grants on start, and unconfirmed after close', async () => {
+    const a = await insertGrant(database, { resource: 'r', scope: 's', startsAt: now, expiresAt: later });
+    const b = await insertGrant(database, { resource: 'r', scope: 's', startsAt: now, expiresAt: later });
+    await revokeGrant(database, b.id, now);
+    const view = createActiveGrantView({ database, logger });
+    expect(view.lookup(a.id)).toEqual({ kind: 'unconfirmed' });
+    await view.start();
+    expect(view.isLive()).toBe(true);
+    const found = view.lookup(a.id);
+    expect(found.kind).toBe('active');
+    if (found.kind === 'active') {
+      expect(found.grant).toMatchObject({ id: a.id, resource: 'r', scope: 's', expiresAt: later.getTime() });
+    }
+    // Ended before this view started: not loaded, so unknown (still a denial).
+    expect(view.lookup(b.id)).toEqual({ kind: 'unknown' });
+    await view.close();
+    expect(view.lookup(a.id)).toEqual({ kind: 'unconfirmed' });
+  });
+
+  it('follows creations and revocations, coalescing a burst into few queries', async () => {
+    const view = createActiveGrantView({ database, logger });
+    await view.start();
+    try {
+      const created = await Promise.all(
+        Array.from({ length: 50 }, () =>
+          insertGrant(database, { resource: 'r', scope: 's', startsAt: now, expiresAt: later }),
+        ),
+      );
+      await eventually(() => created.every((g) => view.lookup(g.id).kind === 'active'));
+      const before = view.stats().refetches;
+      // 50 revocations and 50 notifications in one transaction: they arrive as one burst.
+      await database.db.transaction(async (tx) => {
+        for (const g of created) {
+          await tx.execute(sql`update grants set status = 'revoked', ended_at = now() where id = ${g.id}`);
+          await tx.execute(sql`select pg_notify(${database.channel('grants')}, ${g.id})`);
+        }
+      });
+      await eventually(() => created.every((g) => view.lookup(g.id).kind === 'ended'));
+      expect(view.lookup(created[0]!.id)).toEqual({ kind: 'ended', status: 'revoked' });
+      expect(view.stats().refetches - before).toBeLessThan(50);
+    } finally {
+      await view.close();
+    }
+  });
+
+  it('ignores notifications that are not grant ids', async () => {
+    const view = createActiveGrantView({ database, logger });
+    await view.start();
+    try {
+      await database.db.execute(
+        sql`select pg_notify(${database.channel('grants')}, ${"'; drop table grants; --"})`,
+      );
+      const g = await insertGrant(database, { resource: 'r', scope: 's', startsAt: now, expiresAt: later });
+      await eventually(() => view.lookup(g.id).kind === 'active');
+      expect(view.isLive()).toBe(true);
+    } finally {
+      await view.close();
+    }
+  });
+
+  it('keeps its liveness ping answered while the feed is healthy', async () => {
+    const view = createActiveGrantView({ database, logger, livenessIntervalMs: 20, livenessTimeoutMs: 1000 });
+    await view.start();
+    try {
+      const reloads = view.stats().reloads;
+      await new Promise((r) => setTimeout(r, 200));
+      // Pings went round without a re-subscribe (which would have reloaded).
+      expect(view.stats().reloads).toBe(reloads);
+      expect(view.isLive()).toBe(true);
+    } finally {
+      await view.close();
+    }
+  });
+});

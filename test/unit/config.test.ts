@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+function problems(env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('config was accepted');
+}
+
+describe('config', () => {
+  it('runs on embedded defaults with an empty environment', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      databaseUrl: undefined,
+      redisUrl: undefined,
+      dataDir: './.jitgate',
+      port: 3000,
+      proxyPort: 8080,
+      logLevel: 'info',
+      policyPath: 'examples/policy.yml',
+      publicProxyUrl: 'http://localhost:8080',
+    });
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      DATABASE_URL: 'postgres://u@db:5432/j',
+      REDIS_URL: 'redis://r:6379',
+      SLACK_BOT_TOKEN: 'xoxb-1',
+      SLACK_SIGNING_SECRET: 's',
+      SLACK_APP_TOKEN: 'xapp-1',
+      SLACK_API_URL: 'http://127.0.0.1:9/api/',
+      JITGATE_POLICY: '/etc/jitgate/policy.yml',
+      JITGATE_SIGNING_KEY: '{}',
+      JITGATE_MASTER_KEY: 'a'.repeat(64),
+      JITGATE_PUBLIC_URL: 'https://gate.example.com/',
+      PORT: '3001',
+      PROXY_PORT: '8081',
+      LOG_LEVEL: 'debug',
+    });
+    expect(config).toMatchObject({
+      databaseUrl: 'postgres://u@db:5432/j',
+      redisUrl: 'redis://r:6379',
+      slack: {
+        botToken: 'xoxb-1',
+        signingSecret: 's',
+        appToken: 'xapp-1',
+        apiUrl: 'http://127.0.0.1:9/api/',
+      },
+      policyPath: '/etc/jitgate/policy.yml',
+      publicProxyUrl: 'https://gate.example.com',
+      port: 3001,
+      proxyPort: 8081,
+      logLevel: 'debug',
+    });
+  });
+
+  it('names each bad variable once, with what it expects, and never echoes values', () => {
+    const secret = 'hunter2-secret-value';
+    const found = problems({
+      DATABASE_URL: `mysql://${secret}@x/y`,
+      PORT: 'eighty',
+      PROXY_PORT: '70000',
+      LOG_LEVEL: 'loud',
+      SLACK_BOT_TOKEN: secret,
+      SLACK_API_URL: 'http://127.0.0.1:9/api',
+    });
+    expect(found.map((p) => p.split(':')[0]).sort()).toEqual(
+      ['DATABASE_URL', 'LOG_LEVEL', 'PORT', 'PROXY_PORT', 'SLACK_API_URL', 'SLACK_BOT_TOKEN'].sort(),
+    );
+    expect(found.join('\n')).not.toContain(secret);
+  });
+
+  it('requires a signing secret in HTTP mode and a bot token in Socket Mode', () => {
+    expect(problems({ SLACK_BOT_TOKEN: 'xoxb-1' })).toEqual([
+      expect.stringMatching(/^SLACK_SIGNING_SECRET: /),
+    ]);
+    expect(problems({ SLACK_APP_TOKEN: 'xapp-1' })).toEqual([expect.stringMatching(/^SLACK_BOT_TOKEN: /)]);
+  });
+
+  it('reads TLS file pairs for both listeners and defaults the public URL to https', () => {
+    const config = loadConfig({
+      PROXY_TLS_CERT: '/tls/proxy.crt',
+      PROXY_TLS_KEY: '/tls/proxy.key',
+      TLS_CERT: '/tls/admin.crt',
+      TLS_KEY: '/tls/admin.key',
+      PROXY_PORT: '8443',
+    });
+    expect(config.proxyTls).toEqual({
+      certFile: '/tls/proxy.crt',
+      keyFile: '/tls/proxy.key',
+      certVariable: 'PROXY_TLS_CERT',
+      keyVariable: 'PROXY_TLS_KEY',
+    });
+    expect(config.adminTls).toMatchObject({ certFile: '/tls/admin.crt', keyFile: '/tls/admin.key' });
+    expect(config.publicProxyUrl).toBe('https://localhost:8443');
+    expect(loadConfig({})).toMatchObject({ proxyTls: undefined, adminTls: undefined });
+  });
+
+  it('refuses TLS half-configured, one line naming the missing variable', () => {
+    expect(problems({ PROXY_TLS_CERT: '/tls/proxy.crt' })).toEqual([
+      'PROXY_TLS_KEY: expects the private key file (PEM) for PROXY_TLS_CERT; set both or neither (TLS is half-configured)',
+    ]);
+    expect(problems({ PROXY_TLS_KEY: '/tls/proxy.key' })).toEqual([
+      expect.stringMatching(/^PROXY_TLS_CERT: expects the certificate file \(PEM\) for PROXY_TLS_KEY; /),
+    ]);
+    expect(problems({ TLS_CERT: '/tls/admin.crt' })).toEqual([expect.stringMatching(/^TLS_KEY: /)]);
+    expect(problems({ TLS_KEY: '/tls/admin.key', TLS_CERT: ' ' })).toEqual([
+      expect.stringMatching(/^TLS_CERT: /),
+    ]);
+  });
+
+  it('treats empty values as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '', REDIS_URL: ' ' })).toMatchObject({
+      databaseUrl: undefined,
+      redisUrl: undefined,
+    });
+  });
+});

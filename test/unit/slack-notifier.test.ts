@@ -1,0 +1,79 @@
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { noticeMessage } from '../../src/slack/blocks.ts';
+import { createNotifier, SlackCallError } from '../../src/slack/notifier.ts';
+import { type FakeSlackApi, startFakeSlackApi } from '../fakes/slack-api.ts';
+
+const TOKEN = 'xoxb-secret-bot-token-123';
+let api: FakeSlackApi;
+let logged = '';
+const logger = pino(
+  { level: 'debug' },
+  new Writable({
+    write(chunk, _encoding, done) {
+      logged += String(chunk);
+      done();
+    },
+  }),
+);
+
+beforeAll(async () => {
+  api = await startFakeSlackApi({ userGroups: { SGROUP: ['U1', 'U2'] } });
+});
+afterAll(async () => {
+  await api.close();
+});
+beforeEach(() => {
+  api.reset();
+});
+
+const notifier = () => createNotifier({ botToken: TOKEN, apiUrl: api.url, logger, baseDelayMs: 5 });
+
+describe('notifier', () => {
+  it('retries 5xx and dropped connections, then delivers once', async () => {
+    api.failNext('chat.postMessage', { status: 500 });
+    api.failNext('chat.postMessage', { dropConnection: true });
+    const posted = await notifier().postMessage('C1', noticeMessage('hello'));
+    expect(posted.channel).toBe('C1');
+    expect(api.callsTo('chat.postMessage')).toHaveLength(1);
+    expect(api.faultedCalls).toHaveLength(2);
+  });
+
+  it('honours Retry-After on 429', async () => {
+    api.failNext('chat.update', { status: 429, retryAfter: 1 });
+    const started = Date.now();
+    await notifier().updateMessage('C1', '1.2', noticeMessage('x'));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    expect(api.callsTo('chat.update')).toHaveLength(1);
+  });
+
+  it('leaves a long rate-limit wait to the outbox instead of blocking', async () => {
+    api.failNext('chat.postMessage', { status: 429, retryAfter: 120 });
+    await expect(notifier().postMessage('C1', noticeMessage('x'))).rejects.toMatchObject({ retryable: true });
+    expect(api.callsTo('chat.postMessage')).toHaveLength(0);
+  });
+
+  it('does not retry Slack refusals, and gives up after bounded attempts', async () => {
+    api.failNext('chat.postMessage', { error: 'channel_not_found' });
+    await expect(notifier().postMessage('C1', noticeMessage('x'))).rejects.toBeInstanceOf(SlackCallError);
+    expect(api.faultedCalls).toHaveLength(1);
+    api.failNext('chat.postMessage', { status: 500 }, 10);
+    await expect(notifier().postMessage('C1', noticeMessage('x'))).rejects.toMatchObject({
+      reason: 'HTTP 500',
+    });
+    expect(api.faultedCalls).toHaveLength(5);
+  });
+
+  it('answers response_url, lists group members, and never logs the token', async () => {
+    await notifier().respond(api.responseUrl('r1'), noticeMessage('hi'));
+    expect((await api.waitFor('response_url')).args).toMatchObject({
+      response_type: 'ephemeral',
+      text: 'hi',
+    });
+    expect(await notifier().listGroupMembers('SGROUP')).toEqual(['U1', 'U2']);
+    expect(api.callsTo('usergroups.users.list')[0]?.token).toBe(TOKEN);
+    expect(logged.length).toBeGreaterThan(0);
+    expect(logged).not.toContain(TOKEN);
+  });
+});
