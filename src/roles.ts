@@ -285,6 +285,14 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     metrics.addGauge('jitgate_outbox_backlog', 'Slack messages not yet delivered', () =>
       access.countUndelivered(),
     );
+    metrics.addGauge(
+      'jitgate_scheduler_lag_seconds',
+      'Longest time an expiry or request time-out has been overdue without being processed',
+      () => access.schedulerLagSeconds(),
+    );
+    metrics.addGauge('jitgate_outbox_lag_seconds', 'Age of the oldest Slack message not yet delivered', () =>
+      access.outboxLagSeconds(),
+    );
 
     const admin = createAdminServer({
       metrics,

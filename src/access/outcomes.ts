@@ -23,6 +23,7 @@ export type AccessErrorCode =
   | 'not_grant_owner'
   | 'extension_limit_reached'
   | 'extension_pending'
+  | 'grant_version_changed'
   | 'not_due';
 
 export type Refusal = { ok: false; code: AccessErrorCode; message: string };

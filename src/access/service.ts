@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, asc, count, desc, eq, gt, inArray, isNull, lte, type SQL, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, isNull, lte, min, type SQL, sql } from 'drizzle-orm';
 import { type AuditEventInput, appendAuditEvents } from '../audit/append.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { type AccessRequest, accessRequests, approvals, type Grant, grants, outbox } from '../db/schema.ts';
@@ -103,6 +103,12 @@ function endedByOf(actor: Actor): string {
     case 'cli':
       return 'cli';
   }
+}
+
+/** Seconds from the earliest of `times` to `now`, 0 when there is none. */
+function secondsSince(now: Date, ...times: (Date | null | undefined)[]): number {
+  const earliest = Math.min(...times.map((t) => t?.getTime() ?? Number.POSITIVE_INFINITY));
+  return Number.isFinite(earliest) ? Math.max(0, (now.getTime() - earliest) / 1000) : 0;
 }
 
 export type AccessService = ReturnType<typeof createAccessService>;
@@ -1011,14 +1017,25 @@ export function createAccessService(deps: AccessServiceDeps) {
       });
     },
 
-    /** Queue the before-expiry reminder once per grant version; a repeat is a no-op. */
-    async remindGrant(grantId: string): Promise<Outcome<Grant>> {
+    /**
+     * Queue the before-expiry reminder once per grant version; a repeat is a no-op. The row
+     * is locked and its version checked, so an extension committing meanwhile is either seen
+     * (refused: the caller schedules the new version's reminder) or waits for this one —
+     * never an early reminder recorded against the extended grant.
+     */
+    async remindGrant(grantId: string, expectedVersion: number): Promise<Outcome<Grant>> {
       return commit(async (tx, effects) => {
         const now = clock.now();
-        const [grant] = await tx.select().from(grants).where(eq(grants.id, grantId));
+        const grant = await lockGrant(tx, grantId);
         if (!grant) return refuse('grant_not_found', 'No such grant.');
         if (grant.status !== 'active' || grant.expiresAt <= now) {
           return refuse('grant_not_active', 'This grant has already ended.');
+        }
+        if (grant.version !== expectedVersion) {
+          return refuse(
+            'grant_version_changed',
+            'The grant changed (extended) since this reminder was planned.',
+          );
         }
         effects.events.push({ kind: 'grant_reminder', grantId: grant.id, version: grant.version });
         return ok(grant);
@@ -1149,6 +1166,37 @@ export function createAccessService(deps: AccessServiceDeps) {
         .from(grants)
         .where(and(eq(grants.status, 'active'), gt(grants.expiresAt, clock.now())));
       return row?.n ?? 0;
+    },
+
+    /**
+     * How far time-driven work is behind, in seconds: the longest any active grant has stayed
+     * active past its expiry, or any pending request pending past its time-out (0 when none).
+     * Read from the rows, not the queue, so it also shows jobs Redis lost that the sweep has
+     * not yet healed. The proxy refuses such a grant regardless: this lag delays only the
+     * state change and its messages.
+     */
+    async schedulerLagSeconds(): Promise<number> {
+      const now = clock.now();
+      const [[grant], [request]] = await Promise.all([
+        db
+          .select({ oldest: min(grants.expiresAt) })
+          .from(grants)
+          .where(and(eq(grants.status, 'active'), lte(grants.expiresAt, now))),
+        db
+          .select({ oldest: min(accessRequests.timeoutAt) })
+          .from(accessRequests)
+          .where(and(eq(accessRequests.status, 'pending'), lte(accessRequests.timeoutAt, now))),
+      ]);
+      return secondsSince(now, grant?.oldest, request?.oldest);
+    },
+
+    /** Age in seconds of the oldest Slack message not yet delivered (0 when none). */
+    async outboxLagSeconds(): Promise<number> {
+      const [row] = await db
+        .select({ oldest: min(outbox.createdAt) })
+        .from(outbox)
+        .where(isNull(outbox.sentAt));
+      return secondsSince(clock.now(), row?.oldest);
     },
 
     /** Outbox events not yet delivered (Slack down, or no bot running). */

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 
 /** Every Prometheus metric jitgate exports, in one registry built by the composition root. */
@@ -14,6 +14,8 @@ export interface Metrics {
 export function createMetrics(): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ service: 'jitgate' });
+  // Memory, CPU, event-loop delay, GC: what an operator checks first when the proxy slows.
+  collectDefaultMetrics({ register: registry });
   const proxyCalls = new Counter({
     name: 'jitgate_proxy_calls_total',
     help: 'Proxied calls by resource and decision (allowed or the denial code)',

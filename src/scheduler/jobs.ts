@@ -60,7 +60,11 @@ export async function runJob(job: SchedulerJob, ctx: JobContext): Promise<JobOut
       const at = reminderAt(grant, remindBeforeOf(ctx.policy, grant.resource));
       if (!at) return { kind: 'done', result: 'no_reminder' };
       if (at > clock.now()) return { kind: 'later', at };
-      const result = await access.remindGrant(job.grantId);
+      const result = await access.remindGrant(job.grantId, job.version);
+      if (!result.ok && result.code === 'grant_version_changed') {
+        const current = await access.getGrant(job.grantId);
+        if (current?.status === 'active') return { kind: 'stale', grant: current };
+      }
       return { kind: 'done', result: result.ok ? 'reminded' : result.code };
     }
     case 'timeout-request': {

@@ -103,7 +103,7 @@ export function createReconciler(deps: ReconcilerDeps): { sweep(): Promise<Sweep
     const sent = await store.remindedVersions(due.map((g) => ({ grantId: g.id, version: g.version })));
     for (const grant of due) {
       if (sent.has(reminderKey(grant.id, grant.version))) continue;
-      const r = await access.remindGrant(grant.id);
+      const r = await access.remindGrant(grant.id, grant.version);
       if (r.ok) result.reminded++;
     }
   }

@@ -1,4 +1,4 @@
-import { asc, count, eq } from 'drizzle-orm';
+import { asc, count, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { chainHash, GENESIS_HASH } from '../../src/audit/chain.ts';
@@ -377,13 +377,57 @@ describe('grants', () => {
 
   it('a reminder is queued once per grant version', async () => {
     const grant = await activeGrant();
-    await access.remindGrant(grant.id);
-    await access.remindGrant(grant.id);
+    await access.remindGrant(grant.id, grant.version);
+    await access.remindGrant(grant.id, grant.version);
     const rows = await database.db
       .select()
       .from(outbox)
       .where(eq(outbox.dedupeKey, `grant_reminder:${grant.id}:${grant.version}`));
     expect(rows).toHaveLength(1);
+  });
+
+  it('a reminder planned for an earlier version stands down, even against an extension still committing', async () => {
+    const grant = await activeGrant();
+    const reminderRows = async () =>
+      (await database.db.select().from(outbox).where(eq(outbox.kind, 'grant_reminder'))).filter((row) =>
+        JSON.stringify(row.payload).includes(grant.id),
+      );
+    // An extension holding the row lock and raising the version, not yet committed.
+    let commitExtension!: () => void;
+    const extensionMayCommit = new Promise<void>((resolve) => {
+      commitExtension = resolve;
+    });
+    let lockHeld!: () => void;
+    const lockTaken = new Promise<void>((resolve) => {
+      lockHeld = resolve;
+    });
+    const extension = database.db.transaction(async (tx) => {
+      await tx.select().from(grants).where(eq(grants.id, grant.id)).for('update');
+      await tx
+        .update(grants)
+        .set({ version: grant.version + 1 })
+        .where(eq(grants.id, grant.id));
+      lockHeld();
+      await extensionMayCommit;
+    });
+    await lockTaken;
+    const reminding = access.remindGrant(grant.id, grant.version);
+    // The reminder must be waiting on the row lock, not reading the row as it was before.
+    await expect
+      .poll(async () => {
+        const [row] = await database.db
+          .select({ waiting: sql<number>`count(*)::int` })
+          .from(sql`pg_locks`)
+          .where(sql`not granted`);
+        return row?.waiting ?? 0;
+      })
+      .toBeGreaterThan(0);
+    commitExtension();
+    await extension;
+    expect(await reminding).toMatchObject({ ok: false, code: 'grant_version_changed' });
+    expect(await reminderRows()).toHaveLength(0);
+    expect((await access.remindGrant(grant.id, grant.version + 1)).ok).toBe(true);
+    expect(await reminderRows()).toHaveLength(1);
   });
 });
 

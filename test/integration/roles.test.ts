@@ -72,6 +72,10 @@ describe('roles', () => {
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       expect(metrics).toContain('jitgate_active_grants');
       expect(metrics).toContain('jitgate_pending_requests');
+      // A fresh database: nothing overdue, nothing undelivered.
+      expect(metrics).toMatch(/^jitgate_scheduler_lag_seconds\{service="jitgate"\} 0$/m);
+      expect(metrics).toMatch(/^jitgate_outbox_lag_seconds\{service="jitgate"\} 0$/m);
+      expect(metrics).toContain('nodejs_eventloop_lag_seconds');
     } finally {
       child.kill('SIGTERM');
     }

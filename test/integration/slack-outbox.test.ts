@@ -140,7 +140,7 @@ describe('outbox dispatcher', () => {
     if (!created.ok || !created.value.grant) throw new Error('expected an auto-approved grant');
     const grantId = created.value.grant.id;
     clock.advance(300_000);
-    expect((await access.remindGrant(grantId)).ok).toBe(true);
+    expect((await access.remindGrant(grantId, created.value.grant.version)).ok).toBe(true);
     await dispatcher.drain();
     const reminder = await api.waitFor(
       'chat.postMessage',
