@@ -7,6 +7,7 @@ import {
   type CredentialResolver,
   type Policy,
   policyFileSchema,
+  type ResourcePolicy,
   toPolicy,
 } from './schema.ts';
 
@@ -133,17 +134,29 @@ export function parsePolicy(
     return pem;
   };
   const policy = toPolicy(parsed.data, resolveCredential, readCaFile);
-  // The proxy picks an upstream's trusted roots by origin when it connects, so resources that
+  // The proxy picks an upstream's TLS settings by origin when it connects, so resources that
   // share an origin must agree on them.
-  const caByOrigin = new Map<string, { resource: string; ca: string | undefined }>();
+  const tlsByOrigin = new Map<string, ResourcePolicy>();
   for (const resource of Object.values(policy.resources)) {
     const origin = new URL(resource.upstream).origin;
-    const first = caByOrigin.get(origin);
-    if (!first) caByOrigin.set(origin, { resource: resource.name, ca: resource.upstreamCa });
-    else if (first.ca !== resource.upstreamCa) {
-      const path = ['resources', resource.name, 'ca_file'];
+    const first = tlsByOrigin.get(origin);
+    if (!first) {
+      tlsByOrigin.set(origin, resource);
+      continue;
+    }
+    const disagreements = [
+      { key: 'ca_file', differs: first.upstreamCa !== resource.upstreamCa, what: 'CA bundle' },
+      {
+        key: 'tls_server_name',
+        differs: first.upstreamServerName !== resource.upstreamServerName,
+        what: 'tls_server_name',
+      },
+    ];
+    for (const { key, differs, what } of disagreements) {
+      if (!differs) continue;
+      const path = ['resources', resource.name, key];
       problems.push(
-        `${options.file}:${lineOfPath(path)}: ${formatPath(path)}: resources ${first.resource} and ${resource.name} share the upstream ${origin} and must name the same CA bundle (or none)`,
+        `${options.file}:${lineOfPath(path)}: ${formatPath(path)}: resources ${first.name} and ${resource.name} share the upstream ${origin} and must name the same ${what} (or none)`,
       );
     }
   }

@@ -37,6 +37,14 @@ const people = z.strictObject({
 });
 
 const headerName = z.string().regex(/^[A-Za-z0-9-]+$/, 'expects an HTTP header name');
+/** A DNS name as a certificate names it (no IP address: an IP upstream is checked as an IP). */
+const dnsName = z
+  .string()
+  .max(253)
+  .regex(
+    /^(?=.*[a-z])[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i,
+    'expects a DNS host name such as billing.internal.example',
+  );
 
 const credential = z.union([
   z.strictObject({ header: headerName, value: z.string().min(1) }),
@@ -175,6 +183,7 @@ const resource = z
     upstream: z.url({ protocol: /^https?$/, error: 'expects an http(s) URL' }),
     credential: credential.optional(),
     ca_file: z.string().min(1).optional(),
+    tls_server_name: dnsName.optional(),
     approvers: people,
     approval_channel: slackChannelId,
     alert_channel: slackChannelId.optional(),
@@ -215,8 +224,10 @@ const resource = z
       .optional(),
   })
   .superRefine((r, ctx) => {
-    if (r.ca_file !== undefined && !r.upstream.startsWith('https:')) {
-      ctx.addIssue({ code: 'custom', path: ['ca_file'], message: 'applies only to an https:// upstream' });
+    for (const key of ['ca_file', 'tls_server_name'] as const) {
+      if (r[key] !== undefined && !r.upstream.startsWith('https:')) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'applies only to an https:// upstream' });
+      }
     }
     if (r.min_duration > r.max_duration) {
       ctx.addIssue({ code: 'custom', path: ['min_duration'], message: 'is longer than max_duration' });
@@ -345,6 +356,12 @@ export interface ResourcePolicy {
    * Undefined: Node's public roots. One CA per upstream origin (the loader checks).
    */
   upstreamCa: string | undefined;
+  /**
+   * `tls_server_name`: the name sent as SNI and checked against the upstream's certificate
+   * instead of the URL's host (an upstream reached by IP or an internal alias). One per
+   * upstream origin (the loader checks).
+   */
+  upstreamServerName: string | undefined;
   credential: UpstreamCredential | undefined;
   approvers: People;
   approvalChannel: string;
@@ -431,6 +448,7 @@ function toResource(
     description: r.description,
     upstream: r.upstream.replace(/\/+$/, ''),
     upstreamCa: r.ca_file === undefined ? undefined : readCaFile(r.ca_file, ['resources', name, 'ca_file']),
+    upstreamServerName: r.tls_server_name?.toLowerCase(),
     credential: credentialPolicy,
     approvers: r.approvers,
     approvalChannel: r.approval_channel,

@@ -19,12 +19,19 @@ export type UpstreamConnectCallback = (...args: [null, Socket] | [Error, null]) 
 export type UpstreamConnector = (options: UpstreamConnectOptions, callback: UpstreamConnectCallback) => void;
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/** A resource's TLS settings for its upstream origin, from `ca_file` and `tls_server_name`. */
+interface UpstreamTls {
+  secureContext: SecureContext | undefined;
+  serverName: string | undefined;
+}
 const KEEP_ALIVE_INITIAL_DELAY_MS = 60_000;
 
 /**
  * Opens the proxy's upstream connections for undici (reply-from's pool), so each upstream is
  * verified against the roots its resource names: a resource's `ca_file` for a private CA,
- * Node's public roots otherwise.
+ * Node's public roots otherwise; and against the name in its `tls_server_name`, if any, rather
+ * than the URL's host.
  *
  * Why a connector and not undici's `connect: { ca }`: that option is one set of roots for every
  * origin, and a policy reload could not change it. Here the roots are looked up per connection
@@ -40,17 +47,21 @@ export function createUpstreamConnector(options: {
 }): UpstreamConnector {
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   // Built once per loaded policy (a reload makes a new Policy object), on first use.
-  const contexts = new WeakMap<Policy, ReadonlyMap<string, SecureContext>>();
-  const contextFor = (origin: string): SecureContext | undefined => {
+  const settings = new WeakMap<Policy, ReadonlyMap<string, UpstreamTls>>();
+  const tlsFor = (origin: string): UpstreamTls | undefined => {
     const policy = options.policy.current();
-    let byOrigin = contexts.get(policy);
+    let byOrigin = settings.get(policy);
     if (!byOrigin) {
-      const built = new Map<string, SecureContext>();
+      const built = new Map<string, UpstreamTls>();
       for (const resource of Object.values(policy.resources)) {
-        if (resource.upstreamCa === undefined) continue;
-        built.set(new URL(resource.upstream).origin, createSecureContext({ ca: resource.upstreamCa }));
+        if (resource.upstreamCa === undefined && resource.upstreamServerName === undefined) continue;
+        built.set(new URL(resource.upstream).origin, {
+          secureContext:
+            resource.upstreamCa === undefined ? undefined : createSecureContext({ ca: resource.upstreamCa }),
+          serverName: resource.upstreamServerName,
+        });
       }
-      contexts.set(policy, built);
+      settings.set(policy, built);
       byOrigin = built;
     }
     return byOrigin.get(origin);
@@ -68,9 +79,12 @@ export function createUpstreamConnector(options: {
     const localAddress = request.localAddress ?? undefined;
     let socket: Socket;
     if (request.protocol === 'https:') {
-      const secureContext = contextFor(`https://${request.host ?? request.hostname}`);
-      // SNI carries host names only (RFC 6066); for an IP the certificate's IP SAN is checked.
-      const servername = request.servername || (isIP(request.hostname) ? undefined : request.hostname);
+      const tls = tlsFor(`https://${request.host ?? request.hostname}`);
+      const secureContext = tls?.secureContext;
+      // Node checks the certificate against `servername` when given, else the host. SNI carries
+      // host names only (RFC 6066); for an IP without tls_server_name the IP SAN is checked.
+      const servername =
+        tls?.serverName || request.servername || (isIP(request.hostname) ? undefined : request.hostname);
       socket = tlsConnect({
         host: request.hostname,
         port: Number(request.port) || 443,

@@ -21,10 +21,11 @@ export function tempDir(prefix = 'jitgate-tls-'): { path: string; remove(): void
 }
 
 /**
- * A self-signed P-256 certificate for localhost and 127.0.0.1, valid one day, made with the
- * openssl CLI (node:crypto cannot issue X.509). Being self-signed, it is also its own CA file.
+ * A self-signed P-256 certificate, valid one day, made with the openssl CLI (node:crypto cannot
+ * issue X.509), for localhost and 127.0.0.1 unless `dnsNames` says which names it covers (then
+ * those only). Being self-signed, it is also its own CA file.
  */
-export function makeCertificate(dir: string, name: string): TestCertificate {
+export function makeCertificate(dir: string, name: string, dnsNames?: readonly string[]): TestCertificate {
   const certFile = join(dir, `${name}.crt`);
   const keyFile = join(dir, `${name}.key`);
   execFileSync(
@@ -38,9 +39,9 @@ export function makeCertificate(dir: string, name: string): TestCertificate {
       'ec_paramgen_curve:prime256v1',
       '-nodes',
       '-subj',
-      `/CN=localhost`,
+      `/CN=${dnsNames?.[0] ?? 'localhost'}`,
       '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      `subjectAltName=${dnsNames ? dnsNames.map((n) => `DNS:${n}`).join(',') : 'IP:127.0.0.1,DNS:localhost'}`,
       '-days',
       '1',
       '-keyout',

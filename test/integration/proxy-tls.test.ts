@@ -4,7 +4,7 @@ import { createServer as createHttpsServer, request as httpsRequest } from 'node
 import type { AddressInfo, Server } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import type { Server as TlsServer } from 'node:tls';
+import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,6 +56,11 @@ let proxy: FastifyInstance;
 let proxyPort: number;
 let httpUpstream: Server;
 let httpsUpstream: Server;
+/** Serves a certificate for billing.internal.test only, on 127.0.0.1. */
+let namedUpstream: Server;
+let namedCert: TestCertificate;
+/** The SNI each TLS upstream connection arrived with (undefined: none sent). */
+const serverNamesSeen: (string | undefined)[] = [];
 const logLines: string[] = [];
 const logger = pino(
   { level: 'info' },
@@ -156,6 +161,7 @@ beforeAll(async () => {
   certA = makeCertificate(dir.path, 'a');
   certB = makeCertificate(dir.path, 'b');
   upstreamCert = makeCertificate(dir.path, 'upstream');
+  namedCert = makeCertificate(dir.path, 'named', ['billing.internal.test']);
   proxyFiles = {
     certFile: join(dir.path, 'proxy.crt'),
     keyFile: join(dir.path, 'proxy.key'),
@@ -170,6 +176,11 @@ beforeAll(async () => {
   httpsUpstream = createHttpsServer({ key: upstreamCert.key, cert: upstreamCert.cert }, upstreamHandler);
   const httpPort = await listenOn(httpUpstream);
   const httpsPort = await listenOn(httpsUpstream);
+  namedUpstream = createHttpsServer({ key: namedCert.key, cert: namedCert.cert }, upstreamHandler);
+  namedUpstream.on('secureConnection', (socket: TLSSocket) => {
+    serverNamesSeen.push(socket.servername || undefined);
+  });
+  const namedPort = await listenOn(namedUpstream);
 
   const resource = (upstream: string, extra: string) => `
     upstream: ${upstream}
@@ -185,6 +196,8 @@ ${extra}
   echo-api:${resource(`http://127.0.0.1:${httpPort}`, '    credential: { header: X-Api-Key, file: credential.txt }')}
   private-api:${resource(`https://127.0.0.1:${httpsPort}`, '    ca_file: upstream.crt')}
   untrusted-api:${resource(`https://localhost:${httpsPort}`, '')}
+  named-api:${resource(`https://127.0.0.1:${namedPort}`, '    ca_file: named.crt\n    tls_server_name: billing.internal.test')}
+  misnamed-api:${resource(`https://localhost:${namedPort}`, '    ca_file: named.crt')}
 `,
   );
   policy = filePolicyStore(policyFile, {});
@@ -212,7 +225,7 @@ afterAll(async () => {
   for (const release of held.splice(0)) release();
   await proxy?.close();
   await view?.close();
-  for (const server of [httpUpstream, httpsUpstream]) {
+  for (const server of [httpUpstream, httpsUpstream, namedUpstream]) {
     if (!server) continue;
     const closing = new Promise<void>((resolve) => server.close(() => resolve()));
     (server as Server & { closeAllConnections?(): void }).closeAllConnections?.();
@@ -312,6 +325,24 @@ describe('HTTPS upstreams', () => {
     const token = await tokenFor('untrusted-api');
     const before = seen.length;
     const res = await callProxy('/untrusted-api/reports/1', token, [certA.cert, certB.cert]);
+    expect(res.status).toBe(502);
+    expect(JSON.parse(res.body)).toMatchObject({ error: 'upstream_unreachable' });
+    expect(seen.length).toBe(before);
+  });
+
+  it('checks the certificate against tls_server_name, and sends it as SNI, for an upstream reached by IP', async () => {
+    const token = await tokenFor('named-api');
+    const res = await callProxy('/named-api/reports/2', token, [certA.cert, certB.cert]);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toMatchObject({ url: '/reports/2' });
+    expect(serverNamesSeen).toContain('billing.internal.test');
+  });
+
+  it('refuses a trusted certificate that does not name the host called: 502, nothing reaches it', async () => {
+    // Same CA, same server, but called as localhost with no tls_server_name: the name is wrong.
+    const token = await tokenFor('misnamed-api');
+    const before = seen.length;
+    const res = await callProxy('/misnamed-api/reports/3', token, [certA.cert, certB.cert]);
     expect(res.status).toBe(502);
     expect(JSON.parse(res.body)).toMatchObject({ error: 'upstream_unreachable' });
     expect(seen.length).toBe(before);

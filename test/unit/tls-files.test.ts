@@ -66,15 +66,15 @@ describe('listener TLS files', () => {
   });
 });
 
-describe('policy ca_file', () => {
+describe('policy ca_file and tls_server_name', () => {
   const policyWith = (resources: string): string => {
     const file = join(dir.path, `policy-${Math.random().toString(36).slice(2)}.yml`);
     writeFileSync(file, `resources:\n${resources}`);
     return file;
   };
-  const resource = (name: string, upstream: string, caFile?: string) => `  ${name}:
+  const resource = (name: string, upstream: string, caFile?: string, serverName?: string) => `  ${name}:
     upstream: ${upstream}
-${caFile ? `    ca_file: ${caFile}\n` : ''}    approvers: { users: [UAPP1] }
+${caFile ? `    ca_file: ${caFile}\n` : ''}${serverName ? `    tls_server_name: ${serverName}\n` : ''}    approvers: { users: [UAPP1] }
     approval_channel: CAPP1
     scopes:
       read: { allow: ["GET /**"] }
@@ -118,5 +118,44 @@ ${caFile ? `    ca_file: ${caFile}\n` : ''}    approvers: { users: [UAPP1] }
         resource('two', 'https://10.0.0.1:8443/v2', join(dir.path, 'a.crt')),
     );
     expect(Object.keys(loadPolicyFile(same, {}).resources)).toEqual(['one', 'two']);
+  });
+
+  it('takes tls_server_name for https upstreams, lower-cased; refuses IPs, junk, http and disagreement', () => {
+    const policy = loadPolicyFile(
+      policyWith(resource('api', 'https://10.0.0.1:8443', undefined, 'Billing.Internal.example')),
+      {},
+    );
+    expect(policy.resources.api!.upstreamServerName).toBe('billing.internal.example');
+    expect(
+      loadPolicyFile(policyWith(resource('api', 'https://10.0.0.1')), {}).resources.api!.upstreamServerName,
+    ).toBeUndefined();
+    for (const bad of [
+      '10.0.0.1',
+      'billing..internal',
+      '-billing.internal',
+      'billing_internal',
+      "'*.internal'",
+    ]) {
+      expect(
+        problemsOf(() => loadPolicyFile(policyWith(resource('api', 'https://10.0.0.1', undefined, bad)), {})),
+        bad,
+      ).toEqual([expect.stringMatching(/resources\.api\.tls_server_name: expects a DNS host name/)]);
+    }
+    expect(
+      problemsOf(() =>
+        loadPolicyFile(policyWith(resource('api', 'http://10.0.0.1', undefined, 'billing.internal')), {}),
+      ),
+    ).toEqual([
+      expect.stringMatching(/resources\.api\.tls_server_name: applies only to an https:\/\/ upstream$/),
+    ]);
+    const shared = policyWith(
+      resource('one', 'https://10.0.0.1:8443/v1', undefined, 'billing.internal') +
+        resource('two', 'https://10.0.0.1:8443/v2', undefined, 'ledger.internal'),
+    );
+    expect(problemsOf(() => loadPolicyFile(shared, {}))).toEqual([
+      expect.stringMatching(
+        /:\d+: resources\.two\.tls_server_name: resources one and two share the upstream https:\/\/10\.0\.0\.1:8443 and must name the same tls_server_name/,
+      ),
+    ]);
   });
 });
