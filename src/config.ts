@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from './policy/duration.ts';
+import { parseConfiguredKey, SigningKeyConfigError } from './tokens/keys.ts';
 
 /**
  * The only module that reads `process.env`. Everything else receives a `Config`,
@@ -55,7 +56,17 @@ const envSchema = z.object({
     message: 'expects a URL ending in a slash, like https://slack.com/api/',
   }),
   JITGATE_POLICY: optionalText,
-  JITGATE_SIGNING_KEY: optionalText,
+  // Checked here so a bad key stops start-up with the other configuration problems, before
+  // any database work.
+  JITGATE_SIGNING_KEY: optionalText.superRefine((value, ctx) => {
+    if (value === undefined) return;
+    try {
+      parseConfiguredKey(value);
+    } catch (error) {
+      if (!(error instanceof SigningKeyConfigError)) throw error;
+      ctx.addIssue({ code: 'custom', message: error.detail });
+    }
+  }),
   JITGATE_MASTER_KEY: optionalText.refine((v) => v === undefined || v.length >= 16, {
     message: 'expects at least 16 characters (64 hex characters or base64 of 32 bytes is best)',
   }),

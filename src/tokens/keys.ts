@@ -85,8 +85,11 @@ const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
 /** Thrown for a bad JITGATE_SIGNING_KEY; names the variable and what it expects, never its value. */
 export class SigningKeyConfigError extends Error {
   override name = 'SigningKeyConfigError';
+  /** What is wrong and what is expected, without the variable's name (config prefixes it). */
+  readonly detail: string;
   constructor(problem: string) {
     super(`${CONFIG_NAME} ${problem}; expected ${CONFIG_EXPECTED}`);
+    this.detail = `${problem}; expects ${CONFIG_EXPECTED}`;
   }
 }
 

@@ -58,6 +58,20 @@ describe('jitgate migrate', () => {
     expect(stdout).toContain(`migrations applied (embedded database in ${dataDir})`);
   });
 
+  it('the build (npm run build) runs without tsx and finds the migrations from dist/', async () => {
+    await run('npm', ['run', 'build'], { timeout: 120_000 });
+    const builtDataDir = mkdtempSync(join(tmpdir(), 'jitgate-built-'));
+    try {
+      const { stdout } = await run(process.execPath, ['dist/src/main.js', 'migrate'], {
+        env: { PATH: process.env.PATH, JITGATE_DATA_DIR: builtDataDir },
+        timeout: 60_000,
+      });
+      expect(stdout).toContain(`migrations applied (embedded database in ${builtDataDir})`);
+    } finally {
+      rmSync(builtDataDir, { recursive: true, force: true });
+    }
+  });
+
   it('stops with one line per bad variable and exit code 2', async () => {
     const failed = await jitgate(['migrate'], { DATABASE_URL: 'mysql://secret@x/y' }).catch(
       (error: { code: number; stderr: string }) => error,

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 
@@ -35,7 +36,9 @@ describe('config', () => {
       SLACK_APP_TOKEN: 'xapp-1',
       SLACK_API_URL: 'http://127.0.0.1:9/api/',
       JITGATE_POLICY: '/etc/jitgate/policy.yml',
-      JITGATE_SIGNING_KEY: '{}',
+      JITGATE_SIGNING_KEY: JSON.stringify(
+        generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' }),
+      ),
       JITGATE_MASTER_KEY: 'a'.repeat(64),
       JITGATE_PUBLIC_URL: 'https://gate.example.com/',
       PORT: '3001',
@@ -68,9 +71,21 @@ describe('config', () => {
       LOG_LEVEL: 'loud',
       SLACK_BOT_TOKEN: secret,
       SLACK_API_URL: 'http://127.0.0.1:9/api',
+      JITGATE_SIGNING_KEY: JSON.stringify({ kty: 'RSA', d: secret }),
     });
     expect(found.map((p) => p.split(':')[0]).sort()).toEqual(
-      ['DATABASE_URL', 'LOG_LEVEL', 'PORT', 'PROXY_PORT', 'SLACK_API_URL', 'SLACK_BOT_TOKEN'].sort(),
+      [
+        'DATABASE_URL',
+        'JITGATE_SIGNING_KEY',
+        'LOG_LEVEL',
+        'PORT',
+        'PROXY_PORT',
+        'SLACK_API_URL',
+        'SLACK_BOT_TOKEN',
+      ].sort(),
+    );
+    expect(found).toContain(
+      'JITGATE_SIGNING_KEY: is not an OKP Ed25519 key; expects a private Ed25519 JWK as JSON, like {"kty":"OKP","crv":"Ed25519","x":"<base64url>","d":"<base64url>"}',
     );
     expect(found.join('\n')).not.toContain(secret);
   });
