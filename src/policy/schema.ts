@@ -108,7 +108,7 @@ const scope = z
         ctx.addIssue({
           code: 'custom',
           path: ['allow', index],
-          message: `"${rule.source}" lets a write reach every path; narrow it or set allow_any_path: true`,
+          message: `"${rule.source}" lets a write reach any path (it names none); narrow it or set allow_any_path: true`,
         });
       }
     });

@@ -101,10 +101,18 @@ export function rulesAllow(rules: readonly ScopeRule[], method: string, path: st
   return rules.some((rule) => ruleAllows(rule, upper, segments));
 }
 
-/** A rule that lets a state-changing method reach every path: allowed only when a scope says so. */
+/**
+ * A rule that lets a state-changing method reach paths it does not name: every segment is `*`
+ * or `**` in any mix, so the rule says nothing about where the write lands.
+ * Allowed only when the scope says so; a rule with one literal or partial segment is not.
+ */
 export function isUnrestrictedWrite(rule: ScopeRule): boolean {
   const writes = rule.method === '*' || !SAFE_METHODS.has(rule.method);
-  return writes && rule.segments.length > 0 && rule.segments.every((s) => s.kind === 'any-depth');
+  return (
+    writes &&
+    rule.segments.length > 0 &&
+    rule.segments.every((s) => s.kind === 'any-depth' || s.kind === 'any-one')
+  );
 }
 
 export function isReadOnlyRule(rule: ScopeRule): boolean {

@@ -58,11 +58,32 @@ describe('scope rules', () => {
     if (!parsed.ok) expect(parsed.message).toContain(message);
   });
 
-  it('flags writes to every path', () => {
-    expect(isUnrestrictedWrite(rule('POST /**'))).toBe(true);
-    expect(isUnrestrictedWrite(rule('* /**'))).toBe(true);
-    expect(isUnrestrictedWrite(rule('GET /**'))).toBe(false);
-    expect(isUnrestrictedWrite(rule('POST /invoices/**'))).toBe(false);
+  it('flags writes to paths the rule does not name', () => {
+    for (const source of ['POST /**', '* /**', 'POST /*/**', 'DELETE /**/*', '* /*', 'PATCH /*/*']) {
+      expect(isUnrestrictedWrite(rule(source)), source).toBe(true);
+    }
+    for (const source of [
+      'GET /**',
+      'HEAD /*/**',
+      'POST /invoices/**',
+      'DELETE /*/items/*',
+      'PUT /inv*/**',
+    ]) {
+      expect(isUnrestrictedWrite(rule(source)), source).toBe(false);
+    }
+  });
+
+  it('property: a writing rule is flagged exactly when none of its segments names anything', () => {
+    const wild = fc.constantFrom('*', '**');
+    const named = fc.oneof(fc.stringMatching(/^[a-z]{1,5}$/), fc.stringMatching(/^[a-z]{1,3}\*$/));
+    const method = fc.constantFrom('POST', 'PUT', 'PATCH', 'DELETE', '*');
+    fc.assert(
+      fc.property(method, fc.array(fc.oneof(wild, named), { minLength: 1, maxLength: 5 }), (m, segments) => {
+        const parsed = rule(`${m} /${segments.join('/')}`);
+        const namesSomething = segments.some((s) => s !== '*' && s !== '**');
+        expect(isUnrestrictedWrite(parsed)).toBe(!namesSomething);
+      }),
+    );
   });
 
   const segment = fc.stringMatching(/^[a-z0-9]{1,6}$/);
