@@ -10,7 +10,7 @@ import { createGrantSummarizer } from './audit/summary.ts';
 import { createWeeklyReporter } from './audit/weekly-report.ts';
 import { type Config, ConfigError } from './config.ts';
 import { installPostgresCrashGuard } from './db/postgres-crash-guard.ts';
-import type { Grant } from './db/schema.ts';
+import type { Grant } from './db/schema/index.ts';
 import { createAdminServer, type ReadinessCheck } from './ops/admin-server.ts';
 import { metricsCallSink } from './ops/metrics.ts';
 import { readTlsMaterial, reloadTlsListeners, type TlsListener, type TlsReloadResult } from './ops/tls.ts';

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { WeeklyReportCounts } from '../audit/weekly-report.ts';
 import type { Tx } from '../db/client.ts';
-import { outbox } from '../db/schema.ts';
+import { enqueueOutboxRows } from '../db/queries/outbox.ts';
 
 /**
  * What happened, for whoever must react (Slack messages, the scheduler). Each event is
@@ -95,18 +95,16 @@ export function dedupeKey(event: AccessEvent): string {
 
 export async function enqueueEvents(tx: Tx, events: readonly AccessEvent[], now: Date): Promise<void> {
   if (events.length === 0) return;
-  await tx
-    .insert(outbox)
-    .values(
-      events.map((event) => ({
-        dedupeKey: dedupeKey(event),
-        kind: event.kind,
-        payload: event as unknown as Record<string, unknown>,
-        createdAt: now,
-        nextAttemptAt: now,
-      })),
-    )
-    .onConflictDoNothing({ target: outbox.dedupeKey });
+  await enqueueOutboxRows(
+    tx,
+    events.map((event) => ({
+      dedupeKey: dedupeKey(event),
+      kind: event.kind,
+      payload: event as unknown as Record<string, unknown>,
+      createdAt: now,
+      nextAttemptAt: now,
+    })),
+  );
 }
 
 /** Tell every proxy that a grant changed; delivered on commit, and only if it commits. */

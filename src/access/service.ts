@@ -1,14 +1,55 @@
 import { randomUUID } from 'node:crypto';
-import { and, asc, count, desc, eq, gt, inArray, isNull, lte, min, type SQL, sql } from 'drizzle-orm';
 import { type AuditEventInput, appendAuditEvents } from '../audit/append.ts';
 import type { Db, Tx } from '../db/client.ts';
-import { type AccessRequest, accessRequests, approvals, type Grant, grants, outbox } from '../db/schema.ts';
+import {
+  cancelPendingRequestsOf,
+  claimApprovalMessageTs,
+  countPendingRequests,
+  findApprovalMessageTs,
+  findRequest,
+  insertRequest,
+  lockRequest,
+  markRequestApproved,
+  markRequestCancelled,
+  markRequestDenied,
+  markRequestTimedOut,
+  oldestOverdueRequestTimeout,
+  pendingExtensionOf,
+  pendingRequestsOf,
+  pendingRequestsOn,
+  requestsPastTimeout,
+  resourcesWithPendingRequestsOf,
+  setApprovalMessage,
+  usersWithPendingRequests,
+} from '../db/queries/access-requests.ts';
+import { addApproval, approvalsOf, type GivenApproval } from '../db/queries/approvals.ts';
+import {
+  activeGrantsPastExpiry,
+  countLiveGrants,
+  expireGrantsPastExpiry,
+  extendGrant,
+  findGrant,
+  insertGrant,
+  liveGrantsOf,
+  liveGrantsOn,
+  lockGrant,
+  markGrantExpired,
+  markGrantRevoked,
+  oldestOverdueGrantExpiry,
+  resourcesWithLiveGrantsOf,
+  revokeActiveGrantsOf,
+  revokeIdleGrantsOn,
+  usersWithLiveGrants,
+} from '../db/queries/grants.ts';
+import { countUndelivered, oldestUndeliveredAt } from '../db/queries/outbox.ts';
+import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import {
   autoApproves,
   checkRequest,
   describeDuration,
   isApprover,
   mayRequest,
+  type Policy,
   type PolicyStore,
   type ResourcePolicy,
 } from '../policy/index.ts';
@@ -168,38 +209,12 @@ export function createAccessService(deps: AccessServiceDeps) {
     return isApprover(resource, userId, (g) => groups.has(g));
   }
 
-  async function lockRequest(tx: Tx, requestId: string): Promise<AccessRequest | undefined> {
-    const [row] = await tx
-      .select()
-      .from(accessRequests)
-      .where(eq(accessRequests.id, requestId))
-      .for('update');
-    return row;
-  }
-
-  async function lockGrant(tx: Tx, grantId: string): Promise<Grant | undefined> {
-    const [row] = await tx.select().from(grants).where(eq(grants.id, grantId)).for('update');
-    return row;
-  }
-
-  /** Pending requests and live (active, unexpired) grants matching the filters. */
+  /** Pending requests and live (active, unexpired) grants, both read at once. */
   async function pendingAndLive(
-    requestFilter: SQL,
-    grantFilter: SQL,
-    requestOrder: SQL,
+    requests: Promise<AccessRequest[]>,
+    live: Promise<Grant[]>,
   ): Promise<{ pending: AccessRequest[]; active: Grant[] }> {
-    const [pending, active] = await Promise.all([
-      db
-        .select()
-        .from(accessRequests)
-        .where(and(requestFilter, eq(accessRequests.status, 'pending')))
-        .orderBy(requestOrder),
-      db
-        .select()
-        .from(grants)
-        .where(and(grantFilter, eq(grants.status, 'active'), gt(grants.expiresAt, clock.now())))
-        .orderBy(asc(grants.expiresAt)),
-    ]);
+    const [pending, active] = await Promise.all([requests, live]);
     return { pending, active };
   }
 
@@ -223,11 +238,7 @@ export function createAccessService(deps: AccessServiceDeps) {
     const now = clock.now();
     const seconds = grantedSeconds(request.durationSeconds, limits);
     const decidedByLabel = decidedBy.type === 'slack' ? decidedBy.userId : 'policy';
-    const [approved] = await tx
-      .update(accessRequests)
-      .set({ status: 'approved', decidedAt: now, decidedBy: decidedByLabel })
-      .where(and(eq(accessRequests.id, request.id), eq(accessRequests.status, 'pending')))
-      .returning();
+    const approved = await markRequestApproved(tx, request.id, now, decidedByLabel);
     if (!approved) return notPending(request);
 
     let grant: Grant | undefined;
@@ -236,17 +247,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       if (current?.status !== 'active' || current.expiresAt <= now) {
         return refuse('grant_not_active', 'The grant to extend has already ended.');
       }
-      [grant] = await tx
-        .update(grants)
-        .set({
-          expiresAt: new Date(current.expiresAt.getTime() + seconds * 1000),
-          extensions: current.extensions + 1,
-          version: current.version + 1,
-        })
-        .where(
-          and(eq(grants.id, current.id), eq(grants.status, 'active'), eq(grants.version, current.version)),
-        )
-        .returning();
+      grant = await extendGrant(tx, current, new Date(current.expiresAt.getTime() + seconds * 1000));
       if (!grant) return refuse('grant_not_active', 'The grant changed while extending it; try again.');
       effects.events.push(
         { kind: 'request_approved', requestId: request.id, grantId: grant.id, approvers: approverIds },
@@ -270,21 +271,18 @@ export function createAccessService(deps: AccessServiceDeps) {
           ? Math.min(...chosen, policyQuota?.requests ?? Number.POSITIVE_INFINITY)
           : null;
       // grants.request_id is unique: even a raced second approval cannot make a second grant.
-      [grant] = await tx
-        .insert(grants)
-        .values({
-          id: newId(),
-          requestId: request.id,
-          userId: request.requesterId,
-          resource: request.resource,
-          scope: request.scope,
-          status: 'active',
-          startsAt: now,
-          expiresAt: new Date(now.getTime() + seconds * 1000),
-          quotaRequests,
-          quotaResponseBytes: policyQuota?.responseBytes ?? null,
-        })
-        .returning();
+      grant = await insertGrant(tx, {
+        id: newId(),
+        requestId: request.id,
+        userId: request.requesterId,
+        resource: request.resource,
+        scope: request.scope,
+        status: 'active',
+        startsAt: now,
+        expiresAt: new Date(now.getTime() + seconds * 1000),
+        quotaRequests,
+        quotaResponseBytes: policyQuota?.responseBytes ?? null,
+      });
       if (!grant) throw new Error('grant insert returned no row');
       effects.events.push(
         { kind: 'request_approved', requestId: request.id, grantId: grant.id, approvers: approverIds },
@@ -335,26 +333,9 @@ export function createAccessService(deps: AccessServiceDeps) {
     const dmOwner = input.dmOwner ?? true;
     return commit<OffboardResult>(async (tx, effects) => {
       const now = clock.now();
-      const onGrants = input.resources ? inArray(grants.resource, [...input.resources]) : undefined;
-      const onRequests = input.resources ? inArray(accessRequests.resource, [...input.resources]) : undefined;
-      const revoked = await tx
-        .update(grants)
-        .set({
-          status: 'revoked',
-          endedAt: now,
-          endedBy: by,
-          endReason: reason,
-          version: sql`${grants.version} + 1`,
-        })
-        .where(and(eq(grants.userId, input.userId), eq(grants.status, 'active'), onGrants))
-        .returning();
-      const ended = await tx
-        .update(accessRequests)
-        .set({ status: 'cancelled', decidedAt: now, decidedBy: by, decisionNote: reason })
-        .where(
-          and(eq(accessRequests.requesterId, input.userId), eq(accessRequests.status, 'pending'), onRequests),
-        )
-        .returning();
+      const change = { now, by, reason };
+      const revoked = await revokeActiveGrantsOf(tx, input.userId, change, input.resources);
+      const ended = await cancelPendingRequestsOf(tx, input.userId, change, input.resources);
       if (revoked.length === 0 && ended.length === 0) return ok({ grants: [], requests: [] });
       const offboardId = newId();
       for (const grant of revoked) {
@@ -411,14 +392,22 @@ export function createAccessService(deps: AccessServiceDeps) {
     });
   }
 
+  /** Whether the policy's `requesters` (people or groups) include this person. */
+  async function isRequester(policy: Policy, userId: string): Promise<boolean> {
+    const groups = policy.requesters ? await directory.groupsOf(userId, policy.requesters.groups) : new Set();
+    return mayRequest(policy, userId, (g) => groups.has(g));
+  }
+
   return {
+    /** Whether this person may ask for access at all, so Slack need not offer a form in vain. */
+    async mayRequestAccess(userId: string): Promise<boolean> {
+      return isRequester(deps.policy.current(), userId);
+    },
+
     /** Ask for access; approved at once when the policy auto-approves this scope and duration. */
     async createRequest(input: CreateRequestInput): Promise<Outcome<DecisionResult>> {
       const policy = deps.policy.current();
-      const requesterGroups = policy.requesters
-        ? await directory.groupsOf(input.requesterId, policy.requesters.groups)
-        : new Set<string>();
-      if (!mayRequest(policy, input.requesterId, (g) => requesterGroups.has(g))) {
+      if (!(await isRequester(policy, input.requesterId))) {
         return refuse(
           'not_allowed_to_request',
           'You are not among the people this workspace lets request access.',
@@ -429,21 +418,18 @@ export function createAccessService(deps: AccessServiceDeps) {
       const { resource, scope, reason } = checked;
       return commit<DecisionResult>(async (tx, effects) => {
         const now = clock.now();
-        const [request] = await tx
-          .insert(accessRequests)
-          .values({
-            id: newId(),
-            requesterId: input.requesterId,
-            resource: resource.name,
-            scope: scope.name,
-            durationSeconds: input.durationSeconds,
-            reason,
-            approvalsRequired: resource.approvalsRequired,
-            createdAt: now,
-            timeoutAt: new Date(now.getTime() + resource.requestTimeoutSeconds * 1000),
-            approvalChannel: resource.approvalChannel,
-          })
-          .returning();
+        const request = await insertRequest(tx, {
+          id: newId(),
+          requesterId: input.requesterId,
+          resource: resource.name,
+          scope: scope.name,
+          durationSeconds: input.durationSeconds,
+          reason,
+          approvalsRequired: resource.approvalsRequired,
+          createdAt: now,
+          timeoutAt: new Date(now.getTime() + resource.requestTimeoutSeconds * 1000),
+          approvalChannel: resource.approvalChannel,
+        });
         if (!request) throw new Error('request insert returned no row');
         const auto = autoApproves(scope, input.durationSeconds);
         effects.audit.push({
@@ -481,7 +467,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       /** A lower request quota than the policy's (or one where the policy sets none). */
       quota?: { requests: number };
     }): Promise<Outcome<DecisionResult>> {
-      const [peek] = await db.select().from(accessRequests).where(eq(accessRequests.id, input.requestId));
+      const peek = await findRequest(db, input.requestId);
       if (!peek) return refuse('request_not_found', 'No such request.');
       const resource = resourceOf(peek.resource);
       if (!resource)
@@ -515,28 +501,15 @@ export function createAccessService(deps: AccessServiceDeps) {
         if (!request) return refuse('request_not_found', 'No such request.');
         if (request.status !== 'pending') return notPending(request);
         const now = clock.now();
-        const inserted = await tx
-          .insert(approvals)
-          .values({
-            requestId: request.id,
-            approverId: input.approverId,
-            durationSeconds: input.durationSeconds ?? null,
-            quotaRequests: input.quota?.requests ?? null,
-            createdAt: now,
-          })
-          .onConflictDoNothing()
-          .returning();
-        if (inserted.length === 0)
-          return refuse('already_approved', 'You have already approved this request.');
-        const given = await tx
-          .select({
-            approverId: approvals.approverId,
-            durationSeconds: approvals.durationSeconds,
-            quotaRequests: approvals.quotaRequests,
-          })
-          .from(approvals)
-          .where(eq(approvals.requestId, request.id))
-          .orderBy(asc(approvals.createdAt));
+        const added = await addApproval(tx, {
+          requestId: request.id,
+          approverId: input.approverId,
+          durationSeconds: input.durationSeconds ?? null,
+          quotaRequests: input.quota?.requests ?? null,
+          createdAt: now,
+        });
+        if (!added) return refuse('already_approved', 'You have already approved this request.');
+        const given = await approvalsOf(tx, request.id);
         effects.audit.push({
           kind: 'request.approval_added',
           actor: { type: 'slack', userId: input.approverId },
@@ -589,7 +562,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       approverId: string;
       note?: string;
     }): Promise<Outcome<AccessRequest>> {
-      const [peek] = await db.select().from(accessRequests).where(eq(accessRequests.id, input.requestId));
+      const peek = await findRequest(db, input.requestId);
       if (!peek) return refuse('request_not_found', 'No such request.');
       const resource = resourceOf(peek.resource);
       if (!resource)
@@ -602,11 +575,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       const note = input.note?.trim() ? input.note.trim().slice(0, 2000) : null;
       return commit(async (tx, effects) => {
         const now = clock.now();
-        const [denied] = await tx
-          .update(accessRequests)
-          .set({ status: 'denied', decidedAt: now, decidedBy: input.approverId, decisionNote: note })
-          .where(and(eq(accessRequests.id, input.requestId), eq(accessRequests.status, 'pending')))
-          .returning();
+        const denied = await markRequestDenied(tx, input.requestId, now, input.approverId, note);
         if (!denied) return notPending(peek);
         effects.audit.push({
           kind: 'request.denied',
@@ -635,11 +604,7 @@ export function createAccessService(deps: AccessServiceDeps) {
         if (request.requesterId !== input.userId) {
           return refuse('not_grant_owner', 'Only the requester can cancel a request.');
         }
-        const [cancelled] = await tx
-          .update(accessRequests)
-          .set({ status: 'cancelled', decidedAt: now, decidedBy: input.userId })
-          .where(and(eq(accessRequests.id, input.requestId), eq(accessRequests.status, 'pending')))
-          .returning();
+        const cancelled = await markRequestCancelled(tx, input.requestId, now, input.userId);
         if (!cancelled) return notPending(request);
         effects.audit.push({
           kind: 'request.cancelled',
@@ -657,19 +622,9 @@ export function createAccessService(deps: AccessServiceDeps) {
     async expireRequest(requestId: string): Promise<Outcome<AccessRequest>> {
       return commit(async (tx, effects) => {
         const now = clock.now();
-        const [expired] = await tx
-          .update(accessRequests)
-          .set({ status: 'expired', decidedAt: now, decidedBy: 'timeout' })
-          .where(
-            and(
-              eq(accessRequests.id, requestId),
-              eq(accessRequests.status, 'pending'),
-              lte(accessRequests.timeoutAt, now),
-            ),
-          )
-          .returning();
+        const expired = await markRequestTimedOut(tx, requestId, now);
         if (!expired) {
-          const [row] = await tx.select().from(accessRequests).where(eq(accessRequests.id, requestId));
+          const row = await findRequest(tx, requestId);
           if (!row) return refuse('request_not_found', 'No such request.');
           return row.status === 'pending'
             ? refuse('not_due', 'The request has not timed out yet.')
@@ -692,7 +647,7 @@ export function createAccessService(deps: AccessServiceDeps) {
      * the system (anomaly rules, offboarding) may revoke anyone's.
      */
     async revokeGrant(input: { grantId: string; actor: Actor; reason: string }): Promise<Outcome<Grant>> {
-      const [peek] = await db.select().from(grants).where(eq(grants.id, input.grantId));
+      const peek = await findGrant(db, input.grantId);
       if (!peek) return refuse('grant_not_found', 'No such grant.');
       if (input.actor.type === 'slack' && input.actor.userId !== peek.userId) {
         const resource = resourceOf(peek.resource);
@@ -707,11 +662,12 @@ export function createAccessService(deps: AccessServiceDeps) {
       return commit(async (tx, effects) => {
         const now = clock.now();
         const by = input.actor.type === 'slack' ? input.actor.userId : input.actor.type;
-        const [revoked] = await tx
-          .update(grants)
-          .set({ status: 'revoked', endedAt: now, endedBy: by, endReason: reason, version: peek.version + 1 })
-          .where(and(eq(grants.id, input.grantId), eq(grants.status, 'active')))
-          .returning();
+        const revoked = await markGrantRevoked(tx, input.grantId, {
+          now,
+          by,
+          reason,
+          version: peek.version + 1,
+        });
         if (!revoked)
           return refuse(
             'grant_not_active',
@@ -754,16 +710,8 @@ export function createAccessService(deps: AccessServiceDeps) {
       }
       const now = clock.now();
       const [held, asked] = await Promise.all([
-        db
-          .selectDistinct({ resource: grants.resource })
-          .from(grants)
-          .where(
-            and(eq(grants.userId, input.targetId), eq(grants.status, 'active'), gt(grants.expiresAt, now)),
-          ),
-        db
-          .selectDistinct({ resource: accessRequests.resource })
-          .from(accessRequests)
-          .where(and(eq(accessRequests.requesterId, input.targetId), eq(accessRequests.status, 'pending'))),
+        resourcesWithLiveGrantsOf(db, input.targetId, now),
+        resourcesWithPendingRequestsOf(db, input.targetId),
       ]);
       const touched = [...new Set([...held, ...asked].map((r) => r.resource))].sort();
       if (touched.length === 0) return ok({ grants: [], requests: [], untouchedResources: [] });
@@ -799,37 +747,15 @@ export function createAccessService(deps: AccessServiceDeps) {
       const result = await commit<Grant[]>(async (tx, effects) => {
         const now = clock.now();
         const all: Grant[] = [];
-        const lastUse = sql`coalesce(${grants.lastUsedAt}, ${grants.startsAt})`;
         for (const resource of idle) {
-          // A plain SQL expression gets no column type, so the cutoff goes in as an explicit timestamptz.
-          const cutoff = new Date(now.getTime() - resource.idleTimeoutSeconds * 1000).toISOString();
-          const idleSince = sql`${lastUse} <= ${cutoff}::timestamptz`;
           const reason = `idle for ${describeDuration(resource.idleTimeoutSeconds)}`;
-          const due = tx
-            .select({ id: grants.id })
-            .from(grants)
-            .where(
-              and(
-                eq(grants.resource, resource.name),
-                eq(grants.status, 'active'),
-                gt(grants.expiresAt, now),
-                idleSince,
-              ),
-            )
-            .limit(limit)
-            .for('update', { skipLocked: true });
-          const revoked = await tx
-            .update(grants)
-            .set({
-              status: 'revoked',
-              endedAt: now,
-              endedBy: 'scheduler',
-              endReason: reason,
-              version: sql`${grants.version} + 1`,
-            })
-            // The idle test again under the row lock: a batch of calls may have landed since.
-            .where(and(inArray(grants.id, due), eq(grants.status, 'active'), idleSince))
-            .returning();
+          const revoked = await revokeIdleGrantsOn(tx, {
+            resource: resource.name,
+            cutoff: new Date(now.getTime() - resource.idleTimeoutSeconds * 1000),
+            now,
+            reason,
+            limit,
+          });
           for (const grant of revoked) {
             effects.audit.push({
               kind: 'grant.revoked',
@@ -859,14 +785,8 @@ export function createAccessService(deps: AccessServiceDeps) {
     async usersWithAccess(): Promise<string[]> {
       const now = clock.now();
       const [holders, askers] = await Promise.all([
-        db
-          .selectDistinct({ userId: grants.userId })
-          .from(grants)
-          .where(and(eq(grants.status, 'active'), gt(grants.expiresAt, now))),
-        db
-          .selectDistinct({ userId: accessRequests.requesterId })
-          .from(accessRequests)
-          .where(eq(accessRequests.status, 'pending')),
+        usersWithLiveGrants(db, now),
+        usersWithPendingRequests(db),
       ]);
       return [...new Set([...holders.map((r) => r.userId), ...askers.map((r) => r.userId)])].sort();
     },
@@ -875,13 +795,9 @@ export function createAccessService(deps: AccessServiceDeps) {
     async expireGrant(grantId: string): Promise<Outcome<Grant>> {
       return commit(async (tx, effects) => {
         const now = clock.now();
-        const [expired] = await tx
-          .update(grants)
-          .set({ status: 'expired', endedAt: now, endedBy: 'scheduler', endReason: 'expired' })
-          .where(and(eq(grants.id, grantId), eq(grants.status, 'active'), lte(grants.expiresAt, now)))
-          .returning();
+        const expired = await markGrantExpired(tx, grantId, now);
         if (!expired) {
-          const [row] = await tx.select().from(grants).where(eq(grants.id, grantId));
+          const row = await findGrant(tx, grantId);
           if (!row) return refuse('grant_not_found', 'No such grant.');
           return row.status === 'active'
             ? refuse('not_due', 'The grant has not reached its expiry yet.')
@@ -904,18 +820,7 @@ export function createAccessService(deps: AccessServiceDeps) {
     async expireDueGrants(limit = 500): Promise<string[]> {
       const result = await commit<string[]>(async (tx, effects) => {
         const now = clock.now();
-        const due = tx
-          .select({ id: grants.id })
-          .from(grants)
-          .where(and(eq(grants.status, 'active'), lte(grants.expiresAt, now)))
-          .orderBy(asc(grants.expiresAt))
-          .limit(limit)
-          .for('update', { skipLocked: true });
-        const expired = await tx
-          .update(grants)
-          .set({ status: 'expired', endedAt: now, endedBy: 'scheduler', endReason: 'expired' })
-          .where(and(inArray(grants.id, due), eq(grants.status, 'active')))
-          .returning();
+        const expired = await expireGrantsPastExpiry(tx, now, limit);
         for (const grant of expired) recordExpiry(effects, grant, now);
         return ok(expired.map((g) => g.id));
       });
@@ -932,7 +837,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       durationSeconds: number;
       reason?: string;
     }): Promise<Outcome<DecisionResult>> {
-      const [grant] = await db.select().from(grants).where(eq(grants.id, input.grantId));
+      const grant = await findGrant(db, input.grantId);
       if (!grant) return refuse('grant_not_found', 'No such grant.');
       if (grant.userId !== input.userId)
         return refuse('not_grant_owner', 'Only the grant owner can extend it.');
@@ -957,34 +862,28 @@ export function createAccessService(deps: AccessServiceDeps) {
       if (!checked.ok) return checked;
       return commit<DecisionResult>(async (tx, effects) => {
         const now = clock.now();
-        const [pending] = await tx
-          .select({ id: accessRequests.id })
-          .from(accessRequests)
-          .where(and(eq(accessRequests.extendsGrantId, grant.id), eq(accessRequests.status, 'pending')));
+        const pending = await pendingExtensionOf(tx, grant.id);
         if (pending)
           return refuse('extension_pending', 'An extension of this grant is already waiting for approval.');
-        const [request] = await tx
-          .insert(accessRequests)
-          .values({
-            id: newId(),
-            requesterId: grant.userId,
-            resource: grant.resource,
-            scope: grant.scope,
-            durationSeconds: input.durationSeconds,
-            reason: checked.reason,
-            approvalsRequired: resource.approvalsRequired,
-            extendsGrantId: grant.id,
-            createdAt: now,
-            // An extension nobody answers before the grant ends is moot.
-            timeoutAt: new Date(
-              Math.max(
-                now.getTime() + 1000,
-                Math.min(now.getTime() + resource.requestTimeoutSeconds * 1000, grant.expiresAt.getTime()),
-              ),
+        const request = await insertRequest(tx, {
+          id: newId(),
+          requesterId: grant.userId,
+          resource: grant.resource,
+          scope: grant.scope,
+          durationSeconds: input.durationSeconds,
+          reason: checked.reason,
+          approvalsRequired: resource.approvalsRequired,
+          extendsGrantId: grant.id,
+          createdAt: now,
+          // An extension nobody answers before the grant ends is moot.
+          timeoutAt: new Date(
+            Math.max(
+              now.getTime() + 1000,
+              Math.min(now.getTime() + resource.requestTimeoutSeconds * 1000, grant.expiresAt.getTime()),
             ),
-            approvalChannel: resource.approvalChannel,
-          })
-          .returning();
+          ),
+          approvalChannel: resource.approvalChannel,
+        });
         if (!request) throw new Error('request insert returned no row');
         const auto = autoApproves(checked.scope, input.durationSeconds);
         effects.audit.push({
@@ -1042,37 +941,15 @@ export function createAccessService(deps: AccessServiceDeps) {
       });
     },
 
-    async getRequest(requestId: string): Promise<AccessRequest | undefined> {
-      const [row] = await db.select().from(accessRequests).where(eq(accessRequests.id, requestId));
-      return row;
-    },
+    getRequest: (requestId: string): Promise<AccessRequest | undefined> => findRequest(db, requestId),
 
-    async getGrant(grantId: string): Promise<Grant | undefined> {
-      const [row] = await db.select().from(grants).where(eq(grants.id, grantId));
-      return row;
-    },
+    getGrant: (grantId: string): Promise<Grant | undefined> => findGrant(db, grantId),
 
-    async approvalsOf(
-      requestId: string,
-    ): Promise<{ approverId: string; durationSeconds: number | null; quotaRequests: number | null }[]> {
-      return db
-        .select({
-          approverId: approvals.approverId,
-          durationSeconds: approvals.durationSeconds,
-          quotaRequests: approvals.quotaRequests,
-        })
-        .from(approvals)
-        .where(eq(approvals.requestId, requestId))
-        .orderBy(asc(approvals.createdAt));
-    },
+    approvalsOf: (requestId: string): Promise<GivenApproval[]> => approvalsOf(db, requestId),
 
     /** A person's pending requests and live grants, for `/access list` and App Home. */
     listForUser(userId: string): Promise<{ pending: AccessRequest[]; active: Grant[] }> {
-      return pendingAndLive(
-        eq(accessRequests.requesterId, userId),
-        eq(grants.userId, userId),
-        desc(accessRequests.createdAt),
-      );
+      return pendingAndLive(pendingRequestsOf(db, userId), liveGrantsOf(db, userId, clock.now()));
     },
 
     /** Live grants and pending requests on the resources `userId` approves (all when `userId` is omitted). */
@@ -1082,11 +959,7 @@ export function createAccessService(deps: AccessServiceDeps) {
         if (userId === undefined || (await isApproverOf(resource, userId))) names.push(resource.name);
       }
       if (names.length === 0) return { pending: [], active: [] };
-      return pendingAndLive(
-        inArray(accessRequests.resource, names),
-        inArray(grants.resource, names),
-        asc(accessRequests.createdAt),
-      );
+      return pendingAndLive(pendingRequestsOn(db, names), liveGrantsOn(db, names, clock.now()));
     },
 
     isApproverOf: async (resourceName: string, userId: string): Promise<boolean> => {
@@ -1104,10 +977,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       requestId: string,
       staleMs = 60_000,
     ): Promise<'claimed' | 'posting_elsewhere' | 'already_posted' | 'not_found'> {
-      const [row] = await db
-        .select({ ts: accessRequests.approvalMessageTs })
-        .from(accessRequests)
-        .where(eq(accessRequests.id, requestId));
+      const row = await findApprovalMessageTs(db, requestId);
       if (!row) return 'not_found';
       const now = clock.now().getTime();
       if (row.ts !== null) {
@@ -1117,56 +987,25 @@ export function createAccessService(deps: AccessServiceDeps) {
         if (postingSince === undefined) return 'already_posted';
         if (now - postingSince < staleMs) return 'posting_elsewhere';
       }
-      const claimed = await db
-        .update(accessRequests)
-        .set({ approvalMessageTs: `${POSTING_MARKER}${now}` })
-        .where(
-          and(
-            eq(accessRequests.id, requestId),
-            row.ts === null
-              ? isNull(accessRequests.approvalMessageTs)
-              : eq(accessRequests.approvalMessageTs, row.ts),
-          ),
-        )
-        .returning({ id: accessRequests.id });
-      return claimed.length === 1 ? 'claimed' : 'posting_elsewhere';
+      const claimed = await claimApprovalMessageTs(db, requestId, row.ts, `${POSTING_MARKER}${now}`);
+      return claimed ? 'claimed' : 'posting_elsewhere';
     },
 
     /** Records where the approval message lives, so later outcomes update it in place. */
-    async setApprovalMessage(requestId: string, channel: string, ts: string): Promise<void> {
-      await db
-        .update(accessRequests)
-        .set({ approvalChannel: channel, approvalMessageTs: ts })
-        .where(eq(accessRequests.id, requestId));
-    },
+    setApprovalMessage: (requestId: string, channel: string, ts: string): Promise<void> =>
+      setApprovalMessage(db, requestId, channel, ts),
 
     /** Grants past their expiry still marked active, and requests past their timeout: for the sweep. */
     async findOverdue(limit = 500): Promise<{ grants: Grant[]; requests: AccessRequest[] }> {
       const now = clock.now();
       const [dueGrants, dueRequests] = await Promise.all([
-        db
-          .select()
-          .from(grants)
-          .where(and(eq(grants.status, 'active'), lte(grants.expiresAt, now)))
-          .orderBy(asc(grants.expiresAt))
-          .limit(limit),
-        db
-          .select()
-          .from(accessRequests)
-          .where(and(eq(accessRequests.status, 'pending'), lte(accessRequests.timeoutAt, now)))
-          .orderBy(asc(accessRequests.timeoutAt))
-          .limit(limit),
+        activeGrantsPastExpiry(db, now, limit),
+        requestsPastTimeout(db, now, limit),
       ]);
       return { grants: dueGrants, requests: dueRequests };
     },
 
-    async countActiveGrants(): Promise<number> {
-      const [row] = await db
-        .select({ n: count() })
-        .from(grants)
-        .where(and(eq(grants.status, 'active'), gt(grants.expiresAt, clock.now())));
-      return row?.n ?? 0;
-    },
+    countActiveGrants: (): Promise<number> => countLiveGrants(db, clock.now()),
 
     /**
      * How far time-driven work is behind, in seconds: the longest any active grant has stayed
@@ -1177,40 +1016,21 @@ export function createAccessService(deps: AccessServiceDeps) {
      */
     async schedulerLagSeconds(): Promise<number> {
       const now = clock.now();
-      const [[grant], [request]] = await Promise.all([
-        db
-          .select({ oldest: min(grants.expiresAt) })
-          .from(grants)
-          .where(and(eq(grants.status, 'active'), lte(grants.expiresAt, now))),
-        db
-          .select({ oldest: min(accessRequests.timeoutAt) })
-          .from(accessRequests)
-          .where(and(eq(accessRequests.status, 'pending'), lte(accessRequests.timeoutAt, now))),
+      const [grant, request] = await Promise.all([
+        oldestOverdueGrantExpiry(db, now),
+        oldestOverdueRequestTimeout(db, now),
       ]);
-      return secondsSince(now, grant?.oldest, request?.oldest);
+      return secondsSince(now, grant, request);
     },
 
     /** Age in seconds of the oldest Slack message not yet delivered (0 when none). */
     async outboxLagSeconds(): Promise<number> {
-      const [row] = await db
-        .select({ oldest: min(outbox.createdAt) })
-        .from(outbox)
-        .where(isNull(outbox.sentAt));
-      return secondsSince(clock.now(), row?.oldest);
+      return secondsSince(clock.now(), await oldestUndeliveredAt(db));
     },
 
     /** Outbox events not yet delivered (Slack down, or no bot running). */
-    async countUndelivered(): Promise<number> {
-      const [row] = await db.select({ n: count() }).from(outbox).where(isNull(outbox.sentAt));
-      return row?.n ?? 0;
-    },
+    countUndelivered: (): Promise<number> => countUndelivered(db),
 
-    async countPending(): Promise<number> {
-      const [row] = await db
-        .select({ n: count() })
-        .from(accessRequests)
-        .where(eq(accessRequests.status, 'pending'));
-      return row?.n ?? 0;
-    },
+    countPending: (): Promise<number> => countPendingRequests(db),
   };
 }

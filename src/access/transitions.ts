@@ -1,4 +1,4 @@
-import type { GrantStatus, RequestStatus } from '../db/schema.ts';
+import type { GrantStatus, RequestStatus } from '../db/schema/index.ts';
 
 /**
  * The state machine, as data. Every write in the access service is a conditional UPDATE

@@ -178,7 +178,10 @@ export function detectRevokedTokenUse(
   const what = record.decision === 'grant_revoked' ? 'a revoked grant' : 'an expired grant';
   return {
     rule: 'revoked_token_use',
-    action: rule.action,
+    // An expired token may belong to a grant that is still active (the token from before an
+    // extension): stale, not stolen, so it is never grounds to revoke. For an ended grant,
+    // revoking changes nothing either way.
+    action: record.decision === 'token_expired' ? 'alert' : rule.action,
     summary: `call with the token of ${what} (${record.decision})`,
     evidence: {
       decision: record.decision,

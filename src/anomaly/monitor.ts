@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { AccessEvent } from '../access/events.ts';
 import { dedupeKey, enqueueEvents } from '../access/events.ts';
 import type { AccessService } from '../access/service.ts';
-import { appendAuditEvents, lockAuditChain } from '../audit/append.ts';
+import { appendAuditEvents } from '../audit/append.ts';
 import type { Db } from '../db/client.ts';
-import { outbox } from '../db/schema.ts';
+import { lockAuditChain } from '../db/queries/audit-events.ts';
+import { isQueued } from '../db/queries/outbox.ts';
 import type { PolicyStore } from '../policy/store.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
@@ -150,11 +150,7 @@ export function createAnomalyMonitor(deps: AnomalyMonitorDeps): AnomalyMonitor {
     const written = await db.transaction(async (tx) => {
       // The audit lock serialises this check with any other process raising the same alert.
       await lockAuditChain(tx);
-      const [seen] = await tx
-        .select({ id: outbox.id })
-        .from(outbox)
-        .where(eq(outbox.dedupeKey, dedupeKey(event)));
-      if (seen) return false;
+      if (await isQueued(tx, dedupeKey(event))) return false;
       await appendAuditEvents(tx, [
         {
           kind: 'anomaly.alert',

@@ -1,6 +1,5 @@
-import { desc, eq, sql } from 'drizzle-orm';
 import type { Tx } from '../db/client.ts';
-import { auditEvents } from '../db/schema.ts';
+import { auditChainTail, insertAuditRows, lockAuditChain } from '../db/queries/audit-events.ts';
 import { type Actor, actorLabel } from '../shared/actor.ts';
 import { chainHash, GENESIS_HASH } from './chain.ts';
 
@@ -24,62 +23,6 @@ export interface AppendedBatch {
 }
 
 /**
- * Rows go to Postgres as one JSON parameter per chunk, expanded server-side by
- * jsonb_to_recordset: building a 10-parameters-per-row multi-row INSERT with the query
- * builder cost ~100 µs a row, which capped the appender near 8,000 rows/s. Chunks bound the
- * size of one parameter.
- */
-const ROWS_PER_INSERT = 5_000;
-
-interface ChainedRow {
-  seq: number;
-  at: Date;
-  kind: string;
-  actor: string;
-  resource: string | null;
-  requestId: string | null;
-  grantId: string | null;
-  data: Record<string, unknown>;
-  prevHash: string;
-  hash: string;
-}
-
-async function insertRows(tx: Tx, rows: readonly ChainedRow[]): Promise<void> {
-  const json = JSON.stringify(
-    rows.map((r) => ({
-      seq: r.seq,
-      at: r.at.toISOString(),
-      kind: r.kind,
-      actor: r.actor,
-      resource: r.resource,
-      request_id: r.requestId,
-      grant_id: r.grantId,
-      data: r.data,
-      prev_hash: r.prevHash,
-      hash: r.hash,
-    })),
-  );
-  await tx.execute(sql`
-    insert into ${auditEvents} (seq, at, kind, actor, resource, request_id, grant_id, data, prev_hash, hash)
-    select seq, at, kind, actor, resource, request_id, grant_id, data, prev_hash, hash
-    from jsonb_to_recordset(${json}::jsonb) as r(
-      seq bigint, at timestamptz, kind text, actor text, resource text, request_id uuid,
-      grant_id uuid, data jsonb, prev_hash text, hash text)
-    order by seq`);
-}
-
-/** Take the chain's lock for this schema; held until the transaction ends. */
-export async function lockAuditChain(tx: Tx): Promise<void> {
-  await tx.execute(sql`select pg_advisory_xact_lock(hashtext('jitgate_audit:' || current_schema()))`);
-}
-
-/** The hash stored at `seq`, or undefined when no such row exists. */
-export async function auditHashAt(tx: Tx, seq: number): Promise<string | undefined> {
-  const [row] = await tx.select({ hash: auditEvents.hash }).from(auditEvents).where(eq(auditEvents.seq, seq));
-  return row?.hash;
-}
-
-/**
  * Append events to the chain inside the caller's transaction.
  *
  * The chain must be one line even with several processes writing: a transaction-level
@@ -99,13 +42,7 @@ export async function appendAuditEvents(tx: Tx, events: readonly AuditEventInput
 export async function appendAuditBatch(tx: Tx, events: readonly AuditEventInput[]): Promise<AppendedBatch> {
   if (events.length === 0) throw new Error('appendAuditBatch needs at least one event');
   await lockAuditChain(tx);
-  // seq is the primary key: ORDER BY seq DESC LIMIT 1 is one backward index probe, O(log n)
-  // however long the log grows.
-  const [last] = await tx
-    .select({ seq: auditEvents.seq, hash: auditEvents.hash })
-    .from(auditEvents)
-    .orderBy(desc(auditEvents.seq))
-    .limit(1);
+  const last = await auditChainTail(tx);
   let seq = last?.seq ?? 0;
   let prevHash = last?.hash ?? GENESIS_HASH;
   const rows = events.map((event) => {
@@ -126,9 +63,7 @@ export async function appendAuditBatch(tx: Tx, events: readonly AuditEventInput[
     prevHash = hash;
     return row;
   });
-  for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-    await insertRows(tx, rows.slice(i, i + ROWS_PER_INSERT));
-  }
+  await insertAuditRows(tx, rows);
   const first = rows[0]!;
   const tail = rows[rows.length - 1]!;
   return {

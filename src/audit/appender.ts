@@ -2,16 +2,11 @@ import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { enqueueEvents } from '../access/events.ts';
 import type { Db, Tx } from '../db/client.ts';
-import { grants } from '../db/schema.ts';
+import { auditHashAt, lockAuditChain } from '../db/queries/audit-events.ts';
+import { addGrantQuotaUse, recordGrantsLastUse } from '../db/queries/grants.ts';
 import type { QuotaTracker } from '../proxy/quota.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
-import {
-  type AppendedBatch,
-  type AuditEventInput,
-  appendAuditBatch,
-  auditHashAt,
-  lockAuditChain,
-} from './append.ts';
+import { type AppendedBatch, type AuditEventInput, appendAuditBatch } from './append.ts';
 
 export interface AuditAppenderOptions {
   db: Db;
@@ -123,9 +118,6 @@ function quotaUse(records: readonly CallRecord[]): Map<string, QuotaUse> {
   return use;
 }
 
-const rowList = (result: unknown): Record<string, unknown>[] =>
-  (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Record<string, unknown>[];
-
 /**
  * Adds a batch's calls to the quota totals of their grants, in the batch's transaction and
  * BEFORE the audit chain's lock is taken (the access service takes grant rows first and the
@@ -141,47 +133,27 @@ export async function addQuotaUse(
 ): Promise<{ settlements: QuotaSettlement[]; audit: AuditEventInput[] }> {
   const use = quotaUse(records);
   if (use.size === 0) return { settlements: [], audit: [] };
-  const json = JSON.stringify(
-    [...use].map(([id, u]) => ({ id, n: u.requests, b: u.bytes, at: new Date(u.at).toISOString() })),
+  const totals = await addGrantQuotaUse(
+    tx,
+    [...use].map(([id, u]) => ({ id, requests: u.requests, bytes: u.bytes, at: new Date(u.at) })),
   );
-  const result = await tx.execute(sql`
-    with used as (
-      select id, n, b, at from jsonb_to_recordset(${json}::jsonb) as v(id uuid, n bigint, b bigint, at timestamptz)
-    ), locked as (
-      select g.id, g.quota_exhausted_at as was
-      from ${grants} g join used on used.id = g.id order by g.id for update of g
-    )
-    update ${grants} g set
-      used_requests = g.used_requests + used.n,
-      used_response_bytes = g.used_response_bytes + used.b,
-      quota_exhausted_at = coalesce(g.quota_exhausted_at, case
-        when (g.quota_requests is not null and g.used_requests + used.n >= g.quota_requests)
-          or (g.quota_response_bytes is not null and g.used_response_bytes + used.b >= g.quota_response_bytes)
-        then used.at end)
-    from used, locked
-    where g.id = used.id and locked.id = g.id
-    returning g.id as "id", g.user_id as "userId", g.resource as "resource",
-      g.used_requests as "usedRequests", g.used_response_bytes as "usedBytes",
-      g.quota_requests as "quotaRequests", g.quota_response_bytes as "quotaBytes",
-      (locked.was is null and g.quota_exhausted_at is not null) as "exhausted",
-      g.quota_exhausted_at as "exhaustedAt"`);
   const settlements: QuotaSettlement[] = [];
   const audit: AuditEventInput[] = [];
   const events: Parameters<typeof enqueueEvents>[1][number][] = [];
   let latest = 0;
-  for (const row of rowList(result)) {
-    const id = String(row.id);
+  for (const row of totals) {
+    const id = row.id;
     const u = use.get(id)!;
-    const exhausted = row.exhausted === true || row.exhausted === 't';
+    const exhausted = row.exhausted;
     const settlement: QuotaSettlement = {
       grantId: id,
       requests: u.requests,
       bytes: u.bytes,
-      usedRequests: Number(row.usedRequests),
-      usedBytes: Number(row.usedBytes),
+      usedRequests: row.usedRequests,
+      usedBytes: row.usedBytes,
       exhausted,
-      userId: String(row.userId),
-      resource: String(row.resource),
+      userId: row.userId,
+      resource: row.resource,
     };
     settlements.push(settlement);
     if (u.at > latest) latest = u.at;
@@ -196,8 +168,8 @@ export async function addQuotaUse(
         data: {
           usedRequests: settlement.usedRequests,
           usedResponseBytes: settlement.usedBytes,
-          quotaRequests: row.quotaRequests === null ? null : Number(row.quotaRequests),
-          quotaResponseBytes: row.quotaBytes === null ? null : Number(row.quotaBytes),
+          quotaRequests: row.quotaRequests,
+          quotaResponseBytes: row.quotaBytes,
         },
       });
     }
@@ -232,16 +204,10 @@ export async function recordGrantUse(db: Db, records: readonly CallRecord[]): Pr
     if (at > (latest.get(record.grantId) ?? Number.NEGATIVE_INFINITY)) latest.set(record.grantId, at);
   }
   if (latest.size === 0) return 0;
-  const json = JSON.stringify([...latest].map(([id, at]) => ({ id, at: new Date(at).toISOString() })));
-  await db.execute(sql`
-    with used as (
-      select id, at from jsonb_to_recordset(${json}::jsonb) as v(id uuid, at timestamptz)
-    ), locked as (
-      select g.id from ${grants} g join used on used.id = g.id order by g.id for update of g
-    )
-    update ${grants} set last_used_at = greatest(${grants.lastUsedAt}, used.at)
-    from used
-    where ${grants.id} = used.id and ${grants.id} in (select id from locked)`);
+  await recordGrantsLastUse(
+    db,
+    [...latest].map(([id, at]) => ({ id, at: new Date(at) })),
+  );
   return latest.size;
 }
 

@@ -1,20 +1,10 @@
-import { and, asc, eq, gt, gte, lt, or, type SQL, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
-import { type AuditEventRow, auditEvents } from '../db/schema.ts';
+import { type AuditEventFilter, auditEventsPage } from '../db/queries/audit-events.ts';
+import type { AuditEventRow } from '../db/schema/index.ts';
 
 export type ExportFormat = 'jsonl' | 'csv';
 
-export interface ExportFilter {
-  /** Rows at or after this instant. */
-  since?: Date;
-  /** Rows strictly before this instant. */
-  until?: Date;
-  grantId?: string;
-  /** A Slack user id: rows the user acted in, or that are about them (proxy calls, alerts). */
-  userId?: string;
-}
-
-export interface ExportOptions extends ExportFilter {
+export interface ExportOptions extends AuditEventFilter {
   format: ExportFormat;
   pageSize?: number;
 }
@@ -95,21 +85,6 @@ export function csvLine(row: ExportedRow): string {
     .join(',')}\r\n`;
 }
 
-function whereOf(filter: ExportFilter): SQL[] {
-  const conditions: SQL[] = [];
-  if (filter.since) conditions.push(gte(auditEvents.at, filter.since));
-  if (filter.until) conditions.push(lt(auditEvents.at, filter.until));
-  if (filter.grantId) conditions.push(eq(auditEvents.grantId, filter.grantId));
-  if (filter.userId) {
-    const about = or(
-      eq(auditEvents.actor, `slack:${filter.userId}`),
-      sql`${auditEvents.data}->>'userId' = ${filter.userId}`,
-    );
-    if (about) conditions.push(about);
-  }
-  return conditions;
-}
-
 /**
  * Stream the matching rows in seq order to `out`, page by page (keyset on seq), waiting
  * for `drain` when the writable is full, so a year of log costs a page of memory.
@@ -117,7 +92,6 @@ function whereOf(filter: ExportFilter): SQL[] {
  */
 export async function exportAuditEvents(db: Db, out: ExportSink, options: ExportOptions): Promise<number> {
   const pageSize = options.pageSize ?? 5_000;
-  const filter = whereOf(options);
   const write = async (chunk: string) => {
     if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', resolve));
   };
@@ -125,12 +99,7 @@ export async function exportAuditEvents(db: Db, out: ExportSink, options: Export
   let after = 0;
   let count = 0;
   for (;;) {
-    const page = await db
-      .select()
-      .from(auditEvents)
-      .where(and(gt(auditEvents.seq, after), ...filter))
-      .orderBy(asc(auditEvents.seq))
-      .limit(pageSize);
+    const page = await auditEventsPage(db, options, after, pageSize);
     let chunk = '';
     for (const row of page) {
       const exported = toExportedRow(row);

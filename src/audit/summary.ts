@@ -1,6 +1,6 @@
-import { and, count, desc, eq, inArray, max, min, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
-import { auditEvents, grants } from '../db/schema.ts';
+import { grantCallStats } from '../db/queries/audit-events.ts';
+import { findGrantOwner } from '../db/queries/grants.ts';
 import type { GrantCallSummary, SummarizeGrant } from '../shared/grant-summary.ts';
 
 export const CALL_KINDS = ['proxy.call', 'proxy.denied'] as const;
@@ -22,44 +22,18 @@ export function createGrantSummarizer(db: Db, options: GrantSummarizerOptions = 
   const maxIps = options.maxIps ?? 20;
   return async (grantId) => {
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(grantId)) return undefined;
-    const [grant] = await db
-      .select({ resource: grants.resource, userId: grants.userId })
-      .from(grants)
-      .where(eq(grants.id, grantId));
+    const grant = await findGrantOwner(db, grantId);
     if (!grant) return undefined;
-    const calls = and(eq(auditEvents.grantId, grantId), inArray(auditEvents.kind, [...CALL_KINDS]));
-    const status = sql<number>`(${auditEvents.data}->>'status')::int`.mapWith(Number);
-    const method = sql<string>`${auditEvents.data}->>'method'`;
-    const path = sql<string>`${auditEvents.data}->>'path'`;
-    const ip = sql<string>`${auditEvents.data}->>'clientIp'`;
-    const [totals, byStatus, topPaths, ips] = await Promise.all([
-      db
-        .select({
-          total: count(),
-          denied: sql<number>`count(*) filter (where ${auditEvents.kind} = 'proxy.denied')`.mapWith(Number),
-          bytes: sql<number>`coalesce(sum((${auditEvents.data}->>'bytes')::bigint), 0)`.mapWith(Number),
-          first: min(auditEvents.at),
-          last: max(auditEvents.at),
-        })
-        .from(auditEvents)
-        .where(calls),
-      db.select({ status, count: count() }).from(auditEvents).where(calls).groupBy(status).orderBy(status),
-      db
-        .select({ method, path, count: count() })
-        .from(auditEvents)
-        .where(calls)
-        .groupBy(method, path)
-        .orderBy(desc(count()), method, path)
-        .limit(topN),
-      db
-        .select({ ip, first: min(auditEvents.seq) })
-        .from(auditEvents)
-        .where(calls)
-        .groupBy(ip)
-        .orderBy(min(auditEvents.seq))
-        .limit(maxIps),
-    ]);
-    const t = totals[0];
+    const {
+      totals: t,
+      byStatus,
+      topPaths,
+      ips,
+    } = await grantCallStats(db, grantId, {
+      kinds: CALL_KINDS,
+      topPaths: topN,
+      maxIps,
+    });
     const summary: GrantCallSummary = {
       grantId,
       resource: grant.resource,

@@ -1,7 +1,6 @@
-import { type SQL, sql } from 'drizzle-orm';
 import type postgres from 'postgres';
 import type { Db } from '../db/client.ts';
-import { auditEvents } from '../db/schema.ts';
+import { auditChainPage, auditChainRowWithHash, copyAuditChainPage } from '../db/queries/audit-events.ts';
 import { canonicalJson, canonicalRowText, chainHashAt, GENESIS_HASH, sha256Hex } from './chain.ts';
 import type { ExportedRow } from './export.ts';
 
@@ -101,16 +100,6 @@ export async function verifyAuditChain(db: Db, options: VerifyOptions = {}): Pro
 // ---------------------------------------------------------------------------------------
 // Fast reader: COPY text, no per-row objects.
 
-/**
- * Columns in COPY text format: tab-separated, `\N` for null, backslash escapes for
- * backslash and control characters, one line per row. Hashes are 64 hex characters and
- * `at` is 27 characters (`YYYY-MM-DDTHH:MI:SS.ffffffZ`, microseconds so a sub-millisecond
- * edit shows) in every row the appender wrote, so the checker finds them by position.
- * `data` comes in jsonb's own printing, which the checker reorders into canonical form.
- */
-const COPY_COLUMNS = `seq, prev_hash, hash, to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-  kind, actor, resource, request_id, grant_id, data`;
-
 /** postgres.js's client under a drizzle Db; undefined for PGlite or a transaction handle. */
 function postgresClientOf(db: Db): postgres.Sql | undefined {
   const client: unknown = (db as unknown as { $client?: unknown }).$client;
@@ -133,35 +122,29 @@ interface CopyPage {
 }
 
 /**
- * One page: the rows with `after < seq <= after + size`. A seq range rather than `LIMIT`
- * so the next page can be asked for before this one is read. COPY takes no bind
- * parameters; both numbers are integers we computed.
+ * One page: the rows with `after < seq <= after + size`, in the COPY text layout that
+ * copyAuditChainPage describes (the checker finds fields by position in it).
  */
 function openCopyPage(client: postgres.Sql, after: number, size: number): CopyPage {
-  const query = `copy (select ${COPY_COLUMNS} from audit_events
-    where seq > ${Math.trunc(after)} and seq <= ${Math.trunc(after) + Math.trunc(size)} order by seq) to stdout`;
   const page: CopyPage = { chunks: [], sink: undefined, done: Promise.resolve() };
-  page.done = client
-    .unsafe(query)
-    .readable()
-    .then(
-      (stream) =>
-        new Promise<void>((resolve, reject) => {
-          stream.on('data', (chunk: Buffer) => {
-            if (page.sink) page.sink(chunk);
-            else page.chunks.push(chunk);
-          });
-          stream.once('end', () => {
-            // postgres.js pauses the connection's socket when a COPY stream's buffer is full
-            // and resumes it only from the stream's _read, which Node never calls once the
-            // stream has ended. A small page received whole before this listener was attached
-            // ends that way and leaves its pooled connection deaf; resume it here.
-            stream._read(0);
-            resolve();
-          });
-          stream.once('error', reject);
-        }),
-    );
+  page.done = copyAuditChainPage(client, after, size).then(
+    (stream) =>
+      new Promise<void>((resolve, reject) => {
+        stream.on('data', (chunk: Buffer) => {
+          if (page.sink) page.sink(chunk);
+          else page.chunks.push(chunk);
+        });
+        stream.once('end', () => {
+          // postgres.js pauses the connection's socket when a COPY stream's buffer is full
+          // and resumes it only from the stream's _read, which Node never calls once the
+          // stream has ended. A small page received whole before this listener was attached
+          // ends that way and leaves its pooled connection deaf; resume it here.
+          stream._read(0);
+          resolve();
+        });
+        stream.once('error', reject);
+      }),
+  );
   return page;
 }
 
@@ -685,15 +668,10 @@ function millisecondIso(at: string): string | undefined {
 }
 
 /**
- * postgres.js returns the row list itself, PGlite `{ rows }`. Columns are aliased to
- * ChainRow's names in SQL so rows are used as they come; only seq (bigint, which may
- * arrive as text or BigInt) and `at` are fixed up in place.
+ * Columns are aliased to ChainRow's names in SQL so rows are used as they come; only seq
+ * (bigint, which may arrive as text or BigInt) and `at` are fixed up in place.
  */
-function rowsOf(result: unknown): ChainRow[] {
-  const list = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Record<
-    string,
-    unknown
-  >[];
+function rowsOf(list: Record<string, unknown>[]): ChainRow[] {
   for (const r of list) {
     r.seq = Number(r.seq);
     r.at = millisecondIso(r.at as string) ?? r.at;
@@ -702,18 +680,9 @@ function rowsOf(result: unknown): ChainRow[] {
   return list as unknown as ChainRow[];
 }
 
-async function readPage(db: Db, after: number, limit: number, where?: SQL): Promise<ChainRow[]> {
-  // Raw SQL rather than the query builder: its per-row mapping was a third of verify's
-  // time. `at` comes as text in Date#toISOString's layout (UTC) plus microseconds, see
-  // millisecondIso.
-  const result = await db.execute(sql`
-    select seq, to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as at, kind, actor, resource,
-      request_id::text as "requestId", grant_id::text as "grantId", data, prev_hash as "prevHash", hash
-    from ${auditEvents}
-    where ${where ?? sql`seq > ${after}`}
-    order by seq
-    limit ${limit}`);
-  return rowsOf(result);
+/** `at` comes as text in Date#toISOString's layout (UTC) plus microseconds, see millisecondIso. */
+async function readPage(db: Db, after: number, limit: number): Promise<ChainRow[]> {
+  return rowsOf(await auditChainPage(db, after, limit));
 }
 
 /**
@@ -790,7 +759,7 @@ async function explainBrokenLink(
 ): Promise<{ seq: number; reason: ChainBreak; message: string }> {
   const p = row.seq;
   const owner =
-    row.prevHash === GENESIS_HASH ? 0 : (await readPage(db, 0, 1, sql`hash = ${row.prevHash}`))[0]?.seq;
+    row.prevHash === GENESIS_HASH ? 0 : rowsOf(await auditChainRowWithHash(db, row.prevHash))[0]?.seq;
   if (owner !== undefined) {
     if (owner >= p) {
       return {

@@ -1,7 +1,7 @@
-import { and, gte, inArray, lt, sql } from 'drizzle-orm';
 import { type AccessEvent, dedupeKey, enqueueEvents } from '../access/events.ts';
 import type { Db } from '../db/client.ts';
-import { auditEvents, outbox } from '../db/schema.ts';
+import { weeklyCountsByResource } from '../db/queries/audit-events.ts';
+import { enqueueOutboxRows, queuedDedupeKeys } from '../db/queries/outbox.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 
@@ -50,40 +50,13 @@ export function reportPeriodEnd(now: Date, hourUtc = 8): Date {
   return monday.getTime() <= now.getTime() ? monday : new Date(monday.getTime() - WEEK_MS);
 }
 
-const n = (expr: ReturnType<typeof sql>) => sql<number>`${expr}`.mapWith(Number);
-
 /** The numbers for `resources` over `[periodStart, periodEnd)`, one row per resource (zeros included). */
 export async function buildWeeklyReports(
   db: Db,
   input: { resources: readonly string[]; periodStart: Date; periodEnd: Date },
 ): Promise<WeeklyReport[]> {
   if (input.resources.length === 0) return [];
-  const a = auditEvents;
-  const unusedGrant = sql`not exists (
-    select 1 from ${auditEvents} c
-    where c.grant_id = ${a.grantId} and c.kind = 'proxy.call' and c.at < ${input.periodEnd.toISOString()})`;
-  const rows = await db
-    .select({
-      resource: a.resource,
-      grantsMade: n(sql`count(*) filter (where ${a.kind} = 'grant.created')`),
-      grantsUsed: n(sql`count(distinct ${a.grantId}) filter (where ${a.kind} = 'proxy.call')`),
-      grantsUnused: n(sql`count(*) filter (where ${a.kind} = 'grant.created' and ${unusedGrant})`),
-      calls: n(sql`count(*) filter (where ${a.kind} = 'proxy.call')`),
-      deniedCalls: n(sql`count(*) filter (where ${a.kind} = 'proxy.denied')`),
-      alerts: n(sql`count(*) filter (where ${a.kind} = 'anomaly.alert')`),
-      idleRevoked: n(sql`count(*) filter (where ${a.kind} = 'grant.revoked' and ${a.data} ? 'idle')`),
-      offboarded: n(sql`count(*) filter (where ${a.kind} = 'grant.revoked' and ${a.data} ? 'offboardId')`),
-    })
-    .from(a)
-    .where(
-      and(
-        inArray(a.resource, [...input.resources]),
-        gte(a.at, input.periodStart),
-        lt(a.at, input.periodEnd),
-        inArray(a.kind, ['grant.created', 'proxy.call', 'proxy.denied', 'anomaly.alert', 'grant.revoked']),
-      ),
-    )
-    .groupBy(a.resource);
+  const rows = await weeklyCountsByResource(db, input);
   const byResource = new Map(rows.map((r) => [r.resource, r]));
   return input.resources.map((resource) => {
     const r = byResource.get(resource);
@@ -160,11 +133,7 @@ export function createWeeklyReporter(deps: {
       const keyOf = (resource: string) =>
         dedupeKey({ ...toReportEvent(emptyReport(resource, periodStart, periodEnd)) });
       // The common case every sweep: all already queued, one indexed look-up.
-      const queued = await db
-        .select({ key: outbox.dedupeKey })
-        .from(outbox)
-        .where(inArray(outbox.dedupeKey, resources.map(keyOf)));
-      const done = new Set(queued.map((q) => q.key));
+      const done = await queuedDedupeKeys(db, resources.map(keyOf));
       const todo = resources.filter((r) => !done.has(keyOf(r)));
       if (todo.length === 0) return 0;
       const reports = await buildWeeklyReports(db, { resources: todo, periodStart, periodEnd });
@@ -175,22 +144,20 @@ export function createWeeklyReporter(deps: {
       await db.transaction(async (tx) => {
         await enqueueEvents(tx, loud.map(toReportEvent), now);
         if (quiet.length > 0) {
-          await tx
-            .insert(outbox)
-            .values(
-              quiet.map((r) => {
-                const event = toReportEvent(r);
-                return {
-                  dedupeKey: dedupeKey(event),
-                  kind: event.kind,
-                  payload: { ...event, quiet: true } as Record<string, unknown>,
-                  createdAt: now,
-                  nextAttemptAt: now,
-                  sentAt: now,
-                };
-              }),
-            )
-            .onConflictDoNothing({ target: outbox.dedupeKey });
+          await enqueueOutboxRows(
+            tx,
+            quiet.map((r) => {
+              const event = toReportEvent(r);
+              return {
+                dedupeKey: dedupeKey(event),
+                kind: event.kind,
+                payload: { ...event, quiet: true } as Record<string, unknown>,
+                createdAt: now,
+                nextAttemptAt: now,
+                sentAt: now,
+              };
+            }),
+          );
         }
       });
       return loud.length;

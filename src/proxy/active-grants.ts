@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { eq, inArray, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
-import { grants } from '../db/schema.ts';
+import { activeGrantsForView, type GrantViewRow, grantsForView } from '../db/queries/grants.ts';
 
 /**
  * The proxy's in-memory view of active grants, kept live by the grant change feed.
@@ -99,33 +99,6 @@ const EXPIRED: GrantLookup = Object.freeze({ kind: 'ended', status: 'expired' })
 /** Ids per refetch query; a burst larger than this takes several queries. */
 const REFETCH_BATCH = 500;
 
-const columns = {
-  id: grants.id,
-  userId: grants.userId,
-  resource: grants.resource,
-  scope: grants.scope,
-  status: grants.status,
-  startsAt: grants.startsAt,
-  expiresAt: grants.expiresAt,
-  quotaRequests: grants.quotaRequests,
-  quotaResponseBytes: grants.quotaResponseBytes,
-  usedRequests: grants.usedRequests,
-  usedResponseBytes: grants.usedResponseBytes,
-};
-type Row = {
-  id: string;
-  userId: string;
-  resource: string;
-  scope: string;
-  status: string;
-  startsAt: Date;
-  expiresAt: Date;
-  quotaRequests: number | null;
-  quotaResponseBytes: number | null;
-  usedRequests: number;
-  usedResponseBytes: number;
-};
-
 /**
  * The map's value is the lookup result itself, built once per grant: a lookup allocates
  * nothing and goes map → answer in one hop. (A wrapper object per grant used to sit in
@@ -136,7 +109,7 @@ type Row = {
  */
 type ActiveLookup = { kind: 'active'; grant: ActiveGrant };
 
-const toLookup = (r: Row): ActiveLookup =>
+const toLookup = (r: GrantViewRow): ActiveLookup =>
   Object.freeze({
     kind: 'active',
     grant: Object.freeze({
@@ -206,7 +179,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   }
 
   async function reloadAll(): Promise<void> {
-    const rows = await db.select(columns).from(grants).where(eq(grants.status, 'active'));
+    const rows = await activeGrantsForView(db);
     const next = new Map<string, ActiveLookup>();
     for (const row of rows) {
       next.set(row.id, toLookup(row));
@@ -219,7 +192,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   async function refetch(ids: string[]): Promise<void> {
     for (let i = 0; i < ids.length; i += REFETCH_BATCH) {
       const batch = ids.slice(i, i + REFETCH_BATCH);
-      const rows = await db.select(columns).from(grants).where(inArray(grants.id, batch));
+      const rows = await grantsForView(db, batch);
       const seen = new Set<string>();
       for (const row of rows) {
         seen.add(row.id);

@@ -3,10 +3,10 @@ import { rulesAllow } from '../policy/scope-rules.ts';
 import type { PolicyStore } from '../policy/store.ts';
 import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
-import type { VerifyResult } from '../tokens/index.ts';
+import type { GrantClaims, VerifyResult } from '../tokens/index.ts';
 import type { ActiveGrant, ActiveGrantView } from './active-grants.ts';
 import type { Denial } from './denial.ts';
-import { normalizePath } from './normalize-path.ts';
+import { MAX_PATH_LENGTH, type NormalizedPath, normalizePath } from './normalize-path.ts';
 import type { QuotaTracker } from './quota.ts';
 import type { RateLimiter } from './rate-limit.ts';
 
@@ -31,9 +31,17 @@ export interface AuthorizeDeps {
 export interface CallContext {
   resourceName: string;
   method: string;
-  /** The normalised path once known; before that, '' . */
+  /**
+   * The path asked for, recorded with the call whether or not it is allowed: normalised when
+   * it normalises, else as sent (up to MAX_PATH_LENGTH), as evidence of what was tried.
+   */
   path: string;
   grant: ActiveGrant | undefined;
+  /**
+   * Who a token we signed names, once its signature has verified: set for denied calls too
+   * (expired token, revoked grant, another resource), so the record says whose token it was.
+   */
+  claimed: Pick<GrantClaims, 'grantId' | 'userId' | 'scope'> | undefined;
   /** Epoch ms of the call's one clock read; the checks compare expiry and rate against it. */
   now: number;
   /**
@@ -88,6 +96,9 @@ export function authorizeCall(
   }
   const name = url.charCodeAt(0) === 0x2f ? url.slice(1, end) : '';
   ctx.resourceName = name.length <= MAX_RESOURCE_NAME ? name : name.slice(0, MAX_RESOURCE_NAME);
+  // Normalised once, here, so even a call denied before the path check records what it asked.
+  const normalized = normalizePath(url.slice(end));
+  ctx.path = normalized.ok ? normalized.path : rawPathOf(url.slice(end));
   const resources = deps.policy.current().resources;
   const resource = Object.hasOwn(resources, name) ? resources[name] : undefined;
   if (!resource) return deny('unknown_resource', 'No such resource on this proxy.');
@@ -105,17 +116,17 @@ export function authorizeCall(
   // failure is a denial either way. Any other form misses here and is parsed strictly.
   if (deps.verifier.peek && authorization.startsWith(BEARER_PREFIX)) {
     const known = deps.verifier.peek(authorization.slice(BEARER_PREFIX.length), ctx.now);
-    if (known) return afterVerify(deps, ctx, name, url, end, resource, known);
+    if (known) return afterVerify(deps, ctx, name, normalized, resource, known);
   }
   const bearer = BEARER.exec(authorization);
   if (!bearer) return deny('invalid_token', 'The Authorization header must be "Bearer <token>".');
   const token = bearer[1]!;
   const known = deps.verifier.peek?.(token, ctx.now);
-  if (known) return afterVerify(deps, ctx, name, url, end, resource, known);
+  if (known) return afterVerify(deps, ctx, name, normalized, resource, known);
   return deps.verifier.verify(token).then((verified) => {
     // A signature check takes a while: the later checks compare against the time after it.
     ctx.now = deps.clock.now().getTime();
-    return afterVerify(deps, ctx, name, url, end, resource, verified);
+    return afterVerify(deps, ctx, name, normalized, resource, verified);
   });
 }
 
@@ -124,16 +135,17 @@ function afterVerify(
   deps: AuthorizeDeps,
   ctx: CallContext,
   name: string,
-  url: string,
-  end: number,
+  normalized: NormalizedPath,
   resource: ResourcePolicy,
   verified: VerifyResult,
 ): Authorization {
   if (!verified.ok) {
+    if (verified.expiredClaims) ctx.claimed = verified.expiredClaims;
     // An unknown signing key is, to the client, an invalid token.
     return deny(verified.code === 'token_expired' ? 'token_expired' : 'invalid_token', verified.message);
   }
   const claims = verified.claims;
+  ctx.claimed = claims;
 
   // 3. The token was issued for this resource.
   if (claims.resource !== name) return deny('wrong_resource', 'This token is for another resource.');
@@ -165,9 +177,7 @@ function afterVerify(
   if (now < grant.startsAt) return deny('grant_not_found', 'This grant has not started yet.');
 
   // 6. The normalised path (what the upstream will receive) is in the grant's scope.
-  const normalized = normalizePath(url.slice(end));
   if (!normalized.ok) return deny('bad_path', `Refused path: ${normalized.message}.`);
-  ctx.path = normalized.path;
   const scope = Object.hasOwn(resource.scopes, grant.scope) ? resource.scopes[grant.scope] : undefined;
   if (!scope || !rulesAllow(scope.rules, ctx.method, normalized.path)) {
     return deny('out_of_scope', `Scope "${grant.scope}" does not allow ${ctx.method} on this path.`);
@@ -214,4 +224,11 @@ function ipDenied(address: string | undefined, resource: string): Authorization 
       ? `Calls to ${resource} must come from an allowed address, and this call's address is unknown.`
       : `Calls to ${resource} are not allowed from ${address}.`,
   );
+}
+
+/** A path that did not normalise, as the record keeps it: without the query, bounded. */
+function rawPathOf(target: string): string {
+  const queryAt = target.indexOf('?');
+  const path = queryAt === -1 ? target : target.slice(0, queryAt);
+  return path.length <= MAX_PATH_LENGTH ? path : path.slice(0, MAX_PATH_LENGTH);
 }

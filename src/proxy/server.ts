@@ -124,6 +124,7 @@ class Call implements CallContext {
   resourceName = '';
   path = '';
   grant: ActiveGrant | undefined = undefined;
+  claimed: CallContext['claimed'] = undefined;
   decision = 'allowed';
   responseBytes = 0;
   /** `?…` as sent, or ''; forwarded unchanged. */
@@ -241,9 +242,10 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
         at: call.at,
         requestId: request.id,
         resource: call.resourceName,
-        grantId: grant?.id,
-        userId: grant?.userId,
-        scope: grant?.scope,
+        // A denied call is attributed to the grant its (verified) token names.
+        grantId: grant?.id ?? call.claimed?.grantId,
+        userId: grant?.userId ?? call.claimed?.userId,
+        scope: grant?.scope ?? call.claimed?.scope,
         method: call.method,
         path: call.path,
         clientIp: call.clientIp ?? request.ip,

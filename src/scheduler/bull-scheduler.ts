@@ -1,5 +1,5 @@
 import { DelayedError, type Job, Queue, Worker } from 'bullmq';
-import type { AccessRequest, Grant } from '../db/schema.ts';
+import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { createPlanner, type JobBackend } from './job-backend.ts';
 import { type JobOutcome, runJob } from './jobs.ts';
 import { createReconciler, type SweepResult } from './reconcile.ts';

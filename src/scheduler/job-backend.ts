@@ -1,5 +1,5 @@
 import type { AccessEvent } from '../access/index.ts';
-import type { AccessRequest, Grant } from '../db/schema.ts';
+import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import { remindBeforeOf } from './jobs.ts';
 import { grantJobIds, grantJobs, type PlannedJob, requestJob } from './timing.ts';

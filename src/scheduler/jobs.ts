@@ -1,4 +1,4 @@
-import type { Grant } from '../db/schema.ts';
+import type { Grant } from '../db/schema/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import { reminderAt, type SchedulerJob } from './timing.ts';

@@ -1,4 +1,4 @@
-import type { AccessRequest, Grant } from '../db/schema.ts';
+import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { createPlanner, type JobBackend } from './job-backend.ts';
 import { runJob } from './jobs.ts';
 import { createReconciler, type SweepResult } from './reconcile.ts';

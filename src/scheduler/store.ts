@@ -1,7 +1,9 @@
-import { and, asc, eq, gt, inArray } from 'drizzle-orm';
 import { dedupeKey } from '../access/events.ts';
 import type { Db } from '../db/client.ts';
-import { type AccessRequest, accessRequests, type Grant, grants, outbox } from '../db/schema.ts';
+import { waitingRequestsPage } from '../db/queries/access-requests.ts';
+import { liveGrantsPage } from '../db/queries/grants.ts';
+import { queuedDedupeKeys } from '../db/queries/outbox.ts';
+import type { AccessRequest, Grant } from '../db/schema/index.ts';
 
 /**
  * Read-only queries the sweep needs beyond the access service: walking every live grant
@@ -21,46 +23,14 @@ export const reminderKey = (grantId: string, version: number): string =>
 
 export function createSchedulerStore(db: Db): SchedulerStore {
   return {
-    async liveGrants(now, afterId, limit) {
-      return db
-        .select()
-        .from(grants)
-        .where(
-          and(
-            eq(grants.status, 'active'),
-            gt(grants.expiresAt, now),
-            afterId ? gt(grants.id, afterId) : undefined,
-          ),
-        )
-        .orderBy(asc(grants.id))
-        .limit(limit);
-    },
-    async waitingRequests(now, afterId, limit) {
-      return db
-        .select()
-        .from(accessRequests)
-        .where(
-          and(
-            eq(accessRequests.status, 'pending'),
-            gt(accessRequests.timeoutAt, now),
-            afterId ? gt(accessRequests.id, afterId) : undefined,
-          ),
-        )
-        .orderBy(asc(accessRequests.id))
-        .limit(limit);
-    },
+    liveGrants: (now, afterId, limit) => liveGrantsPage(db, now, afterId, limit),
+    waitingRequests: (now, afterId, limit) => waitingRequestsPage(db, now, afterId, limit),
     async remindedVersions(keys) {
       if (keys.length === 0) return new Set();
-      const rows = await db
-        .select({ key: outbox.dedupeKey })
-        .from(outbox)
-        .where(
-          inArray(
-            outbox.dedupeKey,
-            keys.map((k) => reminderKey(k.grantId, k.version)),
-          ),
-        );
-      return new Set(rows.map((r) => r.key));
+      return queuedDedupeKeys(
+        db,
+        keys.map((k) => reminderKey(k.grantId, k.version)),
+      );
     },
   };
 }

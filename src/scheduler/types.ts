@@ -1,5 +1,5 @@
 import type { AccessEvent, AccessService } from '../access/index.ts';
-import type { AccessRequest, Grant } from '../db/schema.ts';
+import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { SweepResult } from './reconcile.ts';

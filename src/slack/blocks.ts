@@ -1,6 +1,6 @@
 import type { types } from '@slack/bolt';
 import type { WeeklyReport } from '../audit/weekly-report.ts';
-import type { AccessRequest, Grant } from '../db/schema.ts';
+import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { describeDuration, type Policy, type ResourcePolicy } from '../policy/index.ts';
 import type { GrantCallSummary } from '../shared/grant-summary.ts';
 
@@ -858,6 +858,19 @@ export function requestModal(policy: Policy, initial: { resource?: string } = {}
         },
       },
     ],
+  };
+}
+
+/** Shown instead of the request form to someone the policy's `requesters` leave out. */
+export const NOT_A_REQUESTER_TEXT =
+  'You are not among the people this workspace lets request access. If you need it, ask your security team to add you to the requesters in the jitgate policy.';
+
+export function notARequesterModal(): ModalView {
+  return {
+    type: 'modal',
+    title: plain('Request access'),
+    close: plain('Close'),
+    blocks: [section(NOT_A_REQUESTER_TEXT)],
   };
 }
 

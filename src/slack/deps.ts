@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { AccessService, Directory, Offboarding } from '../access/index.ts';
-import type { Grant } from '../db/schema.ts';
+import type { Grant } from '../db/schema/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { SummarizeGrant } from '../shared/grant-summary.ts';

@@ -1,4 +1,3 @@
-import { and, asc, eq, inArray, isNull, lte, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import {
   type AccessEvent,
@@ -7,7 +6,9 @@ import {
   approvalMessageTs,
 } from '../access/index.ts';
 import type { Db } from '../db/client.ts';
-import { type AccessRequest, type Grant, grants, type OutboxRow, outbox } from '../db/schema.ts';
+import { findGrantOfRequest } from '../db/queries/grants.ts';
+import { claimDueOutboxRows, markOutboxSent, scheduleOutboxRetry } from '../db/queries/outbox.ts';
+import type { AccessRequest, Grant, OutboxRow } from '../db/schema/index.ts';
 import type { PolicyStore, ResourcePolicy } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import {
@@ -117,27 +118,11 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
     return Object.hasOwn(resources, name) ? resources[name] : undefined;
   };
 
-  async function claim(): Promise<OutboxRow[]> {
-    const now = clock.now();
-    const due = db
-      .select({ id: outbox.id })
-      .from(outbox)
-      .where(and(isNull(outbox.sentAt), lte(outbox.nextAttemptAt, now)))
-      .orderBy(asc(outbox.id))
-      .limit(batchSize)
-      .for('update', { skipLocked: true });
-    const rows = await db
-      .update(outbox)
-      .set({ nextAttemptAt: new Date(now.getTime() + leaseMs), attempts: sql`${outbox.attempts} + 1` })
-      .where(inArray(outbox.id, due))
-      .returning();
-    return rows.sort((a, b) => a.id - b.id);
-  }
+  const claim = (): Promise<OutboxRow[]> => claimDueOutboxRows(db, clock.now(), batchSize, leaseMs);
 
   async function grantOfRequest(request: AccessRequest): Promise<Grant | undefined> {
     if (request.extendsGrantId) return access.getGrant(request.extendsGrantId);
-    const [row] = await db.select().from(grants).where(eq(grants.requestId, request.id));
-    return row;
+    return findGrantOfRequest(db, request.id);
   }
 
   /** Post the approval message once, then only update it: a retried delivery never posts twice. */
@@ -306,7 +291,7 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
       const affected = event ? await deliver(event) : { users: [] };
       if (!event)
         log.error({ outboxId: row.id, kind: row.kind }, 'outbox row with an unreadable payload; skipped');
-      await db.update(outbox).set({ sentAt: clock.now(), lastError: null }).where(eq(outbox.id, row.id));
+      await markOutboxSent(db, row.id, clock.now());
       if (deps.homes && affected.users.length + (affected.resource ? 1 : 0) > 0) {
         await deps.homes.refresh(affected.users, affected.resource);
       }
@@ -323,10 +308,7 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
         { outboxId: row.id, kind: row.kind, attempts: row.attempts, retryInMs: wait, reason },
         'outbox delivery failed',
       );
-      await db
-        .update(outbox)
-        .set({ nextAttemptAt: new Date(clock.now().getTime() + wait), lastError: reason.slice(0, 1000) })
-        .where(eq(outbox.id, row.id));
+      await scheduleOutboxRetry(db, row.id, new Date(clock.now().getTime() + wait), reason.slice(0, 1000));
       return false;
     }
   }

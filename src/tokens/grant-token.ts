@@ -45,7 +45,16 @@ export type VerifyResult =
       claims: GrantClaims /** The signing key, so caches can drop entries on retire. */;
       kid: string;
     }
-  | { ok: false; code: VerifyErrorCode; message: string };
+  | {
+      ok: false;
+      code: VerifyErrorCode;
+      message: string;
+      /**
+       * With `token_expired` only: the claims of the token, whose signature, issuer and type
+       * did verify (jose checks expiry last), so the refused call can be attributed to its grant.
+       */
+      expiredClaims?: GrantClaims;
+    };
 
 export interface VerifyOptions {
   issuer: string;
@@ -120,8 +129,15 @@ export async function verifyGrantToken(
       requiredClaims: ['jti', 'sub', 'aud', 'scope', 'exp', 'iat'],
     }));
   } catch (err) {
-    if (err instanceof errors.JWTExpired)
-      return { ok: false, code: 'token_expired', message: 'token has expired' };
+    if (err instanceof errors.JWTExpired) {
+      const expiredClaims = claimsOf(err.payload);
+      return {
+        ok: false,
+        code: 'token_expired',
+        message: 'token has expired',
+        ...(expiredClaims.ok ? { expiredClaims: expiredClaims.claims } : {}),
+      };
+    }
     if (err instanceof errors.JWTClaimValidationFailed) {
       return invalid(
         `token claim "${err.claim}" is ${err.reason === 'missing' ? 'missing' : 'not acceptable'}`,
@@ -132,15 +148,23 @@ export async function verifyGrantToken(
     throw err;
   }
 
-  const { jti, sub, aud, scope, exp } = payload;
-  if (!nonEmpty(jti) || !nonEmpty(sub) || !nonEmpty(scope)) return invalid('token has malformed claims');
-  // One audience only: the proxy compares it with the resource named in the URL.
-  if (!nonEmpty(aud)) return invalid('token audience must be a single resource');
-  if (typeof exp !== 'number' || !Number.isFinite(exp)) return invalid('token has malformed exp');
+  const claims = claimsOf(payload);
+  return claims.ok ? { ok: true, kid, claims: claims.claims } : invalid(claims.problem);
+}
 
+/** A verified payload's grant claims, or what is wrong with them. */
+function claimsOf(
+  payload: Record<string, unknown>,
+): { ok: true; claims: GrantClaims } | { ok: false; problem: string } {
+  const { jti, sub, aud, scope, exp } = payload;
+  if (!nonEmpty(jti) || !nonEmpty(sub) || !nonEmpty(scope))
+    return { ok: false, problem: 'token has malformed claims' };
+  // One audience only: the proxy compares it with the resource named in the URL.
+  if (!nonEmpty(aud)) return { ok: false, problem: 'token audience must be a single resource' };
+  if (typeof exp !== 'number' || !Number.isFinite(exp))
+    return { ok: false, problem: 'token has malformed exp' };
   return {
     ok: true,
-    kid,
     claims: { grantId: jti, userId: sub, resource: aud, scope, expiresAt: new Date(exp * 1000) },
   };
 }

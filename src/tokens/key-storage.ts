@@ -1,6 +1,13 @@
-import { and, asc, eq, isNull, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
-import { type SigningKeyRow, signingKeys } from '../db/schema.ts';
+import {
+  hasActiveSigningKey,
+  insertSigningKey,
+  insertSigningKeyUnlessExists,
+  listSigningKeys,
+  lockSigningKeys,
+  retireSigningKey,
+} from '../db/queries/signing-keys.ts';
+import type { SigningKeyRow } from '../db/schema/index.ts';
 
 /** What the KeyStore needs from persistence; a Postgres and an in-memory implementation exist. */
 export interface KeyStorage {
@@ -18,38 +25,16 @@ export interface KeyStorage {
 
 export function createDbKeyStorage(db: Db): KeyStorage {
   return {
-    async list() {
-      return db.select().from(signingKeys).orderBy(asc(signingKeys.createdAt), asc(signingKeys.kid));
-    },
+    list: () => listSigningKeys(db),
     async insertIfNoActiveKey(create) {
       await db.transaction(async (tx) => {
-        // Transaction-scoped lock per schema: the second starter waits, then sees the first's key.
-        await tx.execute(
-          sql`select pg_advisory_xact_lock(hashtext('jitgate_signing_keys:' || current_schema()))`,
-        );
-        const active = await tx
-          .select({ kid: signingKeys.kid })
-          .from(signingKeys)
-          .where(isNull(signingKeys.retiredAt))
-          .limit(1);
-        if (active.length > 0) return;
-        await tx
-          .insert(signingKeys)
-          .values(await create())
-          .onConflictDoNothing();
+        await lockSigningKeys(tx);
+        if (await hasActiveSigningKey(tx)) return;
+        await insertSigningKeyUnlessExists(tx, await create());
       });
     },
-    async insert(row) {
-      await db.insert(signingKeys).values(row);
-    },
-    async retire(kid, at) {
-      const rows = await db
-        .update(signingKeys)
-        .set({ retiredAt: at })
-        .where(and(eq(signingKeys.kid, kid), isNull(signingKeys.retiredAt)))
-        .returning({ kid: signingKeys.kid });
-      return rows.length > 0;
-    },
+    insert: (row) => insertSigningKey(db, row),
+    retire: (kid, at) => retireSigningKey(db, kid, at),
   };
 }
 

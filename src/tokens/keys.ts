@@ -1,7 +1,7 @@
 import { inspect } from 'node:util';
 import { type CryptoKey, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from 'jose';
 import type { Db } from '../db/client.ts';
-import type { SigningKeyRow } from '../db/schema.ts';
+import type { SigningKeyRow } from '../db/schema/index.ts';
 import { type MasterKey, openPrivateJwk, parseMasterKey, sealPrivateJwk } from './key-crypto.ts';
 import { createDbKeyStorage, createMemoryKeyStorage, type KeyStorage } from './key-storage.ts';
 

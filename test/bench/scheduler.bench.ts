@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { inArray } from 'drizzle-orm';
 import { type AccessEvent, createAccessService, staticDirectory } from '../../src/access/index.ts';
-import { accessRequests, grants, outbox } from '../../src/db/schema.ts';
+import { accessRequests, grants, outbox } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createBullScheduler, createSchedulerStore } from '../../src/scheduler/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';

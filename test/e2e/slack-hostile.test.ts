@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { count } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accessRequests, auditEvents, grants } from '../../src/db/schema.ts';
+import { accessRequests, auditEvents, grants } from '../../src/db/schema/index.ts';
 import { DEMO_SIGNING_SECRET, type Stack, startStack } from '../../src/demo/stack.ts';
 import { MAX_SLACK_BODY_BYTES } from '../../src/ops/admin-server.ts';
 import { interactiveBody, postSigned, signSlackRequest, slashCommandBody } from '../fakes/slack-signing.ts';

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordedCall } from '../fakes/slack-api.ts';
 import { nowSeconds, plainTextState, staticSelectState } from '../fakes/slack-signing.ts';
+import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 import {
   blockText,
   fakeToken,
@@ -349,5 +350,33 @@ describe('/access over signed HTTP', () => {
     await h.dispatcher.drain();
     expect(h.api.callsTo('chat.postMessage').filter((c) => blockText(c).includes('RL-1'))).toHaveLength(1);
     expect(h.api.faultedCalls.filter((c) => c.method === 'chat.postMessage')).toHaveLength(1);
+  });
+});
+
+describe('someone the policy does not list among its requesters', () => {
+  it('is told so instead of being offered the request form, by command and from App Home', async () => {
+    const listed = await startSlackHarness({
+      policy: testPolicy(`requesters: { users: [${REQUESTER}] }\n${TEST_POLICY_YAML}`),
+    });
+    try {
+      const refused = await listed.command(STRANGER, '');
+      expect(blockText(await listed.answer(refused.responseKey))).toContain(
+        'not among the people this workspace lets request access',
+      );
+      const allowed = await listed.command(REQUESTER, '');
+      const form = await listed.api.waitFor('views.open', (c) => c.args.trigger_id === allowed.triggerId);
+      expect(blockText(form)).toContain('billing-api|write');
+      expect(listed.api.callsTo('views.open').some((c) => c.args.trigger_id === refused.triggerId)).toBe(
+        false,
+      );
+
+      await listed.click(STRANGER, 'open_request_modal', '', { viewId: 'VHOME' });
+      const notice = await listed.api.waitFor('views.open', (c) =>
+        blockText(c).includes('not among the people this workspace lets request access'),
+      );
+      expect(blockText(notice)).not.toContain('billing-api|write');
+    } finally {
+      await listed.close();
+    }
   });
 });

@@ -3,7 +3,7 @@ import { createServer, request as httpRequest, type IncomingHttpHeaders, type Se
 import type { AddressInfo } from 'node:net';
 import { sql } from 'drizzle-orm';
 import { type Database, openDatabase } from '../../src/db/client.ts';
-import { accessRequests, grants } from '../../src/db/schema.ts';
+import { accessRequests, grants } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import type { Policy } from '../../src/policy/schema.ts';
 import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';

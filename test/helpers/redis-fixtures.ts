@@ -7,7 +7,7 @@ import {
   createAccessService,
   staticDirectory,
 } from '../../src/access/index.ts';
-import { auditEvents, type Grant, outbox } from '../../src/db/schema.ts';
+import { auditEvents, type Grant, outbox } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import {
   createSchedulerStore,

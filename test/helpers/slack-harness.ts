@@ -7,7 +7,7 @@ import {
   type Offboarding,
 } from '../../src/access/index.ts';
 import type { Database } from '../../src/db/client.ts';
-import { accessRequests, approvals, grants, outbox } from '../../src/db/schema.ts';
+import { accessRequests, approvals, grants, outbox } from '../../src/db/schema/index.ts';
 import { type Policy, staticPolicyStore } from '../../src/policy/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { createSlackApp, type SlackApp } from '../../src/slack/app.ts';

@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
-import { approvals } from '../../src/db/schema.ts';
+import { approvals } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { approvalMessage, grantQuotaExhaustedDm, myAccessBlocks } from '../../src/slack/blocks.ts';

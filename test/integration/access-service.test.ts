@@ -2,7 +2,7 @@ import { asc, count, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { chainHash, GENESIS_HASH } from '../../src/audit/chain.ts';
-import { accessRequests, approvals, auditEvents, grants, outbox } from '../../src/db/schema.ts';
+import { accessRequests, approvals, auditEvents, grants, outbox } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { openTestDatabase } from '../helpers/db.ts';

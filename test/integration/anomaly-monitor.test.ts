@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { createAnomalyMonitor } from '../../src/anomaly/monitor.ts';
 import { verifyAuditChain } from '../../src/audit/verify.ts';
-import { auditEvents, grants, outbox } from '../../src/db/schema.ts';
+import { auditEvents, grants, outbox } from '../../src/db/schema/index.ts';
 import { type PolicyStore, staticPolicyStore } from '../../src/policy/index.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';
 import { manualClock } from '../../src/shared/clock.ts';

@@ -6,7 +6,7 @@ import { createAuditAppender } from '../../src/audit/appender.ts';
 import { runAuditCommand } from '../../src/audit/cli.ts';
 import { CSV_COLUMNS, type ExportedRow, exportAuditEvents, toExportedRow } from '../../src/audit/export.ts';
 import { createGrantSummarizer } from '../../src/audit/summary.ts';
-import { auditEvents } from '../../src/db/schema.ts';
+import { auditEvents } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';
 import { manualClock } from '../../src/shared/clock.ts';

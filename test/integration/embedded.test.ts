@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { chainHash, GENESIS_HASH } from '../../src/audit/chain.ts';
 import { type Database, openDatabase } from '../../src/db/client.ts';
-import { auditEvents, grants } from '../../src/db/schema.ts';
+import { auditEvents, grants } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { testPolicy } from '../helpers/policy.ts';

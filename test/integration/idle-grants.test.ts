@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { createAuditAppender, recordGrantUse } from '../../src/audit/appender.ts';
 import { buildWeeklyReports, createWeeklyReporter, reportPeriodEnd } from '../../src/audit/weekly-report.ts';
-import { type Grant, grants, outbox } from '../../src/db/schema.ts';
+import { type Grant, grants, outbox } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createLocalScheduler, createSchedulerStore } from '../../src/scheduler/index.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';

@@ -3,7 +3,7 @@ import { and, eq } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accessRequests, auditEvents, type Grant, grants } from '../../src/db/schema.ts';
+import { accessRequests, auditEvents, type Grant, grants } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';

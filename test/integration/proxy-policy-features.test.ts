@@ -7,7 +7,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAuditEvent, createAuditAppender } from '../../src/audit/appender.ts';
-import { grants, outbox } from '../../src/db/schema.ts';
+import { grants, outbox } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';

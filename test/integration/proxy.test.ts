@@ -439,6 +439,72 @@ describe('proxy: denials', () => {
       grantId: undefined,
     });
   });
+
+  it('attributes a denied call to the grant its verified token names, and records the path asked', async () => {
+    const recordOf = async (requestId: string) => {
+      await eventually(() => sink.records.some((r) => r.requestId === requestId));
+      return sink.records.find((r) => r.requestId === requestId)!;
+    };
+    const call = (token: string, path: string, requestId: string) =>
+      rawRequest(port, 'GET', `/billing-api${path}`, { ...bearer(token), 'x-request-id': requestId });
+
+    // Revoked grant: who, with which grant, asking for what.
+    const revoked = await grantWithToken('billing-api', 'read');
+    await revokeGrant(database, revoked.grant.id, clock.now());
+    await eventually(() => view.lookup(revoked.grant.id).kind === 'ended');
+    expect((await call(revoked.token, '/invoices/7', 'attr-revoked')).json().error).toBe('grant_revoked');
+    expect(await recordOf('attr-revoked')).toMatchObject({
+      decision: 'grant_revoked',
+      grantId: revoked.grant.id,
+      userId: revoked.grant.userId,
+      scope: 'read',
+      path: '/invoices/7',
+    });
+
+    // Expired token (genuine signature): attributed too.
+    const expiring = await grantWithToken('billing-api', 'read', { lifetimeMs: 1000 });
+    clock.advance(1000);
+    expect((await call(expiring.token, '/invoices/8', 'attr-expired')).json().error).toBe('token_expired');
+    expect(await recordOf('attr-expired')).toMatchObject({
+      decision: 'token_expired',
+      grantId: expiring.grant.id,
+      userId: expiring.grant.userId,
+      path: '/invoices/8',
+    });
+
+    // Another resource's token: attributed to that grant, on the resource it was tried on.
+    const other = await grantWithToken('other-api', 'read');
+    expect((await call(other.token, '/invoices/9', 'attr-wrong')).json().error).toBe('wrong_resource');
+    expect(await recordOf('attr-wrong')).toMatchObject({
+      decision: 'wrong_resource',
+      resource: 'billing-api',
+      grantId: other.grant.id,
+      path: '/invoices/9',
+    });
+
+    // A path trick with a valid token: the raw path is the evidence.
+    const valid = await grantWithToken('billing-api', 'read');
+    expect((await call(valid.token, '/invoices/%2e%2e/admin', 'attr-path')).json().error).toBe('bad_path');
+    expect(await recordOf('attr-path')).toMatchObject({
+      decision: 'bad_path',
+      grantId: valid.grant.id,
+      path: '/invoices/%2e%2e/admin',
+    });
+
+    // A token we did not sign names nobody: its claims are not believed.
+    const foreign = createMemoryKeyStore({ clock });
+    await foreign.load();
+    const forgedKidless = await issueGrantToken(foreign, {
+      grantId: valid.grant.id,
+      userId: valid.grant.userId,
+      resource: 'billing-api',
+      scope: 'read',
+      issuer: ISSUER,
+      expiresAt: new Date(clock.now().getTime() + DAY),
+    });
+    expect((await call(forgedKidless, '/invoices/10', 'attr-forged')).status).toBe(401);
+    expect(await recordOf('attr-forged')).toMatchObject({ grantId: undefined, userId: undefined });
+  });
 });
 
 describe('proxy: path tricks never reach a path outside the scope', () => {

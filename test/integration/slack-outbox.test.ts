@@ -7,7 +7,7 @@ import {
   enqueueEvents,
   staticDirectory,
 } from '../../src/access/index.ts';
-import { outbox } from '../../src/db/schema.ts';
+import { outbox } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { createNotifier } from '../../src/slack/notifier.ts';

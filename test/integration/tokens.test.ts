@@ -3,7 +3,7 @@ import { exportJWK, generateKeyPair } from 'jose';
 import postgres from 'postgres';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.ts';
-import { signingKeys } from '../../src/db/schema.ts';
+import { signingKeys } from '../../src/db/schema/index.ts';
 import {
   createKeyStore,
   createVerifier,

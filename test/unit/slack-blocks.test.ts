@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AccessRequest, Grant } from '../../src/db/schema.ts';
+import type { AccessRequest, Grant } from '../../src/db/schema/index.ts';
 import {
   anomalyAlert,
   approvalMessage,

@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import fc from 'fast-check';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import type { SigningKeyRow } from '../../src/db/schema.ts';
+import type { SigningKeyRow } from '../../src/db/schema/index.ts';
 import {
   createMemoryKeyStorage,
   createMemoryKeyStore,
@@ -157,11 +157,31 @@ describe('grant tokens: happy path', () => {
 
 describe('grant tokens: errors', () => {
   it('reports token_expired once the clock reaches exp', async () => {
-    const { token, verify, clock } = await setup();
+    const { token, verify, clock, grant } = await setup();
     clock.set(new Date(T0.getTime() + HOUR - 1));
     expect((await verify(token)).ok).toBe(true);
     clock.set(new Date(T0.getTime() + HOUR));
-    expectFailure(await verify(token), 'token_expired');
+    const expired = await verify(token);
+    expectFailure(expired, 'token_expired');
+    // Its signature did verify: the proxy may say whose token it was.
+    expect(expired).toMatchObject({
+      expiredClaims: {
+        grantId: grant.grantId,
+        userId: grant.userId,
+        resource: grant.resource,
+        scope: grant.scope,
+      },
+    });
+  });
+
+  it('names no claims for an expired token that does not verify', async () => {
+    const { token, verify, clock } = await setup();
+    clock.set(new Date(T0.getTime() + HOUR));
+    const [header, payload, signature] = token.split('.') as [string, string, string];
+    const flipped = `${header}.${payload}.${signature.startsWith('A') ? 'B' : 'A'}${signature.slice(1)}`;
+    const result = await verify(flipped);
+    expect(result.ok).toBe(false);
+    expect(result).not.toHaveProperty('expiredClaims');
   });
 
   it('reports invalid_token for a wrong issuer', async () => {

@@ -8,7 +8,7 @@ import {
   isGrantLive,
   REQUEST_TRANSITIONS,
 } from '../../src/access/transitions.ts';
-import { GRANT_STATUSES, REQUEST_STATUSES } from '../../src/db/schema.ts';
+import { GRANT_STATUSES, REQUEST_STATUSES } from '../../src/db/schema/index.ts';
 
 describe('state machine', () => {
   it('a request leaves pending once and never comes back', () => {

@@ -4,6 +4,7 @@ import {
   decodeValue,
   denyModal,
   errorMessage,
+  notARequesterModal,
   noticeMessage,
   requestModal,
   tokenModal,
@@ -160,6 +161,10 @@ export function register(app: App, deps: SlackDeps): void {
   });
 
   onAction(app, deps, ACTIONS.openRequestModal, async (click) => {
-    if (click.triggerId) await deps.notifier.openView(click.triggerId, requestModal(deps.policy.current()));
+    if (!click.triggerId) return;
+    const view = (await deps.access.mayRequestAccess(click.userId))
+      ? requestModal(deps.policy.current())
+      : notARequesterModal();
+    await deps.notifier.openView(click.triggerId, view);
   });
 }

@@ -6,6 +6,7 @@ import {
   errorMessage,
   helpMessage,
   listMessage,
+  NOT_A_REQUESTER_TEXT,
   noticeMessage,
   requestModal,
   requestSubmittedMessage,
@@ -44,6 +45,7 @@ async function run(
   const now = deps.clock.now();
   switch (command.kind) {
     case 'modal':
+      if (!(await deps.access.mayRequestAccess(userId))) return errorMessage(NOT_A_REQUESTER_TEXT, false);
       await deps.notifier.openView(body.trigger_id, requestModal(deps.policy.current()));
       return undefined;
     case 'help':

@@ -1,0 +1,220 @@
+import { and, asc, count, desc, eq, gt, inArray, isNull, lte, min, type SQL } from 'drizzle-orm';
+import type { Db, Tx } from '../client.ts';
+import { type AccessRequest, accessRequests } from '../schema/index.ts';
+
+export type NewAccessRequest = typeof accessRequests.$inferInsert;
+
+export async function findRequest(db: Db | Tx, requestId: string): Promise<AccessRequest | undefined> {
+  const [row] = await db.select().from(accessRequests).where(eq(accessRequests.id, requestId));
+  return row;
+}
+
+/** The request, its row locked until the transaction ends. */
+export async function lockRequest(tx: Tx, requestId: string): Promise<AccessRequest | undefined> {
+  const [row] = await tx.select().from(accessRequests).where(eq(accessRequests.id, requestId)).for('update');
+  return row;
+}
+
+export async function insertRequest(
+  tx: Db | Tx,
+  values: NewAccessRequest,
+): Promise<AccessRequest | undefined> {
+  const [row] = await tx.insert(accessRequests).values(values).returning();
+  return row;
+}
+
+type Decision = Pick<NewAccessRequest, 'status' | 'decidedAt' | 'decidedBy' | 'decisionNote'>;
+
+/**
+ * Decides a request only while it is pending: of two racing decisions exactly one gets the
+ * row back; undefined means it was no longer pending (or `also` did not hold).
+ */
+async function decidePending(
+  tx: Db | Tx,
+  requestId: string,
+  decision: Decision,
+  also?: SQL,
+): Promise<AccessRequest | undefined> {
+  const [row] = await tx
+    .update(accessRequests)
+    .set(decision)
+    .where(and(eq(accessRequests.id, requestId), eq(accessRequests.status, 'pending'), also))
+    .returning();
+  return row;
+}
+
+export const markRequestApproved = (tx: Db | Tx, requestId: string, now: Date, decidedBy: string) =>
+  decidePending(tx, requestId, { status: 'approved', decidedAt: now, decidedBy });
+
+export const markRequestDenied = (
+  tx: Db | Tx,
+  requestId: string,
+  now: Date,
+  decidedBy: string,
+  note: string | null,
+) => decidePending(tx, requestId, { status: 'denied', decidedAt: now, decidedBy, decisionNote: note });
+
+export const markRequestCancelled = (tx: Db | Tx, requestId: string, now: Date, decidedBy: string) =>
+  decidePending(tx, requestId, { status: 'cancelled', decidedAt: now, decidedBy });
+
+/** Times a request out, only once its deadline has passed (the scheduler may fire early). */
+export const markRequestTimedOut = (tx: Db | Tx, requestId: string, now: Date) =>
+  decidePending(
+    tx,
+    requestId,
+    { status: 'expired', decidedAt: now, decidedBy: 'timeout' },
+    lte(accessRequests.timeoutAt, now),
+  );
+
+/** Cancels every pending request of a person (on `resources` only, when given); returns those it ended. */
+export function cancelPendingRequestsOf(
+  tx: Db | Tx,
+  userId: string,
+  change: { now: Date; by: string; reason: string },
+  resources?: readonly string[],
+): Promise<AccessRequest[]> {
+  const onRequests = resources ? inArray(accessRequests.resource, [...resources]) : undefined;
+  return tx
+    .update(accessRequests)
+    .set({ status: 'cancelled', decidedAt: change.now, decidedBy: change.by, decisionNote: change.reason })
+    .where(and(eq(accessRequests.requesterId, userId), eq(accessRequests.status, 'pending'), onRequests))
+    .returning();
+}
+
+/** A person's pending requests, newest first. */
+export function pendingRequestsOf(db: Db | Tx, userId: string): Promise<AccessRequest[]> {
+  return db
+    .select()
+    .from(accessRequests)
+    .where(and(eq(accessRequests.requesterId, userId), eq(accessRequests.status, 'pending')))
+    .orderBy(desc(accessRequests.createdAt));
+}
+
+/** Pending requests on these resources, oldest first. */
+export function pendingRequestsOn(db: Db | Tx, resources: readonly string[]): Promise<AccessRequest[]> {
+  return db
+    .select()
+    .from(accessRequests)
+    .where(and(inArray(accessRequests.resource, [...resources]), eq(accessRequests.status, 'pending')))
+    .orderBy(asc(accessRequests.createdAt));
+}
+
+/** The resources a person has a pending request on (unordered, each once). */
+export function resourcesWithPendingRequestsOf(db: Db | Tx, userId: string): Promise<{ resource: string }[]> {
+  return db
+    .selectDistinct({ resource: accessRequests.resource })
+    .from(accessRequests)
+    .where(and(eq(accessRequests.requesterId, userId), eq(accessRequests.status, 'pending')));
+}
+
+/** Everyone with a pending request (unordered, each once). */
+export function usersWithPendingRequests(db: Db | Tx): Promise<{ userId: string }[]> {
+  return db
+    .selectDistinct({ userId: accessRequests.requesterId })
+    .from(accessRequests)
+    .where(eq(accessRequests.status, 'pending'));
+}
+
+/** The id of the extension of this grant still waiting for a decision, if there is one. */
+export async function pendingExtensionOf(db: Db | Tx, grantId: string): Promise<{ id: string } | undefined> {
+  const [row] = await db
+    .select({ id: accessRequests.id })
+    .from(accessRequests)
+    .where(and(eq(accessRequests.extendsGrantId, grantId), eq(accessRequests.status, 'pending')));
+  return row;
+}
+
+/** What `approval_message_ts` holds now (a Slack ts, a posting marker or null); undefined: no such request. */
+export async function findApprovalMessageTs(
+  db: Db | Tx,
+  requestId: string,
+): Promise<{ ts: string | null } | undefined> {
+  const [row] = await db
+    .select({ ts: accessRequests.approvalMessageTs })
+    .from(accessRequests)
+    .where(eq(accessRequests.id, requestId));
+  return row;
+}
+
+/**
+ * Compare-and-set of `approval_message_ts` from `seen` (what the caller read) to `marker`:
+ * true for the one caller that found it unchanged.
+ */
+export async function claimApprovalMessageTs(
+  db: Db | Tx,
+  requestId: string,
+  seen: string | null,
+  marker: string,
+): Promise<boolean> {
+  const claimed = await db
+    .update(accessRequests)
+    .set({ approvalMessageTs: marker })
+    .where(
+      and(
+        eq(accessRequests.id, requestId),
+        seen === null ? isNull(accessRequests.approvalMessageTs) : eq(accessRequests.approvalMessageTs, seen),
+      ),
+    )
+    .returning({ id: accessRequests.id });
+  return claimed.length === 1;
+}
+
+export async function setApprovalMessage(
+  db: Db | Tx,
+  requestId: string,
+  channel: string,
+  ts: string,
+): Promise<void> {
+  await db
+    .update(accessRequests)
+    .set({ approvalChannel: channel, approvalMessageTs: ts })
+    .where(eq(accessRequests.id, requestId));
+}
+
+/** Requests still pending past their timeout, longest overdue first: what the sweep re-expires. */
+export function requestsPastTimeout(db: Db | Tx, now: Date, limit: number): Promise<AccessRequest[]> {
+  return db
+    .select()
+    .from(accessRequests)
+    .where(and(eq(accessRequests.status, 'pending'), lte(accessRequests.timeoutAt, now)))
+    .orderBy(asc(accessRequests.timeoutAt))
+    .limit(limit);
+}
+
+/** The earliest timeout among requests still pending past it, undefined when none is. */
+export async function oldestOverdueRequestTimeout(db: Db | Tx, now: Date): Promise<Date | null | undefined> {
+  const [row] = await db
+    .select({ oldest: min(accessRequests.timeoutAt) })
+    .from(accessRequests)
+    .where(and(eq(accessRequests.status, 'pending'), lte(accessRequests.timeoutAt, now)));
+  return row?.oldest;
+}
+
+export async function countPendingRequests(db: Db | Tx): Promise<number> {
+  const [row] = await db
+    .select({ n: count() })
+    .from(accessRequests)
+    .where(eq(accessRequests.status, 'pending'));
+  return row?.n ?? 0;
+}
+
+/** Pending requests not yet past their timeout, in id order after `afterId` (keyset paging), for the sweep. */
+export function waitingRequestsPage(
+  db: Db | Tx,
+  now: Date,
+  afterId: string | undefined,
+  limit: number,
+): Promise<AccessRequest[]> {
+  return db
+    .select()
+    .from(accessRequests)
+    .where(
+      and(
+        eq(accessRequests.status, 'pending'),
+        gt(accessRequests.timeoutAt, now),
+        afterId ? gt(accessRequests.id, afterId) : undefined,
+      ),
+    )
+    .orderBy(asc(accessRequests.id))
+    .limit(limit);
+}

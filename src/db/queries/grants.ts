@@ -1,0 +1,372 @@
+import { and, asc, count, eq, gt, inArray, lte, min, sql } from 'drizzle-orm';
+import type { Db, Tx } from '../client.ts';
+import { type Grant, grants } from '../schema/index.ts';
+import { resultRows } from './result-rows.ts';
+
+export type NewGrant = typeof grants.$inferInsert;
+
+export async function findGrant(db: Db | Tx, grantId: string): Promise<Grant | undefined> {
+  const [row] = await db.select().from(grants).where(eq(grants.id, grantId));
+  return row;
+}
+
+/** The grant, its row locked until the transaction ends. */
+export async function lockGrant(tx: Tx, grantId: string): Promise<Grant | undefined> {
+  const [row] = await tx.select().from(grants).where(eq(grants.id, grantId)).for('update');
+  return row;
+}
+
+/** The grant a request created (not the one an extension request extends). */
+export async function findGrantOfRequest(db: Db | Tx, requestId: string): Promise<Grant | undefined> {
+  const [row] = await db.select().from(grants).where(eq(grants.requestId, requestId));
+  return row;
+}
+
+/** Whose grant it is and on what: all `/access audit` needs of the grant itself. */
+export async function findGrantOwner(
+  db: Db | Tx,
+  grantId: string,
+): Promise<{ resource: string; userId: string } | undefined> {
+  const [row] = await db
+    .select({ resource: grants.resource, userId: grants.userId })
+    .from(grants)
+    .where(eq(grants.id, grantId));
+  return row;
+}
+
+export async function insertGrant(tx: Db | Tx, values: NewGrant): Promise<Grant | undefined> {
+  const [row] = await tx.insert(grants).values(values).returning();
+  return row;
+}
+
+/**
+ * Moves an active grant's expiry to `expiresAt`, only if it is still the version read as
+ * `current`: undefined when it ended or changed in between.
+ */
+export async function extendGrant(tx: Db | Tx, current: Grant, expiresAt: Date): Promise<Grant | undefined> {
+  const [row] = await tx
+    .update(grants)
+    .set({ expiresAt, extensions: current.extensions + 1, version: current.version + 1 })
+    .where(and(eq(grants.id, current.id), eq(grants.status, 'active'), eq(grants.version, current.version)))
+    .returning();
+  return row;
+}
+
+/** Revokes one grant if it is still active; undefined when it had already ended. */
+export async function markGrantRevoked(
+  tx: Db | Tx,
+  grantId: string,
+  change: { now: Date; by: string; reason: string; version: number },
+): Promise<Grant | undefined> {
+  const [row] = await tx
+    .update(grants)
+    .set({
+      status: 'revoked',
+      endedAt: change.now,
+      endedBy: change.by,
+      endReason: change.reason,
+      version: change.version,
+    })
+    .where(and(eq(grants.id, grantId), eq(grants.status, 'active')))
+    .returning();
+  return row;
+}
+
+/** The columns a revocation sets on many rows at once; the version bump is done in SQL, row by row. */
+const revokedSet = (now: Date, by: string, reason: string) => ({
+  status: 'revoked' as const,
+  endedAt: now,
+  endedBy: by,
+  endReason: reason,
+  version: sql`${grants.version} + 1`,
+});
+
+/** Revokes every active grant of a person (on `resources` only, when given); returns those it revoked. */
+export function revokeActiveGrantsOf(
+  tx: Db | Tx,
+  userId: string,
+  change: { now: Date; by: string; reason: string },
+  resources?: readonly string[],
+): Promise<Grant[]> {
+  const onGrants = resources ? inArray(grants.resource, [...resources]) : undefined;
+  return tx
+    .update(grants)
+    .set(revokedSet(change.now, change.by, change.reason))
+    .where(and(eq(grants.userId, userId), eq(grants.status, 'active'), onGrants))
+    .returning();
+}
+
+/**
+ * Revokes, for the scheduler, up to `limit` live grants on `resource` not used since `cutoff`
+ * (counted from the start when never used). Rows another transaction holds are skipped.
+ */
+export function revokeIdleGrantsOn(
+  tx: Db | Tx,
+  input: { resource: string; cutoff: Date; now: Date; reason: string; limit: number },
+): Promise<Grant[]> {
+  const { now } = input;
+  const lastUse = sql`coalesce(${grants.lastUsedAt}, ${grants.startsAt})`;
+  // A plain SQL expression gets no column type, so the cutoff goes in as an explicit timestamptz.
+  const idleSince = sql`${lastUse} <= ${input.cutoff.toISOString()}::timestamptz`;
+  const due = tx
+    .select({ id: grants.id })
+    .from(grants)
+    .where(
+      and(
+        eq(grants.resource, input.resource),
+        eq(grants.status, 'active'),
+        gt(grants.expiresAt, now),
+        idleSince,
+      ),
+    )
+    .limit(input.limit)
+    .for('update', { skipLocked: true });
+  return (
+    tx
+      .update(grants)
+      .set(revokedSet(now, 'scheduler', input.reason))
+      // The idle test again under the row lock: a batch of calls may have landed since.
+      .where(and(inArray(grants.id, due), eq(grants.status, 'active'), idleSince))
+      .returning()
+  );
+}
+
+/** What the scheduler sets on a grant it expires. */
+const expiredSet = (now: Date) => ({
+  status: 'expired' as const,
+  endedAt: now,
+  endedBy: 'scheduler',
+  endReason: 'expired',
+});
+
+/** Expires one grant if it is active and past its expiry; undefined otherwise. */
+export async function markGrantExpired(tx: Db | Tx, grantId: string, now: Date): Promise<Grant | undefined> {
+  const [row] = await tx
+    .update(grants)
+    .set(expiredSet(now))
+    .where(and(eq(grants.id, grantId), eq(grants.status, 'active'), lte(grants.expiresAt, now)))
+    .returning();
+  return row;
+}
+
+/**
+ * Expires up to `limit` active grants past their expiry, soonest first, in one statement;
+ * rows another transaction holds are skipped, not waited for.
+ */
+export function expireGrantsPastExpiry(tx: Db | Tx, now: Date, limit: number): Promise<Grant[]> {
+  const due = tx
+    .select({ id: grants.id })
+    .from(grants)
+    .where(and(eq(grants.status, 'active'), lte(grants.expiresAt, now)))
+    .orderBy(asc(grants.expiresAt))
+    .limit(limit)
+    .for('update', { skipLocked: true });
+  return tx
+    .update(grants)
+    .set(expiredSet(now))
+    .where(and(inArray(grants.id, due), eq(grants.status, 'active')))
+    .returning();
+}
+
+/** A person's live (active, unexpired) grants, soonest to expire first. */
+export function liveGrantsOf(db: Db | Tx, userId: string, now: Date): Promise<Grant[]> {
+  return db
+    .select()
+    .from(grants)
+    .where(and(eq(grants.userId, userId), eq(grants.status, 'active'), gt(grants.expiresAt, now)))
+    .orderBy(asc(grants.expiresAt));
+}
+
+/** Live grants on these resources, soonest to expire first. */
+export function liveGrantsOn(db: Db | Tx, resources: readonly string[], now: Date): Promise<Grant[]> {
+  return db
+    .select()
+    .from(grants)
+    .where(
+      and(inArray(grants.resource, [...resources]), eq(grants.status, 'active'), gt(grants.expiresAt, now)),
+    )
+    .orderBy(asc(grants.expiresAt));
+}
+
+/** The resources a person holds a live grant on (unordered, each once). */
+export function resourcesWithLiveGrantsOf(
+  db: Db | Tx,
+  userId: string,
+  now: Date,
+): Promise<{ resource: string }[]> {
+  return db
+    .selectDistinct({ resource: grants.resource })
+    .from(grants)
+    .where(and(eq(grants.userId, userId), eq(grants.status, 'active'), gt(grants.expiresAt, now)));
+}
+
+/** Everyone holding a live grant (unordered, each once). */
+export function usersWithLiveGrants(db: Db | Tx, now: Date): Promise<{ userId: string }[]> {
+  return db
+    .selectDistinct({ userId: grants.userId })
+    .from(grants)
+    .where(and(eq(grants.status, 'active'), gt(grants.expiresAt, now)));
+}
+
+/** Grants still marked active past their expiry, longest overdue first: what the sweep re-expires. */
+export function activeGrantsPastExpiry(db: Db | Tx, now: Date, limit: number): Promise<Grant[]> {
+  return db
+    .select()
+    .from(grants)
+    .where(and(eq(grants.status, 'active'), lte(grants.expiresAt, now)))
+    .orderBy(asc(grants.expiresAt))
+    .limit(limit);
+}
+
+/** The earliest expiry among grants still active past it, undefined when none is. */
+export async function oldestOverdueGrantExpiry(db: Db | Tx, now: Date): Promise<Date | null | undefined> {
+  const [row] = await db
+    .select({ oldest: min(grants.expiresAt) })
+    .from(grants)
+    .where(and(eq(grants.status, 'active'), lte(grants.expiresAt, now)));
+  return row?.oldest;
+}
+
+export async function countLiveGrants(db: Db | Tx, now: Date): Promise<number> {
+  const [row] = await db
+    .select({ n: count() })
+    .from(grants)
+    .where(and(eq(grants.status, 'active'), gt(grants.expiresAt, now)));
+  return row?.n ?? 0;
+}
+
+/** Live grants in id order after `afterId` (keyset paging), for the sweep's walk. */
+export function liveGrantsPage(
+  db: Db | Tx,
+  now: Date,
+  afterId: string | undefined,
+  limit: number,
+): Promise<Grant[]> {
+  return db
+    .select()
+    .from(grants)
+    .where(
+      and(
+        eq(grants.status, 'active'),
+        gt(grants.expiresAt, now),
+        afterId ? gt(grants.id, afterId) : undefined,
+      ),
+    )
+    .orderBy(asc(grants.id))
+    .limit(limit);
+}
+
+/** The columns the proxy's live grant view keeps. */
+const viewColumns = {
+  id: grants.id,
+  userId: grants.userId,
+  resource: grants.resource,
+  scope: grants.scope,
+  status: grants.status,
+  startsAt: grants.startsAt,
+  expiresAt: grants.expiresAt,
+  quotaRequests: grants.quotaRequests,
+  quotaResponseBytes: grants.quotaResponseBytes,
+  usedRequests: grants.usedRequests,
+  usedResponseBytes: grants.usedResponseBytes,
+};
+export type GrantViewRow = Pick<Grant, keyof typeof viewColumns>;
+
+/** Every active grant, as the proxy's view holds it (expired-but-active ones included: the proxy checks the clock). */
+export function activeGrantsForView(db: Db | Tx): Promise<GrantViewRow[]> {
+  return db.select(viewColumns).from(grants).where(eq(grants.status, 'active'));
+}
+
+/** These grants whatever their status, as the proxy's view holds them; deleted ones are absent. */
+export function grantsForView(db: Db | Tx, grantIds: string[]): Promise<GrantViewRow[]> {
+  return db.select(viewColumns).from(grants).where(inArray(grants.id, grantIds));
+}
+
+/** One grant's share of an audit batch: calls, response bytes and the latest call's time. */
+export interface GrantQuotaUse {
+  id: string;
+  requests: number;
+  bytes: number;
+  at: Date;
+}
+
+/** A grant's quota state after a batch's use was added. */
+export interface GrantQuotaTotals {
+  id: string;
+  userId: string;
+  resource: string;
+  usedRequests: number;
+  usedBytes: number;
+  quotaRequests: number | null;
+  quotaBytes: number | null;
+  /** This statement is the one that set `quota_exhausted_at`. */
+  exhausted: boolean;
+}
+
+/**
+ * Adds a batch's use to its grants' quota totals in ONE statement, rows locked in id order
+ * (two proxies' batches cannot deadlock), and sets `quota_exhausted_at` on the grants this
+ * use brought to their quota, at the time of the batch's latest call to each. Raw SQL: the
+ * use goes as one JSON parameter expanded by jsonb_to_recordset, whatever the batch's size.
+ */
+export async function addGrantQuotaUse(
+  tx: Db | Tx,
+  uses: readonly GrantQuotaUse[],
+): Promise<GrantQuotaTotals[]> {
+  const json = JSON.stringify(
+    uses.map((u) => ({ id: u.id, n: u.requests, b: u.bytes, at: u.at.toISOString() })),
+  );
+  const result = await tx.execute(sql`
+    with used as (
+      select id, n, b, at from jsonb_to_recordset(${json}::jsonb) as v(id uuid, n bigint, b bigint, at timestamptz)
+    ), locked as (
+      select g.id, g.quota_exhausted_at as was
+      from ${grants} g join used on used.id = g.id order by g.id for update of g
+    )
+    update ${grants} g set
+      used_requests = g.used_requests + used.n,
+      used_response_bytes = g.used_response_bytes + used.b,
+      quota_exhausted_at = coalesce(g.quota_exhausted_at, case
+        when (g.quota_requests is not null and g.used_requests + used.n >= g.quota_requests)
+          or (g.quota_response_bytes is not null and g.used_response_bytes + used.b >= g.quota_response_bytes)
+        then used.at end)
+    from used, locked
+    where g.id = used.id and locked.id = g.id
+    returning g.id as "id", g.user_id as "userId", g.resource as "resource",
+      g.used_requests as "usedRequests", g.used_response_bytes as "usedBytes",
+      g.quota_requests as "quotaRequests", g.quota_response_bytes as "quotaBytes",
+      (locked.was is null and g.quota_exhausted_at is not null) as "exhausted",
+      g.quota_exhausted_at as "exhaustedAt"`);
+  return resultRows(result).map((row) => ({
+    id: String(row.id),
+    userId: String(row.userId),
+    resource: String(row.resource),
+    usedRequests: Number(row.usedRequests),
+    usedBytes: Number(row.usedBytes),
+    quotaRequests: row.quotaRequests === null ? null : Number(row.quotaRequests),
+    quotaBytes: row.quotaBytes === null ? null : Number(row.quotaBytes),
+    exhausted: row.exhausted === true || row.exhausted === 't',
+  }));
+}
+
+/**
+ * Moves `last_used_at` forward to each grant's latest call in ONE statement, rows locked in
+ * id order so two proxies' batches cannot deadlock each other. `greatest` ignores NULL and
+ * never moves the time back, so batches landing out of order are harmless. Raw SQL for the
+ * same reason as addGrantQuotaUse: one JSON parameter however many grants.
+ */
+export async function recordGrantsLastUse(
+  db: Db | Tx,
+  latest: readonly { id: string; at: Date }[],
+): Promise<void> {
+  const json = JSON.stringify(latest.map((u) => ({ id: u.id, at: u.at.toISOString() })));
+  await db.execute(sql`
+    with used as (
+      select id, at from jsonb_to_recordset(${json}::jsonb) as v(id uuid, at timestamptz)
+    ), locked as (
+      select g.id from ${grants} g join used on used.id = g.id order by g.id for update of g
+    )
+    update ${grants} set last_used_at = greatest(${grants.lastUsedAt}, used.at)
+    from used
+    where ${grants.id} = used.id and ${grants.id} in (select id from locked)`);
+}

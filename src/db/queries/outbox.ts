@@ -1,0 +1,76 @@
+import { and, asc, count, eq, inArray, isNull, lte, min, sql } from 'drizzle-orm';
+import type { Db, Tx } from '../client.ts';
+import { type OutboxRow, outbox } from '../schema/index.ts';
+
+export type NewOutboxRow = typeof outbox.$inferInsert;
+
+/** Adds rows; one whose dedupe key is already there is skipped, so a replayed transition adds nothing. */
+export async function enqueueOutboxRows(tx: Db | Tx, rows: NewOutboxRow[]): Promise<void> {
+  await tx.insert(outbox).values(rows).onConflictDoNothing({ target: outbox.dedupeKey });
+}
+
+/** Whether a row with this dedupe key exists, delivered or not. */
+export async function isQueued(tx: Db | Tx, dedupeKey: string): Promise<boolean> {
+  const [seen] = await tx.select({ id: outbox.id }).from(outbox).where(eq(outbox.dedupeKey, dedupeKey));
+  return seen !== undefined;
+}
+
+/** Of these dedupe keys, the ones that have a row (delivered or not). */
+export async function queuedDedupeKeys(db: Db | Tx, keys: string[]): Promise<Set<string>> {
+  const rows = await db.select({ key: outbox.dedupeKey }).from(outbox).where(inArray(outbox.dedupeKey, keys));
+  return new Set(rows.map((r) => r.key));
+}
+
+/**
+ * Claims up to `limit` due rows, oldest first, with a lease: `FOR UPDATE SKIP LOCKED` so
+ * racing dispatchers take different rows, then `next_attempt_at` pushed `leaseMs` ahead so
+ * the rows stay hidden from others while being sent; `attempts` counts the claim.
+ */
+export async function claimDueOutboxRows(
+  db: Db | Tx,
+  now: Date,
+  limit: number,
+  leaseMs: number,
+): Promise<OutboxRow[]> {
+  const due = db
+    .select({ id: outbox.id })
+    .from(outbox)
+    .where(and(isNull(outbox.sentAt), lte(outbox.nextAttemptAt, now)))
+    .orderBy(asc(outbox.id))
+    .limit(limit)
+    .for('update', { skipLocked: true });
+  const rows = await db
+    .update(outbox)
+    .set({ nextAttemptAt: new Date(now.getTime() + leaseMs), attempts: sql`${outbox.attempts} + 1` })
+    .where(inArray(outbox.id, due))
+    .returning();
+  return rows.sort((a, b) => a.id - b.id);
+}
+
+export async function markOutboxSent(db: Db | Tx, id: number, at: Date): Promise<void> {
+  await db.update(outbox).set({ sentAt: at, lastError: null }).where(eq(outbox.id, id));
+}
+
+/** Keeps a failed row for another attempt at `nextAttemptAt`, with why it failed. */
+export async function scheduleOutboxRetry(
+  db: Db | Tx,
+  id: number,
+  nextAttemptAt: Date,
+  lastError: string,
+): Promise<void> {
+  await db.update(outbox).set({ nextAttemptAt, lastError }).where(eq(outbox.id, id));
+}
+
+/** When the oldest row not yet delivered was written, undefined when every row is delivered. */
+export async function oldestUndeliveredAt(db: Db | Tx): Promise<Date | null | undefined> {
+  const [row] = await db
+    .select({ oldest: min(outbox.createdAt) })
+    .from(outbox)
+    .where(isNull(outbox.sentAt));
+  return row?.oldest;
+}
+
+export async function countUndelivered(db: Db | Tx): Promise<number> {
+  const [row] = await db.select({ n: count() }).from(outbox).where(isNull(outbox.sentAt));
+  return row?.n ?? 0;
+}

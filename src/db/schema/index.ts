@@ -1,0 +1,10 @@
+/**
+ * The schema, one file per table (drizzle-kit reads it from here). Table order follows
+ * the foreign keys: requests before the approvals and grants that reference them.
+ */
+export * from './access-requests.ts';
+export * from './approvals.ts';
+export * from './audit-events.ts';
+export * from './grants.ts';
+export * from './outbox.ts';
+export * from './signing-keys.ts';
