@@ -58,14 +58,28 @@ export function toExportedRow(row: AuditEventRow): ExportedRow {
 }
 
 /**
+ * Text a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR) gets a leading `'`,
+ * and so does text already starting with `'`, so the escape reverses exactly: a reader drops
+ * one leading `'` (csvText). Caller-chosen values reach the log (an unknown resource's name
+ * is recorded as asked), and an analyst opening the export must not execute them.
+ */
+const SPREADSHEET_TRIGGER = /^[=+\-@\t\r']/;
+
+/**
  * RFC 4180: a field holding a comma, quote, CR or LF is quoted and its quotes doubled.
  * NULL is an empty field and the empty string is `""`, so the two stay apart.
  */
 export function csvField(value: string | number | null): string {
   if (value === null) return '';
-  const text = String(value);
-  if (text === '') return '""';
+  if (typeof value === 'number') return String(value);
+  if (value === '') return '""';
+  const text = SPREADSHEET_TRIGGER.test(value) ? `'${value}` : value;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/** A text field's value from a parsed CSV field: csvField's formula escape undone. */
+export function csvText(field: string): string {
+  return field.startsWith("'") ? field.slice(1) : field;
 }
 
 export function csvLine(row: ExportedRow): string {

@@ -4,7 +4,13 @@ import { createAccessService, staticDirectory } from '../../src/access/index.ts'
 import { appendAuditEvents } from '../../src/audit/append.ts';
 import { createAuditAppender } from '../../src/audit/appender.ts';
 import { runAuditCommand } from '../../src/audit/cli.ts';
-import { CSV_COLUMNS, type ExportedRow, exportAuditEvents, toExportedRow } from '../../src/audit/export.ts';
+import {
+  CSV_COLUMNS,
+  csvText,
+  type ExportedRow,
+  exportAuditEvents,
+  toExportedRow,
+} from '../../src/audit/export.ts';
 import { createGrantSummarizer } from '../../src/audit/summary.ts';
 import { auditEvents } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
@@ -139,6 +145,16 @@ describe('export, summary and the audit CLI', () => {
           resource: '',
           data: { text: 'ünïcode ✓ "q"' },
         },
+        // Values a spreadsheet would run as formulas, and one already starting with the escape.
+        ...['=HYPERLINK("http://evil.test","x")', '+1', '-2', '@SUM(A1)', '\tx', "'quoted"].map(
+          (resource) => ({
+            kind: 'note',
+            actor: { type: 'cli' as const },
+            at: new Date(T0.getTime() + 3_600_000),
+            resource,
+            data: {},
+          }),
+        ),
       ]),
     );
     all = (await database.db.select().from(auditEvents).orderBy(auditEvents.seq)).map(toExportedRow);
@@ -169,8 +185,8 @@ describe('export, summary and the audit CLI', () => {
         seq: Number(seq),
         at: at as string,
         kind: kind as string,
-        actor: actor as string,
-        resource: resource ?? null,
+        actor: csvText(actor as string),
+        resource: resource == null ? null : csvText(resource),
         requestId: requestId ?? null,
         grantId: grantId ?? null,
         data: JSON.parse(data as string) as Record<string, unknown>,
@@ -179,6 +195,10 @@ describe('export, summary and the audit CLI', () => {
       }),
     );
     expect(back).toEqual(all);
+    // No cell a spreadsheet would evaluate.
+    for (const row of rows) {
+      for (const cell of row) expect(cell ?? '').not.toMatch(/^[=+\-@\t\r]/);
+    }
   });
 
   it('filters by grant, user and time', async () => {
