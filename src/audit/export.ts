@@ -1,6 +1,7 @@
 import type { Db } from '../db/client.ts';
 import { type AuditEventFilter, auditEventsPage } from '../db/queries/audit-events.ts';
 import type { AuditEventRow } from '../db/schema/index.ts';
+import type { ChainedFields } from './chain.ts';
 
 export type ExportFormat = 'jsonl' | 'csv';
 
@@ -10,15 +11,8 @@ export interface ExportOptions extends AuditEventFilter {
 }
 
 /** One exported row: the stored row with `at` as ISO 8601, every field kept so the chain can be re-checked. */
-export interface ExportedRow {
-  seq: number;
+export interface ExportedRow extends Omit<ChainedFields, 'at'> {
   at: string;
-  kind: string;
-  actor: string;
-  resource: string | null;
-  requestId: string | null;
-  grantId: string | null;
-  data: Record<string, unknown>;
   prevHash: string;
   hash: string;
 }
