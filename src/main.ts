@@ -14,9 +14,10 @@ Commands:
   demo               play the whole flow locally, no Slack workspace needed
   audit verify       check the audit hash chain; exit 1 on the first bad row
   audit export       --since <iso> --until <iso> --grant <id> --user <U…> --format jsonl|csv
-  keys list          list token signing keys (public parts only)
+  keys list          list token signing keys and their state (no key material)
   keys rotate        add a signing key; older keys verify until retired
   keys retire <kid>  stop a key from verifying
+  keys purge <kid>   delete a retired key, its stored private key included
 
 Configuration is read from the environment (see README.md and .env.example).
 `;

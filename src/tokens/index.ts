@@ -23,6 +23,7 @@ export {
   type Jwks,
   type KeyStore,
   type KeyStoreOptions,
+  KeyStoreRefusal,
   type KeyStoreSummary,
   type PublicJwk,
   parseConfiguredKey,

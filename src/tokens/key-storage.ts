@@ -1,5 +1,6 @@
 import type { Db } from '../db/client.ts';
 import {
+  deleteRetiredSigningKey,
   hasActiveSigningKey,
   insertSigningKey,
   insertSigningKeyUnlessExists,
@@ -21,6 +22,8 @@ export interface KeyStorage {
   insert(row: SigningKeyRow): Promise<void>;
   /** Sets `retiredAt` on a not yet retired key; false when there was no such key. */
   retire(kid: string, at: Date): Promise<boolean>;
+  /** Deletes a retired key's row; false when no retired key has that kid. */
+  purge(kid: string): Promise<boolean>;
 }
 
 export function createDbKeyStorage(db: Db): KeyStorage {
@@ -35,6 +38,7 @@ export function createDbKeyStorage(db: Db): KeyStorage {
     },
     insert: (row) => insertSigningKey(db, row),
     retire: (kid, at) => retireSigningKey(db, kid, at),
+    purge: (kid) => deleteRetiredSigningKey(db, kid),
   };
 }
 
@@ -71,6 +75,11 @@ export function createMemoryKeyStorage(): KeyStorage {
       if (!row || row.retiredAt !== null) return false;
       row.retiredAt = at;
       return true;
+    },
+    async purge(kid) {
+      const row = rows.get(kid);
+      if (!row || row.retiredAt === null) return false;
+      return rows.delete(kid);
     },
   };
 }

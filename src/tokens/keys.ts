@@ -61,6 +61,13 @@ export interface KeyStore {
   rotate(): Promise<{ kid: string }>;
   /** Marks a key retired: tokens signed by it stop verifying. Refuses to retire the last signer. */
   retire(kid: string): Promise<void>;
+  /**
+   * Deletes a retired key, private key included (retiring only stops it verifying). Refuses a
+   * key that is not retired, so a signer or verifier in use cannot be deleted by mistake.
+   */
+  purge(kid: string): Promise<void>;
+  /** Every stored key with its state, for `jitgate keys list`. No key material. */
+  describeKeys(): Promise<{ kid: string; createdAt: Date; retiredAt: Date | null; signing: boolean }[]>;
   /** Called with each kid that stops verifying here (retired locally, or seen retired on refresh). */
   onRetire(listener: (kid: string) => void): () => void;
   toJSON(): KeyStoreSummary;
@@ -81,6 +88,11 @@ export type KeyStoreOptions = KeyStoreCommonOptions & ({ db: Db } | { storage: K
 const CONFIG_NAME = 'JITGATE_SIGNING_KEY';
 const CONFIG_EXPECTED = `a private Ed25519 JWK as JSON, like {"kty":"OKP","crv":"Ed25519","x":"<base64url>","d":"<base64url>"}`;
 const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
+
+/** An operator's key request that cannot be done as asked (unknown kid, last signer, …): not a fault. */
+export class KeyStoreRefusal extends Error {
+  override name = 'KeyStoreRefusal';
+}
 
 /** Thrown for a bad JITGATE_SIGNING_KEY; names the variable and what it expects, never its value. */
 export class SigningKeyConfigError extends Error {
@@ -277,7 +289,9 @@ function buildKeyStore(storage: KeyStorage, options: KeyStoreCommonOptions): Key
     rotate: () =>
       serial(async () => {
         if (configuredJwk) {
-          throw new Error(`the signing key comes from ${CONFIG_NAME}; rotate by changing that variable`);
+          throw new KeyStoreRefusal(
+            `the signing key comes from ${CONFIG_NAME}; rotate by changing that variable`,
+          );
         }
         const rows = await storage.list();
         const newest = rows.reduce(
@@ -294,17 +308,39 @@ function buildKeyStore(storage: KeyStorage, options: KeyStoreCommonOptions): Key
     retire: (kid) =>
       serial(async () => {
         if (configured?.kid === kid) {
-          throw new Error(`key ${kid} comes from ${CONFIG_NAME} and cannot be retired; change the variable`);
+          throw new KeyStoreRefusal(
+            `key ${kid} comes from ${CONFIG_NAME} and cannot be retired; change the variable`,
+          );
         }
         const rows = await storage.list();
         const active = rows.filter((r) => r.retiredAt === null);
         if (!configured && active.length === 1 && active[0]?.kid === kid) {
-          throw new Error(`key ${kid} is the only active signing key; rotate() before retiring it`);
+          throw new KeyStoreRefusal(`key ${kid} is the only active signing key; rotate first`);
         }
         const changed = await storage.retire(kid, clock.now());
-        if (!changed && !rows.some((r) => r.kid === kid)) throw new Error(`unknown signing key ${kid}`);
+        if (!changed && !rows.some((r) => r.kid === kid))
+          throw new KeyStoreRefusal(`unknown signing key ${kid}`);
         await read();
       }),
+    purge: (kid) =>
+      serial(async () => {
+        if (await storage.purge(kid)) return;
+        const row = (await storage.list()).find((r) => r.kid === kid);
+        throw new KeyStoreRefusal(
+          row
+            ? `key ${kid} is not retired; retire it first`
+            : `unknown signing key ${kid} (or already purged)`,
+        );
+      }),
+    async describeKeys() {
+      const rows = await storage.list();
+      return rows.map((r) => ({
+        kid: r.kid,
+        createdAt: r.createdAt,
+        retiredAt: r.retiredAt,
+        signing: keys.signer?.kid === r.kid,
+      }));
+    },
     onRetire(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

@@ -47,6 +47,7 @@ function countingStorage(inner: KeyStorage = createMemoryKeyStorage()) {
     insertIfNoActiveKey: (create) => inner.insertIfNoActiveKey(create),
     insert: (row: SigningKeyRow) => inner.insert(row),
     retire: (kid, at) => inner.retire(kid, at),
+    purge: (kid) => inner.purge(kid),
   };
   return { storage, counter };
 }

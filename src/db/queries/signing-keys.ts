@@ -1,4 +1,4 @@
-import { and, asc, eq, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, isNotNull, isNull, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { type SigningKeyRow, signingKeys } from '../schema/index.ts';
 
@@ -37,6 +37,15 @@ export async function retireSigningKey(db: Db | Tx, kid: string, at: Date): Prom
     .update(signingKeys)
     .set({ retiredAt: at })
     .where(and(eq(signingKeys.kid, kid), isNull(signingKeys.retiredAt)))
+    .returning({ kid: signingKeys.kid });
+  return rows.length > 0;
+}
+
+/** Deletes a retired key's row, private key and all; false when no retired key has that kid. */
+export async function deleteRetiredSigningKey(db: Db | Tx, kid: string): Promise<boolean> {
+  const rows = await db
+    .delete(signingKeys)
+    .where(and(eq(signingKeys.kid, kid), isNotNull(signingKeys.retiredAt)))
     .returning({ kid: signingKeys.kid });
   return rows.length > 0;
 }
