@@ -13,6 +13,8 @@ declare module 'autocannon' {
     errors: number;
     timeouts: number;
     non2xx: number;
+    /** Responses by status code, e.g. `{ "200": { count: 1234 } }`. */
+    statusCodeStats?: Record<string, { count: number }>;
     duration: number;
   }
   export interface AutocannonOptions {

@@ -3,16 +3,25 @@
  * default options) or `jitgate` (createProxyServer with every check on). It reports its
  * port and, when asked over IPC, its own CPU time, so the bench charges each server
  * exactly the CPU it used.
+ *
+ * `jitgate` hands its call records to a discarding stand-in (`BENCH_SINK=discard`, the
+ * default) or to the real audit appender writing the hash chain to PostgreSQL
+ * (`BENCH_SINK=audit`, as src/roles.ts wires it). IPC commands, each answered with a
+ * message of the same `type`: `cpu`; and for the appender `audit` (counters), `audit-reset`
+ * (counters, then starts a new maximum-backlog window) and `flush` (waits until every record
+ * offered so far is committed, then answers with the counters).
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fastifyHttpProxy from '@fastify/http-proxy';
 import Fastify from 'fastify';
 import pino from 'pino';
+import { type AuditAppender, createAuditAppender } from '../../src/audit/appender.ts';
 import { openDatabase } from '../../src/db/client.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView } from '../../src/proxy/active-grants.ts';
+import { createQuotaTracker } from '../../src/proxy/quota.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
 import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
 import { systemClock } from '../../src/shared/clock.ts';
@@ -25,7 +34,10 @@ const env = (name: string): string => {
   return value;
 };
 
-/** The audit hand-off as the real appender will see it: a bounded queue drained in batches. */
+/**
+ * The discarding stand-in for the audit hand-off: a bounded queue emptied every 10 ms, its
+ * records thrown away. The baseline the real appender (`BENCH_SINK=audit`) is compared with.
+ */
 function queueSink(capacity: number): CallSink {
   let queue: CallRecord[] = [];
   const timer = setInterval(() => {
@@ -41,6 +53,57 @@ function queueSink(capacity: number): CallSink {
     hasCapacity: () => queue.length < capacity,
   };
 }
+
+export interface AuditCounters {
+  /** Records offered and accepted since start. */
+  offered: number;
+  /** Of those, committed to audit_events. */
+  written: number;
+  /** Offered but not yet committed. */
+  queued: number;
+  batches: number;
+  failedAttempts: number;
+  /** Offers the appender refused (a call that would go unrecorded; must stay 0). */
+  refusedOffers: number;
+  /** Calls answered 503 audit_unavailable (their own records say so). */
+  auditUnavailable: number;
+  /** Largest backlog seen at an offer since the last `audit-reset` (the backlog only grows there). */
+  maxQueued: number;
+}
+
+/** The real appender behind counters the bench reads over IPC. */
+function countedAppender(
+  appender: AuditAppender,
+): CallSink & { counters(): AuditCounters; resetMax(): void } {
+  let refusedOffers = 0;
+  let auditUnavailable = 0;
+  let maxQueued = 0;
+  return {
+    offer(record) {
+      if (record.decision === 'audit_unavailable') auditUnavailable += 1;
+      const accepted = appender.offer(record);
+      if (!accepted) refusedOffers += 1;
+      const { queued } = appender.stats();
+      if (queued > maxQueued) maxQueued = queued;
+      return accepted;
+    },
+    hasCapacity: () => appender.hasCapacity(),
+    counters() {
+      const s = appender.stats();
+      return { offered: s.written + s.queued, ...s, refusedOffers, auditUnavailable, maxQueued };
+    },
+    resetMax() {
+      maxQueued = appender.stats().queued;
+    },
+  };
+}
+
+const commands: Record<string, () => unknown> = {
+  cpu: () => {
+    const { user, system } = process.cpuUsage();
+    return { micros: user + system };
+  },
+};
 
 async function start(): Promise<number> {
   if (role === 'upstream') {
@@ -91,6 +154,35 @@ async function start(): Promise<number> {
     const logger = pino({ level: 'warn' });
     const grants = createActiveGrantView({ database, logger });
     await grants.start();
+    // One quota tracker shared by proxy and appender, as in src/roles.ts.
+    const quota = createQuotaTracker();
+    let sink: CallSink;
+    if ((process.env.BENCH_SINK ?? 'discard') === 'audit') {
+      const appender = createAuditAppender({
+        db: database.db,
+        logger,
+        quota,
+        grantChannel: database.channel('grants'),
+        // maxQueue, headroom, batchSize: set by the bench so it can report them.
+        ...(JSON.parse(env('BENCH_AUDIT_LIMITS')) as {
+          maxQueue: number;
+          headroom: number;
+          batchSize: number;
+        }),
+      });
+      const counted = countedAppender(appender);
+      commands.audit = () => counted.counters();
+      commands['audit-reset'] = () => {
+        const before = counted.counters();
+        counted.resetMax();
+        return before;
+      };
+      commands.flush = async () => {
+        await appender.flush();
+        return counted.counters();
+      };
+      sink = counted;
+    } else sink = queueSink(10_000);
     const app = createProxyServer({
       policy: staticPolicyStore(
         parsePolicy(env('BENCH_POLICY'), { file: 'bench.yml', env: { BENCH_SECRET: 'bench-secret' } }),
@@ -99,8 +191,9 @@ async function start(): Promise<number> {
       verifier: createVerifier(keyStore, { issuer: env('BENCH_ISSUER'), clock }),
       keyStore,
       clock,
-      sink: queueSink(10_000),
+      sink,
       logger,
+      quota,
     });
     await app.listen({ port: Number(process.env.BENCH_PORT ?? 0), host: '127.0.0.1' });
     return (app.server.address() as AddressInfo).port;
@@ -109,10 +202,15 @@ async function start(): Promise<number> {
 }
 
 process.on('message', (message: unknown) => {
-  if (message === 'cpu') {
-    const { user, system } = process.cpuUsage();
-    process.send?.({ type: 'cpu', micros: user + system });
-  }
+  const command = typeof message === 'string' ? commands[message] : undefined;
+  if (!command) return;
+  Promise.resolve(command()).then(
+    (reply) => process.send?.({ type: message, ...(reply as object) }),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
 });
 process.on('disconnect', () => process.exit(0));
 

@@ -20,8 +20,9 @@ import { systemClock } from '../../src/shared/clock.ts';
 import { createMemoryKeyStore, issueGrantToken, type KeyStore } from '../../src/tokens/index.ts';
 import type { BenchContext, BenchModule, BenchTable } from './run.ts';
 
-const DATABASE_URL = process.env.JITGATE_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const ISSUER = 'https://jitgate.bench';
+export const DATABASE_URL =
+  process.env.JITGATE_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const ISSUER = 'https://jitgate.bench';
 const CHILD = fileURLToPath(new URL('./proxy-bench-child.ts', import.meta.url));
 const LATENCY_REQUESTS = 2000;
 /**
@@ -36,13 +37,18 @@ const SLICE_SECONDS = 2;
 const CONNECTIONS = 50;
 const REVOCATIONS = 100;
 
-interface Child {
+export interface Child {
   port: number;
   cpuMicros(): Promise<number>;
+  /**
+   * Sends `command` over IPC and resolves with the child's reply (the first message whose
+   * `type` is `command`); see proxy-bench-child.ts for the commands each role answers.
+   */
+  ask<T>(command: string): Promise<T>;
   stop(): void;
 }
 
-function spawnChild(
+export function spawnChild(
   ctx: BenchContext,
   role: string,
   core: number | undefined,
@@ -62,18 +68,20 @@ function spawnChild(
     child.on('message', function onReady(message: { type: string; port: number }) {
       if (message.type !== 'ready') return;
       child.off('message', onReady);
+      const ask = <T>(command: string) =>
+        new Promise<T>((res) => {
+          const onReply = (m: { type: string }) => {
+            if (m.type !== command) return;
+            child.off('message', onReply);
+            res(m as T);
+          };
+          child.on('message', onReply);
+          child.send(command);
+        });
       resolve({
         port: message.port,
-        cpuMicros: () =>
-          new Promise((res) => {
-            const onCpu = (m: { type: string; micros: number }) => {
-              if (m.type !== 'cpu') return;
-              child.off('message', onCpu);
-              res(m.micros);
-            };
-            child.on('message', onCpu);
-            child.send('cpu');
-          }),
+        cpuMicros: async () => (await ask<{ micros: number }>('cpu')).micros,
+        ask,
         stop: () => {
           child.removeAllListeners('exit');
           child.kill('SIGTERM');
@@ -97,7 +105,7 @@ function get(port: number, path: string, headers: Record<string, string>): Promi
 }
 
 /** postgres.js returns rows as an array, PGlite as `{ rows }`; the shared Db type says neither. */
-function rowsOf<T>(result: unknown): T[] {
+export function rowsOf<T>(result: unknown): T[] {
   return Array.isArray(result) ? (result as T[]) : ((result as { rows: T[] }).rows ?? []);
 }
 
@@ -135,7 +143,7 @@ interface ThroughputResult {
   cpuUsPerReq: number;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+export const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 /** Interleaved rounds (see ROUNDS); each target is warmed for a second first. */
 async function throughputRounds(targets: Target[]): Promise<ThroughputResult[]> {
@@ -181,7 +189,7 @@ async function throughputRounds(targets: Target[]): Promise<ThroughputResult[]> 
   }));
 }
 
-async function insertGrants(
+export async function insertGrants(
   database: Awaited<ReturnType<typeof openDatabase>>,
   n: number,
   notify: boolean,
@@ -204,7 +212,7 @@ async function insertGrants(
   });
 }
 
-const tokenFor = (keyStore: KeyStore, grantId: string, resource = 'bench-api') =>
+export const tokenFor = (keyStore: KeyStore, grantId: string, resource = 'bench-api') =>
   issueGrantToken(keyStore, {
     grantId,
     userId: 'U0BENCH',
