@@ -3,6 +3,19 @@ import type { WeeklyReportCounts } from '../audit/weekly-report.ts';
 import type { Tx } from '../db/client.ts';
 import { enqueueOutboxRows } from '../db/queries/outbox.ts';
 
+/** The call that set an alert off, as the proxy recorded it: what the alert shows as "what". */
+export interface AlertCall {
+  method: string;
+  path: string;
+  clientIp: string;
+  /** ISO time of the call. */
+  at: string;
+  /** `allowed` or the denial code. */
+  decision: string;
+  status: number;
+  requestId: string;
+}
+
 /**
  * What happened, for whoever must react (Slack messages, the scheduler). Each event is
  * written to the outbox in the transaction that caused it, so a crash or a Slack outage
@@ -64,6 +77,8 @@ export type AccessEvent =
       rule: string;
       summary: string;
       evidence: Record<string, unknown>;
+      /** Absent on alerts queued before calls were carried. */
+      call?: AlertCall;
       action: 'alert' | 'revoke';
       revoked: boolean;
     };

@@ -51,6 +51,7 @@ import {
   mayRequest,
   type Policy,
   type PolicyStore,
+  type Quota,
   type ResourcePolicy,
 } from '../policy/index.ts';
 import { type Actor, actorLabel } from '../shared/actor.ts';
@@ -58,7 +59,7 @@ import type { Clock } from '../shared/clock.ts';
 import type { Directory } from './directory.ts';
 import { type AccessEvent, enqueueEvents, notifyGrantChanged } from './events.ts';
 import { type Outcome, ok, type Refusal, refuse } from './outcomes.ts';
-import { grantedSeconds } from './transitions.ts';
+import { grantedQuota, grantedSeconds } from './transitions.ts';
 
 export interface AccessServiceDeps {
   db: Db;
@@ -144,6 +145,40 @@ function endedByOf(actor: Actor): string {
     case 'cli':
       return 'cli';
   }
+}
+
+/** A quota an approver chose when approving: fewer calls, fewer response bytes, or both. */
+export interface LowerQuota {
+  requests?: number;
+  responseBytes?: number;
+}
+
+/**
+ * Why an approver's quota cannot be used, or undefined when it can: each figure must be a
+ * whole number of at least 1 and no higher than the policy's (where the policy sets one).
+ * Checked before anything is stored, so a stored choice is always a lowering.
+ */
+export function checkLowerQuota(quota: LowerQuota, policy: Quota | undefined): Refusal | undefined {
+  if (quota.requests === undefined && quota.responseBytes === undefined) {
+    return refuse('quota_above_policy', 'A lower quota names a number of calls or of response bytes.');
+  }
+  const fields = [
+    { value: quota.requests, cap: policy?.requests, unit: 'calls' },
+    { value: quota.responseBytes, cap: policy?.responseBytes, unit: 'response bytes' },
+  ];
+  for (const { value, cap, unit } of fields) {
+    if (value === undefined) continue;
+    if (!Number.isSafeInteger(value) || value < 1) {
+      return refuse('quota_above_policy', `A quota is a whole number of ${unit}, at least 1.`);
+    }
+    if (cap !== undefined && value > cap) {
+      return refuse(
+        'quota_above_policy',
+        `You can lower the quota below the policy's ${cap.toLocaleString('en-US')} ${unit}, not raise it.`,
+      );
+    }
+  }
+  return undefined;
 }
 
 /** Seconds from the earliest of `times` to `now`, 0 when there is none. */
@@ -232,8 +267,8 @@ export function createAccessService(deps: AccessServiceDeps) {
     decidedBy: Actor,
     approverIds: string[],
     limits: (number | null)[],
-    /** Lower request quotas approvers chose (null: the policy's). */
-    quotaLimits: (number | null)[] = [],
+    /** Lower quotas approvers chose (null fields: the policy's). */
+    quotaLimits: readonly { quotaRequests: number | null; quotaResponseBytes: number | null }[] = [],
   ): Promise<Outcome<{ request: AccessRequest; grant: Grant }>> {
     const now = clock.now();
     const seconds = grantedSeconds(request.durationSeconds, limits);
@@ -263,13 +298,8 @@ export function createAccessService(deps: AccessServiceDeps) {
         data: { approvers: approverIds, addedSeconds: seconds, expiresAt: grant.expiresAt.toISOString() },
       });
     } else {
-      // The quota is fixed here, from the scope's policy now and the lowest figure an approver chose.
-      const policyQuota = resourceOf(request.resource)?.scopes[request.scope]?.quota;
-      const chosen = quotaLimits.filter((q): q is number => q !== null);
-      const quotaRequests =
-        chosen.length > 0 || policyQuota?.requests !== undefined
-          ? Math.min(...chosen, policyQuota?.requests ?? Number.POSITIVE_INFINITY)
-          : null;
+      // The quota is fixed here, from the scope's policy now and the lowest figures approvers chose.
+      const quota = grantedQuota(resourceOf(request.resource)?.scopes[request.scope]?.quota, quotaLimits);
       // grants.request_id is unique: even a raced second approval cannot make a second grant.
       grant = await insertGrant(tx, {
         id: newId(),
@@ -280,8 +310,8 @@ export function createAccessService(deps: AccessServiceDeps) {
         status: 'active',
         startsAt: now,
         expiresAt: new Date(now.getTime() + seconds * 1000),
-        quotaRequests,
-        quotaResponseBytes: policyQuota?.responseBytes ?? null,
+        quotaRequests: quota.requests,
+        quotaResponseBytes: quota.responseBytes,
       });
       if (!grant) throw new Error('grant insert returned no row');
       effects.events.push(
@@ -301,6 +331,8 @@ export function createAccessService(deps: AccessServiceDeps) {
           approvers: approverIds,
           grantedSeconds: seconds,
           expiresAt: grant.expiresAt.toISOString(),
+          quotaRequests: grant.quotaRequests,
+          quotaResponseBytes: grant.quotaResponseBytes,
         },
       });
     }
@@ -464,8 +496,8 @@ export function createAccessService(deps: AccessServiceDeps) {
       requestId: string;
       approverId: string;
       durationSeconds?: number;
-      /** A lower request quota than the policy's (or one where the policy sets none). */
-      quota?: { requests: number };
+      /** A lower quota than the policy's (or a cap where the policy sets none). */
+      quota?: LowerQuota;
     }): Promise<Outcome<DecisionResult>> {
       const peek = await findRequest(db, input.requestId);
       if (!peek) return refuse('request_not_found', 'No such request.');
@@ -484,17 +516,9 @@ export function createAccessService(deps: AccessServiceDeps) {
           `You can approve up to the ${describeDuration(peek.durationSeconds)} asked for, not more.`,
         );
       }
-      const policyRequests = resource.scopes[peek.scope]?.quota?.requests;
       if (input.quota !== undefined) {
-        if (!Number.isSafeInteger(input.quota.requests) || input.quota.requests < 1) {
-          return refuse('quota_above_policy', 'A quota is a whole number of calls, at least 1.');
-        }
-        if (policyRequests !== undefined && input.quota.requests > policyRequests) {
-          return refuse(
-            'quota_above_policy',
-            `You can lower the quota below the policy's ${policyRequests.toLocaleString('en-US')} calls, not raise it.`,
-          );
-        }
+        const refused = checkLowerQuota(input.quota, resource.scopes[peek.scope]?.quota);
+        if (refused) return refused;
       }
       return commit<DecisionResult>(async (tx, effects) => {
         const request = await lockRequest(tx, input.requestId);
@@ -506,6 +530,7 @@ export function createAccessService(deps: AccessServiceDeps) {
           approverId: input.approverId,
           durationSeconds: input.durationSeconds ?? null,
           quotaRequests: input.quota?.requests ?? null,
+          quotaResponseBytes: input.quota?.responseBytes ?? null,
           createdAt: now,
         });
         if (!added) return refuse('already_approved', 'You have already approved this request.');
@@ -520,7 +545,10 @@ export function createAccessService(deps: AccessServiceDeps) {
             approvals: given.length,
             required: request.approvalsRequired,
             durationSeconds: input.durationSeconds,
-            ...(input.quota ? { quotaRequests: input.quota.requests } : {}),
+            ...(input.quota?.requests !== undefined ? { quotaRequests: input.quota.requests } : {}),
+            ...(input.quota?.responseBytes !== undefined
+              ? { quotaResponseBytes: input.quota.responseBytes }
+              : {}),
           },
         });
         if (given.length < request.approvalsRequired) {
@@ -545,7 +573,7 @@ export function createAccessService(deps: AccessServiceDeps) {
           { type: 'slack', userId: input.approverId },
           given.map((a) => a.approverId),
           given.map((a) => a.durationSeconds),
-          given.map((a) => a.quotaRequests),
+          given,
         );
         if (!done.ok) return done;
         return ok({

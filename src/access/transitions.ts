@@ -39,3 +39,35 @@ export function grantedSeconds(requestedSeconds: number, approverLimits: readonl
 export function isGrantLive(grant: { status: GrantStatus; expiresAt: Date }, now: Date): boolean {
   return grant.status === 'active' && grant.expiresAt.getTime() > now.getTime();
 }
+
+/** A grant's quota as stored: null where it has no cap. */
+export interface GrantQuota {
+  requests: number | null;
+  responseBytes: number | null;
+}
+
+/**
+ * The quota a grant gets: for each of calls and response bytes, the lowest of the policy's
+ * figure and any approver's choice. An approver may cap what the policy leaves open; nobody
+ * can raise a cap (the service refuses a choice above the policy before it is stored).
+ */
+export function grantedQuota(
+  policy: { requests?: number | undefined; responseBytes?: number | undefined } | undefined,
+  chosen: readonly { quotaRequests?: number | null; quotaResponseBytes?: number | null }[],
+): GrantQuota {
+  const lowest = (base: number | undefined, picks: readonly (number | null | undefined)[]): number | null => {
+    let low = base ?? null;
+    for (const pick of picks) if (pick != null && (low === null || pick < low)) low = pick;
+    return low;
+  };
+  return {
+    requests: lowest(
+      policy?.requests,
+      chosen.map((c) => c.quotaRequests),
+    ),
+    responseBytes: lowest(
+      policy?.responseBytes,
+      chosen.map((c) => c.quotaResponseBytes),
+    ),
+  };
+}

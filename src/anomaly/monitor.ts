@@ -143,6 +143,15 @@ export function createAnomalyMonitor(deps: AnomalyMonitorDeps): AnomalyMonitor {
       rule: finding.rule,
       summary: finding.summary,
       evidence: { ...finding.evidence, requestId: record.requestId, ...(revokeNote ? { revokeNote } : {}) },
+      call: {
+        method: record.method,
+        path: record.path,
+        clientIp: record.clientIp,
+        at: record.at.toISOString(),
+        decision: record.decision,
+        status: record.status,
+        requestId: record.requestId,
+      },
       action: finding.action,
       revoked,
     };

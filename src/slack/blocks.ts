@@ -1,4 +1,6 @@
 import type { types } from '@slack/bolt';
+import type { AlertCall } from '../access/events.ts';
+import { grantedQuota } from '../access/transitions.ts';
 import type { WeeklyReport } from '../audit/weekly-report.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { describeDuration, type Policy, type ResourcePolicy } from '../policy/index.ts';
@@ -174,15 +176,63 @@ export function quotaUse(
   return parts.length > 0 ? `${parts.join(', ')} used` : undefined;
 }
 
-/** Options for "Approve with fewer calls…": a few round fractions of the policy quota. */
-export function lowerQuotaChoices(policyRequests: number | undefined): number[] {
-  if (policyRequests === undefined || policyRequests < 2) return [];
-  const choices = new Set<number>();
+/** A quota an approver may choose: calls, response bytes or both (absent: unchanged). */
+export interface QuotaChoice {
+  requests?: number;
+  responseBytes?: number;
+}
+
+/**
+ * Options for "Approve with a smaller quota…": a few round fractions of the quota the grant
+ * would get, applied to every cap it has (calls and response bytes alike), so one click
+ * gives less of everything. A fraction that would leave a cap below 1 is not offered.
+ */
+export function lowerQuotaChoices(quota: {
+  requests?: number | null | undefined;
+  responseBytes?: number | null | undefined;
+}): QuotaChoice[] {
+  const caps = { requests: quota.requests ?? undefined, responseBytes: quota.responseBytes ?? undefined };
+  if (caps.requests === undefined && caps.responseBytes === undefined) return [];
+  const choices = new Map<string, QuotaChoice>();
   for (const fraction of [0.5, 0.25, 0.1, 0.01]) {
-    const n = Math.floor(policyRequests * fraction);
-    if (n >= 1 && n < policyRequests) choices.add(n);
+    const choice: QuotaChoice = {};
+    let usable = true;
+    for (const key of ['requests', 'responseBytes'] as const) {
+      const cap = caps[key];
+      if (cap === undefined) continue;
+      const n = Math.floor(cap * fraction);
+      if (n < 1 || n >= cap) usable = false;
+      choice[key] = n;
+    }
+    if (usable) choices.set(`${choice.requests}|${choice.responseBytes}`, choice);
   }
-  return [...choices];
+  return [...choices.values()];
+}
+
+/**
+ * `id|calls|bytes` (`-` for a cap left alone). Messages posted before bytes could be lowered
+ * carry `id|calls`; both decode.
+ */
+export function encodeQuotaValue(id: string, choice: QuotaChoice): string {
+  return `${id}|${choice.requests ?? '-'}|${choice.responseBytes ?? '-'}`;
+}
+
+export function decodeQuotaValue(value: string): { id: string; quota: QuotaChoice } | undefined {
+  const [id, ...figures] = value.split('|');
+  if (!id || figures.length < 1 || figures.length > 2) return undefined;
+  const read = (text: string | undefined): number | undefined | null => {
+    if (text === undefined || text === '-') return undefined;
+    const n = Number(text);
+    return /^[0-9]+$/.test(text) && Number.isSafeInteger(n) && n > 0 ? n : null;
+  };
+  const requests = read(figures[0]);
+  const responseBytes = read(figures[1]);
+  if (requests === null || responseBytes === null) return undefined;
+  if (requests === undefined && responseBytes === undefined) return undefined;
+  const quota: QuotaChoice = {};
+  if (requests !== undefined) quota.requests = requests;
+  if (responseBytes !== undefined) quota.responseBytes = responseBytes;
+  return { id, quota };
 }
 
 function scopeLabel(resource: string, scope: string): string {
@@ -193,7 +243,12 @@ function scopeLabel(resource: string, scope: string): string {
 
 export interface ApprovalMessageInput {
   request: AccessRequest;
-  approvals: readonly { approverId: string; durationSeconds: number | null; quotaRequests?: number | null }[];
+  approvals: readonly {
+    approverId: string;
+    durationSeconds: number | null;
+    quotaRequests?: number | null;
+    quotaResponseBytes?: number | null;
+  }[];
   /** The grant this request made (or, for an extension, the grant it extends). */
   grant: Grant | undefined;
   resource: ResourcePolicy | undefined;
@@ -206,16 +261,17 @@ export function approvalMessage(input: ApprovalMessageInput): SlackMessage {
   const kind = request.extendsGrantId ? 'Extension request' : 'Access request';
   // The quota the grant has (once made) or will have: the policy's, lowered by any approver.
   const policyQuota = resource?.scopes[request.scope]?.quota;
-  const lowered = approvals.map((a) => a.quotaRequests).filter((q): q is number => q != null);
-  const pendingRequests =
-    lowered.length > 0 || policyQuota?.requests !== undefined
-      ? Math.min(...lowered, policyQuota?.requests ?? Number.POSITIVE_INFINITY)
-      : undefined;
-  const quotaText = request.extendsGrantId
+  const pendingQuota = grantedQuota(policyQuota, approvals);
+  const quota = request.extendsGrantId
     ? undefined
     : grant
-      ? describeQuota({ requests: grant.quotaRequests, responseBytes: grant.quotaResponseBytes })
-      : describeQuota({ requests: pendingRequests, responseBytes: policyQuota?.responseBytes });
+      ? { requests: grant.quotaRequests, responseBytes: grant.quotaResponseBytes }
+      : pendingQuota;
+  const quotaText = quota ? describeQuota(quota) : undefined;
+  const policyText = policyQuota ? describeQuota(policyQuota) : undefined;
+  // Approvers lowered it: say from what, so the next approver (and the audit reader) sees both.
+  const chosen = approvals.some((a) => a.quotaRequests != null || a.quotaResponseBytes != null);
+  const loweredFrom = chosen && quotaText !== undefined && policyText !== quotaText ? policyText : undefined;
   const summary = [request.scope, describeDuration(request.durationSeconds), quotaText]
     .filter(Boolean)
     .join(', ');
@@ -223,7 +279,13 @@ export function approvalMessage(input: ApprovalMessageInput): SlackMessage {
     `*${kind}* from ${mention(request.requesterId)}`,
     `*Resource:* ${scopeLabel(request.resource, request.scope)}`,
     `*Duration:* ${describeDuration(request.durationSeconds)}`,
-    ...(quotaText ? [`*Quota:* ${quotaText} over the grant's life`] : []),
+    ...(quotaText
+      ? [
+          `*Quota:* ${quotaText} over the grant's life${
+            loweredFrom ? ` (lowered from the policy's ${loweredFrom})` : ''
+          }`,
+        ]
+      : []),
     `*Reason:* ${userText(request.reason)}`,
   ];
   const blocks: Block[] = [section(lines.join('\n'))];
@@ -255,14 +317,14 @@ export function approvalMessage(input: ApprovalMessageInput): SlackMessage {
           ),
         });
       }
-      const fewer = request.extendsGrantId ? [] : lowerQuotaChoices(pendingRequests);
-      if (fewer.length > 0) {
+      const smaller = request.extendsGrantId ? [] : lowerQuotaChoices(pendingQuota);
+      if (smaller.length > 0) {
         elements.push({
           type: 'static_select',
           action_id: ACTIONS.approveLowerQuota,
-          placeholder: plain('Approve with fewer calls…'),
-          options: fewer.map((n) =>
-            option(`Approve for ${NUMBER.format(n)} calls`, encodeValue(request.id, n)),
+          placeholder: plain('Approve with a smaller quota…'),
+          options: smaller.map((choice) =>
+            option(`Approve for ${describeQuota(choice)}`, encodeQuotaValue(request.id, choice)),
           ),
         });
       }
@@ -509,19 +571,164 @@ export interface AnomalyInput {
   rule: string;
   summary: string;
   userId: string | null;
+  /** The grant the alert names; shown even when its row cannot be read. */
+  grantId?: string | null;
   grant: Grant | undefined;
+  /** What the finding saw. It comes back from stored JSON, so every field is read with care. */
+  evidence?: Readonly<Record<string, unknown>> | undefined;
+  /** The call that set the alert off (alerts queued before calls were carried have none). */
+  call?: Partial<AlertCall> | undefined;
   revoked: boolean;
   at: Date;
 }
 
+/** Slack refuses a section whose text is over 3000 characters; stay under it with room to spare. */
+const MAX_SECTION = 2900;
+/** Longest single value an alert shows; the audit log keeps the whole of it. */
+const MAX_ALERT_VALUE = 200;
+const MAX_EVIDENCE_ENTRIES = 15;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * A value from a request (a path, an IP, a header) as inline code: escaped so it cannot
+ * mention or link, with backticks and line breaks replaced so it cannot close the code span
+ * and bring `*`, `_` or `~` formatting back to life, and cut to `max`.
+ */
+export function codeText(value: string, max = MAX_ALERT_VALUE): string {
+  const flat = value
+    .replace(/[\p{Cc}\u2028\u2029]+/gu, ' ')
+    .replace(/`/g, '\u02cb')
+    .trim();
+  return flat === '' ? '—' : `\`${userText(flat, max)}\``;
+}
+
+/** `lastPath` → `last path`: evidence keys are ours, but come back from JSON, so only letters and digits stay. */
+function evidenceLabel(key: string): string {
+  const label = key
+    .replace(/[^A-Za-z0-9_]/g, '')
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .replace(/_/g, ' ')
+    .toLowerCase()
+    .slice(0, 40);
+  return label === '' ? 'value' : label;
+}
+
+function evidenceValue(value: unknown, depth = 0): string {
+  if (value === null || value === undefined) return '—';
+  if (typeof value === 'number')
+    return Number.isFinite(value) ? NUMBER.format(value) : codeText(String(value));
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (typeof value === 'string') {
+    const at = ISO_TIME.test(value) ? new Date(value) : undefined;
+    return at && !Number.isNaN(at.getTime())
+      ? slackDate(at, '{date_short_pretty} {time_secs}')
+      : codeText(value);
+  }
+  if (Array.isArray(value) && depth === 0) {
+    const shown = value.slice(0, 5).map((item) => evidenceValue(item, 1));
+    return `${shown.join(', ') || '—'}${value.length > 5 ? ` (+${value.length - 5} more)` : ''}`;
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(value) ?? String(value);
+  } catch {
+    json = String(value);
+  }
+  return codeText(json);
+}
+
+/** Adds `lines` to `section` text while it stays under Slack's limit; says how many did not fit. */
+function boundedLines(head: string, lines: readonly string[]): string {
+  let text = head;
+  for (const [index, line] of lines.entries()) {
+    const rest = lines.length - index;
+    const more = `\n…and ${rest} more (see \`jitgate audit export\`)`;
+    if (text.length + 1 + line.length + (rest > 1 ? more.length : 0) > MAX_SECTION) return text + more;
+    text += `\n${line}`;
+  }
+  return text;
+}
+
+function alertWho(input: AnomalyInput): string {
+  const who = input.userId ? mention(input.userId) : 'an unidentified caller';
+  const grantId = input.grant?.id ?? input.grantId ?? undefined;
+  if (!grantId) return `*Who:* ${who} (no grant identified)`;
+  const grant = input.grant;
+  const detail = grant
+    ? ` (${codeText(grant.scope, 100)}, ${
+        grant.status === 'active' ? `until ${slackDate(grant.expiresAt)}` : grant.status
+      })`
+    : '';
+  return `*Who:* ${who} with grant ${codeText(grantId, 64)}${detail}`;
+}
+
+function alertWhat(call: Partial<AlertCall> | undefined): string[] {
+  if (!call) return [];
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const lines: string[] = [];
+  const method = str(call.method);
+  const path = str(call.path);
+  if (method !== undefined || path !== undefined) {
+    const status =
+      typeof call.status === 'number' && Number.isInteger(call.status) ? ` → ${call.status}` : '';
+    const decision = str(call.decision);
+    lines.push(
+      `*Call:* ${codeText(`${method ?? '?'} ${path ?? '?'}`, 500)}${status}${
+        decision !== undefined ? ` ${codeText(decision, 64)}` : ''
+      }`,
+    );
+  }
+  const ip = str(call.clientIp);
+  const at = new Date(str(call.at) ?? Number.NaN);
+  const when = Number.isNaN(at.getTime()) ? undefined : slackDate(at, '{date_short_pretty} {time_secs}');
+  if (ip !== undefined || when !== undefined) {
+    lines.push(`*From:* ${ip !== undefined ? codeText(ip, 64) : '—'}${when ? ` at ${when}` : ''}`);
+  }
+  const requestId = str(call.requestId);
+  if (requestId !== undefined) lines.push(`*Request id:* ${codeText(requestId, 100)}`);
+  return lines;
+}
+
+/** Evidence entries as `• *label:* value`, skipping what the call lines already show. */
+function alertEvidence(evidence: AnomalyInput['evidence'], call: Partial<AlertCall> | undefined): string[] {
+  if (!evidence || typeof evidence !== 'object' || Array.isArray(evidence)) return [];
+  const lines: string[] = [];
+  for (const [key, value] of Object.entries(evidence)) {
+    if (key === 'revokeNote') continue;
+    if (key === 'requestId' && call?.requestId === value) continue;
+    lines.push(`• *${evidenceLabel(key)}:* ${evidenceValue(value)}`);
+  }
+  return lines.length > MAX_EVIDENCE_ENTRIES
+    ? [...lines.slice(0, MAX_EVIDENCE_ENTRIES), `• …and ${lines.length - MAX_EVIDENCE_ENTRIES} more`]
+    : lines;
+}
+
+/** Verbatim: Slack turns no bare URL, `@here` or `#channel` in it into a link or a ping. */
+const verbatimSection = (text: string): Block => ({
+  type: 'section',
+  text: { type: 'mrkdwn', text, verbatim: true },
+});
+
+/**
+ * The alert in the resource's alert channel: who (person and grant), what (the call that set
+ * it off: method and path, client IP, time, decision, request id), the finding's evidence,
+ * and Revoke while the grant is active. Every value from a request is shown as escaped code,
+ * so a hostile path cannot ping, link or format; every section stays under Slack's limit.
+ */
 export function anomalyAlert(input: AnomalyInput): SlackMessage {
   const who = input.userId ? ` by ${mention(input.userId)}` : '';
   const lines = [
-    `:rotating_light: *Unusual activity* on *${escapeText(input.resource)}*${who}`,
-    `*Rule:* \`${escapeText(input.rule)}\``,
+    `:rotating_light: *Unusual activity* on *${userText(input.resource, 100)}*${who}`,
+    `*Rule:* ${codeText(input.rule, 100)}`,
     userText(input.summary, 1000),
   ];
   const blocks: Block[] = [section(lines.join('\n'))];
+  const facts = [alertWho(input), ...alertWhat(input.call)];
+  const revokeNote = input.evidence?.revokeNote;
+  if (typeof revokeNote === 'string') facts.push(`*Automatic revoke failed:* ${userText(revokeNote, 300)}`);
+  blocks.push(verbatimSection(boundedLines(facts[0] ?? '', facts.slice(1))));
+  const evidence = alertEvidence(input.evidence, input.call);
+  if (evidence.length > 0) blocks.push(verbatimSection(boundedLines('*Evidence*', evidence)));
   if (input.grant) {
     if (input.revoked || input.grant.status !== 'active') {
       blocks.push(context(`Grant \`${input.grant.id}\` is ${input.grant.status}.`));
@@ -541,7 +748,10 @@ export function anomalyAlert(input: AnomalyInput): SlackMessage {
     }
   }
   blocks.push(context(`Detected ${slackDate(input.at)}`));
-  return { text: escapeText(`Unusual activity on ${input.resource}: ${input.rule}`), blocks };
+  return {
+    text: escapeText(`Unusual activity on ${input.resource.slice(0, 100)}: ${input.rule.slice(0, 100)}`),
+    blocks,
+  };
 }
 
 // --- command answers ------------------------------------------------------------------------

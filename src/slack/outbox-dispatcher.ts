@@ -27,6 +27,7 @@ import {
 } from './blocks.ts';
 import type { HomeTabs } from './home.ts';
 import { type Notifier, SlackCallError } from './notifier.ts';
+import { isRecord, isUuid } from './payloads.ts';
 
 /**
  * Delivers the `outbox` rows the access service writes with every state change. Rows are
@@ -259,7 +260,10 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
       }
       case 'anomaly_alert': {
         const resource = resourceOf(event.resource);
-        const grant = event.grantId ? await access.getGrant(event.grantId) : undefined;
+        // The id is the token's `jti`, which nothing forces to be a UUID (the audit keeps odd ones
+        // in `data`): looking up a malformed one would fail the query and retry the alert forever.
+        const grantId = event.grantId ?? undefined;
+        const grant = isUuid(grantId) ? await access.getGrant(grantId) : undefined;
         const channel = resource?.alertChannel;
         if (!channel) {
           log.warn(
@@ -274,9 +278,12 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
             resource: event.resource,
             rule: event.rule,
             summary: event.summary,
-            userId: event.userId,
+            userId: typeof event.userId === 'string' ? event.userId : null,
+            grantId: event.grantId,
             grant,
-            revoked: event.revoked,
+            evidence: isRecord(event.evidence) ? event.evidence : undefined,
+            call: isRecord(event.call) ? event.call : undefined,
+            revoked: event.revoked === true,
             at: clock.now(),
           }),
         );

@@ -1,11 +1,29 @@
+import { and, eq } from 'drizzle-orm';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { enqueueEvents } from '../../src/access/index.ts';
+import { createAnomalyMonitor } from '../../src/anomaly/monitor.ts';
+import { appendAuditEvents } from '../../src/audit/append.ts';
+import { callAuditEvent } from '../../src/audit/appender.ts';
+import { auditEvents, outbox } from '../../src/db/schema/index.ts';
+import { staticPolicyStore } from '../../src/policy/index.ts';
+import { systemClock } from '../../src/shared/clock.ts';
 import type { RecordedCall } from '../fakes/slack-api.ts';
-import { nowSeconds, plainTextState, staticSelectState } from '../fakes/slack-signing.ts';
+import {
+  blockActionsPayload,
+  eventCallbackBody,
+  interactiveBody,
+  nowSeconds,
+  plainTextState,
+  postSigned,
+  staticSelectState,
+} from '../fakes/slack-signing.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 import {
   blockText,
   fakeToken,
   PROXY_URL,
+  SIGNING_SECRET,
   type SlackHarness,
   startSlackHarness,
 } from '../helpers/slack-harness.ts';
@@ -378,5 +396,405 @@ describe('someone the policy does not list among its requesters', () => {
     } finally {
       await listed.close();
     }
+  });
+});
+
+/** Alerts, App Home, audit and quotas: a policy with anomaly rules and quotas on billing-api. */
+describe('alerts, App Home, audit and quotas over signed HTTP', () => {
+  const MB = 1024 * 1024;
+  const POLICY_YAML = TEST_POLICY_YAML.replace(
+    '    rate_limit: { requests: 600, per: 1m }\n',
+    '    rate_limit: { requests: 600, per: 1m }\n    anomalies: { denied_burst: 3/1m }\n',
+  )
+    .replace(
+      '        auto_approve: { max_duration: 1h }\n',
+      '        auto_approve: { max_duration: 1h }\n        quota: { response_bytes: 10MB }\n',
+    )
+    .replace(
+      '        allow: ["GET /**", "POST /invoices", "PATCH /invoices/*"]\n',
+      '        allow: ["GET /**", "POST /invoices", "PATCH /invoices/*"]\n        quota: { requests: 1000, response_bytes: 10MB }\n',
+    );
+  const policy = testPolicy(POLICY_YAML);
+  let q: SlackHarness;
+
+  beforeAll(async () => {
+    expect(policy.resources['billing-api']?.scopes.write?.quota).toEqual({
+      requests: 1000,
+      responseBytes: 10 * MB,
+    });
+    q = await startSlackHarness({ policy });
+  });
+  afterAll(async () => {
+    await q?.close();
+  });
+
+  async function ask(userId: string, text: string): Promise<string> {
+    const { response, responseKey } = await q.command(userId, text);
+    expect(response.status).toBe(200);
+    return blockText(await q.answer(responseKey));
+  }
+
+  /** The approval message for `marker`, its ts (stored by the dispatcher) and request id. */
+  async function approval(marker: string): Promise<{ post: RecordedCall; ts: string; requestId: string }> {
+    const post = await q.api.waitFor(
+      'chat.postMessage',
+      (c) => c.args.channel === 'CAPPROVALS' && blockText(c).includes(marker),
+    );
+    const requestId = findRequestId(post);
+    await q.dispatcher.drain();
+    const ts = (await q.access.getRequest(requestId))?.approvalMessageTs;
+    if (!ts) throw new Error(`no approval ts for ${requestId}`);
+    return { post, ts, requestId };
+  }
+
+  /** A granted request of `userId` (approved by UAPPROVER1), as the grant row. */
+  async function grantFor(userId: string, marker: string) {
+    await ask(userId, `request billing-api write 1h ${marker}`);
+    const { ts, requestId } = await approval(marker);
+    await q.click(APPROVER1, 'approve_request', requestId, { messageTs: ts });
+    await q.api.waitFor(
+      'chat.postMessage',
+      (c) => c.args.channel === userId && blockText(c).includes('is approved'),
+    );
+    const grant = (await q.access.listForUser(userId)).active.find((g) => g.requestId === requestId);
+    if (!grant) throw new Error(`no grant for ${marker}`);
+    return grant;
+  }
+
+  /** Opens `userId`'s App Home as Slack does and returns what was published. */
+  async function openHome(userId: string): Promise<RecordedCall> {
+    const mark = q.api.calls.length;
+    const res = await postSigned(
+      q.baseUrl,
+      '/slack/events',
+      eventCallbackBody({ type: 'app_home_opened', user: userId, tab: 'home', channel: `D${userId}` }),
+      SIGNING_SECRET,
+    );
+    expect(res.status).toBe(200);
+    return q.api.waitFor('views.publish', (c) => c.args.user_id === userId && q.api.calls.indexOf(c) >= mark);
+  }
+
+  /** The next home published for `userId` after call number `mark` that satisfies `test`. */
+  const republished = (userId: string, mark: number, test: (text: string) => boolean) =>
+    q.api.waitFor(
+      'views.publish',
+      (c) => c.args.user_id === userId && q.api.calls.indexOf(c) >= mark && test(blockText(c)),
+    );
+
+  let selections = 0;
+  /** Picks `value` in a static select, shaped as Slack sends it (`selected_option`, not `value`). */
+  async function select(
+    userId: string,
+    actionId: string,
+    option: { text: string; value: string },
+    messageTs: string,
+  ): Promise<{ response: Response; responseKey: string }> {
+    selections += 1;
+    const responseKey = `select-${selections}`;
+    const payload = blockActionsPayload({
+      userId,
+      actionId,
+      value: option.value,
+      channelId: 'CAPPROVALS',
+      messageTs,
+      responseUrl: q.api.responseUrl(responseKey),
+    });
+    const [button] = payload.actions as Record<string, unknown>[];
+    payload.actions = [
+      {
+        type: 'static_select',
+        action_id: actionId,
+        block_id: button?.block_id,
+        selected_option: {
+          text: { type: 'plain_text', text: option.text, emoji: true },
+          value: option.value,
+        },
+        placeholder: { type: 'plain_text', text: 'Approve with a smaller quota…', emoji: true },
+        action_ts: button?.action_ts,
+      },
+    ];
+    const response = await postSigned(q.baseUrl, '/slack/events', interactiveBody(payload), SIGNING_SECRET);
+    return { response, responseKey };
+  }
+
+  /** The options of the select `actionId` on a posted message. */
+  function optionsOf(post: RecordedCall, actionId: string): { text: string; value: string }[] {
+    const blocks = (post.args.blocks ?? []) as { type: string; elements?: Record<string, unknown>[] }[];
+    for (const block of blocks) {
+      for (const element of block.elements ?? []) {
+        if (element.action_id !== actionId) continue;
+        return (element.options as { text: { text: string }; value: string }[]).map((o) => ({
+          text: o.text.text,
+          value: o.value,
+        }));
+      }
+    }
+    return [];
+  }
+
+  it('App Home (requester): the pending request has Cancel; only its requester can cancel; the home is re-published', async () => {
+    await ask('UHOMER', 'request billing-api write 2h from home H-1');
+    const { ts, requestId } = await approval('H-1');
+    const home = await openHome('UHOMER');
+    expect(blockText(home)).toContain(`"action_id":"cancel_request","value":"${requestId}"`);
+
+    const stranger = await q.click(STRANGER, 'cancel_request', requestId, { viewId: 'VHOME' });
+    expect(stranger.response.status).toBe(200);
+    await q.api.waitFor(
+      'chat.postMessage',
+      (c) => c.args.channel === STRANGER && blockText(c).includes('Only the requester can cancel'),
+    );
+    expect((await q.access.getRequest(requestId))?.status).toBe('pending');
+
+    const mark = q.api.calls.length;
+    await q.click('UHOMER', 'cancel_request', requestId, { viewId: 'VHOME' });
+    const after = await republished('UHOMER', mark, (text) => !text.includes(requestId));
+    expect(blockText(after)).toContain('You have no pending requests and no active grants');
+    expect(await q.access.getRequest(requestId)).toMatchObject({ status: 'cancelled', decidedBy: 'UHOMER' });
+    await q.api.waitFor(
+      'chat.update',
+      (c) => c.args.ts === ts && blockText(c).includes('Cancelled by the requester'),
+    );
+  });
+
+  it('App Home (requester): an active grant shows time left and Give up', async () => {
+    const grant = await grantFor('UHOLDER', 'H-2');
+    const home = blockText(await openHome('UHOLDER'));
+    expect(home).toContain(grant.id);
+    expect(home).toMatch(/\(59m \d+s left|\(1h left/);
+    expect(home).toContain(`"action_id":"give_up_grant","value":"${grant.id}"`);
+    expect(home).not.toContain('To decide');
+  });
+
+  it('App Home (approver): requests to decide, active grants with Revoke; Revoke ends the grant and re-publishes', async () => {
+    await ask('UWAITER', 'request billing-api write 1h decide me H-3');
+    const { requestId } = await approval('H-3');
+    const grant = await grantFor('UREVOKED', 'H-4');
+    const home = blockText(await openHome(APPROVER1));
+    expect(home).toContain('To decide');
+    expect(home).toContain(`"action_id":"approve_request","value":"${requestId}"`);
+    expect(home).toContain(`"action_id":"deny_request","value":"${requestId}"`);
+    expect(home).toContain(`"action_id":"revoke_grant","value":"${grant.id}"`);
+
+    const mark = q.api.calls.length;
+    const click = await q.click(APPROVER1, 'revoke_grant', grant.id, { viewId: 'VHOME' });
+    expect(click.response.status).toBe(200);
+    await republished(APPROVER1, mark, (text) => !text.includes(`"value":"${grant.id}"`));
+    expect(await q.access.getGrant(grant.id)).toMatchObject({ status: 'revoked', endedBy: APPROVER1 });
+    await q.api.waitFor(
+      'chat.postMessage',
+      (c) => c.args.channel === 'UREVOKED' && blockText(c).includes('was revoked by <@UAPPROVER1>'),
+    );
+  });
+
+  it('an alert from real traffic shows who and what (escaped); Revoke on it is for approvers only', async () => {
+    const grant = await grantFor('UALERTED', 'AL-1');
+    const store = staticPolicyStore(policy);
+    const monitor = createAnomalyMonitor({
+      db: q.database.db,
+      policy: store,
+      clock: systemClock,
+      access: q.access,
+      logger: pino({ level: 'silent' }),
+    });
+    const path = '/invoices/<!channel>/*x*';
+    const requestIds: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const requestId = `req-alert-${i}`;
+      requestIds.push(requestId);
+      monitor.offer({
+        at: new Date(),
+        requestId,
+        resource: 'billing-api',
+        grantId: grant.id,
+        userId: 'UALERTED',
+        scope: 'write',
+        method: 'DELETE',
+        path,
+        clientIp: '198.51.100.23',
+        decision: 'out_of_scope',
+        status: 403,
+        responseBytes: 0,
+        latencyMs: 2,
+      });
+    }
+    await monitor.close();
+    await q.dispatcher.drain();
+    const alert = await q.api.waitFor('chat.postMessage', (c) => c.args.channel === 'CALERTS');
+    const text = blockText(alert);
+    expect(text).toContain('<@UALERTED>');
+    expect(text).toContain(grant.id);
+    expect(text).toContain('`DELETE /invoices/&lt;!channel&gt;/*x*` → 403 `out_of_scope`');
+    expect(text).toContain('`198.51.100.23`');
+    expect(text).toContain(requestIds[2]);
+    expect(text).toContain('*denied:* 3');
+    expect(text).not.toContain('<!channel>');
+    expect(text).toContain(`"action_id":"revoke_grant","value":"${grant.id}"`);
+    // The click comes from the alert's own message in the alert channel.
+    const onAlert = { channelId: 'CALERTS', messageTs: '1700000000.000200' };
+
+    // A stranger, and an approver of another resource, are refused; the grant stays active.
+    for (const who of [STRANGER, 'UAPPROVER3']) {
+      const refused = await q.click(who, 'revoke_grant', grant.id, onAlert);
+      expect(blockText(await q.answer(refused.responseKey))).toContain(
+        "Only the grant's owner or approvers of billing-api can revoke it",
+      );
+    }
+    expect((await q.access.getGrant(grant.id))?.status).toBe('active');
+    const revokedRows = await q.database.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.kind, 'grant.revoked'), eq(auditEvents.grantId, grant.id)));
+    expect(revokedRows).toEqual([]);
+
+    await q.click(APPROVER1, 'revoke_grant', grant.id, onAlert);
+    await q.api.waitFor(
+      'chat.postMessage',
+      (c) => c.args.channel === 'UALERTED' && blockText(c).includes('was revoked by <@UAPPROVER1>'),
+    );
+    expect(await q.access.getGrant(grant.id)).toMatchObject({ status: 'revoked', endedBy: APPROVER1 });
+  });
+
+  it('an alert naming a malformed grant id, queued without call or evidence, is still delivered', async () => {
+    await q.database.db.transaction((tx) =>
+      enqueueEvents(
+        tx,
+        [
+          {
+            kind: 'anomaly_alert',
+            alertId: 'odd-grant-alert',
+            grantId: 'not-a-uuid',
+            resource: 'billing-api',
+            userId: 'UODD',
+            rule: 'revoked_token_use',
+            summary: 'call with the token of a revoked grant (grant_revoked)',
+            evidence: {},
+            action: 'alert',
+            revoked: false,
+          },
+        ],
+        new Date(),
+      ),
+    );
+    await q.dispatcher.drain();
+    const alert = await q.api.waitFor(
+      'chat.postMessage',
+      (c) => c.args.channel === 'CALERTS' && blockText(c).includes('UODD'),
+    );
+    expect(blockText(alert)).toContain('*Who:* <@UODD> with grant `not-a-uuid`');
+    expect(blockText(alert)).not.toContain('revoke_grant');
+    const [row] = await q.database.db
+      .select()
+      .from(outbox)
+      .where(eq(outbox.dedupeKey, 'anomaly_alert:odd-grant-alert'));
+    expect(row?.lastError).toBeNull();
+    expect(row?.sentAt).toBeInstanceOf(Date);
+  });
+
+  it('/access audit: approvers only, unknown grants and unused grants said plainly, then the summary', async () => {
+    expect(await ask('UAUDITED', 'request billing-api read 30m audit me AU-1')).toContain(
+      'approved by policy',
+    );
+    const grant = (await q.access.listForUser('UAUDITED')).active[0]!;
+
+    expect(await ask(STRANGER, `audit ${grant.id}`)).toContain('`audit` is for approvers');
+    expect(await ask('UAPPROVER3', `audit ${grant.id}`)).toContain(
+      'Only approvers of billing-api can see what a grant was used for',
+    );
+    const unknown = '0f0f0f0f-0f0f-4f0f-8f0f-0f0f0f0f0f0f';
+    expect(await ask(APPROVER1, `audit ${unknown}`)).toContain(`There is no grant ${unknown}`);
+    expect(await ask(APPROVER1, `audit ${grant.id}`)).toContain('has no calls recorded yet');
+
+    const call = (path: string, decision: string, status: number, clientIp: string) =>
+      callAuditEvent({
+        at: new Date(),
+        requestId: `req-${path}-${status}`,
+        resource: 'billing-api',
+        grantId: grant.id,
+        userId: 'UAUDITED',
+        scope: 'read',
+        method: 'GET',
+        path,
+        clientIp,
+        decision,
+        status,
+        responseBytes: 100,
+        latencyMs: 1,
+      });
+    await q.database.db.transaction((tx) =>
+      appendAuditEvents(tx, [
+        call('/invoices/1', 'allowed', 200, '10.0.0.1'),
+        call('/invoices/1', 'allowed', 200, '10.0.0.1'),
+        call('/customers/<@UAPPROVER2>', 'out_of_scope', 403, '10.0.0.2'),
+      ]),
+    );
+    const summary = await ask(APPROVER1, `audit ${grant.id}`);
+    expect(summary).toContain('*Calls:* 3 (1 denied)');
+    expect(summary).toContain('`GET /invoices/1` × 2');
+    expect(summary).toContain('10.0.0.1, 10.0.0.2');
+    expect(summary).toContain('&lt;@UAPPROVER2&gt;');
+    expect(summary).not.toContain('<@UAPPROVER2>');
+  });
+
+  it('approve with a smaller quota: calls and bytes lowered from the message, a forged value refused', async () => {
+    await ask('UQUOTA', 'request billing-api write 2h quota Q-1');
+    const { post, ts, requestId } = await approval('Q-1');
+    expect(blockText(post)).toContain("*Quota:* 1,000 calls, 10 MB over the grant's life");
+    const options = optionsOf(post, 'approve_lower_quota');
+    expect(options.map((o) => o.text)).toEqual([
+      'Approve for 500 calls, 5 MB',
+      'Approve for 250 calls, 2.5 MB',
+      'Approve for 100 calls, 1 MB',
+      'Approve for 10 calls, 102.4 KB',
+    ]);
+
+    // A value edited to raise the quota is refused and changes nothing.
+    const before = await q.counts();
+    const forged = await select(
+      APPROVER1,
+      'approve_lower_quota',
+      { text: 'x', value: `${requestId}|5000|-` },
+      ts,
+    );
+    expect(blockText(await q.answer(forged.responseKey))).toContain(
+      "below the policy's 1,000 calls, not raise it",
+    );
+    expect(await q.counts()).toEqual(before);
+    expect((await q.access.getRequest(requestId))?.status).toBe('pending');
+
+    const chosen = options[1]!;
+    const click = await select(APPROVER1, 'approve_lower_quota', chosen, ts);
+    expect(click.response.status).toBe(200);
+    const update = await q.api.waitFor(
+      'chat.update',
+      (c) => c.args.ts === ts && blockText(c).includes('Approved by'),
+    );
+    expect(blockText(update)).toContain(
+      "*Quota:* 250 calls, 2.5 MB over the grant's life (lowered from the policy's 1,000 calls, 10 MB)",
+    );
+    const grant = (await q.access.listForUser('UQUOTA')).active.find((g) => g.requestId === requestId);
+    expect(grant).toMatchObject({ quotaRequests: 250, quotaResponseBytes: 2.5 * MB });
+  });
+
+  it('approve with a smaller quota: a bytes-only quota offers less data', async () => {
+    await ask('UQUOTA2', 'request billing-api read 2h bytes only Q-2');
+    const { post, ts, requestId } = await approval('Q-2');
+    const options = optionsOf(post, 'approve_lower_quota');
+    expect(options.map((o) => o.text)).toEqual([
+      'Approve for 5 MB',
+      'Approve for 2.5 MB',
+      'Approve for 1 MB',
+      'Approve for 102.4 KB',
+    ]);
+    await select(APPROVER2, 'approve_lower_quota', options[2]!, ts);
+    const update = await q.api.waitFor(
+      'chat.update',
+      (c) => c.args.ts === ts && blockText(c).includes('Approved by'),
+    );
+    expect(blockText(update)).toContain(
+      "*Quota:* 1 MB over the grant's life (lowered from the policy's 10 MB)",
+    );
+    const grant = (await q.access.listForUser('UQUOTA2')).active.find((g) => g.requestId === requestId);
+    expect(grant).toMatchObject({ quotaRequests: null, quotaResponseBytes: MB });
   });
 });

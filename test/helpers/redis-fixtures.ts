@@ -14,7 +14,7 @@ import {
   type SchedulerLogger,
   type SchedulerStore,
 } from '../../src/scheduler/index.ts';
-import { systemClock } from '../../src/shared/clock.ts';
+import { type Clock, systemClock } from '../../src/shared/clock.ts';
 import { openTestDatabase } from './db.ts';
 import { TEST_POLICY_YAML, testPolicy } from './policy.ts';
 
@@ -82,9 +82,10 @@ export interface SchedulerWorld {
   drop(): Promise<void>;
 }
 
-/** A schema of its own, the access service over it, and a policy tweaked by `yamlEdit`. */
+/** A schema of its own, the access service over it (on `clock`), and a policy tweaked by `yamlEdit`. */
 export async function openSchedulerWorld(
   yamlEdit: (yaml: string) => string = (y) => y,
+  clock: Clock = systemClock,
 ): Promise<SchedulerWorld> {
   const database = await openTestDatabase('sched');
   const policy = staticPolicyStore(testPolicy(yamlEdit(TEST_POLICY_YAML)));
@@ -92,7 +93,7 @@ export async function openSchedulerWorld(
   const access = createAccessService({
     db: database.db,
     policy,
-    clock: systemClock,
+    clock,
     directory: staticDirectory({}),
     grantChannel: database.channel('grants'),
     onCommitted: (events) => listener?.(events),

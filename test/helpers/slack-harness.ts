@@ -6,11 +6,13 @@ import {
   createOffboarding,
   type Offboarding,
 } from '../../src/access/index.ts';
+import { createGrantSummarizer } from '../../src/audit/summary.ts';
 import type { Database } from '../../src/db/client.ts';
 import { accessRequests, approvals, grants, outbox } from '../../src/db/schema/index.ts';
 import { type Policy, staticPolicyStore } from '../../src/policy/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { createSlackApp, type SlackApp } from '../../src/slack/app.ts';
+import type { IssueToken } from '../../src/slack/deps.ts';
 import { slackGroupMembers } from '../../src/slack/directory.ts';
 import { createNotifier } from '../../src/slack/notifier.ts';
 import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
@@ -72,7 +74,13 @@ export interface SlackHarness {
 
 /** Real Postgres, the Slack fake, the real access service and the Slack app over HTTP (or Socket Mode). */
 export async function startSlackHarness(
-  options: { userGroups?: Record<string, string[]>; socketUrl?: string; policy?: Policy } = {},
+  options: {
+    userGroups?: Record<string, string[]>;
+    socketUrl?: string;
+    policy?: Policy;
+    /** How Show token makes a token; {@link fakeToken} unless a test wants real, verifiable ones. */
+    issueToken?: IssueToken;
+  } = {},
 ): Promise<SlackHarness> {
   const database = await openTestDatabase('slack');
   const api = await startFakeSlackApi({ userGroups: options.userGroups ?? {}, socketUrl: options.socketUrl });
@@ -108,7 +116,9 @@ export async function startSlackHarness(
     policy,
     clock,
     notifier,
-    issueToken: async (grant) => fakeToken(grant),
+    issueToken: options.issueToken ?? (async (grant) => fakeToken(grant)),
+    // As production wires it (src/roles.ts), so `/access audit` answers from the audit log.
+    summarizeGrant: createGrantSummarizer(database.db),
     offboarding,
     directory,
     logger,

@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
-import { approvals } from '../../src/db/schema/index.ts';
+import { approvals, auditEvents } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { approvalMessage, grantQuotaExhaustedDm, myAccessBlocks } from '../../src/slack/blocks.ts';
@@ -113,6 +113,89 @@ describe('grant quotas', () => {
     expect(JSON.stringify(grantQuotaExhaustedDm(grant))).toContain(
       'has used up its quota (250 calls, 10 MB)',
     );
+  });
+
+  it('an approver may lower response bytes too, never above the policy, and a refusal writes nothing', async () => {
+    const MB = 1024 * 1024;
+    const pending = await request('write');
+    const approvalRows = () =>
+      database.db.select().from(approvals).where(eq(approvals.requestId, pending.id));
+    for (const quota of [
+      { responseBytes: 10 * MB + 1 },
+      { responseBytes: 0 },
+      { responseBytes: 1.5 },
+      { requests: 10, responseBytes: 11 * MB },
+      {},
+    ]) {
+      const refused = await access.approve({ requestId: pending.id, approverId: 'UAPPROVER1', quota });
+      expect(refused, JSON.stringify(quota)).toMatchObject({ ok: false, code: 'quota_above_policy' });
+    }
+    const above = await access.approve({
+      requestId: pending.id,
+      approverId: 'UAPPROVER1',
+      quota: { responseBytes: 10 * MB + 1 },
+    });
+    expect(above).toMatchObject({
+      message: expect.stringContaining('10,485,760 response bytes, not raise it'),
+    });
+    expect(await approvalRows()).toEqual([]);
+
+    const first = await access.approve({
+      requestId: pending.id,
+      approverId: 'UAPPROVER1',
+      quota: { responseBytes: MB },
+    });
+    expect(first.ok).toBe(true);
+    expect((await approvalRows()).map((r) => [r.quotaRequests, r.quotaResponseBytes])).toEqual([[null, MB]]);
+    // The policy sets no call cap on `write`; an approver may still add one.
+    const second = await access.approve({
+      requestId: pending.id,
+      approverId: 'UAPPROVER2',
+      quota: { requests: 50 },
+    });
+    if (!second.ok) throw new Error(second.message);
+    expect(second.value.grant).toMatchObject({ quotaRequests: 50, quotaResponseBytes: MB });
+
+    const audit = await database.db
+      .select()
+      .from(auditEvents)
+      .where(eq(auditEvents.requestId, pending.id))
+      .orderBy(auditEvents.seq);
+    expect(audit.filter((r) => r.kind === 'request.approval_added').map((r) => r.data)).toMatchObject([
+      { quotaResponseBytes: MB },
+      { quotaRequests: 50 },
+    ]);
+    expect(audit.find((r) => r.kind === 'grant.created')?.data).toMatchObject({
+      quotaRequests: 50,
+      quotaResponseBytes: MB,
+    });
+    const approved = approvalMessage({
+      request: second.value.request,
+      approvals: await access.approvalsOf(pending.id),
+      grant: second.value.grant,
+      resource: policy.resources['billing-api'],
+      now: clock.now(),
+    });
+    expect(JSON.stringify(approved.blocks)).toContain(
+      "*Quota:* 50 calls, 1 MB over the grant's life (lowered from the policy's 10 MB)",
+    );
+  });
+
+  it('each cap is the lowest any approver chose', async () => {
+    const MB = 1024 * 1024;
+    const pending = await request('read');
+    await access.approve({
+      requestId: pending.id,
+      approverId: 'UAPPROVER1',
+      quota: { requests: 500, responseBytes: MB },
+    });
+    const done = await access.approve({
+      requestId: pending.id,
+      approverId: 'UAPPROVER2',
+      quota: { requests: 100, responseBytes: 5 * MB },
+    });
+    if (!done.ok) throw new Error(done.message);
+    expect(done.value.grant).toMatchObject({ quotaRequests: 100, quotaResponseBytes: MB });
   });
 
   it("a scope without its own quota takes the resource's", async () => {

@@ -125,6 +125,33 @@ describe('anomaly monitor', () => {
     await monitor.close();
   });
 
+  it('the alert carries the call that set it off, for Slack to show what happened', async () => {
+    const monitor = monitorFor();
+    const last = { ...denied(2000), path: '/invoices/9', clientIp: '203.0.113.7' };
+    monitor.offer(denied(0));
+    monitor.offer(denied(1000));
+    monitor.offer(last);
+    await monitor.flush();
+    // The new address sets off new_ip as well; both alerts carry the same call.
+    const events = await alertEvents();
+    expect(events.map((e) => e.rule)).toEqual(['denied_burst', 'new_ip']);
+    expect(events[0]).toEqual(
+      expect.objectContaining({
+        call: {
+          method: 'DELETE',
+          path: '/invoices/9',
+          clientIp: '203.0.113.7',
+          at: last.at.toISOString(),
+          decision: 'out_of_scope',
+          status: 403,
+          requestId: last.requestId,
+        },
+      }),
+    );
+    expect(events[1]?.call).toEqual(events[0]?.call);
+    await monitor.close();
+  });
+
   it('a new client IP alerts; the first IP is the baseline', async () => {
     const monitor = monitorFor();
     monitor.offer(call(0));

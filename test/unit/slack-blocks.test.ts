@@ -1,15 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import type { AccessRequest, Grant } from '../../src/db/schema/index.ts';
 import {
+  type AnomalyInput,
   anomalyAlert,
   approvalMessage,
+  type Block,
+  codeText,
+  decodeQuotaValue,
   decodeValue,
+  encodeQuotaValue,
   encodeValue,
   escapeText,
   grantApprovedDm,
   grantReminderDm,
   grantRevokedDm,
   homeView,
+  lowerQuotaChoices,
   mention,
   requestDeniedDm,
   requestModal,
@@ -115,6 +121,21 @@ describe('escaping user text', () => {
         summary: hostile,
         userId: 'UREQ',
         grant: grant(),
+        evidence: {
+          lastPath: `GET /x/${hostile}`,
+          [hostile]: hostile,
+          nested: { why: hostile },
+          ips: [hostile],
+        },
+        call: {
+          method: 'GET',
+          path: `/x/${hostile}`,
+          clientIp: hostile,
+          decision: hostile,
+          status: 403,
+          requestId: hostile,
+          at: NOW.toISOString(),
+        },
         revoked: false,
         at: NOW,
       }),
@@ -200,5 +221,363 @@ describe('messages', () => {
     expect(decodeValue('abc')).toBeUndefined();
     expect(decodeValue('abc|-1')).toBeUndefined();
     expect(decodeValue('a|1|2')).toBeUndefined();
+  });
+});
+
+/** The mrkdwn of each section, in order. */
+function sectionTexts(blocks: readonly Block[]): string[] {
+  return blocks.flatMap((b) => (b.type === 'section' && b.text ? [b.text.text] : []));
+}
+
+/** Every button or select in `blocks`, with the text of the section it belongs to (or follows). */
+function controls(blocks: readonly Block[]): { actionId: string; value: string; near: string }[] {
+  const found: { actionId: string; value: string; near: string }[] = [];
+  let near = '';
+  for (const block of blocks) {
+    if (block.type === 'section') {
+      near = block.text?.text ?? '';
+      const accessory = block.accessory;
+      if (accessory?.type === 'button') {
+        found.push({ actionId: accessory.action_id ?? '', value: accessory.value ?? '', near });
+      }
+    }
+    if (block.type === 'actions') {
+      for (const element of block.elements) {
+        if (element.type === 'button')
+          found.push({ actionId: element.action_id ?? '', value: element.value ?? '', near });
+        if (element.type === 'static_select') {
+          for (const option of element.options ?? [])
+            found.push({
+              actionId: element.action_id ?? '',
+              value: option.value ?? '',
+              near: option.text.text,
+            });
+        }
+      }
+    }
+  }
+  return found;
+}
+
+/** Slack types a home view's blocks loosely (`AnyBlock`); ours are all built as known blocks. */
+const homeBlocks = (view: ReturnType<typeof homeView>) => view.blocks as Block[];
+
+/** Text with every inline code span removed: what Slack would format. */
+const outsideCode = (mrkdwn: string) => mrkdwn.replace(/`[^`\n]*`/g, '');
+
+describe('anomaly alerts', () => {
+  const REQUEST_ID = 'req-7f3a';
+  const alert = (over: Partial<AnomalyInput> = {}) =>
+    anomalyAlert({
+      resource: 'billing-api',
+      rule: 'denied_burst',
+      summary: '3 denied calls within 60s',
+      userId: 'UREQ',
+      grantId: grant().id,
+      grant: grant(),
+      evidence: {
+        denied: 3,
+        windowSeconds: 60,
+        firstAt: '2026-01-05T09:59:58.000Z',
+        lastDecision: 'out_of_scope',
+        lastPath: 'DELETE /invoices/1',
+        requestId: REQUEST_ID,
+      },
+      call: {
+        method: 'DELETE',
+        path: '/invoices/1',
+        clientIp: '203.0.113.9',
+        at: '2026-01-05T09:59:59.000Z',
+        decision: 'out_of_scope',
+        status: 403,
+        requestId: REQUEST_ID,
+      },
+      revoked: false,
+      at: NOW,
+      ...over,
+    });
+
+  it('says who (person and grant), what (call, IP, time, decision, request id) and the evidence', () => {
+    const [head, facts, evidence] = sectionTexts(alert().blocks);
+    expect(head).toContain('*Unusual activity* on *billing-api* by <@UREQ>');
+    expect(facts).toContain(
+      `*Who:* <@UREQ> with grant \`${grant().id}\` (\`write\`, until ${slackDate(grant().expiresAt)})`,
+    );
+    expect(facts).toContain('*Call:* `DELETE /invoices/1` → 403 `out_of_scope`');
+    expect(facts).toContain(
+      `*From:* \`203.0.113.9\` at ${slackDate(new Date('2026-01-05T09:59:59Z'), '{date_short_pretty} {time_secs}')}`,
+    );
+    expect(facts).toContain(`*Request id:* \`${REQUEST_ID}\``);
+    expect(evidence).toContain('*Evidence*');
+    expect(evidence).toContain('• *denied:* 3');
+    expect(evidence).toContain('• *window seconds:* 60');
+    expect(evidence).toContain('• *last path:* `DELETE /invoices/1`');
+    expect(evidence).toContain(`• *first at:* <!date^${Date.parse('2026-01-05T09:59:58Z') / 1000}^`);
+    // The request id is already in the call lines.
+    expect(evidence).not.toContain(REQUEST_ID);
+  });
+
+  it('a hostile request path cannot mention, link or format, in the call or in the evidence', () => {
+    const path =
+      '/inv/<!channel>/<@UOTHER9>/<https://evil.example|click>/*bold*/_it_/~gone~/`x`\n*Who:* <@UFAKE> <!here>';
+    const message = alert({
+      call: { method: 'GET', path, clientIp: '10.0.0.1\n<!everyone>', decision: 'out_of_scope', status: 403 },
+      evidence: { lastPath: `GET ${path}`, '<@UKEY>*k*': path, nested: { path }, ips: [path, '10.0.0.2'] },
+    });
+    const json = text(message);
+    for (const forbidden of [
+      '<!channel>',
+      '<@UOTHER9>',
+      '<https://evil',
+      '<@UFAKE>',
+      '<!here>',
+      '<!everyone>',
+      '<@UKEY>',
+    ]) {
+      expect(json).not.toContain(forbidden);
+    }
+    const [, facts, evidence] = sectionTexts(message.blocks);
+    for (const section of [facts!, evidence!]) {
+      // Backticks and line breaks from the path cannot close a code span: nothing of it is formatted.
+      const formatted = outsideCode(section);
+      for (const leak of ['bold', '_it_', 'gone', 'UFAKE', 'evil', 'UOTHER9'])
+        expect(formatted).not.toContain(leak);
+    }
+    expect(facts).toContain(
+      '`GET /inv/&lt;!channel&gt;/&lt;@UOTHER9&gt;/&lt;https://evil.example|click&gt;/*bold*',
+    );
+    // A line break in the path cannot start a line of its own.
+    expect(facts!.split('\n').filter((line) => line.startsWith('*Who:*'))).toHaveLength(1);
+    expect(facts!.split('\n')).toHaveLength(3);
+    expect(evidence).toContain('• *ukeyk:* `/inv/&lt;!channel&gt;');
+    // Sections holding request data are verbatim: Slack auto-links and auto-mentions nothing in them.
+    const verbatim = message.blocks.filter(
+      (b) => b.type === 'section' && b.text?.type === 'mrkdwn' && b.text.verbatim === true,
+    );
+    expect(verbatim).toHaveLength(2);
+    expect(codeText('a`b\nc')).toBe('`a\u02cbb c`');
+  });
+
+  it('stays within Slack limits however long the path and the evidence', () => {
+    const huge = 'p'.repeat(10_000);
+    const evidence: Record<string, unknown> = {};
+    for (let i = 0; i < 200; i++) evidence[`key${i}`] = `/${huge}`;
+    const message = alert({
+      resource: 'r'.repeat(5000),
+      rule: 'x'.repeat(5000),
+      summary: 's'.repeat(10_000),
+      call: { method: 'GET', path: `/${huge}`, clientIp: huge, requestId: huge, decision: huge, status: 200 },
+      evidence,
+    });
+    const sections = sectionTexts(message.blocks);
+    expect(sections).toHaveLength(3);
+    for (const section of sections) expect(section.length).toBeLessThanOrEqual(3000);
+    expect(sections[2]).toContain('…and');
+    expect(message.text.length).toBeLessThanOrEqual(300);
+    expect(message.blocks.length).toBeLessThanOrEqual(6);
+  });
+
+  it('an alert without call or evidence (queued by an older version) still says who', () => {
+    const message = alert({ call: undefined, evidence: undefined, grant: undefined });
+    const sections = sectionTexts(message.blocks);
+    expect(sections).toHaveLength(2);
+    expect(sections[1]).toBe(`*Who:* <@UREQ> with grant \`${grant().id}\``);
+    const anonymous = alert({ userId: null, grantId: null, grant: undefined, call: undefined });
+    expect(sectionTexts(anonymous.blocks)[1]).toBe('*Who:* an unidentified caller (no grant identified)');
+  });
+
+  it('offers Revoke for an active grant only', () => {
+    expect(controls(alert().blocks)).toEqual([
+      expect.objectContaining({ actionId: 'revoke_grant', value: grant().id }),
+    ]);
+    const revoked = alert({ grant: grant({ status: 'revoked' }), revoked: true });
+    expect(controls(revoked.blocks)).toEqual([]);
+    expect(text(revoked)).toContain('is revoked');
+  });
+});
+
+describe('App Home', () => {
+  const myRequest = request({ id: '33333333-3333-4333-8333-333333333333', reason: 'INC-9' });
+  const myGrant = grant({
+    id: '44444444-4444-4444-8444-444444444444',
+    expiresAt: new Date(NOW.getTime() + 90 * 60_000),
+    quotaRequests: 1000,
+    usedRequests: 412,
+  });
+  const toDecide = request({
+    id: '55555555-5555-4555-8555-555555555555',
+    requesterId: 'UOTHER',
+    reason: 'INC-10',
+  });
+  const theirGrant = grant({
+    id: '66666666-6666-4666-8666-666666666666',
+    userId: 'UOTHER',
+    lastUsedAt: new Date(NOW.getTime() - 600_000),
+  });
+
+  it("the requester's half: a pending request with Cancel, an active grant with time left and Give up", () => {
+    const view = homeView({ pending: [myRequest], active: [myGrant] }, undefined, NOW);
+    expect(view.type).toBe('home');
+    const found = controls(homeBlocks(view));
+    const cancel = found.find((c) => c.actionId === 'cancel_request');
+    expect(cancel).toMatchObject({ value: myRequest.id });
+    expect(cancel?.near).toContain('Pending: *billing-api* · `write` for 2h');
+    const giveUp = found.find((c) => c.actionId === 'give_up_grant');
+    expect(giveUp).toMatchObject({ value: myGrant.id });
+    expect(giveUp?.near).toContain('1h 30m left');
+    expect(giveUp?.near).toContain('412 of 1,000 calls used');
+    expect(giveUp?.near).toContain(myGrant.id);
+    expect(found.map((c) => c.actionId)).toEqual([
+      'open_request_modal',
+      'cancel_request',
+      'show_token',
+      'extend_grant',
+      'give_up_grant',
+    ]);
+    // Giving up asks first: the token stops at once.
+    expect(text(view)).toContain('Give up access?');
+    expect(text(view)).not.toContain('To decide');
+  });
+
+  it("the approver's half: requests to decide with Approve and Deny, active grants with Revoke", () => {
+    const view = homeView({ pending: [], active: [] }, { pending: [toDecide], active: [theirGrant] }, NOW);
+    const json = text(view);
+    expect(json).toContain('You have no pending requests and no active grants');
+    expect(json).toContain('To decide');
+    expect(json).toContain('Active grants');
+    const found = controls(homeBlocks(view));
+    const approve = found.find((c) => c.actionId === 'approve_request');
+    expect(approve).toMatchObject({ value: toDecide.id });
+    expect(approve?.near).toContain('by <@UOTHER>');
+    expect(approve?.near).toContain('*Reason:* INC-10');
+    expect(found.find((c) => c.actionId === 'deny_request')).toMatchObject({ value: toDecide.id });
+    const revoke = found.find((c) => c.actionId === 'revoke_grant');
+    expect(revoke).toMatchObject({ value: theirGrant.id });
+    expect(revoke?.near).toContain('<@UOTHER>');
+    expect(revoke?.near).toContain('2h left');
+    expect(revoke?.near).toContain(`last used ${slackDate(theirGrant.lastUsedAt!)}`);
+  });
+
+  it('an approver with nothing to do is told so; a non-approver sees no approver half', () => {
+    const idle = text(homeView({ pending: [], active: [] }, { pending: [], active: [] }, NOW));
+    expect(idle).toContain('Nothing is waiting for a decision.');
+    expect(idle).toContain('No active grants on the resources you approve.');
+    const requesterOnly = controls(
+      homeBlocks(homeView({ pending: [], active: [theirGrant] }, undefined, NOW)),
+    );
+    expect(
+      requesterOnly.some((c) => ['revoke_grant', 'approve_request', 'deny_request'].includes(c.actionId)),
+    ).toBe(false);
+  });
+});
+
+describe('approving with a smaller quota', () => {
+  const MB = 1024 ** 2;
+  const quotaPolicy = testPolicy(`
+resources:
+  billing-api:
+    upstream: http://127.0.0.1:9000
+    approvers: { users: [UAPPROVER1] }
+    approval_channel: CAPPROVALS
+    quota: { response_bytes: 10MB }
+    scopes:
+      read: { allow: ["GET /**"] }
+      write: { allow: ["GET /**"], quota: { requests: 1000 } }
+`);
+  const quoted = quotaPolicy.resources['billing-api']!;
+
+  it('offers round fractions of every cap the grant would have', () => {
+    expect(lowerQuotaChoices({ requests: 1000 })).toEqual([
+      { requests: 500 },
+      { requests: 250 },
+      { requests: 100 },
+      { requests: 10 },
+    ]);
+    expect(lowerQuotaChoices({ responseBytes: 10 * MB })).toEqual([
+      { responseBytes: 5 * MB },
+      { responseBytes: 2.5 * MB },
+      { responseBytes: MB },
+      { responseBytes: Math.floor(0.1 * MB) },
+    ]);
+    expect(lowerQuotaChoices({ requests: 1000, responseBytes: 10 * MB })[1]).toEqual({
+      requests: 250,
+      responseBytes: 2.5 * MB,
+    });
+    // A fraction that would leave a cap at 0 is not offered; nothing to lower, nothing offered.
+    expect(lowerQuotaChoices({ requests: 3, responseBytes: 10 * MB })).toEqual([
+      { requests: 1, responseBytes: 5 * MB },
+    ]);
+    expect(lowerQuotaChoices({ requests: 1 })).toEqual([]);
+    expect(lowerQuotaChoices({ requests: null, responseBytes: null })).toEqual([]);
+  });
+
+  it('select values round-trip, old `id|calls` values still decode, junk does not', () => {
+    const id = request().id;
+    expect(decodeQuotaValue(encodeQuotaValue(id, { requests: 250, responseBytes: 5 * MB }))).toEqual({
+      id,
+      quota: { requests: 250, responseBytes: 5 * MB },
+    });
+    expect(decodeQuotaValue(encodeQuotaValue(id, { responseBytes: 5 * MB }))).toEqual({
+      id,
+      quota: { responseBytes: 5 * MB },
+    });
+    expect(decodeQuotaValue(`${id}|250`)).toEqual({ id, quota: { requests: 250 } });
+    for (const junk of [
+      id,
+      `${id}|-|-`,
+      `${id}|0|-`,
+      `${id}|1.5|-`,
+      `${id}|-1`,
+      `${id}|2|x`,
+      `${id}|1|2|3`,
+      `${id}|1e3`,
+    ]) {
+      expect(decodeQuotaValue(junk)).toBeUndefined();
+    }
+  });
+
+  it('a bytes-only quota offers less data, and the choice shows on the message', () => {
+    const pending = approvalMessage({
+      request: request({ scope: 'read' }),
+      approvals: [],
+      grant: undefined,
+      resource: quoted,
+      now: NOW,
+    });
+    const offered = controls(pending.blocks).filter((c) => c.actionId === 'approve_lower_quota');
+    expect(offered.map((c) => c.near)).toEqual([
+      'Approve for 5 MB',
+      'Approve for 2.5 MB',
+      'Approve for 1 MB',
+      'Approve for 102.4 KB',
+    ]);
+    expect(decodeQuotaValue(offered[0]!.value)).toEqual({
+      id: request().id,
+      quota: { responseBytes: 5 * MB },
+    });
+
+    const lowered = approvalMessage({
+      request: request({ scope: 'read', approvalsRequired: 2 }),
+      approvals: [{ approverId: 'UAPPROVER1', durationSeconds: null, quotaResponseBytes: MB }],
+      grant: undefined,
+      resource: quoted,
+      now: NOW,
+    });
+    expect(text(lowered)).toContain("*Quota:* 1 MB over the grant's life (lowered from the policy's 10 MB)");
+    expect(lowered.text).toContain('read, 2h, 1 MB');
+
+    const approved = approvalMessage({
+      request: request({ scope: 'write', status: 'approved', decidedAt: NOW, decidedBy: 'UAPPROVER1' }),
+      approvals: [
+        { approverId: 'UAPPROVER1', durationSeconds: null, quotaRequests: 250, quotaResponseBytes: null },
+      ],
+      grant: grant({ quotaRequests: 250, quotaResponseBytes: 10 * MB }),
+      resource: quoted,
+      now: NOW,
+    });
+    expect(text(approved)).toContain(
+      "*Quota:* 250 calls, 10 MB over the grant's life (lowered from the policy's 1,000 calls, 10 MB)",
+    );
+    expect(controls(approved.blocks)).toEqual([]);
   });
 });

@@ -389,7 +389,9 @@ describe('key store', () => {
 
   it('refuses to retire the only signer', async () => {
     const { keyStore } = await setup();
-    await expect(keyStore.retire(keyStore.activeSigner().kid)).rejects.toThrow(/rotate\(\) before/);
+    await expect(keyStore.retire(keyStore.activeSigner().kid)).rejects.toThrow(
+      /only active signing key; rotate first/,
+    );
   });
 
   it('a second instance on the same storage sees a rotation after refresh()', async () => {

@@ -9,6 +9,7 @@ export interface GivenApproval {
   approverId: string;
   durationSeconds: number | null;
   quotaRequests: number | null;
+  quotaResponseBytes: number | null;
 }
 
 /** Records an approver's yes; false when this approver had already approved (the primary key refuses a second row). */
@@ -24,6 +25,7 @@ export function approvalsOf(db: Db | Tx, requestId: string): Promise<GivenApprov
       approverId: approvals.approverId,
       durationSeconds: approvals.durationSeconds,
       quotaRequests: approvals.quotaRequests,
+      quotaResponseBytes: approvals.quotaResponseBytes,
     })
     .from(approvals)
     .where(eq(approvals.requestId, requestId))

@@ -1,11 +1,13 @@
 import type { AllMiddlewareArgs, App, SlackActionMiddlewareArgs } from '@slack/bolt';
 import {
   ACTIONS,
+  decodeQuotaValue,
   decodeValue,
   denyModal,
   errorMessage,
   notARequesterModal,
   noticeMessage,
+  type QuotaChoice,
   requestModal,
   tokenModal,
 } from '../../blocks.ts';
@@ -40,12 +42,7 @@ function onAction(app: App, deps: SlackDeps, actionId: string, work: (click: Cli
 export function register(app: App, deps: SlackDeps): void {
   const { access } = deps;
 
-  const approve = async (
-    click: Click,
-    requestId: string,
-    durationSeconds?: number,
-    quota?: { requests: number },
-  ) => {
+  const approve = async (click: Click, requestId: string, durationSeconds?: number, quota?: QuotaChoice) => {
     if (!isUuid(requestId)) return;
     const result = await access.approve({
       requestId,
@@ -65,10 +62,11 @@ export function register(app: App, deps: SlackDeps): void {
     if (decoded) await approve(click, decoded.id, decoded.seconds);
   });
 
-  // "Approve with fewer calls…": the value carries the request id and the lower request quota.
+  // "Approve with a smaller quota…": the value carries the request id and the lower caps;
+  // the service refuses any above the policy's, so an edited value gains nothing.
   onAction(app, deps, ACTIONS.approveLowerQuota, async (click) => {
-    const decoded = decodeValue(click.value);
-    if (decoded) await approve(click, decoded.id, undefined, { requests: decoded.seconds });
+    const decoded = decodeQuotaValue(click.value);
+    if (decoded) await approve(click, decoded.id, undefined, decoded.quota);
   });
 
   onAction(app, deps, ACTIONS.deny, async (click) => {

@@ -107,15 +107,30 @@ async function run(
       return revokeAllMessage({ userId: command.userId, ...result.value });
     }
     case 'audit': {
+      // Someone who approves nothing learns nothing, not even whether a grant id exists.
+      if (!(await approvesAnything(deps, userId))) {
+        return errorMessage('`audit` is for approvers, and you approve no resource.', false);
+      }
       const grant = await deps.access.getGrant(command.grantId);
-      if (!grant) return errorMessage('No such grant.', false);
+      if (!grant) {
+        return errorMessage(
+          `There is no grant ${command.grantId}. Grant ids are shown by \`/access active\` and on approval messages.`,
+          false,
+        );
+      }
       if (!(await deps.access.isApproverOf(grant.resource, userId))) {
         return errorMessage(`Only approvers of ${grant.resource} can see what a grant was used for.`, false);
       }
       if (!deps.summarizeGrant)
         return errorMessage('Audit summaries are not available in this deployment.', false);
       const summary = await deps.summarizeGrant(grant.id);
-      return summary ? auditMessage(summary) : noticeMessage(`No calls recorded for grant ${grant.id} yet.`);
+      // The summarizer answers a grant without calls with zeros; say so plainly instead.
+      if (!summary || summary.totalCalls === 0) {
+        return noticeMessage(
+          `Grant ${grant.id} on ${grant.resource} has no calls recorded yet (nothing went through the proxy with it).`,
+        );
+      }
+      return auditMessage(summary);
     }
   }
 }

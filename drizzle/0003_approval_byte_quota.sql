@@ -1,0 +1,2 @@
+ALTER TABLE "approvals" ADD COLUMN "quota_response_bytes" bigint;--> statement-breakpoint
+ALTER TABLE "approvals" ADD CONSTRAINT "approvals_quota_bytes_check" CHECK ("approvals"."quota_response_bytes" is null or "approvals"."quota_response_bytes" > 0);
