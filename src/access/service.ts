@@ -424,6 +424,29 @@ export function createAccessService(deps: AccessServiceDeps) {
     });
   }
 
+  /** A new request (first or extension) is approved at once by the policy, or waits for approvers. */
+  async function settleNewRequest(
+    tx: Tx,
+    effects: Effects,
+    request: AccessRequest,
+    autoApproved: boolean,
+  ): Promise<Outcome<DecisionResult>> {
+    effects.events.push({ kind: 'request_created', requestId: request.id, autoApproved });
+    if (!autoApproved) {
+      return ok({ request, grant: undefined, approvals: 0, required: request.approvalsRequired });
+    }
+    const done = await completeApproval(
+      tx,
+      effects,
+      request,
+      { type: 'system', component: 'policy' },
+      [],
+      [],
+    );
+    if (!done.ok) return done;
+    return ok({ request: done.value.request, grant: done.value.grant, approvals: 0, required: 0 });
+  }
+
   /** Whether the policy's `requesters` (people or groups) include this person. */
   async function isRequester(policy: Policy, userId: string): Promise<boolean> {
     const groups = policy.requesters ? await directory.groupsOf(userId, policy.requesters.groups) : new Set();
@@ -472,19 +495,7 @@ export function createAccessService(deps: AccessServiceDeps) {
           requestId: request.id,
           data: { scope: scope.name, durationSeconds: input.durationSeconds, reason, autoApproved: auto },
         });
-        effects.events.push({ kind: 'request_created', requestId: request.id, autoApproved: auto });
-        if (!auto)
-          return ok({ request, grant: undefined, approvals: 0, required: request.approvalsRequired });
-        const done = await completeApproval(
-          tx,
-          effects,
-          request,
-          { type: 'system', component: 'policy' },
-          [],
-          [],
-        );
-        if (!done.ok) return done;
-        return ok({ request: done.value.request, grant: done.value.grant, approvals: 0, required: 0 });
+        return settleNewRequest(tx, effects, request, auto);
       });
     },
 
@@ -928,19 +939,7 @@ export function createAccessService(deps: AccessServiceDeps) {
             autoApproved: auto,
           },
         });
-        effects.events.push({ kind: 'request_created', requestId: request.id, autoApproved: auto });
-        if (!auto)
-          return ok({ request, grant: undefined, approvals: 0, required: request.approvalsRequired });
-        const done = await completeApproval(
-          tx,
-          effects,
-          request,
-          { type: 'system', component: 'policy' },
-          [],
-          [],
-        );
-        if (!done.ok) return done;
-        return ok({ request: done.value.request, grant: done.value.grant, approvals: 0, required: 0 });
+        return settleNewRequest(tx, effects, request, auto);
       });
     },
 
