@@ -1,8 +1,8 @@
 import { DelayedError, type Job, Queue, Worker } from 'bullmq';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
-import { createPlanner, type JobBackend } from './job-backend.ts';
+import type { JobBackend } from './job-backend.ts';
 import { type JobOutcome, runJob } from './jobs.ts';
-import { createReconciler, type SweepResult } from './reconcile.ts';
+import { createPlanning, type SweepResult } from './reconcile.ts';
 import type { SchedulerStore } from './store.ts';
 import { delayUntil, parseJob, redelayMs, type SchedulerJob } from './timing.ts';
 import { type Scheduler, type SchedulerBaseDeps, silentLogger } from './types.ts';
@@ -94,17 +94,7 @@ export function createBullScheduler(deps: BullSchedulerDeps): Scheduler & {
     },
   };
 
-  const planner = createPlanner({ backend, access, policy, logger });
-  const reconciler = createReconciler({
-    access,
-    store: deps.store,
-    policy,
-    clock,
-    logger,
-    ensureGrants: planner.scheduleGrants,
-    ensureRequests: planner.scheduleRequests,
-    weeklyReport: deps.weeklyReport,
-  });
+  const { planner, reconciler } = createPlanning({ ...deps, backend, logger });
 
   /** Running processors, so `stop()` can wait for them with a bound. */
   const active = new Set<Promise<string>>();

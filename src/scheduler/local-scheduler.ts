@@ -1,7 +1,7 @@
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
-import { createPlanner, type JobBackend } from './job-backend.ts';
+import type { JobBackend } from './job-backend.ts';
 import { runJob } from './jobs.ts';
-import { createReconciler, type SweepResult } from './reconcile.ts';
+import { createPlanning, type SweepResult } from './reconcile.ts';
 import type { SchedulerStore } from './store.ts';
 import { delayUntil, type PlannedJob, redelayMs, timerStep } from './timing.ts';
 import { type Scheduler, type SchedulerBaseDeps, silentLogger } from './types.ts';
@@ -77,17 +77,7 @@ export function createLocalScheduler(deps: LocalSchedulerDeps): Scheduler & {
     },
   };
 
-  const planner = createPlanner({ backend, access, policy, logger });
-  const reconciler = createReconciler({
-    access,
-    store: deps.store,
-    policy,
-    clock,
-    logger,
-    ensureGrants: planner.scheduleGrants,
-    ensureRequests: planner.scheduleRequests,
-    weeklyReport: deps.weeklyReport,
-  });
+  const { planner, reconciler } = createPlanning({ ...deps, backend, logger });
 
   function sweep(): Promise<SweepResult> {
     sweeping ??= reconciler.sweep().finally(() => {

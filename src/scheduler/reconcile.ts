@@ -1,6 +1,7 @@
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
+import { createPlanner, type JobBackend, type Planner } from './job-backend.ts';
 import { remindBeforeOf } from './jobs.ts';
 import { reminderKey, type SchedulerStore } from './store.ts';
 import { reminderAt } from './timing.ts';
@@ -192,4 +193,25 @@ export function createReconciler(deps: ReconcilerDeps): { sweep(): Promise<Sweep
       return result;
     },
   };
+}
+
+/**
+ * Both schedulers are these two over their own backend: the planner adds and removes jobs as
+ * access events commit, and the sweep re-adds through the same planner what a backend lost.
+ */
+export function createPlanning(
+  deps: Omit<ReconcilerDeps, 'ensureGrants' | 'ensureRequests'> & { backend: JobBackend },
+): { planner: Planner; reconciler: { sweep(): Promise<SweepResult> } } {
+  const planner = createPlanner({
+    backend: deps.backend,
+    access: deps.access,
+    policy: deps.policy,
+    logger: deps.logger,
+  });
+  const reconciler = createReconciler({
+    ...deps,
+    ensureGrants: planner.scheduleGrants,
+    ensureRequests: planner.scheduleRequests,
+  });
+  return { planner, reconciler };
 }
