@@ -13,7 +13,14 @@ import { installPostgresCrashGuard } from './db/postgres-crash-guard.ts';
 import type { Grant } from './db/schema/index.ts';
 import { createAdminServer, type ReadinessCheck } from './ops/admin-server.ts';
 import { metricsCallSink } from './ops/metrics.ts';
-import { readTlsMaterial, reloadTlsListeners, type TlsListener, type TlsReloadResult } from './ops/tls.ts';
+import { createRedisReadiness } from './ops/redis-readiness.ts';
+import {
+  readTlsMaterial,
+  reloadTlsListeners,
+  type TlsListener,
+  type TlsReloadResult,
+  tlsLogFields,
+} from './ops/tls.ts';
 import { createActiveGrantView } from './proxy/active-grants.ts';
 import { createQuotaTracker } from './proxy/quota.ts';
 import { createProxyServer } from './proxy/server.ts';
@@ -122,6 +129,14 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     });
 
   try {
+    // Every role talks to Redis when REDIS_URL is set (the scheduler queue); without it there is
+    // nothing to check, and readiness must not depend on a Redis that is not used.
+    if (config.redisUrl) {
+      const redis = createRedisReadiness(config.redisUrl);
+      checks.push(redis);
+      stops.push({ name: 'redis readiness', run: () => redis.close() });
+    }
+
     // Scheduler: every role that commits changes schedules their jobs; only workers run them.
     let scheduler: Scheduler | undefined;
     const store = createSchedulerStore(database.db);
@@ -271,7 +286,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         tlsListeners.push({ name: 'proxy', server: proxy.server, files: config.proxyTls });
       }
       logger.info(
-        { port: proxyPort, tls: proxyTlsMaterial ? { fingerprint: proxyTlsMaterial.fingerprint } : false },
+        { port: proxyPort, tls: proxyTlsMaterial ? tlsLogFields(proxyTlsMaterial) : false },
         'proxy listening',
       );
     }
@@ -317,7 +332,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         port: adminPort,
         roles: [...options.roles],
         slack: slack?.mode ?? 'off',
-        tls: adminTlsMaterial ? { fingerprint: adminTlsMaterial.fingerprint } : false,
+        tls: adminTlsMaterial ? tlsLogFields(adminTlsMaterial) : false,
       },
       'jitgate started',
     );

@@ -10,8 +10,19 @@ export interface TlsMaterial {
   cert: Buffer;
   /** SHA-256 fingerprint of the leaf certificate, for the log line that says which one is served. */
   fingerprint: string;
-  /** The leaf certificate's notAfter, logged so an expiring certificate is noticed. */
+  /** The leaf certificate's notAfter (ISO 8601), logged so an expiring certificate is noticed. */
   validTo: string;
+}
+
+/** What the start-up and reload log lines say about a served certificate. */
+export function tlsLogFields(material: TlsMaterial): { fingerprint: string; validTo: string } {
+  return { fingerprint: material.fingerprint, validTo: material.validTo };
+}
+
+/** `Mar 30 12:24:29 2026 GMT` (how OpenSSL prints notAfter) as ISO 8601, which log queries can compare. */
+function isoDate(openSslDate: string): string {
+  const time = Date.parse(openSslDate);
+  return Number.isNaN(time) ? openSslDate : new Date(time).toISOString();
 }
 
 function readPem(path: string, variable: string): Buffer {
@@ -54,7 +65,7 @@ export function readTlsMaterial(files: TlsFiles): TlsMaterial {
       `${files.keyVariable}: the key in ${files.keyFile} does not belong to the certificate in ${files.certVariable}`,
     ]);
   }
-  return { key, cert, fingerprint: leaf.fingerprint256, validTo: leaf.validTo };
+  return { key, cert, fingerprint: leaf.fingerprint256, validTo: isoDate(leaf.validTo) };
 }
 
 /** A TLS listener whose certificate can be replaced while it runs. */
@@ -88,10 +99,7 @@ export function reloadTlsListeners(listeners: readonly TlsListener[], logger: Lo
       return { listener: name, ok: false, error: reason };
     }
     server.setSecureContext({ key: material.key, cert: material.cert });
-    logger.info(
-      { listener: name, fingerprint: material.fingerprint, validTo: material.validTo },
-      'TLS certificate reloaded',
-    );
+    logger.info({ listener: name, ...tlsLogFields(material) }, 'TLS certificate reloaded');
     return { listener: name, ok: true, fingerprint: material.fingerprint };
   });
 }

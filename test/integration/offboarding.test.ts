@@ -3,6 +3,7 @@ import { and, eq } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOffboardingRecheck } from '../../src/access/index.ts';
 import { accessRequests, auditEvents, type Grant, grants } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';
@@ -39,7 +40,7 @@ requesters: { users: [URESIDENT], groups: [SREQ, SOTHER] }
   h = await startSlackHarness({
     policy,
     userGroups: {
-      SREQ: ['UDEACT', 'ULEAVER', 'UBOTH', 'USILENT', 'UTARGET', 'UKEEP'],
+      SREQ: ['UDEACT', 'ULEAVER', 'UBOTH', 'USILENT', 'UTARGET', 'UKEEP', 'UTIMER1', 'UTIMER2'],
       SOTHER: ['UBOTH'],
       SAPPROVERS: [],
     },
@@ -263,6 +264,36 @@ describe('offboarding: the periodic re-check', () => {
     expect(result.deactivated).toEqual([]);
     expect(await grantStatus(grant.id)).toBe('active');
     h.api.reset();
+  });
+});
+
+describe('offboarding: the re-check timer (startOffboardingRecheck)', () => {
+  it('runs the re-check by itself on every tick, and no more once stopped', async () => {
+    const first = await readGrant('UTIMER1');
+    const second = await readGrant('UTIMER2');
+    const failures: object[] = [];
+    const quiet = () => {};
+    const stop = startOffboardingRecheck(h.offboarding, {
+      everyMs: 100,
+      logger: { info: quiet, warn: quiet, error: (obj) => failures.push(obj) },
+    });
+    try {
+      // Nobody calls recheck(): the first tick finds the deactivation.
+      h.api.deactivated.add('UTIMER1');
+      await eventually(async () => (await grantStatus(first.id)) === 'revoked');
+      expect((await h.access.getGrant(first.id))?.endReason).toBe('offboarded: account deactivated');
+      expect(await grantStatus(second.id)).toBe('active');
+      // A later tick finds the next one.
+      h.api.deactivated.add('UTIMER2');
+      await eventually(async () => (await grantStatus(second.id)) === 'revoked');
+    } finally {
+      await stop();
+    }
+    // Stopped: no tick asks Slack again (three periods pass without a users.info call).
+    const asked = h.api.callsTo('users.info').length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.api.callsTo('users.info')).toHaveLength(asked);
+    expect(failures).toEqual([]);
   });
 });
 
