@@ -10,7 +10,7 @@ export interface RedisReadiness extends ReadinessCheck {
  * A PING over a small connection of its own rather than the scheduler's: the scheduler does not
  * expose its connection, and BullMQ's `queue.client` promise settles once, at the first
  * connect; when Redis was down at start it never yields a usable client (seen with bullmq
- * 6.7), so a check built on it would fail on after Redis is back.
+ * 6.7), so a check built on it would keep failing after Redis is back.
  *
  * A probe never waits long: it waits at most `timeoutMs` for a connection being made (at start,
  * or a reconnect under way) and as long again for the PONG. There is no offline queue, so PINGs

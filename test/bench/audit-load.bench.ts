@@ -18,21 +18,16 @@
  *
  * Standalone: `npm run bench -- audit-load`.
  */
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import autocannon, { type AutocannonResult } from 'autocannon';
 import { sql } from 'drizzle-orm';
-import { exportJWK, generateKeyPair } from 'jose';
 import { verifyAuditChain } from '../../src/audit/verify.ts';
-import { openDatabase } from '../../src/db/client.ts';
-import { systemClock } from '../../src/shared/clock.ts';
-import { createMemoryKeyStore } from '../../src/tokens/index.ts';
 import {
   type Child,
   DATABASE_URL,
   ISSUER,
   insertGrants,
   median,
+  openBenchWorld,
   rowsOf,
   spawnChild,
   tokenFor,
@@ -169,18 +164,7 @@ function checkResult(name: string, r: AutocannonResult, allow503: boolean): numb
 }
 
 async function run(ctx: BenchContext): Promise<BenchTable[]> {
-  if (ctx.taskset) execFileSync('taskset', ['-pc', '1', String(process.pid)], { stdio: 'ignore' });
-  const schema = `bench_audit_load_${randomBytes(5).toString('hex')}`;
-  const database = await openDatabase({
-    databaseUrl: DATABASE_URL,
-    dataDir: '.jitgate-bench',
-    schemaName: schema,
-  });
-  await database.migrate();
-  const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
-  const signingKey = JSON.stringify(await exportJWK(pair.privateKey));
-  const keyStore = createMemoryKeyStore({ clock: systemClock, configuredKey: signingKey });
-  await keyStore.load();
+  const { schema, database, signingKey, keyStore } = await openBenchWorld(ctx, 'audit_load');
   const children: Child[] = [];
   try {
     ctx.log('audit under load: starting upstream, jitgate with a discarding sink, jitgate with the appender');

@@ -255,9 +255,13 @@ function lookupNs(view: ActiveGrantView, ids: string[]): { lookup: number; touch
   };
 }
 
-async function run(ctx: BenchContext): Promise<BenchTable[]> {
+/**
+ * What a proxy bench runs on: this process pinned to the load generator's core, a migrated
+ * schema of its own (drop it when done) and a signing key the children are given.
+ */
+export async function openBenchWorld(ctx: BenchContext, name: string) {
   if (ctx.taskset) execFileSync('taskset', ['-pc', '1', String(process.pid)], { stdio: 'ignore' });
-  const schema = `bench_proxy_${randomBytes(5).toString('hex')}`;
+  const schema = `bench_${name}_${randomBytes(5).toString('hex')}`;
   const database = await openDatabase({
     databaseUrl: DATABASE_URL,
     dataDir: '.jitgate-bench',
@@ -268,6 +272,11 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
   const signingKey = JSON.stringify(await exportJWK(pair.privateKey));
   const keyStore = createMemoryKeyStore({ clock: systemClock, configuredKey: signingKey });
   await keyStore.load();
+  return { schema, database, signingKey, keyStore };
+}
+
+async function run(ctx: BenchContext): Promise<BenchTable[]> {
+  const { schema, database, signingKey, keyStore } = await openBenchWorld(ctx, 'proxy');
   const children: Child[] = [];
   try {
     ctx.log('starting upstream, bare proxy, jitgate');
