@@ -278,6 +278,29 @@ describe('proxy: denials', () => {
     expect(unknown.headers['content-type']).toContain('application/json');
   });
 
+  it('takes the resource name as sent: encoded or dotted spellings of it name no resource', async () => {
+    const { token } = await grantWithToken('billing-api', 'read');
+    const before = upstream.seen.length;
+    for (const target of [
+      '/%62illing-api/invoices/1',
+      '/billing%2Dapi/invoices/1',
+      '/billing-api%2f..%2fadmin/invoices/1',
+      '/billing-api%2Finvoices/1',
+      '/./billing-api/invoices/1',
+      '/../billing-api/invoices/1',
+      '//billing-api/invoices/1',
+      '/BILLING-API/invoices/1',
+      '/billing-api;x/invoices/1',
+    ]) {
+      const res = await rawRequest(port, 'GET', target, bearer(token));
+      expect(res.status, target).toBe(404);
+      expect(res.json().error, target).toBe('unknown_resource');
+    }
+    expect(upstream.seen.length).toBe(before);
+    // The genuine spelling still works with the same token.
+    expect((await rawRequest(port, 'GET', '/billing-api/invoices/1', bearer(token))).status).toBe(200);
+  });
+
   it('refuses a token of another resource', async () => {
     const { token } = await grantWithToken('other-api', 'read');
     const res = await rawRequest(port, 'GET', '/billing-api/invoices/1', bearer(token));
