@@ -1006,14 +1006,28 @@ export function homeView(mine: Lists, approver: Lists | undefined, now: Date): H
   return { type: 'home', blocks: blocks.slice(0, 100) };
 }
 
-/** The request modal: resource·scope and duration offered from the policy. */
-export function requestModal(policy: Policy, initial: { resource?: string } = {}): ModalView {
+/**
+ * The request modal: resource·scope and duration offered from the policy. Until a resource is
+ * chosen the durations span every resource; choosing one (`initial.target`, sent back by the
+ * select's dispatch action) narrows them to that resource's min..max.
+ */
+export function requestModal(
+  policy: Policy,
+  initial: { resource?: string; target?: string } = {},
+): ModalView {
   const targets: types.PlainTextOption[] = [];
   let longest = 0;
   let shortest = Number.POSITIVE_INFINITY;
+  const chosenName = initial.target?.split('|')[0] ?? initial.resource;
+  const chosen =
+    chosenName !== undefined && Object.hasOwn(policy.resources, chosenName)
+      ? policy.resources[chosenName]
+      : undefined;
   for (const resource of Object.values(policy.resources)) {
-    longest = Math.max(longest, resource.maxDurationSeconds);
-    shortest = Math.min(shortest, resource.minDurationSeconds);
+    if (!chosen || resource === chosen) {
+      longest = Math.max(longest, resource.maxDurationSeconds);
+      shortest = Math.min(shortest, resource.minDurationSeconds);
+    }
     for (const scope of Object.values(resource.scopes)) {
       const auto =
         scope.autoApproveMaxSeconds !== undefined
@@ -1023,7 +1037,9 @@ export function requestModal(policy: Policy, initial: { resource?: string } = {}
     }
   }
   const durations = durationsBetween(shortest, longest).map((s) => option(describeDuration(s), String(s)));
-  const initialTarget = targets.find((t) => t.value?.startsWith(`${initial.resource}|`));
+  const initialTarget =
+    targets.find((t) => t.value === initial.target) ??
+    (chosen ? targets.find((t) => t.value?.startsWith(`${chosen.name}|`)) : undefined);
   const targetSelect: types.StaticSelect = {
     type: 'static_select',
     action_id: REQUEST_FIELDS.target.action,
@@ -1041,6 +1057,8 @@ export function requestModal(policy: Policy, initial: { resource?: string } = {}
       {
         type: 'input',
         block_id: REQUEST_FIELDS.target.block,
+        // A choice is sent at once, so the durations can be narrowed to that resource's.
+        dispatch_action: true,
         label: plain('Resource and scope'),
         element: targetSelect,
       },

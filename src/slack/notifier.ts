@@ -37,6 +37,8 @@ export interface Notifier {
   /** Answers through a command's or action's `response_url` (ephemeral unless told otherwise). */
   respond(responseUrl: string, message: SlackMessage, options?: { replaceOriginal?: boolean }): Promise<void>;
   openView(triggerId: string, view: ModalView): Promise<void>;
+  /** Replaces an open modal; `hash` makes Slack refuse it if the view changed meanwhile. */
+  updateView(viewId: string, hash: string | undefined, view: ModalView): Promise<void>;
   publishHome(userId: string, view: HomeView): Promise<void>;
   listGroupMembers(groupId: string): Promise<string[]>;
   /**
@@ -193,6 +195,16 @@ export function createNotifier(options: NotifierOptions): Notifier {
       } catch (raw) {
         const error = classify('views.open', raw);
         log.warn({ method: 'views.open', reason: error.reason }, 'slack call failed');
+        throw error;
+      }
+    },
+    async updateView(viewId, hash, view) {
+      // One try: the person is looking at the modal now, and a stale hash means they moved on.
+      try {
+        await client.views.update({ view_id: viewId, ...(hash ? { hash } : {}), view });
+      } catch (raw) {
+        const error = classify('views.update', raw);
+        log.warn({ method: 'views.update', reason: error.reason }, 'slack call failed');
         throw error;
       }
     },

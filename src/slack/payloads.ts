@@ -45,6 +45,12 @@ export function viewInput(view: unknown, blockId: string, actionId: string): str
   return text(element, 'value') ?? text(element, 'selected_option', 'value');
 }
 
+/** The modal an action came from (`view.id`, `view.hash`), if it came from one. */
+export function viewOf(body: unknown): { id: string; hash: string | undefined } | undefined {
+  const id = text(body, 'view', 'id');
+  return id === undefined ? undefined : { id, hash: text(body, 'view', 'hash') };
+}
+
 export function privateMetadataOf(view: unknown): string {
   return text(view, 'private_metadata') ?? '';
 }

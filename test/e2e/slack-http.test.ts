@@ -124,6 +124,20 @@ describe('/access over signed HTTP', () => {
     expect(posted.some((c) => blockText(c).includes(fakeToken(grant)))).toBe(false);
   });
 
+  it('choosing a resource in the modal narrows its durations in place (views.update on that view)', async () => {
+    await h.click(REQUESTER, 'target', 'billing-api|write', { viewId: 'VREQUESTMODAL' });
+    const updated = await h.api.waitFor('views.update', (c) => c.args.view_id === 'VREQUESTMODAL');
+    expect(String(updated.args.hash)).toContain('fakehash');
+    const view = updated.args.view as { blocks: { block_id?: string; element?: Record<string, unknown> }[] };
+    const target = view.blocks.find((b) => b.block_id === 'target');
+    expect(target?.element?.initial_option).toMatchObject({ value: 'billing-api|write' });
+    const durations = view.blocks.find((b) => b.block_id === 'duration')?.element?.options as {
+      value: string;
+    }[];
+    // billing-api allows up to 8h.
+    expect(Math.max(...durations.map((o) => Number(o.value)))).toBe(8 * 3600);
+  });
+
   it('request by modal: /access opens it, bad input stays in it, a good submission creates the request', async () => {
     const { triggerId } = await h.command(REQUESTER, '');
     const opened = await h.api.waitFor('views.open', (c) => c.args.trigger_id === triggerId);

@@ -22,7 +22,7 @@ import {
   slackDate,
   tokenModal,
 } from '../../src/slack/blocks.ts';
-import { testPolicy } from '../helpers/policy.ts';
+import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 
 const NOW = new Date('2026-01-05T10:00:00Z');
 const policy = testPolicy();
@@ -214,6 +214,36 @@ describe('messages', () => {
     expect(json).toContain('admin-api|admin');
     expect(json).toContain('"value":"28800"');
     expect(json).not.toContain('"value":"86400"');
+  });
+
+  it('request modal narrows the durations to the chosen resource and keeps the choice', () => {
+    const mixed = testPolicy(
+      TEST_POLICY_YAML.replace('    max_duration: 8h\n', '    max_duration: 2h\n').replace(
+        '    approvals_required: 2\n    min_duration: 1s\n',
+        '    approvals_required: 2\n    min_duration: 30m\n    max_duration: 1d\n',
+      ),
+    );
+    const values = (view: ReturnType<typeof requestModal>) => {
+      const duration = view.blocks.find((b) => b.block_id === 'duration') as {
+        element: { options: { value: string }[] };
+      };
+      return duration.element.options.map((o) => Number(o.value));
+    };
+    const all = values(requestModal(mixed));
+    expect(Math.max(...all)).toBe(86_400);
+    expect(Math.min(...all)).toBeLessThan(1800);
+
+    const billingOnly = requestModal(mixed, { target: 'billing-api|write' });
+    expect(Math.max(...values(billingOnly))).toBe(7200);
+    expect(JSON.stringify(billingOnly.blocks[0])).toContain('"initial_option"');
+    expect(JSON.stringify(billingOnly.blocks[0])).toContain('billing-api|write');
+    expect(billingOnly.blocks[0]).toMatchObject({ dispatch_action: true });
+
+    const adminOnly = values(requestModal(mixed, { target: 'admin-api|admin' }));
+    expect(Math.min(...adminOnly)).toBe(1800);
+    expect(Math.max(...adminOnly)).toBe(86_400);
+    // A target that is not in the policy changes nothing.
+    expect(values(requestModal(mixed, { target: 'nope|x' }))).toEqual(all);
   });
 
   it('button values round-trip and reject junk', () => {

@@ -8,11 +8,12 @@ import {
   notARequesterModal,
   noticeMessage,
   type QuotaChoice,
+  REQUEST_FIELDS,
   requestModal,
   tokenModal,
 } from '../../blocks.ts';
 import { errorText, type SlackDeps, tell } from '../../deps.ts';
-import { actionValue, isUuid, triggerIdOf, userIdOf } from '../../payloads.ts';
+import { actionValue, isUuid, triggerIdOf, userIdOf, viewOf } from '../../payloads.ts';
 
 type ActionArgs = SlackActionMiddlewareArgs & AllMiddlewareArgs;
 
@@ -156,6 +157,17 @@ export function register(app: App, deps: SlackDeps): void {
         noticeMessage(`Extension sent to the approvers of ${result.value.request.resource}.`),
       );
     }
+  });
+
+  // The request modal's resource select: narrow the durations to the chosen resource's.
+  onAction(app, deps, REQUEST_FIELDS.target.action, async (click) => {
+    const view = viewOf(click.body);
+    if (!view) return;
+    await deps.notifier.updateView(
+      view.id,
+      view.hash,
+      requestModal(deps.policy.current(), { target: click.value }),
+    );
   });
 
   onAction(app, deps, ACTIONS.openRequestModal, async (click) => {
