@@ -32,7 +32,7 @@ import {
 } from './scheduler/index.ts';
 import { fanOut } from './shared/call-record.ts';
 import { createOutboxDispatcher, createSlackApp, type SlackApp } from './slack/index.ts';
-import { createVerifier, issueGrantToken } from './tokens/index.ts';
+import { createVerifier, issueTokenForGrant } from './tokens/index.ts';
 
 export const ROLES = ['bot', 'proxy', 'worker'] as const;
 export type Role = (typeof ROLES)[number];
@@ -118,15 +118,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     },
     { name: 'policy', check: () => Object.keys(policy.current().resources).length > 0 },
   ];
-  const issueToken = (grant: Grant) =>
-    issueGrantToken(keys, {
-      grantId: grant.id,
-      userId: grant.userId,
-      resource: grant.resource,
-      scope: grant.scope,
-      expiresAt: grant.expiresAt,
-      issuer: config.issuer,
-    });
+  const issueToken = (grant: Grant) => issueTokenForGrant(keys, grant, config.issuer);
 
   try {
     // Every role talks to Redis when REDIS_URL is set (the scheduler queue); without it there is

@@ -65,6 +65,22 @@ export interface VerifyOptions {
 const toSeconds = (d: Date): number => Math.floor(d.getTime() / 1000);
 const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
 
+/** The token for a grant row as it stands: its id, owner, resource, scope and expiry. */
+export function issueTokenForGrant(
+  keyStore: KeyStore,
+  grant: { id: string; userId: string; resource: string; scope: string; expiresAt: Date },
+  issuer: string,
+): Promise<string> {
+  return issueGrantToken(keyStore, {
+    grantId: grant.id,
+    userId: grant.userId,
+    resource: grant.resource,
+    scope: grant.scope,
+    expiresAt: grant.expiresAt,
+    issuer,
+  });
+}
+
 export async function issueGrantToken(keyStore: KeyStore, input: GrantTokenInput): Promise<string> {
   for (const field of ['grantId', 'userId', 'resource', 'scope', 'issuer'] as const) {
     if (!nonEmpty(input[field])) throw new Error(`issueGrantToken: ${field} must be a non-empty string`);

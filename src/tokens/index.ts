@@ -2,6 +2,7 @@ export {
   type GrantClaims,
   type GrantTokenInput,
   issueGrantToken,
+  issueTokenForGrant,
   MAX_TOKEN_BYTES,
   type VerifyErrorCode,
   type VerifyOptions,

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/shared/clock.ts';
 import {
   createMemoryKeyStore,
-  issueGrantToken,
+  issueTokenForGrant,
   type KeyStore,
   verifyGrantToken,
 } from '../../src/tokens/index.ts';
@@ -28,15 +28,7 @@ beforeAll(async () => {
   keys = createMemoryKeyStore({ clock: systemClock });
   await keys.load();
   h = await startSlackHarness({
-    issueToken: (grant) =>
-      issueGrantToken(keys, {
-        grantId: grant.id,
-        userId: grant.userId,
-        resource: grant.resource,
-        scope: grant.scope,
-        expiresAt: grant.expiresAt,
-        issuer: ISSUER,
-      }),
+    issueToken: (grant) => issueTokenForGrant(keys, grant, ISSUER),
   });
 });
 afterAll(async () => {

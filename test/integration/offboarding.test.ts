@@ -12,7 +12,7 @@ import { systemClock } from '../../src/shared/clock.ts';
 import {
   createMemoryKeyStore,
   createVerifier,
-  issueGrantToken,
+  issueTokenForGrant,
   type KeyStore,
 } from '../../src/tokens/index.ts';
 import { eventCallbackBody, postSigned } from '../fakes/slack-signing.ts';
@@ -101,14 +101,7 @@ async function grantStatus(id: string): Promise<string | undefined> {
 }
 
 async function tokenFor(grant: Grant): Promise<string> {
-  return issueGrantToken(keyStore, {
-    grantId: grant.id,
-    userId: grant.userId,
-    resource: grant.resource,
-    scope: grant.scope,
-    expiresAt: grant.expiresAt,
-    issuer: ISSUER,
-  });
+  return issueTokenForGrant(keyStore, grant, ISSUER);
 }
 
 const sendEvent = (event: { type: string } & Record<string, unknown>) =>

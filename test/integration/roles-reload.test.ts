@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.ts';
 import { systemClock } from '../../src/shared/clock.ts';
-import { createMemoryKeyStore, issueGrantToken, type KeyStore } from '../../src/tokens/index.ts';
+import { createMemoryKeyStore, issueTokenForGrant, type KeyStore } from '../../src/tokens/index.ts';
 import { createScratchDatabase, type JitgateChild, startJitgate } from '../helpers/jitgate-process.ts';
 import {
   eventually,
@@ -91,14 +91,7 @@ async function grantToken(resource: string): Promise<string> {
     startsAt: new Date(now - 60_000),
     expiresAt: new Date(now + 3_600_000),
   });
-  return issueGrantToken(keys, {
-    grantId: grant.id,
-    userId: grant.userId,
-    resource,
-    scope: 'read',
-    expiresAt: grant.expiresAt,
-    issuer: 'jitgate',
-  });
+  return issueTokenForGrant(keys, grant, 'jitgate');
 }
 
 function call(path: string, token: string) {
