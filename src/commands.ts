@@ -12,10 +12,30 @@ const ROLE_COMMANDS: Readonly<Record<string, readonly Role[]>> = {
   worker: ['worker'],
 };
 
+/** How long a stopped service may wait for the event loop to empty before it exits anyway. */
+const EXIT_GRACE_MS = 3_000;
+
+/**
+ * A service has flushed or timed out everything that matters in its graceful stop. A library
+ * can still leave a socket open (seen in a standalone script: BullMQ's Worker.close() after a
+ * Redis outage never settling), and a service that never exits after SIGTERM is worse than one
+ * that exits with it open. Other commands end when their output is written.
+ */
+function exitEvenIfHeldOpen(): void {
+  setTimeout(() => {
+    process.stderr.write(`jitgate: handles still open ${EXIT_GRACE_MS} ms after shutting down; exiting\n`);
+    process.exit();
+  }, EXIT_GRACE_MS).unref();
+}
+
 /** Runs one CLI command; returns the exit code. Roles return only after a clean shutdown. */
 export async function runCommand(command: string, args: string[], config: Config): Promise<number> {
   const roles = Object.hasOwn(ROLE_COMMANDS, command) ? ROLE_COMMANDS[command] : undefined;
-  if (roles) return runRoles(config, { roles: new Set(roles), requireSlack: command === 'bot' });
+  if (roles) {
+    const code = await runRoles(config, { roles: new Set(roles), requireSlack: command === 'bot' });
+    exitEvenIfHeldOpen();
+    return code;
+  }
   switch (command) {
     case 'audit':
       return audit(args, config);

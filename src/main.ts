@@ -56,23 +56,9 @@ function reportStartupError(error: unknown): number {
   return 1;
 }
 
-/** How long a stopped service may wait for the event loop to empty before it exits anyway. */
-const EXIT_GRACE_MS = 3_000;
-
 try {
   // Long-running roles resolve only once they have shut down.
   process.exitCode = await run(process.argv.slice(2));
 } catch (error) {
   process.exitCode = reportStartupError(error);
-}
-// A service role has flushed or timed out everything that matters in its graceful stop. A
-// library can still leave a socket open (seen in a standalone script: BullMQ's Worker.close()
-// after a Redis outage never settling), and a service that never exits after SIGTERM is worse
-// than one that exits with it open. Other commands end when their output is written.
-const SERVICE_COMMANDS = new Set(['serve', 'bot', 'proxy', 'worker']);
-if (SERVICE_COMMANDS.has(process.argv[2] ?? '')) {
-  setTimeout(() => {
-    process.stderr.write(`jitgate: handles still open ${EXIT_GRACE_MS} ms after shutting down; exiting\n`);
-    process.exit();
-  }, EXIT_GRACE_MS).unref();
 }
