@@ -1,23 +1,41 @@
-# jitgate: one image for every role (serve, bot, proxy, worker); pick the role with the command.
-FROM node:20-slim
+# jitgate: one image for every role; the command picks it (serve, bot, proxy, worker, migrate…).
+#   docker build -t jitgate .
+#   docker run --rm -e DATABASE_URL=… -e REDIS_URL=… -e JITGATE_POLICY=… jitgate proxy
+# test/ is never copied (and .dockerignore keeps it out of the build context too).
 
-ENV NODE_ENV=production
+# Stage 1: the application files the image ships, and nothing else.
+FROM node:20-slim AS app
 WORKDIR /app
-
-COPY package.json package-lock.json ./
-# tsx runs the TypeScript sources; dev tools (tests, lint, drizzle-kit) stay out of the image.
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
-
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json manifest.yml ./
 COPY bin ./bin
 COPY src ./src
 COPY drizzle ./drizzle
 COPY examples ./examples
-COPY test/fakes ./test/fakes
 
-# Never run as root: the image's `node` user owns nothing it does not need.
-USER node
+# Stage 2: production dependencies only, then the files from stage 1.
+FROM node:20-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+# tsx (a runtime dependency) runs the TypeScript sources; dev tools stay out of the image.
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=app /app ./
 
-EXPOSE 3000 8080
-HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# Never run as root. 1000 is the `node` user of the official image; numeric, so Kubernetes can
+# check runAsNonRoot against it.
+USER 1000:1000
+
+# Every module the service roles and CLI commands load must resolve here, with production
+# dependencies and without test/: a stray import of test or dev-only code fails the build, not
+# a pod's start. (`jitgate demo` still imports the Slack stand-in from test/fakes and does not
+# run in this image until that moves under src/.)
+RUN TSX_DISABLE_CACHE=1 node --import tsx --input-type=module -e "await import('/app/src/commands.ts')"
+
+# PORT: /slack/events (bot), /healthz, /readyz; PROXY_PORT: the proxy; ADMIN_PORT: /metrics.
+EXPOSE 3000 8080 9090
+# No curl in the image: Node asks /healthz on PORT (plain HTTP; with TLS_CERT set use the
+# orchestrator's own probes instead).
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz',{signal:AbortSignal.timeout(2000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "bin/jitgate.js"]
 CMD ["serve"]
