@@ -38,6 +38,9 @@ function mutated(mutate: (objects: KubeObject[]) => void): KubeObject[] {
   return copy;
 }
 
+/** What the rules say about the overlay once `mutate` has broken it. */
+const problemsAfter = (mutate: (objects: KubeObject[]) => void) => deploymentProblems(mutated(mutate));
+
 describe.each(Object.entries(rendered))('the %s renders', (_name, objects) => {
   it('Deployments for bot, proxy and worker, their Services, a PDB and an autoscaler for the proxy', () => {
     const names = objects.map(
@@ -146,37 +149,38 @@ describe('the example overlay', () => {
 
 describe('each rule notices when a rendered object breaks it', () => {
   it('a missing probe', () => {
-    const objects = mutated((o) => {
-      delete container(o, 'proxy').readinessProbe;
-      delete container(o, 'worker').livenessProbe;
-    });
-    expect(deploymentProblems(objects)).toEqual([
+    expect(
+      problemsAfter((o) => {
+        delete container(o, 'proxy').readinessProbe;
+        delete container(o, 'worker').livenessProbe;
+      }),
+    ).toEqual([
       'Deployment jitgate/jitgate-proxy container proxy: has no readinessProbe',
       'Deployment jitgate/jitgate-worker container worker: has no livenessProbe',
     ]);
   });
 
   it('a probe on the wrong path or on a port the container does not expose', () => {
-    const objects = mutated((o) => {
-      const probe = container(o, 'bot').readinessProbe;
-      if (probe?.httpGet) probe.httpGet.path = '/healthz';
-      const liveness = container(o, 'proxy').livenessProbe;
-      if (liveness?.httpGet) liveness.httpGet.port = 'metrics';
-    });
-    expect(deploymentProblems(objects)).toEqual([
+    expect(
+      problemsAfter((o) => {
+        const probe = container(o, 'bot').readinessProbe;
+        if (probe?.httpGet) probe.httpGet.path = '/healthz';
+        const liveness = container(o, 'proxy').livenessProbe;
+        if (liveness?.httpGet) liveness.httpGet.port = 'metrics';
+      }),
+    ).toEqual([
       'Deployment jitgate/jitgate-bot container bot: readinessProbe does not GET /readyz',
       'Deployment jitgate/jitgate-proxy container proxy: livenessProbe targets port metrics, which the container does not expose',
     ]);
   });
 
   it('a root container', () => {
-    const objects = mutated((o) => {
-      const own = container(o, 'bot').securityContext;
-      if (own) own.runAsUser = 0;
-    });
-    expect(deploymentProblems(objects)).toEqual([
-      'Deployment jitgate/jitgate-bot container bot: may run as root',
-    ]);
+    expect(
+      problemsAfter((o) => {
+        const own = container(o, 'bot').securityContext;
+        if (own) own.runAsUser = 0;
+      }),
+    ).toEqual(['Deployment jitgate/jitgate-bot container bot: may run as root']);
     const unchecked = mutated((o) => {
       const pod = deployment(o, 'worker').spec?.template.spec;
       if (pod?.securityContext) delete pod.securityContext.runAsNonRoot;
@@ -214,12 +218,13 @@ describe('each rule notices when a rendered object breaks it', () => {
   });
 
   it('a missing resource request or memory limit', () => {
-    const objects = mutated((o) => {
-      delete container(o, 'worker').resources?.requests?.memory;
-      delete container(o, 'proxy', true).resources?.requests?.cpu;
-      delete container(o, 'bot').resources?.limits?.memory;
-    });
-    expect(deploymentProblems(objects)).toEqual([
+    expect(
+      problemsAfter((o) => {
+        delete container(o, 'worker').resources?.requests?.memory;
+        delete container(o, 'proxy', true).resources?.requests?.cpu;
+        delete container(o, 'bot').resources?.limits?.memory;
+      }),
+    ).toEqual([
       'Deployment jitgate/jitgate-bot container bot: has no memory limit',
       'Deployment jitgate/jitgate-proxy container migrate: requests no cpu',
       'Deployment jitgate/jitgate-worker container worker: requests no memory',
@@ -227,16 +232,17 @@ describe('each rule notices when a rendered object breaks it', () => {
   });
 
   it('a container without the securityContext, or with part of it', () => {
-    const objects = mutated((o) => {
-      delete container(o, 'proxy', true).securityContext;
-      const own = container(o, 'bot').securityContext;
-      if (own) {
-        own.allowPrivilegeEscalation = true;
-        own.readOnlyRootFilesystem = false;
-        own.capabilities = { drop: ['NET_RAW'], add: ['NET_ADMIN'] };
-      }
-    });
-    expect(deploymentProblems(objects)).toEqual([
+    expect(
+      problemsAfter((o) => {
+        delete container(o, 'proxy', true).securityContext;
+        const own = container(o, 'bot').securityContext;
+        if (own) {
+          own.allowPrivilegeEscalation = true;
+          own.readOnlyRootFilesystem = false;
+          own.capabilities = { drop: ['NET_RAW'], add: ['NET_ADMIN'] };
+        }
+      }),
+    ).toEqual([
       'Deployment jitgate/jitgate-bot container bot: allows privilege escalation',
       'Deployment jitgate/jitgate-bot container bot: root filesystem is writable',
       'Deployment jitgate/jitgate-bot container bot: does not drop ALL capabilities',
@@ -246,16 +252,17 @@ describe('each rule notices when a rendered object breaks it', () => {
   });
 
   it('a Service port that is not a container port, and a Service that selects nothing', () => {
-    const objects = mutated((o) => {
-      const proxy = find(o, 'Service', 'jitgate-proxy') as IService & KubeObject;
-      const port = proxy.spec?.ports?.[0];
-      if (port) port.targetPort = 'proxi';
-      const worker = find(o, 'Service', 'jitgate-worker') as IService & KubeObject;
-      if (worker.spec) worker.spec.selector = { 'app.kubernetes.io/component': 'workers' };
-      const bot = container(o, 'bot').ports?.find((p) => p.name === 'admin');
-      if (bot) bot.containerPort = 9091;
-    });
-    expect(deploymentProblems(objects)).toEqual([
+    expect(
+      problemsAfter((o) => {
+        const proxy = find(o, 'Service', 'jitgate-proxy') as IService & KubeObject;
+        const port = proxy.spec?.ports?.[0];
+        if (port) port.targetPort = 'proxi';
+        const worker = find(o, 'Service', 'jitgate-worker') as IService & KubeObject;
+        if (worker.spec) worker.spec.selector = { 'app.kubernetes.io/component': 'workers' };
+        const bot = container(o, 'bot').ports?.find((p) => p.name === 'admin');
+        if (bot) bot.containerPort = 9091;
+      }),
+    ).toEqual([
       'Deployment jitgate/jitgate-bot container bot: ADMIN_PORT=9090 but port admin is 9091',
       'Service jitgate/jitgate-proxy: port proxy targets proxi, not a port of Deployment jitgate/jitgate-proxy',
       'Service jitgate/jitgate-worker: selects no pods',
@@ -263,13 +270,15 @@ describe('each rule notices when a rendered object breaks it', () => {
   });
 
   it('the admin port open beyond the monitoring namespace', () => {
-    const objects = mutated((o) => {
-      const admin = find(o, 'NetworkPolicy', 'jitgate-admin-from-monitoring') as INetworkPolicy & KubeObject;
-      admin.spec?.ingress?.[0]?.from?.push({ podSelector: {} });
-      const proxy = find(o, 'NetworkPolicy', 'jitgate-proxy-from-clients') as INetworkPolicy & KubeObject;
-      delete proxy.spec?.ingress?.[0]?.ports;
-    });
-    expect(deploymentProblems(objects)).toEqual([
+    expect(
+      problemsAfter((o) => {
+        const admin = find(o, 'NetworkPolicy', 'jitgate-admin-from-monitoring') as INetworkPolicy &
+          KubeObject;
+        admin.spec?.ingress?.[0]?.from?.push({ podSelector: {} });
+        const proxy = find(o, 'NetworkPolicy', 'jitgate-proxy-from-clients') as INetworkPolicy & KubeObject;
+        delete proxy.spec?.ingress?.[0]?.ports;
+      }),
+    ).toEqual([
       'NetworkPolicy jitgate/jitgate-admin-from-monitoring: ingress[0] admits the admin port from outside the monitoring namespace',
       'NetworkPolicy jitgate/jitgate-proxy-from-clients: ingress[0] admits the admin port from outside the monitoring namespace',
     ]);
@@ -284,15 +293,16 @@ describe('each rule notices when a rendered object breaks it', () => {
   });
 
   it('replicas the autoscaler owns, a token mounted, a ConfigMap that is not rendered', () => {
-    const objects = mutated((o) => {
-      const proxy = deployment(o, 'proxy');
-      if (proxy.spec) proxy.spec.replicas = 3;
-      const pod = deployment(o, 'worker').spec?.template.spec;
-      if (pod) pod.automountServiceAccountToken = true;
-      const policy = pod?.volumes?.find((v) => v.name === 'policy');
-      if (policy?.configMap) policy.configMap.name = 'jitgate-policy';
-    });
-    expect(deploymentProblems(objects)).toEqual([
+    expect(
+      problemsAfter((o) => {
+        const proxy = deployment(o, 'proxy');
+        if (proxy.spec) proxy.spec.replicas = 3;
+        const pod = deployment(o, 'worker').spec?.template.spec;
+        if (pod) pod.automountServiceAccountToken = true;
+        const policy = pod?.volumes?.find((v) => v.name === 'policy');
+        if (policy?.configMap) policy.configMap.name = 'jitgate-policy';
+      }),
+    ).toEqual([
       'Deployment jitgate/jitgate-worker: mounts a service account token',
       'Deployment jitgate/jitgate-worker: refers to ConfigMap jitgate-policy, which is not rendered',
       'Deployment jitgate/jitgate-proxy: sets replicas, which its autoscaler owns',
@@ -300,12 +310,11 @@ describe('each rule notices when a rendered object breaks it', () => {
   });
 
   it('a read-only root without a writable /tmp', () => {
-    const objects = mutated((o) => {
-      const app = container(o, 'proxy');
-      app.volumeMounts = app.volumeMounts?.filter((m) => m.mountPath !== '/tmp');
-    });
-    expect(deploymentProblems(objects)).toEqual([
-      'Deployment jitgate/jitgate-proxy container proxy: has no writable emptyDir at /tmp',
-    ]);
+    expect(
+      problemsAfter((o) => {
+        const app = container(o, 'proxy');
+        app.volumeMounts = app.volumeMounts?.filter((m) => m.mountPath !== '/tmp');
+      }),
+    ).toEqual(['Deployment jitgate/jitgate-proxy container proxy: has no writable emptyDir at /tmp']);
   });
 });
