@@ -1,5 +1,5 @@
 export type { DeviceDeps } from './deps.ts';
-export { findPairing, linkDeviceByCode } from './link-device.ts';
+export { findPairing, linkDeviceByCode, rejectPairing } from './link-device.ts';
 export {
   type DeviceErrorCode,
   type DeviceOutcome,

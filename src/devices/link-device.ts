@@ -4,6 +4,7 @@ import {
   findPendingByHandle,
   linkPendingDevice,
   recordWrongPairingCode,
+  revokeDeviceRow,
 } from '../db/queries/devices.ts';
 import { type Device, MAX_PAIRING_ATTEMPTS } from '../db/schema/index.ts';
 import type { DeviceDeps } from './deps.ts';
@@ -104,4 +105,33 @@ export async function linkDeviceByCode(
     return deviceRefusal('pairing_code_expired', 'That pairing code has expired; run `jitgate login` again.');
   }
   return unknownCode();
+}
+
+/**
+ * "Not me": the person who was shown a pending device refuses it; the device is revoked (its key
+ * can never pair again) and the CLI that waits is told. Audited as that person's doing.
+ */
+export async function rejectPairing(
+  deps: DeviceDeps,
+  input: { code: string; userId: string },
+): Promise<DeviceOutcome<Device>> {
+  const found = await findPairing(deps, input);
+  if (!found.ok) return found;
+  const now = deps.clock.now();
+  const reason = `refused in Slack by ${input.userId}`;
+  const revoked = await deps.db.transaction(async (tx) => {
+    const row = await revokeDeviceRow(tx, { id: found.value.id, by: `slack:${input.userId}`, reason, now });
+    if (row) {
+      await appendAuditEvents(tx, [
+        {
+          kind: 'device.pairing_refused',
+          actor: { type: 'slack', userId: input.userId },
+          at: now,
+          data: { deviceId: row.id, name: row.name },
+        },
+      ]);
+    }
+    return row;
+  });
+  return revoked ? deviceOk(revoked) : unknownCode();
 }
