@@ -17,7 +17,13 @@ import {
   generateDeviceKey,
   importDeviceKey,
 } from './device-key.ts';
-import { createTokenSource, startForwarder, type TokenAnswer } from './forwarder.ts';
+import {
+  createTokenSource,
+  type Forwarder,
+  type ForwarderOptions,
+  startForwarder,
+  type TokenAnswer,
+} from './forwarder.ts';
 import { type CliCode, explain } from './messages.ts';
 
 /**
@@ -361,11 +367,30 @@ async function token(ctx: Context, args: readonly string[]): Promise<number> {
   return EXIT.ok;
 }
 
-/** A token source that has already fetched one token: refusals are ours to explain, not the tool's. */
-async function firstToken(ctx: Context, api: ApiClient, resource: string) {
-  const tokens = createTokenSource(api, resource, ctx.clock);
+/**
+ * A local forwarder for `resource` on `port`, once a first token is in hand: refusals (no grant,
+ * device revoked) are ours to explain before any tool runs, not the tool's to print as JSON.
+ */
+async function openForwarder(
+  ctx: Context,
+  resource: string,
+  port: number,
+  onCall?: ForwarderOptions['onCall'],
+): Promise<{ forwarder: Forwarder; device: DeviceFile } | number> {
+  const open = await session(ctx);
+  if (typeof open === 'number') return open;
+  const tokens = createTokenSource(open.api, resource, ctx.clock);
   const first: TokenAnswer = await tokens.get();
-  return first.ok ? tokens : first;
+  if (!first.ok) return failed(ctx, first);
+  const forwarder = await startForwarder({
+    resource,
+    proxyUrl: open.device.proxyUrl,
+    key: open.key,
+    tokens,
+    port,
+    ...(onCall ? { onCall } : {}),
+  });
+  return { forwarder, device: open.device };
 }
 
 async function curl(ctx: Context, args: readonly string[]): Promise<number> {
@@ -375,19 +400,11 @@ async function curl(ctx: Context, args: readonly string[]): Promise<number> {
     throw new Usage('curl <resource> <path starting with /> [curl args…]');
   }
   resourceArg([resource], 'curl <resource> <path> [curl args…]');
-  const open = await session(ctx);
-  if (typeof open === 'number') return open;
-  const tokens = await firstToken(ctx, open.api, resource);
-  if ('code' in tokens) return failed(ctx, tokens);
   // curl talks to a one-off local forwarder, which makes the proof for the method curl really
   // uses; the token never appears in curl's arguments (visible to every local user in `ps`).
-  const forwarder = await startForwarder({
-    resource,
-    proxyUrl: open.device.proxyUrl,
-    key: open.key,
-    tokens,
-    port: 0,
-  });
+  const opened = await openForwarder(ctx, resource, 0);
+  if (typeof opened === 'number') return opened;
+  const { forwarder } = opened;
   try {
     const child = spawn(
       'curl',
@@ -414,27 +431,21 @@ async function connect(ctx: Context, args: readonly string[]): Promise<number> {
   if (positionals.length > 1) throw new Usage('connect takes one resource');
   const port = Number(values.port ?? '9000');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Usage('--port takes a port number');
-  const open = await session(ctx);
-  if (typeof open === 'number') return open;
-  const tokens = await firstToken(ctx, open.api, resource);
-  if ('code' in tokens) return failed(ctx, tokens);
-  const forwarder = await startForwarder({
+  const opened = await openForwarder(
+    ctx,
     resource,
-    proxyUrl: open.device.proxyUrl,
-    key: open.key,
-    tokens,
     port,
-    onCall: ctx.json
-      ? undefined
-      : (c) => ctx.io.stderr.write(`${c.method} ${c.path} → ${c.status} (${c.ms} ms)\n`),
-  });
+    ctx.json ? undefined : (c) => ctx.io.stderr.write(`${c.method} ${c.path} → ${c.status} (${c.ms} ms)\n`),
+  );
+  if (typeof opened === 'number') return opened;
+  const { forwarder, device } = opened;
   const local = `http://127.0.0.1:${forwarder.port}`;
-  print(ctx, `Forwarding ${local} → ${open.device.proxyUrl}/${resource} (Ctrl-C to stop)`, {
+  print(ctx, `Forwarding ${local} → ${device.proxyUrl}/${resource} (Ctrl-C to stop)`, {
     ok: true,
     url: local,
     port: forwarder.port,
     resource,
-    proxyUrl: open.device.proxyUrl,
+    proxyUrl: device.proxyUrl,
   });
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -1,5 +1,6 @@
 import type { DeviceApiErrorCode } from '../api/device/errors.ts';
 import type { DenialCode } from '../proxy/denial.ts';
+import { DPOP_REFUSAL_CODES } from '../tokens/dpop.ts';
 
 /** Refusals the CLI itself finds, before or after talking to a server. */
 export type LocalCode =
@@ -180,16 +181,7 @@ export const ALL_CODES = [
   'mask_unsupported',
   'mask_too_large',
   'unknown_resource',
-  'dpop_required',
-  'dpop_invalid',
-  'dpop_wrong_key',
-  'dpop_wrong_method',
-  'dpop_wrong_url',
-  'dpop_stale',
-  'dpop_replayed',
-  'dpop_ath_mismatch',
-  'dpop_nonce_required',
-  'dpop_unavailable',
+  ...DPOP_REFUSAL_CODES,
   'device_unknown',
   'device_pending',
   'device_revoked',

@@ -1,4 +1,3 @@
-import { appendAuditEvents } from '../audit/append.ts';
 import {
   findDevice,
   findPendingByHandle,
@@ -7,6 +6,7 @@ import {
   revokeDeviceRow,
 } from '../db/queries/devices.ts';
 import { type Device, MAX_PAIRING_ATTEMPTS } from '../db/schema/index.ts';
+import { changeAudited } from './audited.ts';
 import type { DeviceDeps } from './deps.ts';
 import { type DeviceOutcome, type DeviceRefusal, deviceOk, deviceRefusal } from './outcomes.ts';
 import { pairingSecretHash, parsePairingCode } from './pairing-code.ts';
@@ -37,20 +37,19 @@ export async function findPairing(
     return deviceRefusal('pairing_code_expired', 'That pairing code has expired; run `jitgate login` again.');
   }
   if (device.pairingSecretHash === pairingSecretHash(device.id, parsed.secret)) return deviceOk(device);
-  const counted = await deps.db.transaction(async (tx) => {
-    const row = await recordWrongPairingCode(tx, device.id, now);
-    if (row?.status === 'revoked') {
-      await appendAuditEvents(tx, [
-        {
-          kind: 'device.pairing_locked',
-          actor: { type: 'slack', userId: input.userId },
-          at: now,
-          data: { deviceId: row.id, name: row.name, attempts: row.pairingAttempts },
-        },
-      ]);
-    }
-    return row;
-  });
+  const counted = await changeAudited(
+    deps,
+    (tx) => recordWrongPairingCode(tx, device.id, now),
+    (row) =>
+      row.status === 'revoked'
+        ? {
+            kind: 'device.pairing_locked',
+            actor: { type: 'slack', userId: input.userId },
+            at: now,
+            data: { deviceId: row.id, name: row.name, attempts: row.pairingAttempts },
+          }
+        : undefined,
+  );
   if (!counted) return unknownCode();
   if (counted.status === 'revoked') {
     return deviceRefusal(
@@ -79,25 +78,22 @@ export async function linkDeviceByCode(
   if (!parsed) return unknownCode();
   const device = found.value;
   const now = deps.clock.now();
-  const linked = await deps.db.transaction(async (tx) => {
-    const row = await linkPendingDevice(tx, {
-      id: device.id,
-      secretHash: pairingSecretHash(device.id, parsed.secret),
-      userId: input.userId,
-      now,
-    });
-    if (row) {
-      await appendAuditEvents(tx, [
-        {
-          kind: 'device.linked',
-          actor: { type: 'slack', userId: input.userId },
-          at: now,
-          data: { deviceId: row.id, name: row.name, thumbprint: row.thumbprint },
-        },
-      ]);
-    }
-    return row;
-  });
+  const linked = await changeAudited(
+    deps,
+    (tx) =>
+      linkPendingDevice(tx, {
+        id: device.id,
+        secretHash: pairingSecretHash(device.id, parsed.secret),
+        userId: input.userId,
+        now,
+      }),
+    (row) => ({
+      kind: 'device.linked',
+      actor: { type: 'slack', userId: input.userId },
+      at: now,
+      data: { deviceId: row.id, name: row.name, thumbprint: row.thumbprint },
+    }),
+  );
   if (linked) return deviceOk(linked);
   const after = await findDevice(deps.db, device.id);
   if (after?.status === 'revoked') return deviceRefusal('device_revoked', 'That device has been revoked.');
@@ -119,19 +115,15 @@ export async function rejectPairing(
   if (!found.ok) return found;
   const now = deps.clock.now();
   const reason = `refused in Slack by ${input.userId}`;
-  const revoked = await deps.db.transaction(async (tx) => {
-    const row = await revokeDeviceRow(tx, { id: found.value.id, by: `slack:${input.userId}`, reason, now });
-    if (row) {
-      await appendAuditEvents(tx, [
-        {
-          kind: 'device.pairing_refused',
-          actor: { type: 'slack', userId: input.userId },
-          at: now,
-          data: { deviceId: row.id, name: row.name },
-        },
-      ]);
-    }
-    return row;
-  });
+  const revoked = await changeAudited(
+    deps,
+    (tx) => revokeDeviceRow(tx, { id: found.value.id, by: `slack:${input.userId}`, reason, now }),
+    (row) => ({
+      kind: 'device.pairing_refused',
+      actor: { type: 'slack', userId: input.userId },
+      at: now,
+      data: { deviceId: row.id, name: row.name },
+    }),
+  );
   return revoked ? deviceOk(revoked) : unknownCode();
 }

@@ -2,6 +2,7 @@ import { appendAuditEvents } from '../audit/append.ts';
 import { findDevice, revokeDeviceRow, revokeLinkedDevicesOf } from '../db/queries/devices.ts';
 import type { Device } from '../db/schema/index.ts';
 import { type Actor, actorLabel } from '../shared/actor.ts';
+import { changeAudited } from './audited.ts';
 import type { DeviceDeps } from './deps.ts';
 import { type DeviceOutcome, deviceOk, deviceRefusal } from './outcomes.ts';
 
@@ -27,11 +28,11 @@ export async function revokeDevice(
   }
   const reason = input.reason.trim().slice(0, 2000) || 'revoked';
   const now = deps.clock.now();
-  const revoked = await deps.db.transaction(async (tx) => {
-    const row = await revokeDeviceRow(tx, { id: peek.id, by: actorLabel(input.actor), reason, now });
-    if (row) await appendAuditEvents(tx, [revokedEvent(row, input.actor, now, reason)]);
-    return row;
-  });
+  const revoked = await changeAudited(
+    deps,
+    (tx) => revokeDeviceRow(tx, { id: peek.id, by: actorLabel(input.actor), reason, now }),
+    (row) => revokedEvent(row, input.actor, now, reason),
+  );
   return revoked ? deviceOk(revoked) : deviceRefusal('device_revoked', 'That device is already revoked.');
 }
 

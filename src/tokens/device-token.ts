@@ -1,4 +1,4 @@
-import { issueGrantToken } from './grant-token.ts';
+import { issueTokenForGrant } from './grant-token.ts';
 import type { KeyStore } from './keys.ts';
 
 /** What a device-bound token needs of a grant row. */
@@ -32,13 +32,5 @@ export function issueDeviceBoundToken(
   if (device.userId !== grant.userId) {
     return Promise.reject(new Error('issueDeviceBoundToken: the device belongs to another user'));
   }
-  return issueGrantToken(keyStore, {
-    grantId: grant.id,
-    userId: grant.userId,
-    resource: grant.resource,
-    scope: grant.scope,
-    expiresAt: grant.expiresAt,
-    issuer,
-    boundKey: device.thumbprint,
-  });
+  return issueTokenForGrant(keyStore, grant, issuer, device.thumbprint);
 }

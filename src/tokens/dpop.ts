@@ -2,6 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { type CryptoKey, calculateJwkThumbprint, errors, importJWK, jwtVerify } from 'jose';
 import type { Clock } from '../shared/clock.ts';
 import type { ReplayCache } from './dpop-replay.ts';
+import { decodeHeader } from './grant-token.ts';
 import { LruCache } from './token-cache.ts';
 
 /**
@@ -129,7 +130,7 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
       const proof = check.proof;
       if (proof.length > MAX_PROOF_BYTES) return refuse('dpop_invalid', 'The DPoP proof is too large.');
       if (!COMPACT_JWS.test(proof)) return refuse('dpop_invalid', 'The DPoP proof is not a compact JWS.');
-      const header = decodeSegment(proof.slice(0, proof.indexOf('.')));
+      const header = decodeHeader(proof);
       if (!header) return refuse('dpop_invalid', 'The DPoP proof header is not a JSON object.');
       if (header.typ !== DPOP_PROOF_TYPE) {
         return refuse('dpop_invalid', `The DPoP proof must have typ "${DPOP_PROOF_TYPE}".`);
@@ -253,17 +254,6 @@ function publicJwkOf(value: unknown, alg: DpopAlgorithm): DpopPublicJwk | string
 
 const isB64url32 = (value: unknown): value is string => typeof value === 'string' && B64URL_32.test(value);
 
-function decodeSegment(encoded: string): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
-    return typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 const quoted = (text: string): string => JSON.stringify(text.length > 16 ? `${text.slice(0, 16)}…` : text);
 
 /** `ath`: base64url of the SHA-256 of the access token's ASCII text (RFC 9449 §4.2). */
@@ -346,6 +336,9 @@ export function createDpopNonces(options: {
     },
   };
 }
+
+export const isDpopRefusalCode = (code: string): code is DpopRefusalCode =>
+  (DPOP_REFUSAL_CODES as readonly string[]).includes(code);
 
 /** The one place a DPoP refusal becomes an HTTP status. */
 export function dpopRefusalStatus(code: DpopRefusalCode): 401 | 503 {

@@ -71,11 +71,15 @@ export interface VerifyOptions {
 const toSeconds = (d: Date): number => Math.floor(d.getTime() / 1000);
 const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
 
-/** The token for a grant row as it stands: its id, owner, resource, scope and expiry. */
+/**
+ * The token for a grant row as it stands: its id, owner, resource, scope and expiry; with
+ * `boundKey`, bound to that device key (`cnf.jkt`).
+ */
 export function issueTokenForGrant(
   keyStore: KeyStore,
   grant: { id: string; userId: string; resource: string; scope: string; expiresAt: Date },
   issuer: string,
+  boundKey?: string,
 ): Promise<string> {
   return issueGrantToken(keyStore, {
     grantId: grant.id,
@@ -84,6 +88,7 @@ export function issueTokenForGrant(
     scope: grant.scope,
     expiresAt: grant.expiresAt,
     issuer,
+    ...(boundKey === undefined ? {} : { boundKey }),
   });
 }
 
@@ -213,7 +218,8 @@ function jktOf(cnf: unknown): string | null {
   return members.length === 1 && typeof jkt === 'string' && JKT.test(jkt) ? jkt : null;
 }
 
-function decodeHeader(token: string): Record<string, unknown> | undefined {
+/** A compact JWS's header as a JSON object, or undefined; nothing is verified. */
+export function decodeHeader(token: string): Record<string, unknown> | undefined {
   const encoded = token.slice(0, token.indexOf('.'));
   try {
     const value: unknown = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));

@@ -1,6 +1,6 @@
 import type { AccessErrorCode } from '../../access/outcomes.ts';
 import type { DeviceErrorCode } from '../../devices/index.ts';
-import { type DpopRefusalCode, dpopRefusalStatus } from '../../tokens/dpop.ts';
+import { type DpopRefusalCode, dpopRefusalStatus, isDpopRefusalCode } from '../../tokens/dpop.ts';
 
 /** Every refusal the device API answers with, as `{ "error": code, "message": … }`. */
 export type DeviceApiErrorCode =
@@ -23,18 +23,8 @@ export interface DeviceApiRefusal {
 
 /** The one place a device API refusal becomes an HTTP status. */
 export function deviceApiStatus(code: DeviceApiErrorCode): number {
+  if (isDpopRefusalCode(code)) return dpopRefusalStatus(code);
   switch (code) {
-    case 'dpop_required':
-    case 'dpop_invalid':
-    case 'dpop_wrong_key':
-    case 'dpop_wrong_method':
-    case 'dpop_wrong_url':
-    case 'dpop_stale':
-    case 'dpop_replayed':
-    case 'dpop_ath_mismatch':
-    case 'dpop_nonce_required':
-    case 'dpop_unavailable':
-      return dpopRefusalStatus(code);
     case 'device_unknown':
       return 401;
     case 'bad_request':

@@ -1,12 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Device } from '../../db/schema/index.ts';
-import {
-  DPOP_REFUSAL_CODES,
-  type DpopRefusalCode,
-  dpopChallengeHeaders,
-  expectedHtu,
-} from '../../tokens/dpop.ts';
+import { dpopChallengeHeaders, expectedHtu, isDpopRefusalCode } from '../../tokens/dpop.ts';
 import type { DeviceApiDeps, GrantView, RequestView } from './deps.ts';
 import { type DeviceApiRefusal, deviceApiStatus } from './errors.ts';
 
@@ -43,7 +38,7 @@ export async function deviceApi(app: FastifyInstance, deps: DeviceApiDeps): Prom
 
   function refuse(reply: FastifyReply, refusal: DeviceApiRefusal): FastifyReply {
     const code = refusal.code;
-    const headers = isDpopRefusal(code) ? dpopChallengeHeaders({ code, nonce: refusal.nonce }) : {};
+    const headers = isDpopRefusalCode(code) ? dpopChallengeHeaders({ code, nonce: refusal.nonce }) : {};
     return reply
       .code(deviceApiStatus(refusal.code))
       .headers({ ...headers, 'cache-control': 'no-store' })
@@ -170,9 +165,6 @@ export async function deviceApi(app: FastifyInstance, deps: DeviceApiDeps): Prom
     });
   });
 }
-
-const isDpopRefusal = (code: string): code is DpopRefusalCode =>
-  (DPOP_REFUSAL_CODES as readonly string[]).includes(code);
 
 function statusRefusal(device: Device): { ok: false; refusal: DeviceApiRefusal } | undefined {
   switch (device.status) {
