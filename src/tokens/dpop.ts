@@ -99,6 +99,14 @@ export interface DpopVerifier {
 
 const refuse = (code: DpopRefusalCode, message: string): DpopResult => ({ ok: false, code, message });
 
+/** What a proof's header says about who signed it, once checked. */
+interface Signer {
+  alg: DpopAlgorithm;
+  jwk: DpopPublicJwk;
+  key: CryptoKey;
+  thumbprint: string;
+}
+
 /**
  * Checks, cheapest first: shape and header (typ, alg, jwk) → key thumbprint against the bound key
  * (a stolen token with the thief's own key stops here, before any signature work) → signature →
@@ -107,16 +115,33 @@ const refuse = (code: DpopRefusalCode, message: string): DpopResult => ({ ok: fa
 export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
   const maxAgeSeconds = options.maxAgeSeconds ?? 60;
   const futureSkewSeconds = options.futureSkewSeconds ?? 5;
-  const keys = new LruCache<CryptoKey>({ maxEntries: options.keyCacheSize ?? 10_000, clock: options.clock });
+  // Every proof a device makes has the same header (typ, alg, jwk: nothing per call), so the
+  // parsed header, the thumbprint and the imported key are kept by the header's encoded text:
+  // identical text is an identical header. Only headers that passed the checks are kept.
+  const signers = new LruCache<Signer>({ maxEntries: options.keyCacheSize ?? 10_000, clock: options.clock });
 
-  async function publicKey(alg: DpopAlgorithm, thumbprint: string, jwk: DpopPublicJwk): Promise<CryptoKey> {
-    const cacheKey = `${alg}:${thumbprint}`;
-    const known = keys.get(cacheKey);
+  async function signerOf(proof: string): Promise<Signer | string> {
+    const encodedHeader = proof.slice(0, proof.indexOf('.'));
+    const known = signers.get(encodedHeader);
     if (known) return known;
-    const key = await importJWK(jwk, alg);
+    const header = decodeHeader(proof);
+    if (!header) return 'The DPoP proof header is not a JSON object.';
+    if (header.typ !== DPOP_PROOF_TYPE) return `The DPoP proof must have typ "${DPOP_PROOF_TYPE}".`;
+    const alg = header.alg;
+    if (!isDpopAlgorithm(alg)) return `The DPoP proof must be signed with ${DPOP_ALGORITHMS.join(', ')}.`;
+    const jwk = publicJwkOf(header.jwk, alg);
+    if (typeof jwk === 'string') return jwk;
+    let key: CryptoKey | Uint8Array;
+    try {
+      key = await importJWK(jwk, alg);
+    } catch {
+      // A point off the curve, say: the client's doing, never a fault of ours.
+      return 'The jwk is not a valid public key.';
+    }
     if (key instanceof Uint8Array) throw new Error('a DPoP public key imported as a secret');
-    keys.set(cacheKey, key, Number.POSITIVE_INFINITY);
-    return key;
+    const signer: Signer = { alg, jwk, key, thumbprint: await calculateJwkThumbprint(jwk, 'sha256') };
+    signers.set(encodedHeader, signer, Number.POSITIVE_INFINITY);
+    return signer;
   }
 
   return {
@@ -130,18 +155,9 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
       const proof = check.proof;
       if (proof.length > MAX_PROOF_BYTES) return refuse('dpop_invalid', 'The DPoP proof is too large.');
       if (!COMPACT_JWS.test(proof)) return refuse('dpop_invalid', 'The DPoP proof is not a compact JWS.');
-      const header = decodeHeader(proof);
-      if (!header) return refuse('dpop_invalid', 'The DPoP proof header is not a JSON object.');
-      if (header.typ !== DPOP_PROOF_TYPE) {
-        return refuse('dpop_invalid', `The DPoP proof must have typ "${DPOP_PROOF_TYPE}".`);
-      }
-      const alg = header.alg;
-      if (!isDpopAlgorithm(alg)) {
-        return refuse('dpop_invalid', `The DPoP proof must be signed with ${DPOP_ALGORITHMS.join(', ')}.`);
-      }
-      const jwk = publicJwkOf(header.jwk, alg);
-      if (typeof jwk === 'string') return refuse('dpop_invalid', jwk);
-      const thumbprint = await calculateJwkThumbprint(jwk, 'sha256');
+      const signer = await signerOf(proof);
+      if (typeof signer === 'string') return refuse('dpop_invalid', signer);
+      const { alg, jwk, thumbprint } = signer;
       if (check.boundKey !== undefined && thumbprint !== check.boundKey) {
         return refuse(
           'dpop_wrong_key',
@@ -152,7 +168,7 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
       const now = options.clock.now();
       let claims: Record<string, unknown>;
       try {
-        ({ payload: claims } = await jwtVerify(proof, await publicKey(alg, thumbprint, jwk), {
+        ({ payload: claims } = await jwtVerify(proof, signer.key, {
           algorithms: [alg],
           typ: DPOP_PROOF_TYPE,
           currentDate: now,

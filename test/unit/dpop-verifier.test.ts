@@ -169,6 +169,21 @@ const refusals: Case[] = [
       world().verifier.verify(checkOf(await craft(es256, { jwk: eddsa.publicJwk }, goodClaims()), eddsa)),
   ],
   [
+    'a jwk whose point is not on the curve',
+    'dpop_invalid',
+    async () => {
+      const x = es256.publicJwk.kty === 'EC' ? es256.publicJwk.x : '';
+      const offCurve = {
+        ...es256.publicJwk,
+        x: `${x.slice(0, 10)}${x[10] === 'A' ? 'B' : 'A'}${x.slice(11)}`,
+      };
+      return world().verifier.verify({
+        ...checkOf(await craft(es256, { jwk: offCurve }, goodClaims())),
+        boundKey: undefined,
+      });
+    },
+  ],
+  [
     'signed by another key than the jwk it carries',
     'dpop_invalid',
     async () => world().verifier.verify(checkOf(await craft(other, { jwk: es256.publicJwk }, goodClaims()))),
