@@ -9,6 +9,7 @@ import { type Clock, systemClock } from '../../src/shared/clock.ts';
 import { issueDeviceBoundToken } from '../../src/tokens/device-token.ts';
 import {
   createDpopVerifier,
+  type DpopNonces,
   type DpopVerifier,
   dpopChallengeHeaders,
   dpopRefusalStatus,
@@ -37,7 +38,7 @@ export interface DeviceWorld {
 
 /** A real PostgreSQL schema, the access service and the device API on a port of its own. */
 export async function openDeviceWorld(
-  options: { clock?: Clock; yamlEdit?: (yaml: string) => string } = {},
+  options: { clock?: Clock; yamlEdit?: (yaml: string) => string; nonces?: DpopNonces } = {},
 ): Promise<DeviceWorld> {
   const clock = options.clock ?? systemClock;
   const database = await openTestDatabase('dev');
@@ -62,7 +63,11 @@ export async function openDeviceWorld(
       findByThumbprint: (thumbprint) => findDeviceByThumbprint(database.db, thumbprint),
       startPairing: (input) => startPairing(devices, input),
     },
-    verifier: createDpopVerifier({ clock, replay: createMemoryReplayCache({ clock }) }),
+    verifier: createDpopVerifier({
+      clock,
+      replay: createMemoryReplayCache({ clock }),
+      ...(options.nonces ? { nonces: options.nonces } : {}),
+    }),
     issueToken: (grant, device) => issueDeviceBoundToken(keyStore, grant, device, ISSUER),
     publicUrl: () => serverUrl,
     proxyUrl: proxy.url,
