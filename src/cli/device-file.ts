@@ -47,7 +47,13 @@ export async function readDeviceFile(configDir: string): Promise<DeviceFile | un
       `${path} can be read by other users (mode ${(mode & 0o777).toString(8)}); run \`chmod 600 ${path}\`, or \`jitgate login\` again if someone may have copied it.`,
     );
   }
-  const parsed = deviceFileSchema.safeParse(JSON.parse(await readFile(path, 'utf8')));
+  let content: unknown;
+  try {
+    content = JSON.parse(await readFile(path, 'utf8'));
+  } catch {
+    content = undefined;
+  }
+  const parsed = deviceFileSchema.safeParse(content);
   if (!parsed.success)
     throw new DeviceFileError(`${path} is not a jitgate device file; run \`jitgate login\` again.`);
   return parsed.data;

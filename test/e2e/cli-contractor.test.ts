@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createPublicKey, verify } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -289,6 +289,12 @@ describe('jitgate key file', () => {
     expect(loose.code).toBe(1);
     expect(loose.stderr).toContain('can be read by other users (mode 644)');
     await chmod(file, 0o600);
+    await writeFile(file.replace('device.json', 'device.json.bak'), await readFile(file));
+    await writeFile(file, '{ half a file', { mode: 0o600 });
+    expect(await finished(['token', 'billing-api'])).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('is not a jitgate device file'),
+    });
     const none = await finished(['token', 'billing-api'], { XDG_CONFIG_HOME: join(home, 'nobody') });
     expect(none).toMatchObject({
       code: 1,
