@@ -1,3 +1,5 @@
+import { homedir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { parseDuration } from './policy/duration.ts';
 import { parseConfiguredKey, SigningKeyConfigError } from './tokens/keys.ts';
@@ -228,4 +230,24 @@ function tlsPair(
     );
   }
   return undefined;
+}
+
+/**
+ * What the contractor CLI (`jitgate login|request|token|curl|connect`) takes from the
+ * environment: where it keeps its device key. Nothing of the server's configuration is read, so
+ * the CLI runs on a laptop where none of it is set.
+ */
+export interface ClientConfig {
+  /** `$XDG_CONFIG_HOME/jitgate`, else `~/.config/jitgate`. */
+  configDir: string;
+}
+
+export function loadClientConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  home: string = homedir(),
+): ClientConfig {
+  const xdg = env.XDG_CONFIG_HOME?.trim();
+  // The XDG spec: a relative XDG_CONFIG_HOME is invalid and ignored.
+  const base = xdg && isAbsolute(xdg) ? xdg : join(home, '.config');
+  return { configDir: join(base, 'jitgate') };
 }

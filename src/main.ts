@@ -1,4 +1,5 @@
-import { ConfigError, loadConfig } from './config.ts';
+import { isClientCommand } from './cli/commands.ts';
+import { ConfigError, loadClientConfig, loadConfig } from './config.ts';
 import { PolicyError } from './policy/index.ts';
 
 const USAGE = `jitgate — just-in-time access to internal APIs, approved in Slack
@@ -19,6 +20,8 @@ Commands:
   keys retire <kid>  stop a key from verifying
   keys purge <kid>   delete a retired key, its stored private key included
 
+Contractors: jitgate login | request | token | curl | connect (jitgate login --help).
+
 Configuration is read from the environment (see README.md and .env.example).
 `;
 
@@ -26,6 +29,15 @@ export type CommandResult = number;
 
 async function run(argv: string[]): Promise<CommandResult> {
   const [command, ...rest] = argv;
+  // Contractor commands need none of the server's configuration: dispatched before it is read.
+  if (command !== undefined && isClientCommand(command)) {
+    const { runClient } = await import('./cli/main.ts');
+    return runClient(command, rest, {
+      config: loadClientConfig(),
+      stdout: process.stdout,
+      stderr: process.stderr,
+    });
+  }
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write(USAGE);
     return command === undefined ? 1 : 0;

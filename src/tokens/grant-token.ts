@@ -11,6 +11,8 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 // zero bits. Base64 decoders ignore those 4 bits, so without this check 16 spellings of one
 // signature would all verify and one token would have several distinct strings (cache keys, hashes).
 const CANONICAL_ED25519_SIGNATURE = /\.[A-Za-z0-9_-]{85}[AQgw]$/;
+/** A SHA-256 JWK thumbprint (RFC 7638), as `cnf.jkt` carries it. */
+const JKT = /^[A-Za-z0-9_-]{43}$/;
 
 export interface GrantTokenInput {
   /** The grant's id; becomes `jti`, which is what `/access revoke` takes. */
@@ -27,6 +29,8 @@ export interface GrantTokenInput {
   issuedAt?: Date;
   /** Optional `nbf`. */
   notBefore?: Date;
+  /** RFC 7638 thumbprint of a device key: the token then carries `cnf.jkt` (DPoP, RFC 9449). */
+  boundKey?: string;
 }
 
 export interface GrantClaims {
@@ -35,6 +39,8 @@ export interface GrantClaims {
   resource: string;
   scope: string;
   expiresAt: Date;
+  /** `cnf.jkt`: the token is usable only with DPoP proofs signed by the key with this thumbprint. */
+  boundKey?: string;
 }
 
 export type VerifyErrorCode = 'invalid_token' | 'token_expired' | 'unknown_key';
@@ -65,11 +71,15 @@ export interface VerifyOptions {
 const toSeconds = (d: Date): number => Math.floor(d.getTime() / 1000);
 const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
 
-/** The token for a grant row as it stands: its id, owner, resource, scope and expiry. */
+/**
+ * The token for a grant row as it stands: its id, owner, resource, scope and expiry; with
+ * `boundKey`, bound to that device key (`cnf.jkt`).
+ */
 export function issueTokenForGrant(
   keyStore: KeyStore,
   grant: { id: string; userId: string; resource: string; scope: string; expiresAt: Date },
   issuer: string,
+  boundKey?: string,
 ): Promise<string> {
   return issueGrantToken(keyStore, {
     grantId: grant.id,
@@ -78,6 +88,7 @@ export function issueTokenForGrant(
     scope: grant.scope,
     expiresAt: grant.expiresAt,
     issuer,
+    ...(boundKey === undefined ? {} : { boundKey }),
   });
 }
 
@@ -90,7 +101,11 @@ export async function issueGrantToken(keyStore: KeyStore, input: GrantTokenInput
   // A token that is dead on arrival is a caller bug, not something to hand to a user.
   if (!(exp > toSeconds(issuedAt))) throw new Error('issueGrantToken: expiresAt must be after issuedAt');
   const signer = keyStore.activeSigner();
-  const jwt = new SignJWT({ scope: input.scope })
+  if (input.boundKey !== undefined && !JKT.test(input.boundKey)) {
+    throw new Error('issueGrantToken: boundKey must be a SHA-256 JWK thumbprint');
+  }
+  const cnf = input.boundKey === undefined ? {} : { cnf: { jkt: input.boundKey } };
+  const jwt = new SignJWT({ scope: input.scope, ...cnf })
     .setProtectedHeader({ alg: SIGNING_ALG, kid: signer.kid, typ: TOKEN_TYPE })
     .setIssuer(input.issuer)
     .setAudience(input.resource)
@@ -172,20 +187,39 @@ export async function verifyGrantToken(
 function claimsOf(
   payload: Record<string, unknown>,
 ): { ok: true; claims: GrantClaims } | { ok: false; problem: string } {
-  const { jti, sub, aud, scope, exp } = payload;
+  const { jti, sub, aud, scope, exp, cnf } = payload;
   if (!nonEmpty(jti) || !nonEmpty(sub) || !nonEmpty(scope))
     return { ok: false, problem: 'token has malformed claims' };
   // One audience only: the proxy compares it with the resource named in the URL.
   if (!nonEmpty(aud)) return { ok: false, problem: 'token audience must be a single resource' };
   if (typeof exp !== 'number' || !Number.isFinite(exp))
     return { ok: false, problem: 'token has malformed exp' };
+  // A confirmation we cannot read must not pass for "unbound": such a token is refused outright.
+  const boundKey = cnf === undefined ? undefined : jktOf(cnf);
+  if (boundKey === null) return { ok: false, problem: 'token has a malformed cnf claim' };
   return {
     ok: true,
-    claims: { grantId: jti, userId: sub, resource: aud, scope, expiresAt: new Date(exp * 1000) },
+    claims: {
+      grantId: jti,
+      userId: sub,
+      resource: aud,
+      scope,
+      expiresAt: new Date(exp * 1000),
+      ...(boundKey === undefined ? {} : { boundKey }),
+    },
   };
 }
 
-function decodeHeader(token: string): Record<string, unknown> | undefined {
+/** The `jkt` of a `cnf` claim that holds exactly that, or null. */
+function jktOf(cnf: unknown): string | null {
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return null;
+  const members = Object.keys(cnf);
+  const jkt = (cnf as { jkt?: unknown }).jkt;
+  return members.length === 1 && typeof jkt === 'string' && JKT.test(jkt) ? jkt : null;
+}
+
+/** A compact JWS's header as a JSON object, or undefined; nothing is verified. */
+export function decodeHeader(token: string): Record<string, unknown> | undefined {
   const encoded = token.slice(0, token.indexOf('.'));
   try {
     const value: unknown = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));

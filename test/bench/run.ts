@@ -30,6 +30,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   'audit-load': async () => (await import('./audit-load.bench.ts')).auditLoadBench,
   scheduler: async () => (await import('./scheduler.bench.ts')).schedulerBench,
   audit: async () => (await import('./audit.bench.ts')).auditBench,
+  dpop: async () => (await import('./dpop.bench.ts')).dpopBench,
 };
 
 function hasTaskset(): boolean {

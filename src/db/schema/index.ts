@@ -5,6 +5,7 @@
 export * from './access-requests.ts';
 export * from './approvals.ts';
 export * from './audit-events.ts';
+export * from './devices.ts';
 export * from './grants.ts';
 export * from './outbox.ts';
 export * from './signing-keys.ts';

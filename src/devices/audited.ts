@@ -1,0 +1,22 @@
+import { type AuditEventInput, appendAuditEvents } from '../audit/append.ts';
+import type { Tx } from '../db/client.ts';
+import type { Device } from '../db/schema/index.ts';
+import type { DeviceDeps } from './deps.ts';
+
+/**
+ * One device change and its audit row in one transaction: `change` makes the change (a
+ * conditional UPDATE that returns the row it changed, or nothing), `event` says what to audit of
+ * that row (nothing: no row). A failed audit write rolls the change back.
+ */
+export function changeAudited(
+  deps: DeviceDeps,
+  change: (tx: Tx) => Promise<Device | undefined>,
+  event: (row: Device) => AuditEventInput | undefined,
+): Promise<Device | undefined> {
+  return deps.db.transaction(async (tx) => {
+    const row = await change(tx);
+    const audit = row ? event(row) : undefined;
+    if (audit) await appendAuditEvents(tx, [audit]);
+    return row;
+  });
+}

@@ -1,0 +1,389 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { type CryptoKey, calculateJwkThumbprint, errors, importJWK, jwtVerify } from 'jose';
+import type { Clock } from '../shared/clock.ts';
+import type { ReplayCache } from './dpop-replay.ts';
+import { decodeHeader } from './grant-token.ts';
+import { LruCache } from './token-cache.ts';
+
+/**
+ * DPoP proof verification (RFC 9449), shared by the proxy (calls with a bound grant token) and the
+ * device API (calls signed by a paired device's key). Pure apart from the injected clock and
+ * replay cache: no database, no network except the replay cache's one round trip.
+ *
+ * Refusals are values with a closed code each; they extend the proxy's denial codes (all 401 with
+ * `WWW-Authenticate: DPoP …`, except `dpop_unavailable`, which fails closed with 503).
+ */
+export type DpopRefusalCode =
+  /** No proof where one is needed (a bound token sent as Bearer, or without a `DPoP` header). */
+  | 'dpop_required'
+  /** Not a well-formed, validly signed `dpop+jwt` with an asymmetric algorithm and a public `jwk`. */
+  | 'dpop_invalid'
+  /** Signed by a key other than the one the token (or the device) is bound to. */
+  | 'dpop_wrong_key'
+  | 'dpop_wrong_method'
+  | 'dpop_wrong_url'
+  /** `iat` outside the accepted window (too old, or too far ahead of our clock). */
+  | 'dpop_stale'
+  /** This proof (`jti`) was already used within its window. */
+  | 'dpop_replayed'
+  /** `ath` missing or not the hash of the access token it came with. */
+  | 'dpop_ath_mismatch'
+  /** The server wants a (fresh) nonce: the refusal carries one for the `DPoP-Nonce` header. */
+  | 'dpop_nonce_required'
+  /** The replay cache cannot answer: refused, never accepted unchecked. */
+  | 'dpop_unavailable';
+
+export const DPOP_REFUSAL_CODES = [
+  'dpop_required',
+  'dpop_invalid',
+  'dpop_wrong_key',
+  'dpop_wrong_method',
+  'dpop_wrong_url',
+  'dpop_stale',
+  'dpop_replayed',
+  'dpop_ath_mismatch',
+  'dpop_nonce_required',
+  'dpop_unavailable',
+] as const satisfies readonly DpopRefusalCode[];
+
+export const DPOP_PROOF_TYPE = 'dpop+jwt';
+/** Asymmetric only: `none` and HMAC algorithms prove nothing about a key the client holds. */
+export const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'Ed25519'] as const;
+export type DpopAlgorithm = (typeof DPOP_ALGORITHMS)[number];
+/** Proofs larger than this are refused unparsed; ours are about 600 bytes. */
+export const MAX_PROOF_BYTES = 4096;
+const MAX_JTI_LENGTH = 128;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
+/** Members that only a private (or symmetric) JWK has. */
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
+
+/** The public key a proof carries, reduced to the members its thumbprint covers. */
+export type DpopPublicJwk =
+  | { kty: 'EC'; crv: 'P-256'; x: string; y: string }
+  | { kty: 'OKP'; crv: 'Ed25519'; x: string };
+
+export type DpopResult =
+  | { ok: true; thumbprint: string; jwk: DpopPublicJwk; jti: string; issuedAt: Date }
+  | { ok: false; code: DpopRefusalCode; message: string /** With `dpop_nonce_required`. */; nonce?: string };
+
+export interface ProofCheck {
+  /** The `DPoP` header as received: absent, one value, or several (always refused). */
+  proof: string | readonly string[] | undefined;
+  /** The request's method, compared exactly with `htm`. */
+  method: string;
+  /** The URL the client called, as `expectedHtu` forms it; compared with `htu` after normalising both. */
+  htu: string;
+  /** The access token sent with the proof; when given, `ath` must be its hash. */
+  accessToken?: string;
+  /** RFC 7638 thumbprint the signing key must have (`cnf.jkt`, or a device's key); unset: any key. */
+  boundKey?: string;
+}
+
+export interface DpopVerifierOptions {
+  clock: Clock;
+  replay: ReplayCache;
+  /** Seconds after `iat` a proof is accepted. Default 60. */
+  maxAgeSeconds?: number;
+  /** Seconds `iat` may lie ahead of our clock (a client clock running fast). Default 5. */
+  futureSkewSeconds?: number;
+  /** When set, every proof must carry a nonce these issued recently. */
+  nonces?: DpopNonces;
+  /** Imported public keys kept, by thumbprint. Default 10,000. */
+  keyCacheSize?: number;
+}
+
+export interface DpopVerifier {
+  verify(check: ProofCheck): Promise<DpopResult>;
+}
+
+const refuse = (code: DpopRefusalCode, message: string): DpopResult => ({ ok: false, code, message });
+
+/** What a proof's header says about who signed it, once checked. */
+interface Signer {
+  alg: DpopAlgorithm;
+  jwk: DpopPublicJwk;
+  key: CryptoKey;
+  thumbprint: string;
+}
+
+/**
+ * Checks, cheapest first: shape and header (typ, alg, jwk) → key thumbprint against the bound key
+ * (a stolen token with the thief's own key stops here, before any signature work) → signature →
+ * claims (htm, htu, iat, ath, nonce) → replay, last, so a refused proof never uses up its `jti`.
+ */
+export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
+  const maxAgeSeconds = options.maxAgeSeconds ?? 60;
+  const futureSkewSeconds = options.futureSkewSeconds ?? 5;
+  // Every proof a device makes has the same header (typ, alg, jwk: nothing per call), so the
+  // parsed header, the thumbprint and the imported key are kept by the header's encoded text:
+  // identical text is an identical header. Only headers that passed the checks are kept.
+  const signers = new LruCache<Signer>({ maxEntries: options.keyCacheSize ?? 10_000, clock: options.clock });
+
+  async function signerOf(proof: string): Promise<Signer | string> {
+    const encodedHeader = proof.slice(0, proof.indexOf('.'));
+    const known = signers.get(encodedHeader);
+    if (known) return known;
+    const header = decodeHeader(proof);
+    if (!header) return 'The DPoP proof header is not a JSON object.';
+    if (header.typ !== DPOP_PROOF_TYPE) return `The DPoP proof must have typ "${DPOP_PROOF_TYPE}".`;
+    const alg = header.alg;
+    if (!isDpopAlgorithm(alg)) return `The DPoP proof must be signed with ${DPOP_ALGORITHMS.join(', ')}.`;
+    const jwk = publicJwkOf(header.jwk, alg);
+    if (typeof jwk === 'string') return jwk;
+    let key: CryptoKey | Uint8Array;
+    try {
+      key = await importJWK(jwk, alg);
+    } catch {
+      // A point off the curve, say: the client's doing, never a fault of ours.
+      return 'The jwk is not a valid public key.';
+    }
+    if (key instanceof Uint8Array) throw new Error('a DPoP public key imported as a secret');
+    const signer: Signer = { alg, jwk, key, thumbprint: await calculateJwkThumbprint(jwk, 'sha256') };
+    signers.set(encodedHeader, signer, Number.POSITIVE_INFINITY);
+    return signer;
+  }
+
+  return {
+    async verify(check) {
+      if (check.proof === undefined || check.proof === '') {
+        return refuse('dpop_required', 'Send a DPoP proof in the "DPoP" header.');
+      }
+      if (typeof check.proof !== 'string') {
+        return refuse('dpop_invalid', 'Send exactly one "DPoP" header.');
+      }
+      const proof = check.proof;
+      if (proof.length > MAX_PROOF_BYTES) return refuse('dpop_invalid', 'The DPoP proof is too large.');
+      if (!COMPACT_JWS.test(proof)) return refuse('dpop_invalid', 'The DPoP proof is not a compact JWS.');
+      const signer = await signerOf(proof);
+      if (typeof signer === 'string') return refuse('dpop_invalid', signer);
+      const { alg, jwk, thumbprint } = signer;
+      if (check.boundKey !== undefined && thumbprint !== check.boundKey) {
+        return refuse(
+          'dpop_wrong_key',
+          'The DPoP proof is signed by another key than the one this is bound to.',
+        );
+      }
+
+      const now = options.clock.now();
+      let claims: Record<string, unknown>;
+      try {
+        ({ payload: claims } = await jwtVerify(proof, signer.key, {
+          algorithms: [alg],
+          typ: DPOP_PROOF_TYPE,
+          currentDate: now,
+        }));
+      } catch (error) {
+        if (error instanceof errors.JWTExpired) return refuse('dpop_stale', 'The DPoP proof has expired.');
+        if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'nbf') {
+          return refuse('dpop_stale', 'The DPoP proof is not valid yet.');
+        }
+        if (error instanceof errors.JWSSignatureVerificationFailed) {
+          return refuse('dpop_invalid', 'The DPoP proof signature is invalid.');
+        }
+        if (error instanceof errors.JOSEError) return refuse('dpop_invalid', 'The DPoP proof is malformed.');
+        throw error;
+      }
+
+      const { jti, htm, htu, iat, ath } = claims;
+      if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) {
+        return refuse('dpop_invalid', 'The DPoP proof needs a jti of 1 to 128 characters.');
+      }
+      if (typeof htm !== 'string' || typeof htu !== 'string') {
+        return refuse('dpop_invalid', 'The DPoP proof needs htm and htu claims.');
+      }
+      if (typeof iat !== 'number' || !Number.isFinite(iat)) {
+        return refuse('dpop_invalid', 'The DPoP proof needs a numeric iat claim.');
+      }
+      if (htm !== check.method) {
+        return refuse('dpop_wrong_method', `The DPoP proof is for ${quoted(htm)}, not ${check.method}.`);
+      }
+      const expected = normalizeHtu(check.htu);
+      if (expected === undefined || normalizeHtu(htu) !== expected) {
+        return refuse('dpop_wrong_url', 'The DPoP proof is for another URL (htu).');
+      }
+      const nowSeconds = now.getTime() / 1000;
+      if (iat < nowSeconds - maxAgeSeconds) {
+        return refuse(
+          'dpop_stale',
+          `The DPoP proof is older than ${maxAgeSeconds} s; make a fresh one per call.`,
+        );
+      }
+      if (iat > nowSeconds + futureSkewSeconds) {
+        return refuse('dpop_stale', "The DPoP proof's iat is in the future; check the machine's clock.");
+      }
+      if (check.accessToken !== undefined && ath !== accessTokenHash(check.accessToken)) {
+        return refuse(
+          'dpop_ath_mismatch',
+          ath === undefined
+            ? 'The DPoP proof needs an ath claim: the hash of the access token.'
+            : 'The DPoP proof was made for another access token (ath).',
+        );
+      }
+      if (options.nonces && !options.nonces.accepts(claims.nonce)) {
+        return {
+          ok: false,
+          code: 'dpop_nonce_required',
+          message: 'Make the DPoP proof again with the nonce from the DPoP-Nonce header.',
+          nonce: options.nonces.current(),
+        };
+      }
+
+      // Kept until the proof would be refused as stale anyway: iat + the window, and no longer.
+      const ttlMs = (iat + maxAgeSeconds) * 1000 - now.getTime();
+      switch (await options.replay.claim(`${thumbprint}:${jti}`, ttlMs)) {
+        case 'fresh':
+          return { ok: true, thumbprint, jwk, jti, issuedAt: new Date(iat * 1000) };
+        case 'replayed':
+          return refuse('dpop_replayed', 'This DPoP proof was already used; make a fresh one per call.');
+        case 'unavailable':
+          return refuse(
+            'dpop_unavailable',
+            'Proofs cannot be checked for replay right now; try again shortly.',
+          );
+      }
+    },
+  };
+}
+
+const isDpopAlgorithm = (value: unknown): value is DpopAlgorithm =>
+  typeof value === 'string' && (DPOP_ALGORITHMS as readonly string[]).includes(value);
+
+/** The header's `jwk` reduced to its public members for `alg`, or what is wrong with it. */
+function publicJwkOf(value: unknown, alg: DpopAlgorithm): DpopPublicJwk | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return 'The DPoP proof header needs the public key as "jwk".';
+  }
+  const jwk = value as Record<string, unknown>;
+  if (PRIVATE_MEMBERS.some((member) => member in jwk)) {
+    return 'The DPoP proof header carries private key material; send the public key only.';
+  }
+  if (alg === 'ES256') {
+    if (jwk.kty !== 'EC' || jwk.crv !== 'P-256') return 'An ES256 proof needs an EC P-256 jwk.';
+    if (!isB64url32(jwk.x) || !isB64url32(jwk.y)) return 'The jwk has no valid x and y.';
+    return { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y };
+  }
+  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519') return `An ${alg} proof needs an OKP Ed25519 jwk.`;
+  if (!isB64url32(jwk.x)) return 'The jwk has no valid x.';
+  return { kty: 'OKP', crv: 'Ed25519', x: jwk.x };
+}
+
+const isB64url32 = (value: unknown): value is string => typeof value === 'string' && B64URL_32.test(value);
+
+const quoted = (text: string): string => JSON.stringify(text.length > 16 ? `${text.slice(0, 16)}…` : text);
+
+/** `ath`: base64url of the SHA-256 of the access token's ASCII text (RFC 9449 §4.2). */
+export function accessTokenHash(accessToken: string): string {
+  return createHash('sha256').update(accessToken, 'ascii').digest('base64url');
+}
+
+const UNRESERVED = /^[A-Za-z0-9._~-]$/;
+
+/**
+ * An `htu` as compared (RFC 9449 §4.3): scheme, host and path, without query or fragment, after
+ * RFC 3986 syntax- and scheme-based normalisation — lower-case scheme and host, no default port,
+ * dot segments resolved, an empty path as `/`, percent-encodings in upper case and unreserved
+ * characters decoded. Undefined for anything that is not an absolute http(s) URL without user info.
+ */
+export function normalizeHtu(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
+  if (url.username !== '' || url.password !== '') return undefined;
+  const path = url.pathname.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => {
+    const char = String.fromCharCode(Number.parseInt(hex, 16));
+    return UNRESERVED.test(char) ? char : `%${hex.toUpperCase()}`;
+  });
+  return `${url.protocol}//${url.host}${path}`;
+}
+
+/**
+ * The URL a client called, as the server forms it to compare with `htu`: the server's configured
+ * public base URL (scheme, host and any path prefix an ingress strips) followed by the request
+ * target's path as received. Never the `Host` header: a proof made for another server (one that
+ * received it, say) must not become valid here by naming that server in `Host`. An absolute-form
+ * request target gives no match (undefined).
+ */
+export function expectedHtu(publicBaseUrl: string, requestTarget: string): string | undefined {
+  if (!requestTarget.startsWith('/')) return undefined;
+  const queryAt = requestTarget.search(/[?#]/);
+  const path = queryAt === -1 ? requestTarget : requestTarget.slice(0, queryAt);
+  return `${publicBaseUrl.replace(/\/+$/, '')}${path}`;
+}
+
+/**
+ * Server-provided nonces (RFC 9449 §8–9), stateless: a nonce is a time window's number and an HMAC
+ * of it, so every process holding the same secret issues and accepts the same nonces without any
+ * shared store. One is accepted during its window and the next.
+ */
+export interface DpopNonces {
+  current(): string;
+  accepts(nonce: unknown): boolean;
+}
+
+export function createDpopNonces(options: {
+  secret: Uint8Array;
+  clock: Clock;
+  windowSeconds?: number;
+}): DpopNonces {
+  if (options.secret.length < 32) throw new Error('createDpopNonces: the secret needs at least 32 bytes');
+  const windowMs = (options.windowSeconds ?? 300) * 1000;
+  const windowOf = () => Math.floor(options.clock.now().getTime() / windowMs);
+  const nonceFor = (window: number): string => {
+    const counter = Buffer.alloc(8);
+    counter.writeBigUInt64BE(BigInt(window));
+    const mac = createHmac('sha256', options.secret).update(counter).digest().subarray(0, 16);
+    return Buffer.concat([counter, mac]).toString('base64url');
+  };
+  return {
+    current: () => nonceFor(windowOf()),
+    accepts(nonce) {
+      if (typeof nonce !== 'string' || nonce.length !== 32) return false;
+      const window = windowOf();
+      return [window, window - 1].some((w) => {
+        const expected = Buffer.from(nonceFor(w));
+        const given = Buffer.from(nonce);
+        return given.length === expected.length && timingSafeEqual(given, expected);
+      });
+    },
+  };
+}
+
+export const isDpopRefusalCode = (code: string): code is DpopRefusalCode =>
+  (DPOP_REFUSAL_CODES as readonly string[]).includes(code);
+
+/** The one place a DPoP refusal becomes an HTTP status. */
+export function dpopRefusalStatus(code: DpopRefusalCode): 401 | 503 {
+  return code === 'dpop_unavailable' ? 503 : 401;
+}
+
+/** Response headers for a refusal: the RFC 9449 §7.1 challenge, and a nonce when one is wanted. */
+export function dpopChallengeHeaders(refusal: {
+  code: DpopRefusalCode;
+  nonce?: string;
+}): Record<string, string> {
+  const algs = `algs="${DPOP_ALGORITHMS.join(' ')}"`;
+  switch (refusal.code) {
+    case 'dpop_unavailable':
+      return {};
+    case 'dpop_required':
+      return { 'www-authenticate': `DPoP error="invalid_token", ${algs}` };
+    case 'dpop_nonce_required':
+      return {
+        'www-authenticate': `DPoP error="use_dpop_nonce", ${algs}`,
+        ...(refusal.nonce ? { 'dpop-nonce': refusal.nonce } : {}),
+      };
+    case 'dpop_invalid':
+    case 'dpop_wrong_key':
+    case 'dpop_wrong_method':
+    case 'dpop_wrong_url':
+    case 'dpop_stale':
+    case 'dpop_replayed':
+    case 'dpop_ath_mismatch':
+      return { 'www-authenticate': `DPoP error="invalid_dpop_proof", ${algs}` };
+  }
+}
