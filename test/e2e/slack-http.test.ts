@@ -22,6 +22,7 @@ import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 import {
   blockText,
   fakeToken,
+  openedViewId,
   PROXY_URL,
   SIGNING_SECRET,
   type SlackHarness,
@@ -125,9 +126,13 @@ describe('/access over signed HTTP', () => {
   });
 
   it('choosing a resource in the modal narrows its durations in place (views.update on that view)', async () => {
-    await h.click(REQUESTER, 'target', 'billing-api|write', { viewId: 'VREQUESTMODAL' });
-    const updated = await h.api.waitFor('views.update', (c) => c.args.view_id === 'VREQUESTMODAL');
-    expect(String(updated.args.hash)).toContain('fakehash');
+    const { triggerId } = await h.command(REQUESTER, '');
+    const viewId = openedViewId(await h.api.waitFor('views.open', (c) => c.args.trigger_id === triggerId));
+    const hash = h.api.viewHash(viewId);
+    await h.click(REQUESTER, 'target', 'billing-api|write', { viewId });
+    const updated = await h.api.waitFor('views.update', (c) => c.args.view_id === viewId);
+    // Sent with the hash the view had when the choice was made, so a stale update is refused, not applied.
+    expect(updated.args.hash).toBe(hash);
     const view = updated.args.view as { blocks: { block_id?: string; element?: Record<string, unknown> }[] };
     const target = view.blocks.find((b) => b.block_id === 'target');
     expect(target?.element?.initial_option).toMatchObject({ value: 'billing-api|write' });

@@ -16,9 +16,11 @@ import type { IssueToken } from '../../src/slack/deps.ts';
 import { slackGroupMembers } from '../../src/slack/directory.ts';
 import { createNotifier } from '../../src/slack/notifier.ts';
 import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
+import { checkMessage, slackErrorLines } from '../fakes/block-kit-limits.ts';
 import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../fakes/slack-api.ts';
 import {
   blockActionsBody,
+  issueTriggerId,
   type PostSignedOptions,
   postSigned,
   slashCommandBody,
@@ -58,7 +60,7 @@ export interface SlackHarness {
     userId: string,
     actionId: string,
     value: string,
-    opts?: { messageTs?: string; channelId?: string; viewId?: string },
+    opts?: { messageTs?: string; channelId?: string; viewId?: string; viewHash?: string; triggerId?: string },
   ): Promise<{ response: Response; responseKey: string }>;
   submit(
     userId: string,
@@ -153,9 +155,10 @@ export async function startSlackHarness(
     answer,
     async command(userId, text, opts) {
       const responseKey = nextKey('cmd');
-      const triggerId = nextKey('trigger');
+      const triggerId = issueTriggerId();
       const body = slashCommandBody({ userId, text, responseUrl: api.responseUrl(responseKey), triggerId });
       const response = await postSigned(baseUrl, '/slack/events', body, SIGNING_SECRET, opts);
+      await assertValidAck(response);
       return { response, responseKey, triggerId };
     },
     async click(userId, actionId, value, opts = {}) {
@@ -167,9 +170,13 @@ export async function startSlackHarness(
         channelId: opts.channelId ?? 'CAPPROVALS',
         messageTs: opts.messageTs,
         viewId: opts.viewId,
+        // Slack sends the view's hash as it is now; a test may pass an older one.
+        viewHash: opts.viewHash ?? (opts.viewId ? api.viewHash(opts.viewId) : undefined),
+        triggerId: opts.triggerId ?? issueTriggerId(),
         responseUrl: api.responseUrl(responseKey),
       });
       const response = await postSigned(baseUrl, '/slack/events', body, SIGNING_SECRET);
+      await assertValidAck(response);
       return { response, responseKey };
     },
     submit(userId, callbackId, values, privateMetadata) {
@@ -193,6 +200,30 @@ export async function startSlackHarness(
       await database.drop();
     },
   };
+}
+
+/**
+ * An ack that carries a message (Bolt answers a command with it) is shown by Slack like any
+ * message, so it meets the same limits; a test fails here rather than on a refusal nobody sees.
+ */
+export async function assertValidAck(response: Response): Promise<void> {
+  if (!(response.headers.get('content-type') ?? '').includes('json')) return;
+  const body: unknown = await response.clone().json();
+  if (typeof body !== 'object' || body === null || !('blocks' in body || 'text' in body)) return;
+  const checked = checkMessage(body as { text?: unknown; blocks?: unknown });
+  if (checked.error) {
+    throw new Error(
+      `Slack would refuse this ack (${checked.error}): ${slackErrorLines(checked.violations).join('; ')}`,
+    );
+  }
+}
+
+/** The id Slack gave the view a `views.open` call opened. */
+export function openedViewId(call: RecordedCall): string {
+  const view = call.answer?.view;
+  const id = typeof view === 'object' && view !== null && 'id' in view ? view.id : undefined;
+  if (typeof id !== 'string') throw new Error(`${call.method} opened no view`);
+  return id;
 }
 
 /** All mrkdwn/plain text inside recorded blocks, for asserting on what people would see. */

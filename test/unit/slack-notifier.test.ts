@@ -41,9 +41,10 @@ describe('notifier', () => {
   });
 
   it('honours Retry-After on 429', async () => {
+    const posted = await notifier().postMessage('C1', noticeMessage('first'));
     api.failNext('chat.update', { status: 429, retryAfter: 1 });
     const started = Date.now();
-    await notifier().updateMessage('C1', '1.2', noticeMessage('x'));
+    await notifier().updateMessage(posted.channel, posted.ts, noticeMessage('x'));
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
     expect(api.callsTo('chat.update')).toHaveLength(1);
   });
