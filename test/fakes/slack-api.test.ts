@@ -263,7 +263,8 @@ describe('fake Slack Web API: as strict as Slack', () => {
       .postMessage({ channel: 'C1', text: 'x', blocks })
       .catch((e: unknown) => e);
     expect(refusal(error)).toMatchObject({ ok: false, error: 'invalid_blocks' });
-    expect(String((refusal(error)?.errors as string[])[0])).toMatch(
+    const lines = refusal(error)?.errors;
+    expect(Array.isArray(lines) ? String(lines[0]) : '').toMatch(
       /at most 3000 characters.*\[json-pointer:\/blocks\/0\/text\/text\]$/,
     );
     expect(fake.calls).toHaveLength(0);
