@@ -129,13 +129,15 @@ describe('/access over signed HTTP', () => {
     const { triggerId } = await h.command(REQUESTER, '');
     const viewId = openedViewId(await h.api.waitFor('views.open', (c) => c.args.trigger_id === triggerId));
     const hash = h.api.viewHash(viewId);
-    await h.click(REQUESTER, 'target', 'billing-api|write', { viewId });
+    await h.select(REQUESTER, 'resource', { text: 'billing-api', value: 'billing-api' }, { viewId });
     const updated = await h.api.waitFor('views.update', (c) => c.args.view_id === viewId);
     // Sent with the hash the view had when the choice was made, so a stale update is refused, not applied.
     expect(updated.args.hash).toBe(hash);
     const view = updated.args.view as { blocks: { block_id?: string; element?: Record<string, unknown> }[] };
-    const target = view.blocks.find((b) => b.block_id === 'target');
-    expect(target?.element?.initial_option).toMatchObject({ value: 'billing-api|write' });
+    const resource = view.blocks.find((b) => b.block_id === 'resource');
+    expect(resource?.element?.initial_option).toMatchObject({ value: 'billing-api' });
+    const scopes = view.blocks.find((b) => b.block_id === 'scope')?.element?.options as { value: string }[];
+    expect(scopes.map((o) => o.value)).toEqual(['read', 'write']);
     const durations = view.blocks.find((b) => b.block_id === 'duration')?.element?.options as {
       value: string;
     }[];
@@ -146,10 +148,11 @@ describe('/access over signed HTTP', () => {
   it('request by modal: /access opens it, bad input stays in it, a good submission creates the request', async () => {
     const { triggerId } = await h.command(REQUESTER, '');
     const opened = await h.api.waitFor('views.open', (c) => c.args.trigger_id === triggerId);
-    expect(blockText(opened)).toContain('billing-api|write');
+    expect(blockText(opened)).toContain('"value":"billing-api"');
 
     const tooLong = await h.submit(REQUESTER, 'request_access', {
-      target: { target: staticSelectState('billing-api|write') },
+      resource: { resource: staticSelectState('billing-api') },
+      scope: { scope: staticSelectState('write') },
       duration: { duration: staticSelectState(String(86_400)) },
       reason: { reason: plainTextState('modal reason M-1') },
     });
@@ -158,8 +161,22 @@ describe('/access over signed HTTP', () => {
       errors: { duration: expect.any(String) },
     });
 
+    // A resource chosen, but the form never showed its scopes (the update lost a race): shown again.
+    const noScope = await h.submit(REQUESTER, 'request_access', {
+      resource: { resource: staticSelectState('admin-api') },
+      duration: { duration: staticSelectState('3600') },
+      reason: { reason: plainTextState('modal reason M-0') },
+    });
+    const again = (await noScope.json()) as {
+      response_action: string;
+      view: { blocks: { block_id?: string }[] };
+    };
+    expect(again.response_action).toBe('update');
+    expect(again.view.blocks.map((b) => b.block_id)).toContain('scope');
+
     const ok = await h.submit(REQUESTER, 'request_access', {
-      target: { target: staticSelectState('billing-api|write') },
+      resource: { resource: staticSelectState('billing-api') },
+      scope: { scope: staticSelectState('write') },
       duration: { duration: staticSelectState('3600') },
       reason: { reason: plainTextState('modal reason M-2') },
     });
@@ -169,6 +186,15 @@ describe('/access over signed HTTP', () => {
       'chat.postMessage',
       (c) => c.args.channel === REQUESTER && blockText(c).includes('waiting for'),
     );
+
+    // A form opened before resource and scope were asked apart still submits.
+    const legacy = await h.submit(REQUESTER, 'request_access', {
+      target: { target: staticSelectState('billing-api|write') },
+      duration: { duration: staticSelectState('3600') },
+      reason: { reason: plainTextState('modal reason M-3') },
+    });
+    expect(legacy.status).toBe(200);
+    await approvalPost('M-3');
   });
 
   it('deny opens a modal; the reason reaches the requester and the message', async () => {
@@ -402,7 +428,7 @@ describe('someone the policy does not list among its requesters', () => {
       );
       const allowed = await listed.command(REQUESTER, '');
       const form = await listed.api.waitFor('views.open', (c) => c.args.trigger_id === allowed.triggerId);
-      expect(blockText(form)).toContain('billing-api|write');
+      expect(blockText(form)).toContain('"value":"billing-api"');
       expect(listed.api.callsTo('views.open').some((c) => c.args.trigger_id === refused.triggerId)).toBe(
         false,
       );
@@ -411,7 +437,7 @@ describe('someone the policy does not list among its requesters', () => {
       const notice = await listed.api.waitFor('views.open', (c) =>
         blockText(c).includes('not among the people this workspace lets request access'),
       );
-      expect(blockText(notice)).not.toContain('billing-api|write');
+      expect(blockText(notice)).not.toContain('"value":"billing-api"');
     } finally {
       await listed.close();
     }

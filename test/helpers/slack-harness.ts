@@ -20,6 +20,8 @@ import { checkMessage, slackErrorLines } from '../fakes/block-kit-limits.ts';
 import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../fakes/slack-api.ts';
 import {
   blockActionsBody,
+  blockActionsPayload,
+  interactiveBody,
   issueTriggerId,
   type PostSignedOptions,
   postSigned,
@@ -61,6 +63,13 @@ export interface SlackHarness {
     actionId: string,
     value: string,
     opts?: { messageTs?: string; channelId?: string; viewId?: string; viewHash?: string; triggerId?: string },
+  ): Promise<{ response: Response; responseKey: string }>;
+  /** Picks `option` in the static select `actionId`, shaped as Slack sends it (`selected_option`). */
+  select(
+    userId: string,
+    actionId: string,
+    option: { text: string; value: string },
+    opts?: { messageTs?: string; channelId?: string; viewId?: string; viewHash?: string },
   ): Promise<{ response: Response; responseKey: string }>;
   submit(
     userId: string,
@@ -176,6 +185,35 @@ export async function startSlackHarness(
         responseUrl: api.responseUrl(responseKey),
       });
       const response = await postSigned(baseUrl, '/slack/events', body, SIGNING_SECRET);
+      await assertValidAck(response);
+      return { response, responseKey };
+    },
+    async select(userId, actionId, option, opts = {}) {
+      const responseKey = nextKey('sel');
+      const payload = blockActionsPayload({
+        userId,
+        actionId,
+        value: option.value,
+        channelId: opts.channelId ?? 'CAPPROVALS',
+        messageTs: opts.messageTs,
+        viewId: opts.viewId,
+        viewHash: opts.viewHash ?? (opts.viewId ? api.viewHash(opts.viewId) : undefined),
+        responseUrl: api.responseUrl(responseKey),
+      });
+      const [button] = payload.actions as Record<string, unknown>[];
+      payload.actions = [
+        {
+          type: 'static_select',
+          action_id: actionId,
+          block_id: button?.block_id,
+          selected_option: {
+            text: { type: 'plain_text', text: option.text, emoji: true },
+            value: option.value,
+          },
+          action_ts: button?.action_ts,
+        },
+      ];
+      const response = await postSigned(baseUrl, '/slack/events', interactiveBody(payload), SIGNING_SECRET);
       await assertValidAck(response);
       return { response, responseKey };
     },

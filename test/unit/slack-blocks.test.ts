@@ -6,10 +6,6 @@ import {
   approvalMessage,
   type Block,
   codeText,
-  decodeQuotaValue,
-  decodeValue,
-  encodeQuotaValue,
-  encodeValue,
   escapeText,
   grantApprovedDm,
   grantReminderDm,
@@ -21,7 +17,13 @@ import {
   requestModal,
   slackDate,
   tokenModal,
-} from '../../src/slack/blocks.ts';
+} from '../../src/slack/blocks/index.ts';
+import {
+  decodeQuotaValue,
+  decodeValue,
+  encodeQuotaValue,
+  encodeValue,
+} from '../../src/slack/listeners/actions/values.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 
 const NOW = new Date('2026-01-05T10:00:00Z');
@@ -208,12 +210,34 @@ describe('messages', () => {
     expect(json).toContain('10m left');
   });
 
-  it('request modal offers every resource·scope and durations up to the longest max', () => {
-    const json = text(requestModal(policy));
-    expect(json).toContain('billing-api|read');
-    expect(json).toContain('admin-api|admin');
-    expect(json).toContain('"value":"28800"');
-    expect(json).not.toContain('"value":"86400"');
+  it('request modal offers every resource, then its scopes, and durations up to the longest max', () => {
+    const resources = (view: ReturnType<typeof requestModal>) =>
+      (
+        view.blocks.find((b) => b.block_id === 'resource') as { element: { options: { value: string }[] } }
+      ).element.options.map((o) => o.value);
+    const modal = requestModal(policy);
+    expect(resources(modal).sort()).toEqual(['admin-api', 'billing-api']);
+    expect(text(modal)).toContain('"value":"28800"');
+    expect(text(modal)).not.toContain('"value":"86400"');
+    expect(modal.blocks.some((b) => b.block_id === 'scope')).toBe(false);
+    const billing = requestModal(policy, { resource: 'billing-api' });
+    const scope = billing.blocks.find((b) => b.block_id === 'scope') as {
+      element: { options: { value: string; text: { text: string } }[]; initial_option?: { value: string } };
+    };
+    expect(scope.element.options.map((o) => [o.value, o.text.text])).toEqual([
+      ['read', 'read · instant ≤ 1h'],
+      ['write', 'write'],
+    ]);
+    // The policy's default scope (the first) is chosen until the person picks another.
+    expect(scope.element.initial_option?.value).toBe('read');
+    expect(requestModal(policy, { resource: 'billing-api', scope: 'write' })).toMatchObject({
+      blocks: expect.arrayContaining([
+        expect.objectContaining({
+          block_id: 'scope',
+          element: expect.objectContaining({ initial_option: expect.objectContaining({ value: 'write' }) }),
+        }),
+      ]),
+    });
   });
 
   it('request modal narrows the durations to the chosen resource and keeps the choice', () => {
@@ -233,17 +257,17 @@ describe('messages', () => {
     expect(Math.max(...all)).toBe(86_400);
     expect(Math.min(...all)).toBeLessThan(1800);
 
-    const billingOnly = requestModal(mixed, { target: 'billing-api|write' });
+    const billingOnly = requestModal(mixed, { resource: 'billing-api', scope: 'write' });
     expect(Math.max(...values(billingOnly))).toBe(7200);
     expect(JSON.stringify(billingOnly.blocks[0])).toContain('"initial_option"');
-    expect(JSON.stringify(billingOnly.blocks[0])).toContain('billing-api|write');
+    expect(JSON.stringify(billingOnly.blocks[0])).toContain('"value":"billing-api"');
     expect(billingOnly.blocks[0]).toMatchObject({ dispatch_action: true });
 
-    const adminOnly = values(requestModal(mixed, { target: 'admin-api|admin' }));
+    const adminOnly = values(requestModal(mixed, { resource: 'admin-api' }));
     expect(Math.min(...adminOnly)).toBe(1800);
     expect(Math.max(...adminOnly)).toBe(86_400);
-    // A target that is not in the policy changes nothing.
-    expect(values(requestModal(mixed, { target: 'nope|x' }))).toEqual(all);
+    // A resource that is not in the policy changes nothing.
+    expect(values(requestModal(mixed, { resource: 'nope' }))).toEqual(all);
   });
 
   it('button values round-trip and reject junk', () => {

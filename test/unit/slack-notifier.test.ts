@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { noticeMessage } from '../../src/slack/blocks.ts';
+import { noticeMessage } from '../../src/slack/blocks/index.ts';
 import { createNotifier, SlackCallError } from '../../src/slack/notifier.ts';
 import { type FakeSlackApi, startFakeSlackApi } from '../fakes/slack-api.ts';
 
