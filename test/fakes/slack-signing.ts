@@ -127,6 +127,8 @@ export interface BlockActionsOptions {
   viewId?: string;
   /** The view's current hash, as Slack sends it with each action (see `FakeSlackApi.viewHash`). */
   viewHash?: string;
+  /** When Slack saw the click (`<seconds>.<micros>`); now unless a test replays an older one. */
+  actionTs?: string;
   viewCallbackId?: string;
   privateMetadata?: string;
   triggerId?: string;
@@ -155,7 +157,7 @@ export function blockActionsPayload(opts: BlockActionsOptions): Record<string, u
         block_id: blockId,
         text: { type: 'plain_text', text: opts.actionId, emoji: true },
         value: opts.value,
-        action_ts: actionTs(),
+        action_ts: opts.actionTs ?? actionTs(),
       },
     ],
   };

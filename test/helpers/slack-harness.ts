@@ -4,6 +4,7 @@ import {
   cachedDirectory,
   createAccessService,
   createOffboarding,
+  type Directory,
   type Offboarding,
 } from '../../src/access/index.ts';
 import { createGrantSummarizer } from '../../src/audit/summary.ts';
@@ -50,6 +51,8 @@ export interface SlackHarness {
   dispatcher: OutboxDispatcher;
   access: ReturnType<typeof createAccessService>;
   offboarding: Offboarding;
+  /** The group-membership cache the app and the access service share. */
+  directory: Directory;
   database: Database;
   baseUrl: string;
   /** Posts a signed `/access <text>`; `responseKey` names the `response_url` the answer goes to. */
@@ -69,7 +72,7 @@ export interface SlackHarness {
     userId: string,
     actionId: string,
     option: { text: string; value: string },
-    opts?: { messageTs?: string; channelId?: string; viewId?: string; viewHash?: string },
+    opts?: { messageTs?: string; channelId?: string; viewId?: string; viewHash?: string; actionTs?: string },
   ): Promise<{ response: Response; responseKey: string }>;
   submit(
     userId: string,
@@ -159,6 +162,7 @@ export async function startSlackHarness(
     dispatcher: outboxDispatcher,
     access,
     offboarding,
+    directory,
     database,
     baseUrl,
     answer,
@@ -198,6 +202,7 @@ export async function startSlackHarness(
         messageTs: opts.messageTs,
         viewId: opts.viewId,
         viewHash: opts.viewHash ?? (opts.viewId ? api.viewHash(opts.viewId) : undefined),
+        ...(opts.actionTs ? { actionTs: opts.actionTs } : {}),
         responseUrl: api.responseUrl(responseKey),
       });
       const [button] = payload.actions as Record<string, unknown>[];
