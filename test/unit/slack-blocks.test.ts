@@ -635,3 +635,37 @@ resources:
     expect(controls(approved.blocks)).toEqual([]);
   });
 });
+
+describe('block ids across updates', () => {
+  const quotaPolicy = testPolicy(`
+resources:
+  billing-api:
+    upstream: http://127.0.0.1:9000
+    approvers: { users: [UAPPROVER1, UAPPROVER2] }
+    approval_channel: CAPPROVALS
+    approvals_required: 2
+    scopes:
+      write: { allow: ["GET /**"], quota: { requests: 1000 } }
+`);
+  const billingQuota = quotaPolicy.resources['billing-api']!;
+  const ids = (message: { blocks: readonly Block[] }) =>
+    new Map(message.blocks.flatMap((b) => (b.block_id ? [[b.block_id, JSON.stringify(b)] as const] : [])));
+
+  it('an updated approval message gives a changed block a new block_id, and keeps it for an unchanged one', () => {
+    const render = (approvals: Parameters<typeof approvalMessage>[0]['approvals']) =>
+      approvalMessage({
+        request: request({ approvalsRequired: 2 }),
+        approvals,
+        grant: undefined,
+        resource: billingQuota,
+        now: NOW,
+      });
+    const before = ids(render([]));
+    // The first approver lowered the quota: the choices left to the second one change.
+    const after = ids(render([{ approverId: 'UAPPROVER1', durationSeconds: null, quotaRequests: 250 }]));
+    expect(before.size).toBeGreaterThan(0);
+    for (const [id, block] of after) if (before.has(id)) expect(before.get(id)).toBe(block);
+    expect([...after.keys()].some((id) => !before.has(id))).toBe(true);
+    expect(ids(render([]))).toEqual(before);
+  });
+});

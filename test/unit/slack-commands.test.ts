@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseAccessCommand } from '../../src/slack/commands.ts';
+import { escapeText } from '../../src/slack/blocks/index.ts';
+import { parseAccessCommand, plainCommandText } from '../../src/slack/commands.ts';
 
 const GRANT = '3f2b6c1e-1a2b-4c3d-8e9f-0123456789ab';
 
@@ -112,5 +113,43 @@ describe('parseAccessCommand', () => {
         },
       ),
     );
+  });
+});
+
+describe('command text as Slack sends it (should_escape on)', () => {
+  it('turns entities, people, channels and links back into what was typed', () => {
+    expect(
+      plainCommandText(
+        'fix &lt;b&gt; &amp; ping <@U123ABC|alice> in <#C42|ops> see <https://x.example/a|x.example/a>',
+      ),
+    ).toBe('fix <b> & ping @alice in #ops see x.example/a (https://x.example/a)');
+    expect(
+      plainCommandText('<!here> <!subteam^S1|@oncall> <@U9> <!date^1^{date}|Jan 1> <https://y.example>'),
+    ).toBe('@here @oncall @U9 Jan 1 https://y.example');
+  });
+
+  it('stores a reason as plain words', () => {
+    expect(parseAccessCommand('request billing-api read 30m a &lt; b, cc <@U123ABC|alice>')).toMatchObject({
+      ok: true,
+      command: { reason: 'a < b, cc @alice' },
+    });
+    expect(parseAccessCommand('revoke-all <@U123ABC|alice> left &amp; gone')).toMatchObject({
+      ok: true,
+      command: { userId: 'U123ABC', reason: 'left & gone' },
+    });
+  });
+
+  it('reads back anything Slack escaped, exactly', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 200 }), (typed) => {
+        expect(plainCommandText(escapeText(typed))).toBe(typed);
+      }),
+    );
+  });
+
+  it('never cuts a quoted word inside an emoji', () => {
+    const problem = parseAccessCommand(`request a${'😀'.repeat(30)} 1h x`);
+    expect(problem.ok).toBe(false);
+    if (!problem.ok) expect(problem.problem).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
   });
 });
