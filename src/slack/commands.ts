@@ -42,26 +42,13 @@ function quote(word: string): string {
 }
 
 /**
- * Command text as the person typed it. Slack sends what was typed in its own escaping: `&`,
- * `<` and `>` as entities, and (with `should_escape`) people, channels and links as
- * `<@U123|alice>`, `<#C123|ops>`, `<https://x|x>`. A reason is stored as plain words, so these
- * become `@alice`, `#ops`, `https://x`; anything that looks like a mention is escaped again
- * wherever it is shown.
+ * Command text with Slack's three entities decoded: Slack sends `&`, `<` and `>` typed by a
+ * person as `&amp;`, `&lt;`, `&gt;`, and its own sequences (`<@U123|alice>`, `<!channel>`)
+ * raw. Stored so, a reason reads as typed; wherever it is shown it is escaped again, so a
+ * sequence in it shows as text and pings or links nobody.
  */
 export function plainCommandText(text: string): string {
-  return text
-    .replace(/<([@#!][^>]*|https?:[^>]*|mailto:[^>]*)>/g, (_, inner: string) => {
-      const [target = '', label] = inner.split('|');
-      if (target.startsWith('@')) return label ? `@${label.replace(/^@/, '')}` : target;
-      if (target.startsWith('#')) return label ? `#${label.replace(/^#/, '')}` : target;
-      if (target.startsWith('!subteam^')) return label ?? `@${target.slice('!subteam^'.length)}`;
-      if (target.startsWith('!date^')) return label ?? '';
-      if (target.startsWith('!')) return `@${target.slice(1)}`;
-      return label && label !== target ? `${label} (${target})` : target;
-    })
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&amp;/g, '&');
+  return text.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
 }
 
 function grantIdOf(word: string | undefined, verb: string): string | ParsedCommand {

@@ -56,6 +56,7 @@ export interface DeliveryDeps {
   notifier: Notifier;
   clock: Clock;
   logger: Logger;
+  /** Base URL of the proxy, shown in DMs (`<proxyUrl>/<resource>/…`). */
   proxyUrl: string;
 }
 

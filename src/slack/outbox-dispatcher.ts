@@ -1,7 +1,5 @@
-import type { Logger } from 'pino';
-import type { AccessEvent, AccessEventKind, AccessService } from '../access/index.ts';
+import type { AccessEvent, AccessEventKind } from '../access/index.ts';
 import { appendAuditEvents } from '../audit/append.ts';
-import type { Db } from '../db/client.ts';
 import {
   claimDueOutboxRows,
   markOutboxSent,
@@ -10,11 +8,8 @@ import {
   scheduleOutboxRetry,
 } from '../db/queries/outbox.ts';
 import type { OutboxRow } from '../db/schema/index.ts';
-import type { PolicyStore } from '../policy/index.ts';
-import type { Clock } from '../shared/clock.ts';
 import type { HomeTabs } from './home.ts';
-import type { Notifier } from './notifier.ts';
-import { createDeliveries, type Step } from './outbox-deliveries.ts';
+import { createDeliveries, type DeliveryDeps, type Step } from './outbox-deliveries.ts';
 import { isPermanent, SlackCallError } from './slack-errors.ts';
 
 /**
@@ -30,15 +25,7 @@ import { isPermanent, SlackCallError } from './slack-errors.ts';
  * A step that failed never stops the row's other steps, nor the rows after it.
  */
 
-export interface OutboxDispatcherDeps {
-  db: Db;
-  access: AccessService;
-  policy: PolicyStore;
-  notifier: Notifier;
-  clock: Clock;
-  logger: Logger;
-  /** Base URL of the proxy, shown in DMs (`<proxyUrl>/<resource>/…`). */
-  proxyUrl: string;
+export interface OutboxDispatcherDeps extends DeliveryDeps {
   homes?: HomeTabs;
   pollIntervalMs?: number;
   batchSize?: number;

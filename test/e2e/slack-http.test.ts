@@ -10,12 +10,12 @@ import { staticPolicyStore } from '../../src/policy/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import type { RecordedCall } from '../fakes/slack-api.ts';
 import {
-  blockActionsPayload,
   eventCallbackBody,
   interactiveBody,
   nowSeconds,
   plainTextState,
   postSigned,
+  staticSelectActionPayload,
   staticSelectState,
 } from '../fakes/slack-signing.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
@@ -536,28 +536,18 @@ describe('alerts, App Home, audit and quotas over signed HTTP', () => {
   ): Promise<{ response: Response; responseKey: string }> {
     selections += 1;
     const responseKey = `select-${selections}`;
-    const payload = blockActionsPayload({
-      userId,
-      actionId,
-      value: option.value,
-      channelId: 'CAPPROVALS',
-      messageTs,
-      responseUrl: q.api.responseUrl(responseKey),
-    });
-    const [button] = payload.actions as Record<string, unknown>[];
-    payload.actions = [
+    const payload = staticSelectActionPayload(
       {
-        type: 'static_select',
-        action_id: actionId,
-        block_id: button?.block_id,
-        selected_option: {
-          text: { type: 'plain_text', text: option.text, emoji: true },
-          value: option.value,
-        },
-        placeholder: { type: 'plain_text', text: 'Approve with a smaller quota…', emoji: true },
-        action_ts: button?.action_ts,
+        userId,
+        actionId,
+        value: option.value,
+        channelId: 'CAPPROVALS',
+        messageTs,
+        responseUrl: q.api.responseUrl(responseKey),
       },
-    ];
+      option,
+      'Approve with a smaller quota…',
+    );
     const response = await postSigned(q.baseUrl, '/slack/events', interactiveBody(payload), SIGNING_SECRET);
     return { response, responseKey };
   }

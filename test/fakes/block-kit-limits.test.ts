@@ -29,7 +29,7 @@ const select = (over: Record<string, unknown> = {}) => ({
 });
 const confirm = (over: Record<string, unknown> = {}) => ({
   title: plain('Sure?'),
-  text: mrkdwn('It stops at once.'),
+  text: plain('It stops at once.'),
   confirm: plain('Yes'),
   deny: plain('No'),
   ...over,
@@ -163,9 +163,7 @@ const BROKEN: Record<RuleName, () => Violation[]> = {
       { type: 'actions', elements: [button({ confirm: confirm({ title: plain(long(101)) }) })] },
     ]),
   confirmText: () =>
-    messageRules([
-      { type: 'actions', elements: [button({ confirm: confirm({ text: mrkdwn(long(301)) }) })] },
-    ]),
+    messageRules([{ type: 'actions', elements: [button({ confirm: confirm({ text: plain(long(301)) }) })] }]),
   confirmButton: () =>
     messageRules([
       { type: 'actions', elements: [button({ confirm: confirm({ confirm: plain(long(31)) }) })] },

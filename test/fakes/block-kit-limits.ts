@@ -128,7 +128,7 @@ class Checker {
       return;
     }
     this.text(value.title, `${pointer}/title`, 'confirmTitle', 'confirm title', true);
-    this.text(value.text, `${pointer}/text`, 'confirmText', 'confirm text', false);
+    this.text(value.text, `${pointer}/text`, 'confirmText', 'confirm text', true);
     this.text(value.confirm, `${pointer}/confirm`, 'confirmButton', 'confirm button', true);
     this.text(value.deny, `${pointer}/deny`, 'confirmButton', 'deny button', true);
   }

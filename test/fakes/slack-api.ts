@@ -589,6 +589,15 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
     }
   };
 
+  /** Answers `call` with the next injected fault for its method, if there is one. */
+  const answeredByFault = (req: IncomingMessage, res: ServerResponse, call: RecordedCall): boolean => {
+    const fault = takeFault(call.method);
+    if (!fault) return false;
+    faultedCalls.push({ ...call, fault });
+    sendFault(req, res, fault);
+    return true;
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const requestUrl = new URL(req.url ?? '/', 'http://127.0.0.1');
     const raw = await readBody(req);
@@ -603,12 +612,7 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
         token: undefined,
         at,
       };
-      const fault = takeFault(call.method);
-      if (fault) {
-        faultedCalls.push({ ...call, fault });
-        sendFault(req, res, fault);
-        return;
-      }
+      if (answeredByFault(req, res, call)) return;
       // A response_url takes what chat.postMessage takes, and refuses what it refuses.
       const checked = checkMessage(args);
       const body = checked.error ? refuse(checked.error, slackErrorLines(checked.violations)) : { ok: true };
@@ -628,14 +632,7 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
       token: bearerToken(req, args),
       at,
     };
-
-    const fault = takeFault(call.method);
-    if (fault) {
-      faultedCalls.push({ ...call, fault });
-      sendFault(req, res, fault);
-      return;
-    }
-
+    if (answeredByFault(req, res, call)) return;
     const body = answer(call);
     recordAnswer(call, body);
     sendJson(res, 200, body);

@@ -204,6 +204,30 @@ export function blockActionsPayload(opts: BlockActionsOptions): Record<string, u
   };
 }
 
+/**
+ * A `block_actions` payload for picking `option` in a static select: Slack sends the chosen
+ * option as `selected_option`, not as a button's `value`.
+ */
+export function staticSelectActionPayload(
+  opts: BlockActionsOptions,
+  option: { text: string; value: string },
+  placeholder?: string,
+): Record<string, unknown> {
+  const payload = blockActionsPayload({ ...opts, value: option.value });
+  const [button] = payload.actions as Record<string, unknown>[];
+  payload.actions = [
+    {
+      type: 'static_select',
+      action_id: opts.actionId,
+      block_id: button?.block_id,
+      selected_option: { text: { type: 'plain_text', text: option.text, emoji: true }, value: option.value },
+      ...(placeholder ? { placeholder: { type: 'plain_text', text: placeholder, emoji: true } } : {}),
+      action_ts: button?.action_ts,
+    },
+  ];
+  return payload;
+}
+
 /** `state.values`: block_id → action_id → element state (`{ type, value }`, `{ type, selected_option }`, …). */
 export type ViewStateValues = Record<string, Record<string, { type: string } & Record<string, unknown>>>;
 

@@ -21,12 +21,12 @@ import { checkMessage, slackErrorLines } from '../fakes/block-kit-limits.ts';
 import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../fakes/slack-api.ts';
 import {
   blockActionsBody,
-  blockActionsPayload,
   interactiveBody,
   issueTriggerId,
   type PostSignedOptions,
   postSigned,
   slashCommandBody,
+  staticSelectActionPayload,
   type ViewStateValues,
   viewSubmissionBody,
 } from '../fakes/slack-signing.ts';
@@ -194,30 +194,20 @@ export async function startSlackHarness(
     },
     async select(userId, actionId, option, opts = {}) {
       const responseKey = nextKey('sel');
-      const payload = blockActionsPayload({
-        userId,
-        actionId,
-        value: option.value,
-        channelId: opts.channelId ?? 'CAPPROVALS',
-        messageTs: opts.messageTs,
-        viewId: opts.viewId,
-        viewHash: opts.viewHash ?? (opts.viewId ? api.viewHash(opts.viewId) : undefined),
-        ...(opts.actionTs ? { actionTs: opts.actionTs } : {}),
-        responseUrl: api.responseUrl(responseKey),
-      });
-      const [button] = payload.actions as Record<string, unknown>[];
-      payload.actions = [
+      const payload = staticSelectActionPayload(
         {
-          type: 'static_select',
-          action_id: actionId,
-          block_id: button?.block_id,
-          selected_option: {
-            text: { type: 'plain_text', text: option.text, emoji: true },
-            value: option.value,
-          },
-          action_ts: button?.action_ts,
+          userId,
+          actionId,
+          value: option.value,
+          channelId: opts.channelId ?? 'CAPPROVALS',
+          messageTs: opts.messageTs,
+          viewId: opts.viewId,
+          viewHash: opts.viewHash ?? (opts.viewId ? api.viewHash(opts.viewId) : undefined),
+          ...(opts.actionTs ? { actionTs: opts.actionTs } : {}),
+          responseUrl: api.responseUrl(responseKey),
         },
-      ];
+        option,
+      );
       const response = await postSigned(baseUrl, '/slack/events', interactiveBody(payload), SIGNING_SECRET);
       await assertValidAck(response);
       return { response, responseKey };

@@ -408,7 +408,9 @@ describe('anomaly alerts', () => {
     const verbatim = message.blocks.filter(
       (b) => b.type === 'section' && b.text?.type === 'mrkdwn' && b.text.verbatim === true,
     );
-    expect(verbatim).toHaveLength(2);
+    // Every section is, since no text jitgate shows relies on Slack's auto-parsing.
+    expect(verbatim).toHaveLength(message.blocks.filter((b) => b.type === 'section').length);
+    expect(verbatim.length).toBeGreaterThanOrEqual(2);
     expect(codeText('a`b\nc')).toBe('`a\u02cbb c`');
   });
 

@@ -2,15 +2,7 @@ import type { AlertCall } from '../../access/events.ts';
 import type { WeeklyReport } from '../../audit/weekly-report.ts';
 import type { Grant } from '../../db/schema/index.ts';
 import { ACTIONS, versioned } from './ids.ts';
-import {
-  type Block,
-  button,
-  confirmDialog,
-  context,
-  type SlackMessage,
-  section,
-  verbatimSection,
-} from './kit.ts';
+import { type Block, button, confirmDialog, context, type SlackMessage, section } from './kit.ts';
 import {
   boundedLines,
   codeText,
@@ -148,9 +140,9 @@ export function anomalyAlert(input: AnomalyInput): SlackMessage {
   const facts = [alertWho(input), ...alertWhat(input.call)];
   const revokeNote = input.evidence?.revokeNote;
   if (typeof revokeNote === 'string') facts.push(`*Automatic revoke failed:* ${inlineText(revokeNote, 300)}`);
-  blocks.push(verbatimSection(boundedLines(facts[0] ?? '', facts.slice(1), SEE_AUDIT)));
+  blocks.push(section(boundedLines(facts[0] ?? '', facts.slice(1), SEE_AUDIT)));
   const evidence = alertEvidence(input.evidence, input.call);
-  if (evidence.length > 0) blocks.push(verbatimSection(boundedLines('*Evidence*', evidence, SEE_AUDIT)));
+  if (evidence.length > 0) blocks.push(section(boundedLines('*Evidence*', evidence, SEE_AUDIT)));
   if (input.grant) {
     if (input.revoked || input.grant.status !== 'active') {
       blocks.push(context(`Grant \`${input.grant.id}\` is ${input.grant.status}.`));

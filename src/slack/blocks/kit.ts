@@ -52,16 +52,25 @@ export const plain = (text: string, max: number = LIMITS.headerText): types.Plai
   emoji: true,
 });
 
-/** mrkdwn the caller has escaped and sized (see text.ts). */
-export const section = (text: string): Block => ({ type: 'section', text: { type: 'mrkdwn', text } });
-
-/** Verbatim: Slack turns no bare URL, `@here` or `#channel` in it into a link or a ping. */
-export const verbatimSection = (text: string): Block => ({
+/**
+ * mrkdwn the caller has escaped and sized (see text.ts), always `verbatim`: Slack then turns no
+ * bare URL, `@here` or `#channel` in it into a link or a ping. Only the sequences jitgate writes
+ * itself (`<@U…>`, `<#C…>`, `<!date^…>`) are read, so no user text can ping or link.
+ */
+export const section = (text: string): Block => ({
   type: 'section',
   text: { type: 'mrkdwn', text, verbatim: true },
 });
 
-export const context = (text: string): Block => ({ type: 'context', elements: [{ type: 'mrkdwn', text }] });
+/** A section with a button beside it (Cancel, Revoke in lists). */
+export function withAccessory(block: Block, accessory: types.Button): Block {
+  return block.type === 'section' ? { ...block, accessory } : block;
+}
+
+export const context = (text: string): Block => ({
+  type: 'context',
+  elements: [{ type: 'mrkdwn', text, verbatim: true }],
+});
 
 export const header = (text: string): Block => ({ type: 'header', text: plain(text, LIMITS.headerText) });
 
@@ -99,7 +108,7 @@ export function confirmDialog(
 ): types.ConfirmationDialog {
   return {
     title: plain(title, 100),
-    text: { type: 'mrkdwn', text },
+    text: plain(text, 300),
     confirm: plain(confirm, 30),
     deny: plain(deny, 30),
   };

@@ -3,7 +3,7 @@ import { describeDuration } from '../../policy/index.ts';
 import { encodeListPage, encodeValue, type ListKind } from '../listeners/actions/values.ts';
 import { giveUpConfirm } from './dms.ts';
 import { ACTIONS, versioned } from './ids.ts';
-import { type Block, button, context, header, section } from './kit.ts';
+import { type Block, button, context, header, section, withAccessory } from './kit.ts';
 import { inlineText, mention, NUMBER, plural, quotaUse, scopeLabel, slackDate, timeLeft } from './text.ts';
 
 /**
@@ -66,11 +66,12 @@ function mineBlocks(items: readonly Item[], now: Date): Block[] {
   const blocks: Block[] = [];
   for (const item of items) {
     if (item.request) {
-      blocks.push({
-        type: 'section',
-        text: { type: 'mrkdwn', text: `:hourglass_flowing_sand: Pending: ${requestLine(item.request)}` },
-        accessory: button('Cancel', ACTIONS.cancel, item.request.id),
-      });
+      blocks.push(
+        withAccessory(
+          section(`:hourglass_flowing_sand: Pending: ${requestLine(item.request)}`),
+          button('Cancel', ACTIONS.cancel, item.request.id),
+        ),
+      );
       continue;
     }
     const grant = item.grant;
@@ -103,11 +104,10 @@ function decideBlocks(request: AccessRequest): Block[] {
 }
 
 function activeGrantBlock(grant: Grant, now: Date): Block {
-  return {
-    type: 'section',
-    text: { type: 'mrkdwn', text: grantLine(grant, now, true) },
-    accessory: button('Revoke', ACTIONS.revoke, grant.id, 'danger'),
-  };
+  return withAccessory(
+    section(grantLine(grant, now, true)),
+    button('Revoke', ACTIONS.revoke, grant.id, 'danger'),
+  );
 }
 
 const EMPTY_MINE = 'You have no pending requests and no active grants. Use `/access` to ask for access.';
