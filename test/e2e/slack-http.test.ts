@@ -10,7 +10,6 @@ import { staticPolicyStore } from '../../src/policy/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import type { RecordedCall } from '../fakes/slack-api.ts';
 import {
-  eventCallbackBody,
   interactiveBody,
   nowSeconds,
   plainTextState,
@@ -507,17 +506,7 @@ describe('alerts, App Home, audit and quotas over signed HTTP', () => {
   }
 
   /** Opens `userId`'s App Home as Slack does and returns what was published. */
-  async function openHome(userId: string): Promise<RecordedCall> {
-    const mark = q.api.calls.length;
-    const res = await postSigned(
-      q.baseUrl,
-      '/slack/events',
-      eventCallbackBody({ type: 'app_home_opened', user: userId, tab: 'home', channel: `D${userId}` }),
-      SIGNING_SECRET,
-    );
-    expect(res.status).toBe(200);
-    return q.api.waitFor('views.publish', (c) => c.args.user_id === userId && q.api.calls.indexOf(c) >= mark);
-  }
+  const openHome = (userId: string): Promise<RecordedCall> => q.openHome(userId);
 
   /** The next home published for `userId` after call number `mark` that satisfies `test`. */
   const republished = (userId: string, mark: number, test: (text: string) => boolean) =>

@@ -3,15 +3,8 @@ import { appendAuditEvents } from '../../src/audit/append.ts';
 import { callAuditEvent } from '../../src/audit/appender.ts';
 import type { Grant } from '../../src/db/schema/index.ts';
 import type { RecordedCall } from '../fakes/slack-api.ts';
-import { eventCallbackBody, postSigned } from '../fakes/slack-signing.ts';
 import { testPolicy } from '../helpers/policy.ts';
-import {
-  blockText,
-  openedViewId,
-  SIGNING_SECRET,
-  type SlackHarness,
-  startSlackHarness,
-} from '../helpers/slack-harness.ts';
+import { blockText, openedViewId, type SlackHarness, startSlackHarness } from '../helpers/slack-harness.ts';
 import { hygieneProblems } from '../helpers/slack-text-hygiene.ts';
 
 /**
@@ -278,18 +271,7 @@ describe('a person with 60 grants', () => {
   });
 
   it('App Home shows both halves, and says how many more there are and where to see them', async () => {
-    const mark = h.api.calls.length;
-    const res = await postSigned(
-      h.baseUrl,
-      '/slack/events',
-      eventCallbackBody({ type: 'app_home_opened', user: OWNER, tab: 'home', channel: `D${OWNER}` }),
-      SIGNING_SECRET,
-    );
-    expect(res.status).toBe(200);
-    const home = await h.api.waitFor(
-      'views.publish',
-      (c) => c.args.user_id === OWNER && h.api.calls.indexOf(c) >= mark,
-    );
+    const home = await h.openHome(OWNER);
     const text = blockText(home);
     expect(text).toContain('Your access');
     expect(text).toContain('To decide');

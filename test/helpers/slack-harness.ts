@@ -21,6 +21,7 @@ import { checkMessage, slackErrorLines } from '../fakes/block-kit-limits.ts';
 import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../fakes/slack-api.ts';
 import {
   blockActionsBody,
+  eventCallbackBody,
   interactiveBody,
   issueTriggerId,
   type PostSignedOptions,
@@ -80,6 +81,8 @@ export interface SlackHarness {
     values: ViewStateValues,
     privateMetadata?: string,
   ): Promise<Response>;
+  /** Opens `userId`'s App Home as Slack does (`app_home_opened`) and returns what was published. */
+  openHome(userId: string): Promise<RecordedCall>;
   /** The next answer posted to the `response_url` named `key`. */
   answer(key: string): Promise<RecordedCall>;
   counts(): Promise<{ requests: number; grants: number; approvals: number; outbox: number }>;
@@ -166,6 +169,18 @@ export async function startSlackHarness(
     database,
     baseUrl,
     answer,
+    async openHome(userId) {
+      const mark = api.calls.length;
+      const event = eventCallbackBody({
+        type: 'app_home_opened',
+        user: userId,
+        tab: 'home',
+        channel: `D${userId}`,
+      });
+      const res = await postSigned(baseUrl, '/slack/events', event, SIGNING_SECRET);
+      if (res.status !== 200) throw new Error(`app_home_opened answered ${res.status}`);
+      return api.waitFor('views.publish', (c) => c.args.user_id === userId && api.calls.indexOf(c) >= mark);
+    },
     async command(userId, text, opts) {
       const responseKey = nextKey('cmd');
       const triggerId = issueTriggerId();

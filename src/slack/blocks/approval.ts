@@ -88,27 +88,24 @@ export function approvalMessage(input: ApprovalMessageInput): SlackMessage {
         button('Approve', ACTIONS.approve, request.id, 'primary'),
         button('Deny', ACTIONS.deny, request.id, 'danger'),
       ];
-      const shorter = durationsBetween(resource?.minDurationSeconds ?? 1, request.durationSeconds - 1);
-      if (shorter.length > 0) {
-        elements.push({
-          type: 'static_select',
-          action_id: ACTIONS.approveShorter,
-          placeholder: plain('Approve for less…'),
-          options: shorter.map((s) =>
-            option(`Approve for ${describeDuration(s)}`, encodeValue(request.id, s)),
-          ),
-        });
-      }
-      const smaller = request.extendsGrantId ? [] : lowerQuotaChoices(pendingQuota);
-      if (smaller.length > 0) {
-        elements.push({
-          type: 'static_select',
-          action_id: ACTIONS.approveLowerQuota,
-          placeholder: plain('Approve with a smaller quota…'),
-          options: smaller.map((choice) =>
-            option(`Approve for ${describeQuota(choice)}`, encodeQuotaValue(request.id, choice)),
-          ),
-        });
+      const shorter = durationsBetween(resource?.minDurationSeconds ?? 1, request.durationSeconds - 1).map(
+        (s) => option(`Approve for ${describeDuration(s)}`, encodeValue(request.id, s)),
+      );
+      const smaller = (request.extendsGrantId ? [] : lowerQuotaChoices(pendingQuota)).map((choice) =>
+        option(`Approve for ${describeQuota(choice)}`, encodeQuotaValue(request.id, choice)),
+      );
+      for (const [actionId, placeholder, options] of [
+        [ACTIONS.approveShorter, 'Approve for less…', shorter],
+        [ACTIONS.approveLowerQuota, 'Approve with a smaller quota…', smaller],
+      ] as const) {
+        if (options.length > 0) {
+          elements.push({
+            type: 'static_select',
+            action_id: actionId,
+            placeholder: plain(placeholder),
+            options,
+          });
+        }
       }
       blocks.push(versioned(`decide:${request.id}`, { type: 'actions', elements }));
       text = `${kind} from ${request.requesterId} for ${request.resource}: ${summary} (${given}/${required} approvals)`;
