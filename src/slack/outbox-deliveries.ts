@@ -25,7 +25,7 @@ import {
 } from './blocks/index.ts';
 import type { Notifier } from './notifier.ts';
 import { isRecord, isUuid } from './payloads.ts';
-import { isChannelRefusal, isPayloadRefusal, type SlackCallError } from './slack-errors.ts';
+import { isChannelRefusal, isPayloadRefusal, SlackCallError } from './slack-errors.ts';
 
 /**
  * What one outbox event sends, as steps: the approval message, then a DM, each sent and
@@ -108,9 +108,9 @@ export function createDeliveries(deps: DeliveryDeps) {
     try {
       posted = await notifier.postMessage(channel, await render(request));
     } catch (error) {
-      const maybePosted =
-        typeof error === 'object' && error !== null && 'maybeDone' in error && error.maybeDone === true;
-      if (!maybePosted) await access.releaseApprovalMessage(request.id);
+      // A timeout or a dropped connection may have posted it: keep the claim until it goes stale.
+      if (!(error instanceof SlackCallError && error.maybeDone))
+        await access.releaseApprovalMessage(request.id);
       throw error;
     }
     await access.setApprovalMessage(request.id, posted.channel, posted.ts);

@@ -77,4 +77,37 @@ describe('notifier', () => {
     expect(logged.length).toBeGreaterThan(0);
     expect(logged).not.toContain(TOKEN);
   });
+
+  it('sorts what Slack answers: its refusals keep their code and detail lines, the network may have acted', async () => {
+    const tooLong = { type: 'section' as const, text: { type: 'mrkdwn' as const, text: 'x'.repeat(3001) } };
+    const refused = await notifier()
+      .postMessage('C1', { text: 'x', blocks: [tooLong] })
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'invalid_blocks', retryable: false, maybeDone: false });
+    expect((refused as SlackCallError).details[0]).toMatch(/\[json-pointer:\/blocks\/0\/text\/text\]$/);
+    const viaUrl = await notifier()
+      .respond(api.responseUrl('r2'), { text: 'x', blocks: [tooLong] })
+      .catch((e: unknown) => e);
+    expect(viaUrl).toMatchObject({ method: 'response_url', code: 'invalid_blocks', retryable: false });
+    api.acknowledge();
+
+    api.failNext('chat.postMessage', { dropConnection: true }, 4);
+    const dropped = await notifier()
+      .postMessage('C1', noticeMessage('x'))
+      .catch((e: unknown) => e);
+    expect(dropped).toMatchObject({ code: 'network', retryable: true, maybeDone: true });
+    api.failNext('chat.postMessage', { status: 429, retryAfter: 120 });
+    const limited = await notifier()
+      .postMessage('C1', noticeMessage('x'))
+      .catch((e: unknown) => e);
+    expect(limited).toMatchObject({ code: 'ratelimited', retryable: true, retryAfterMs: 120_000 });
+    api.failNext('chat.update', { error: 'internal_error' }, 10);
+    const posted = await notifier().postMessage('C1', noticeMessage('first'));
+    await expect(
+      notifier().updateMessage(posted.channel, posted.ts, noticeMessage('x')),
+    ).rejects.toMatchObject({
+      code: 'internal_error',
+      retryable: true,
+    });
+  });
 });
