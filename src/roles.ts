@@ -300,6 +300,11 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     metrics.addGauge('jitgate_outbox_lag_seconds', 'Age of the oldest Slack message not yet delivered', () =>
       access.outboxLagSeconds(),
     );
+    metrics.addGauge(
+      'jitgate_outbox_dead_letters',
+      'Outbox events with a Slack message given up: refused for good, or still failing after every attempt',
+      () => access.countDeadLetters(),
+    );
 
     const admin = createAdminServer({
       metrics,

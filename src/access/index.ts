@@ -4,3 +4,4 @@ export * from './offboarding.ts';
 export * from './outcomes.ts';
 export * from './service.ts';
 export * from './transitions.ts';
+export * from './user-text.ts';

@@ -10,6 +10,7 @@ export type AccessErrorCode =
   | 'duration_too_long'
   | 'reason_empty'
   | 'reason_too_long'
+  | 'text_has_control_characters'
   | 'request_not_found'
   | 'request_not_pending'
   | 'not_an_approver'

@@ -17,6 +17,7 @@ import {
   pendingExtensionOf,
   pendingRequestsOf,
   pendingRequestsOn,
+  releaseApprovalMessageClaim,
   requestsPastTimeout,
   resourcesWithPendingRequestsOf,
   setApprovalMessage,
@@ -41,7 +42,7 @@ import {
   revokeIdleGrantsOn,
   usersWithLiveGrants,
 } from '../db/queries/grants.ts';
-import { countUndelivered, oldestUndeliveredAt } from '../db/queries/outbox.ts';
+import { countDeadLetters, countUndelivered, oldestUndeliveredAt } from '../db/queries/outbox.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import {
   autoApproves,
@@ -60,6 +61,7 @@ import type { Directory } from './directory.ts';
 import { type AccessEvent, enqueueEvents, notifyGrantChanged } from './events.ts';
 import { type Outcome, ok, type Refusal, refuse } from './outcomes.ts';
 import { grantedQuota, grantedSeconds } from './transitions.ts';
+import { checkUserText, cleanUserText } from './user-text.ts';
 
 export interface AccessServiceDeps {
   db: Db;
@@ -360,7 +362,9 @@ export function createAccessService(deps: AccessServiceDeps) {
   async function offboardUser(input: OffboardInput): Promise<Outcome<OffboardResult>> {
     if (input.resources !== undefined && input.resources.length === 0)
       return ok({ grants: [], requests: [] });
-    const reason = input.reason.trim().slice(0, 2000) || 'offboarded';
+    const unfit = checkUserText(input.reason, 'reason');
+    if (unfit) return unfit;
+    const reason = cleanUserText(input.reason).trim().slice(0, 2000) || 'offboarded';
     const by = endedByOf(input.actor);
     const dmOwner = input.dmOwner ?? true;
     return commit<OffboardResult>(async (tx, effects) => {
@@ -461,6 +465,8 @@ export function createAccessService(deps: AccessServiceDeps) {
 
     /** Ask for access; approved at once when the policy auto-approves this scope and duration. */
     async createRequest(input: CreateRequestInput): Promise<Outcome<DecisionResult>> {
+      const unfit = checkUserText(input.reason, 'reason');
+      if (unfit) return unfit;
       const policy = deps.policy.current();
       if (!(await isRequester(policy, input.requesterId))) {
         return refuse(
@@ -468,7 +474,7 @@ export function createAccessService(deps: AccessServiceDeps) {
           'You are not among the people this workspace lets request access.',
         );
       }
-      const checked = checkRequest(policy, input);
+      const checked = checkRequest(policy, { ...input, reason: cleanUserText(input.reason) });
       if (!checked.ok) return checked;
       const { resource, scope, reason } = checked;
       return commit<DecisionResult>(async (tx, effects) => {
@@ -611,7 +617,10 @@ export function createAccessService(deps: AccessServiceDeps) {
       if (!(await isApproverOf(resource, input.approverId))) {
         return refuse('not_an_approver', `Only approvers of ${resource.name} can decide this request.`);
       }
-      const note = input.note?.trim() ? input.note.trim().slice(0, 2000) : null;
+      const unfit = input.note === undefined ? undefined : checkUserText(input.note, 'note');
+      if (unfit) return unfit;
+      const clean = input.note === undefined ? '' : cleanUserText(input.note).trim();
+      const note = clean ? clean.slice(0, 2000) : null;
       return commit(async (tx, effects) => {
         const now = clock.now();
         const denied = await markRequestDenied(tx, input.requestId, now, input.approverId, note);
@@ -686,6 +695,8 @@ export function createAccessService(deps: AccessServiceDeps) {
      * the system (anomaly rules, offboarding) may revoke anyone's.
      */
     async revokeGrant(input: { grantId: string; actor: Actor; reason: string }): Promise<Outcome<Grant>> {
+      const unfit = checkUserText(input.reason, 'reason');
+      if (unfit) return unfit;
       const peek = await findGrant(db, input.grantId);
       if (!peek) return refuse('grant_not_found', 'No such grant.');
       if (input.actor.type === 'slack' && input.actor.userId !== peek.userId) {
@@ -697,7 +708,7 @@ export function createAccessService(deps: AccessServiceDeps) {
           );
         }
       }
-      const reason = input.reason.trim().slice(0, 2000) || 'revoked';
+      const reason = cleanUserText(input.reason).trim().slice(0, 2000) || 'revoked';
       return commit(async (tx, effects) => {
         const now = clock.now();
         const by = input.actor.type === 'slack' ? input.actor.userId : input.actor.type;
@@ -740,6 +751,8 @@ export function createAccessService(deps: AccessServiceDeps) {
       actorId: string;
       reason?: string;
     }): Promise<Outcome<RevokeAllResult>> {
+      const unfit = input.reason === undefined ? undefined : checkUserText(input.reason, 'reason');
+      if (unfit) return unfit;
       const approved: string[] = [];
       for (const resource of Object.values(deps.policy.current().resources)) {
         if (await isApproverOf(resource, input.actorId)) approved.push(resource.name);
@@ -876,6 +889,8 @@ export function createAccessService(deps: AccessServiceDeps) {
       durationSeconds: number;
       reason?: string;
     }): Promise<Outcome<DecisionResult>> {
+      const unfit = input.reason === undefined ? undefined : checkUserText(input.reason, 'reason');
+      if (unfit) return unfit;
       const grant = await findGrant(db, input.grantId);
       if (!grant) return refuse('grant_not_found', 'No such grant.');
       if (grant.userId !== input.userId)
@@ -896,7 +911,7 @@ export function createAccessService(deps: AccessServiceDeps) {
         resource: grant.resource,
         scope: grant.scope,
         durationSeconds: input.durationSeconds,
-        reason: input.reason ?? `Extension of grant ${grant.id}`,
+        reason: input.reason === undefined ? `Extension of grant ${grant.id}` : cleanUserText(input.reason),
       });
       if (!checked.ok) return checked;
       return commit<DecisionResult>(async (tx, effects) => {
@@ -1018,6 +1033,13 @@ export function createAccessService(deps: AccessServiceDeps) {
       return claimed ? 'claimed' : 'posting_elsewhere';
     },
 
+    /**
+     * Gives up a claim after Slack answered that it posted nothing (a refusal, a 429), so the
+     * next attempt may post at once instead of waiting for the claim to go stale.
+     */
+    releaseApprovalMessage: (requestId: string): Promise<void> =>
+      releaseApprovalMessageClaim(db, requestId, POSTING_MARKER),
+
     /** Records where the approval message lives, so later outcomes update it in place. */
     setApprovalMessage: (requestId: string, channel: string, ts: string): Promise<void> =>
       setApprovalMessage(db, requestId, channel, ts),
@@ -1057,6 +1079,9 @@ export function createAccessService(deps: AccessServiceDeps) {
 
     /** Outbox events not yet delivered (Slack down, or no bot running). */
     countUndelivered: (): Promise<number> => countUndelivered(db),
+
+    /** Outbox events with a Slack message given up (refused for good, or failing past the attempts). */
+    countDeadLetters: (): Promise<number> => countDeadLetters(db),
 
     countPending: (): Promise<number> => countPendingRequests(db),
   };

@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../../test/fakes/slack-api.ts';
-import { blockActionsBody, postSigned, slashCommandBody } from '../../test/fakes/slack-signing.ts';
+import {
+  blockActionsBody,
+  issueTriggerId,
+  postSigned,
+  slashCommandBody,
+} from '../../test/fakes/slack-signing.ts';
 import { loadConfig } from '../config.ts';
 import { type Running, startRoles } from '../roles.ts';
 import { type SampleUpstream, startSampleUpstream } from './sample-upstream.ts';
@@ -124,7 +129,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           userId,
           text,
           responseUrl: slackApi.responseUrl(key),
-          triggerId: `trigger-${key}`,
+          triggerId: issueTriggerId(),
         });
         return postSigned(slackUrl, '/slack/events', body, DEMO_SIGNING_SECRET);
       },
@@ -137,7 +142,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           channelId: String(on.args.channel),
           messageTs: typeof on.args.ts === 'string' ? on.args.ts : undefined,
           responseUrl: slackApi.responseUrl(key),
-          triggerId: `trigger-${key}`,
+          triggerId: issueTriggerId(),
         });
         return postSigned(slackUrl, '/slack/events', body, DEMO_SIGNING_SECRET);
       },

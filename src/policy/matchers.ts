@@ -32,6 +32,12 @@ export type RequestCheck =
   | { ok: true; resource: ResourcePolicy; scope: ScopePolicy; reason: string }
   | { ok: false; code: RequestCheckCode; message: string };
 
+/** `a, b, c and 40 more`: a policy can name many resources, and an answer should stay short. */
+function someOf(names: readonly string[], shown = 10): string {
+  const listed = names.slice(0, shown).join(', ');
+  return names.length > shown ? `${listed} and ${names.length - shown} more` : listed;
+}
+
 /** Validate an ask against the policy: resource and scope exist, duration in bounds, a real reason. */
 export function checkRequest(
   policy: Policy,
@@ -41,7 +47,7 @@ export function checkRequest(
     ? policy.resources[input.resource]
     : undefined;
   if (!resource) {
-    const known = Object.keys(policy.resources).join(', ');
+    const known = someOf(Object.keys(policy.resources).sort());
     return {
       ok: false,
       code: 'unknown_resource',
@@ -51,7 +57,7 @@ export function checkRequest(
   const scopeName = input.scope ?? resource.defaultScope;
   const scope = Object.hasOwn(resource.scopes, scopeName) ? resource.scopes[scopeName] : undefined;
   if (!scope) {
-    const known = Object.keys(resource.scopes).join(', ');
+    const known = someOf(Object.keys(resource.scopes));
     return {
       ok: false,
       code: 'unknown_scope',

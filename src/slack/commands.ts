@@ -1,4 +1,5 @@
 import { parseDuration } from '../policy/index.ts';
+import { plainCut } from './blocks/kit.ts';
 
 /**
  * `/access` text → a command, or a problem to show the user. Pure and total: any input
@@ -34,10 +35,20 @@ const USER_ID = /^[UW][A-Z0-9]{2,}$/;
 const fail = (problem: string): ParsedCommand => ({ ok: false, problem });
 const done = (command: AccessCommand): ParsedCommand => ({ ok: true, command });
 
-/** Shown verbatim in answers, so cut long words and keep only printable characters. */
+/** Shown verbatim in answers, so cut long words (never inside an emoji) and keep only printable characters. */
 function quote(word: string): string {
-  const printable = word.replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?');
-  return `"${printable.length > 40 ? `${printable.slice(0, 40)}…` : printable}"`;
+  const printable = word.replace(/[^\x20-\x7e\u00a0-\u{10ffff}]/gu, '?');
+  return `"${plainCut(printable, 41)}"`;
+}
+
+/**
+ * Command text with Slack's three entities decoded: Slack sends `&`, `<` and `>` typed by a
+ * person as `&amp;`, `&lt;`, `&gt;`, and its own sequences (`<@U123|alice>`, `<!channel>`)
+ * raw. Stored so, a reason reads as typed; wherever it is shown it is escaped again, so a
+ * sequence in it shows as text and pings or links nobody.
+ */
+export function plainCommandText(text: string): string {
+  return text.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
 }
 
 function grantIdOf(word: string | undefined, verb: string): string | ParsedCommand {
@@ -64,7 +75,7 @@ export function parseAccessCommand(text: string): ParsedCommand {
     case 'revoke': {
       const id = grantIdOf(rest[0], 'revoke');
       if (typeof id !== 'string') return id;
-      const reason = rest.slice(1).join(' ');
+      const reason = plainCommandText(rest.slice(1).join(' '));
       return done({ kind: 'revoke', grantId: id, reason: reason === '' ? undefined : reason });
     }
     case 'audit': {
@@ -92,7 +103,7 @@ export function parseAccessCommand(text: string): ParsedCommand {
           `${quote(who)} is not a Slack user; pick the person from the @ suggestions or give their user ID (U…).`,
         );
       }
-      const reason = rest.slice(1).join(' ');
+      const reason = plainCommandText(rest.slice(1).join(' '));
       return done({ kind: 'revoke-all', userId, reason: reason === '' ? undefined : reason });
     }
     case 'request':
@@ -124,7 +135,7 @@ function parseRequest(words: readonly string[]): ParsedCommand {
   const seconds = parseDuration(durationWord);
   if (seconds === undefined)
     return fail(`${quote(durationWord)} is not a duration; use one like 30m, 2h or 1d.`);
-  const reason = words.slice(reasonStart).join(' ').trim();
+  const reason = plainCommandText(words.slice(reasonStart).join(' ')).trim();
   if (reason === '') return fail('Say why you need access: the reason comes after the duration.');
   return done({ kind: 'request', resource, scope, durationSeconds: seconds, reason });
 }

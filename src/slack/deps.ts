@@ -4,7 +4,7 @@ import type { Grant } from '../db/schema/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { SummarizeGrant } from '../shared/grant-summary.ts';
-import type { SlackMessage } from './blocks.ts';
+import type { SlackMessage } from './blocks/index.ts';
 import type { HomeTabs } from './home.ts';
 import type { Notifier } from './notifier.ts';
 import { responseUrlOf, userIdOf } from './payloads.ts';

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { AccessService } from '../access/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
-import { homeView } from './blocks.ts';
+import { homeView } from './blocks/index.ts';
 import type { Notifier } from './notifier.ts';
 
 export interface HomeTabs {

@@ -1,12 +1,16 @@
 import { webApi } from '@slack/bolt';
 import type { Logger } from 'pino';
-import type { HomeView, ModalView, SlackMessage } from './blocks.ts';
+import type { HomeView, ModalView, SlackMessage } from './blocks/index.ts';
+import { classifySlackError, responseUrlError, SlackCallError } from './slack-errors.ts';
+
+export { SlackCallError } from './slack-errors.ts';
 
 /**
  * The one place jitgate talks to Slack's Web API. Retries are ours, not WebClient's, so
  * they are bounded and visible: 429 waits `Retry-After` (up to `maxRateLimitWaitMs`,
  * beyond which the outbox reschedules instead of holding a worker), 5xx and network
- * errors back off exponentially. Slack's own refusals (`ok: false`) are not retried.
+ * errors back off exponentially. Slack's own refusals (`ok: false`) are not retried; what
+ * is retryable and what is permanent is decided once, in slack-errors.ts.
  */
 
 export interface NotifierOptions {
@@ -36,9 +40,10 @@ export interface Notifier {
   postEphemeral(channel: string, user: string, message: SlackMessage): Promise<void>;
   /** Answers through a command's or action's `response_url` (ephemeral unless told otherwise). */
   respond(responseUrl: string, message: SlackMessage, options?: { replaceOriginal?: boolean }): Promise<void>;
-  openView(triggerId: string, view: ModalView): Promise<void>;
-  /** Replaces an open modal; `hash` makes Slack refuse it if the view changed meanwhile. */
-  updateView(viewId: string, hash: string | undefined, view: ModalView): Promise<void>;
+  /** Opens a modal; one try, as a trigger id lives 3 s and can be used once. */
+  openView(triggerId: string, view: ModalView): Promise<OpenedView>;
+  /** Replaces an open modal; `hash` makes Slack refuse it (`hash_conflict`) if the view changed meanwhile. */
+  updateView(viewId: string, hash: string | undefined, view: ModalView): Promise<OpenedView>;
   publishHome(userId: string, view: HomeView): Promise<void>;
   listGroupMembers(groupId: string): Promise<string[]>;
   /**
@@ -48,47 +53,28 @@ export interface Notifier {
   isDeactivated(userId: string): Promise<boolean>;
 }
 
-/** Why a Slack call failed, without any token or message body in it. */
-export class SlackCallError extends Error {
-  constructor(
-    readonly method: string,
-    readonly reason: string,
-    readonly retryable: boolean,
-    readonly retryAfterMs?: number,
-  ) {
-    super(`${method}: ${reason}`);
-    this.name = 'SlackCallError';
-  }
-}
-
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null;
 }
 
-/** Maps WebClient's error classes onto retry decisions; never keeps the original (it can hold request data). */
-function classify(method: string, error: unknown): SlackCallError {
-  if (error instanceof SlackCallError) return error;
-  if (error instanceof webApi.WebAPIRateLimitedError) {
-    return new SlackCallError(
-      method,
-      `rate limited (retry after ${error.retryAfter}s)`,
-      true,
-      error.retryAfter * 1000,
-    );
-  }
-  if (error instanceof webApi.WebAPIHTTPError) {
-    return new SlackCallError(method, `HTTP ${error.statusCode}`, error.statusCode >= 500);
-  }
-  if (error instanceof webApi.WebAPIRequestError) {
-    return new SlackCallError(method, `network error: ${error.original.message}`, true);
-  }
-  if (error instanceof webApi.WebAPIPlatformError) {
-    return new SlackCallError(method, `slack error ${error.data.error}`, false);
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  return new SlackCallError(method, message.replace(/xox[a-z]-[A-Za-z0-9-]+/g, 'xox?-…'), false);
+/** Where Slack put an opened or updated view, and the hash the next update must name. */
+export interface OpenedView {
+  id: string;
+  hash: string | undefined;
+}
+
+function openedView(method: string, result: unknown): OpenedView {
+  const view: unknown = isRecord(result) ? result.view : undefined;
+  const id = isRecord(view) && typeof view.id === 'string' ? view.id : undefined;
+  if (!id) throw new SlackCallError(method, 'answer_without_view', false);
+  return { id, hash: isRecord(view) && typeof view.hash === 'string' ? view.hash : undefined };
+}
+
+/** The fields of a message Slack takes: no `blocks` at all when there are none (a text-only fallback). */
+function messageArgs(message: SlackMessage): { text: string; blocks?: SlackMessage['blocks'] } {
+  return message.blocks.length > 0 ? { text: message.text, blocks: message.blocks } : { text: message.text };
 }
 
 export function createNotifier(options: NotifierOptions): Notifier {
@@ -111,14 +97,21 @@ export function createNotifier(options: NotifierOptions): Notifier {
       try {
         return await call();
       } catch (raw) {
-        const error = classify(method, raw);
+        const error = classifySlackError(method, raw);
         const wait =
           error.retryAfterMs !== undefined
             ? error.retryAfterMs
             : Math.min(baseDelayMs * 2 ** (attempt - 1), 10_000) * (0.5 + Math.random() / 2);
         const giveUp = !error.retryable || attempt >= maxAttempts || wait > maxRateLimitWaitMs;
         log.warn(
-          { method, attempt, reason: error.reason, retrying: !giveUp, waitMs: Math.round(wait) },
+          {
+            method,
+            attempt,
+            code: error.code,
+            reason: error.reason,
+            retrying: !giveUp,
+            waitMs: Math.round(wait),
+          },
           'slack call failed',
         );
         if (giveUp) {
@@ -133,10 +126,10 @@ export function createNotifier(options: NotifierOptions): Notifier {
   return {
     async postMessage(channel, message) {
       const result = await withRetry('chat.postMessage', () =>
-        client.chat.postMessage({ channel, text: message.text, blocks: message.blocks, unfurl_links: false }),
+        client.chat.postMessage({ channel, ...messageArgs(message), unfurl_links: false }),
       );
       if (typeof result.ts !== 'string' || typeof result.channel !== 'string') {
-        throw new SlackCallError('chat.postMessage', 'answer without channel and ts', false);
+        throw new SlackCallError('chat.postMessage', 'answer_without_ts', false);
       }
       return { channel: result.channel, ts: result.ts };
     },
@@ -147,15 +140,14 @@ export function createNotifier(options: NotifierOptions): Notifier {
     },
     async postEphemeral(channel, user, message) {
       await withRetry('chat.postEphemeral', () =>
-        client.chat.postEphemeral({ channel, user, text: message.text, blocks: message.blocks }),
+        client.chat.postEphemeral({ channel, user, ...messageArgs(message) }),
       );
     },
     async respond(responseUrl, message, respondOptions = {}) {
       const body = JSON.stringify({
         response_type: 'ephemeral',
         replace_original: respondOptions.replaceOriginal ?? false,
-        text: message.text,
-        blocks: message.blocks,
+        ...messageArgs(message),
       });
       await withRetry('response_url', async () => {
         let response: Response;
@@ -167,44 +159,40 @@ export function createNotifier(options: NotifierOptions): Notifier {
             signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
           });
         } catch (error) {
-          throw new SlackCallError(
-            'response_url',
-            `network error: ${error instanceof Error ? error.message : 'unknown'}`,
-            true,
-          );
+          const detail = error instanceof Error ? error.message : 'unknown';
+          throw new SlackCallError('response_url', 'network', true, undefined, [detail], true);
         }
-        await response.body?.cancel();
-        if (response.status === 429) {
-          const after = Number(response.headers.get('retry-after') ?? '1');
-          throw new SlackCallError(
-            'response_url',
-            'rate limited',
-            true,
-            (Number.isFinite(after) ? after : 1) * 1000,
-          );
+        if (response.status < 400) {
+          await response.body?.cancel();
+          return;
         }
-        if (response.status >= 500) throw new SlackCallError('response_url', `HTTP ${response.status}`, true);
-        if (response.status >= 400)
-          throw new SlackCallError('response_url', `HTTP ${response.status}`, false);
+        const after = Number(response.headers.get('retry-after') ?? '1');
+        const text = (await response.text().catch(() => '')).slice(0, 2000);
+        throw responseUrlError(response.status, Number.isFinite(after) ? after : undefined, text);
       });
     },
     async openView(triggerId, view) {
       // A trigger id lives 3 s: one try only, a retry would be too late anyway.
       try {
-        await client.views.open({ trigger_id: triggerId, view });
+        return openedView('views.open', await client.views.open({ trigger_id: triggerId, view }));
       } catch (raw) {
-        const error = classify('views.open', raw);
-        log.warn({ method: 'views.open', reason: error.reason }, 'slack call failed');
+        const error = classifySlackError('views.open', raw);
+        log.warn({ method: 'views.open', code: error.code, reason: error.reason }, 'slack call failed');
         throw error;
       }
     },
     async updateView(viewId, hash, view) {
       // One try: the person is looking at the modal now, and a stale hash means they moved on.
       try {
-        await client.views.update({ view_id: viewId, ...(hash ? { hash } : {}), view });
+        return openedView(
+          'views.update',
+          await client.views.update({ view_id: viewId, ...(hash ? { hash } : {}), view }),
+        );
       } catch (raw) {
-        const error = classify('views.update', raw);
-        log.warn({ method: 'views.update', reason: error.reason }, 'slack call failed');
+        const error = classifySlackError('views.update', raw);
+        // A stale hash is the person moving on, not a fault; the caller decides what to do.
+        const level = error.code === 'hash_conflict' ? 'debug' : 'warn';
+        log[level]({ method: 'views.update', code: error.code, reason: error.reason }, 'slack call failed');
         throw error;
       }
     },
@@ -221,7 +209,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
     async isDeactivated(userId) {
       const result = await withRetry('users.info', () => client.users.info({ user: userId }));
       const user: unknown = isRecord(result) ? result.user : undefined;
-      if (!isRecord(user)) throw new SlackCallError('users.info', 'answer without a user', false);
+      if (!isRecord(user)) throw new SlackCallError('users.info', 'answer_without_user', false);
       return user.deleted === true;
     },
   };

@@ -51,6 +51,14 @@ export function viewOf(body: unknown): { id: string; hash: string | undefined } 
   return id === undefined ? undefined : { id, hash: text(body, 'view', 'hash') };
 }
 
+/** When Slack saw the click (`actions[0].action_ts`, seconds with a fraction), as ms; 0 when absent. */
+export function actionTsOf(body: unknown): number {
+  const actions = field(body, 'actions');
+  const first: unknown = Array.isArray(actions) ? actions[0] : undefined;
+  const at = Number(text(first, 'action_ts'));
+  return Number.isFinite(at) ? Math.round(at * 1000) : 0;
+}
+
 export function privateMetadataOf(view: unknown): string {
   return text(view, 'private_metadata') ?? '';
 }

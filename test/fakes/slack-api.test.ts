@@ -1,6 +1,7 @@
 import { webApi } from '@slack/bolt';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type FakeSlackApi, startFakeSlackApi } from './slack-api.ts';
+import { issueTriggerId } from './slack-signing.ts';
 
 // Retries must be quick in tests; Retry-After still governs the 429 wait, as in production.
 const fastRetries = { retries: 3, minTimeout: 10, maxTimeout: 20 };
@@ -76,7 +77,7 @@ describe('fake Slack Web API', () => {
       title: { type: 'plain_text' as const, text: 'Hi' },
       blocks: [],
     };
-    const opened = await client.views.open({ trigger_id: 'trig', view });
+    const opened = await client.views.open({ trigger_id: issueTriggerId(), view });
     expect(opened.view?.id).toMatch(/^V/);
     expect(opened.view?.callback_id).toBe('request');
     const again = await client.views.update({ view_id: opened.view?.id ?? '', view });
@@ -159,9 +160,10 @@ describe('fake Slack Web API', () => {
     });
 
     it('retries 500s and dropped connections, then delivers once', async () => {
+      const posted = await client.chat.postMessage({ channel: 'C1', text: 'pending' });
       fake.failNext('chat.update', { status: 500 }, 2);
       fake.failNext('chat.update', { dropConnection: true });
-      const res = await client.chat.update({ channel: 'C1', ts: '1700000000.000100', text: 'expired' });
+      const res = await client.chat.update({ channel: 'C1', ts: posted.ts ?? '', text: 'expired' });
       expect(res.ok).toBe(true);
       expect(fake.faultedCalls.map((c) => c.fault)).toEqual([
         { status: 500 },
@@ -224,5 +226,155 @@ describe('fake Slack Web API', () => {
     await expect(client.auth.test()).resolves.toMatchObject({ ok: true });
     expect(fake.faultedCalls).toHaveLength(0);
     expect(fake.userGroups.S_APPROVERS).toEqual(['U1', 'U2']);
+  });
+});
+
+describe('fake Slack Web API: as strict as Slack', () => {
+  let fake: FakeSlackApi;
+  let clock = Date.now();
+  let client: webApi.WebClient;
+  const modal = {
+    type: 'modal' as const,
+    title: { type: 'plain_text' as const, text: 'Request access' },
+    blocks: [{ type: 'section' as const, text: { type: 'mrkdwn' as const, text: 'hello' } }],
+  };
+  const refusal = (error: unknown) =>
+    error instanceof Error && 'data' in error ? (error.data as Record<string, unknown>) : undefined;
+
+  beforeAll(async () => {
+    fake = await startFakeSlackApi({ now: () => clock });
+    client = new webApi.WebClient('xoxb-test-token', {
+      slackApiUrl: fake.url,
+      retryConfig: { retries: 0 },
+      logLevel: webApi.LogLevel.ERROR,
+    });
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+  beforeEach(() => {
+    clock = Date.now();
+    fake.reset();
+  });
+
+  it('refuses blocks Slack would refuse, as Slack answers: invalid_blocks with json-pointer lines', async () => {
+    const blocks = [{ type: 'section', text: { type: 'mrkdwn', text: 'x'.repeat(3001) } }];
+    const error = await client.chat
+      .postMessage({ channel: 'C1', text: 'x', blocks })
+      .catch((e: unknown) => e);
+    expect(refusal(error)).toMatchObject({ ok: false, error: 'invalid_blocks' });
+    const lines = refusal(error)?.errors;
+    expect(Array.isArray(lines) ? String(lines[0]) : '').toMatch(
+      /at most 3000 characters.*\[json-pointer:\/blocks\/0\/text\/text\]$/,
+    );
+    expect(fake.calls).toHaveLength(0);
+    expect(fake.payloadRefusals()).toHaveLength(1);
+    const tooLong = await client.chat
+      .postMessage({ channel: 'C1', text: 'x'.repeat(40_001) })
+      .catch((e) => e);
+    expect(refusal(tooLong)?.error).toBe('msg_too_long');
+    const view = { ...modal, title: { type: 'plain_text' as const, text: 'x'.repeat(25) } };
+    const badView = await client.views.publish({
+      user_id: 'U1',
+      view: { type: 'home', blocks: view.blocks },
+    });
+    expect(badView.ok).toBe(true);
+    const open = await client.views.open({ trigger_id: issueTriggerId(), view }).catch((e: unknown) => e);
+    expect(refusal(open)?.error).toBe('invalid_arguments');
+    fake.acknowledge();
+  });
+
+  it('checks what is posted to a response_url the same way, answering 400', async () => {
+    const res = await fetch(fake.responseUrl('r'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        text: 'x',
+        blocks: [{ type: 'header', text: { type: 'plain_text', text: 'x'.repeat(151) } }],
+      }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ ok: false, error: 'invalid_blocks' });
+    expect(fake.callsTo('response_url')).toHaveLength(0);
+    fake.acknowledge();
+  });
+
+  it('a trigger_id works once, within 3 s of being issued, and only in the shape Slack mints', async () => {
+    const fresh = issueTriggerId(clock - 2900);
+    await expect(client.views.open({ trigger_id: fresh, view: modal })).resolves.toMatchObject({ ok: true });
+    const again = await client.views.open({ trigger_id: fresh, view: modal }).catch((e: unknown) => e);
+    expect(refusal(again)?.error).toBe('exchanged_trigger_id');
+    const stale = await client.views
+      .open({ trigger_id: issueTriggerId(clock - 3001), view: modal })
+      .catch((e) => e);
+    expect(refusal(stale)?.error).toBe('expired_trigger_id');
+    const made = await client.views.open({ trigger_id: 'trigger-1', view: modal }).catch((e: unknown) => e);
+    expect(refusal(made)?.error).toBe('invalid_trigger_id');
+  });
+
+  it('views.update needs a known view and, when given, its current hash; every change hands out a new hash', async () => {
+    const opened = await client.views.open({ trigger_id: issueTriggerId(), view: modal });
+    const id = opened.view?.id ?? '';
+    const first = opened.view?.hash ?? '';
+    expect(fake.viewHash(id)).toBe(first);
+    const updated = await client.views.update({ view_id: id, hash: first, view: modal });
+    expect(updated.view?.hash).not.toBe(first);
+    const stale = await client.views
+      .update({ view_id: id, hash: first, view: modal })
+      .catch((e: unknown) => e);
+    expect(refusal(stale)?.error).toBe('hash_conflict');
+    await expect(client.views.update({ view_id: id, view: modal })).resolves.toMatchObject({ ok: true });
+    const missing = await client.views.update({ view_id: 'VNOPE', view: modal }).catch((e: unknown) => e);
+    expect(refusal(missing)?.error).toBe('not_found');
+  });
+
+  it('answers for channels the bot cannot post to, and for messages that were never posted', async () => {
+    fake.setChannel('CPRIVATE', 'not_in_channel');
+    fake.setChannel('COLD', 'is_archived');
+    for (const [channel, error] of [
+      ['CPRIVATE', 'not_in_channel'],
+      ['COLD', 'is_archived'],
+      ['#general', 'channel_not_found'],
+    ] as const) {
+      const refused = await client.chat.postMessage({ channel, text: 'hi' }).catch((e: unknown) => e);
+      expect(refusal(refused)?.error).toBe(error);
+    }
+    fake.setChannel('CPRIVATE', 'ok');
+    await expect(client.chat.postMessage({ channel: 'CPRIVATE', text: 'hi' })).resolves.toMatchObject({
+      ok: true,
+    });
+    const update = await client.chat
+      .update({ channel: 'C1', ts: '1.000001', text: 'x' })
+      .catch((e: unknown) => e);
+    expect(refusal(update)?.error).toBe('message_not_found');
+    expect(fake.payloadRefusals()).toHaveLength(0);
+  });
+
+  it("notes an update that keeps a changed block's block_id, and close() fails until a test acknowledges it", async () => {
+    const block = (text: string) => ({ type: 'section', block_id: 'decide', text: { type: 'mrkdwn', text } });
+    const posted = await client.chat.postMessage({ channel: 'C1', text: 'x', blocks: [block('pending')] });
+    await client.chat.update({ channel: 'C1', ts: posted.ts ?? '', text: 'x', blocks: [block('pending')] });
+    expect(fake.warnings).toHaveLength(0);
+    await client.chat.update({ channel: 'C1', ts: posted.ts ?? '', text: 'x', blocks: [block('approved')] });
+    expect(fake.warnings).toEqual([expect.stringContaining('block_id decide kept for a changed block')]);
+
+    const other = await startFakeSlackApi();
+    const otherClient = new webApi.WebClient('xoxb-t', {
+      slackApiUrl: other.url,
+      logLevel: webApi.LogLevel.ERROR,
+    });
+    await otherClient.chat
+      .postMessage({ channel: 'C1', text: 'x', blocks: [{ type: 'divider', block_id: 'x'.repeat(256) }] })
+      .catch(() => undefined);
+    await expect(other.close()).rejects.toThrow(/would have refused or warned about 1 payload/);
+    fake.acknowledge();
+  });
+
+  it("'*' fails every method: a Slack outage", async () => {
+    fake.failNext('*', { status: 500 }, 2);
+    await expect(client.auth.test()).rejects.toThrow();
+    await expect(client.chat.postMessage({ channel: 'C1', text: 'x' })).rejects.toThrow();
+    await expect(client.chat.postMessage({ channel: 'C1', text: 'x' })).resolves.toMatchObject({ ok: true });
+    expect(fake.faultedCalls.map((c) => c.method)).toEqual(['auth.test', 'chat.postMessage']);
   });
 });

@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { checkMessage, checkView, slackErrorLines } from './block-kit-limits.ts';
+import { TRIGGER_LIFETIME_MS, triggerIssuedAt } from './slack-signing.ts';
 
 /** One Web API call as the fake received it. */
 export interface RecordedCall {
@@ -12,6 +14,8 @@ export interface RecordedCall {
   /** Token from `Authorization: Bearer …`, falling back to a `token` argument; undefined when neither was sent. */
   token: string | undefined;
   at: Date;
+  /** What the fake answered (set once answered), e.g. the `view.id` a `views.open` got. */
+  answer?: Record<string, unknown>;
 }
 
 /** How the fake should misbehave for a call; mirrors the ways Slack actually fails. */
@@ -25,6 +29,24 @@ export interface FaultedCall extends RecordedCall {
   fault: SlackFault;
 }
 
+/** A call Slack would refuse (`ok: false`), answered as Slack answers it and kept apart from `calls`. */
+export interface RefusedCall extends RecordedCall {
+  error: string;
+  /** Slack's `errors` lines for `invalid_blocks` / `invalid_arguments` (`… [json-pointer:/blocks/0/…]`). */
+  errors: string[];
+}
+
+/** How a channel answers the bot: Slack's refusals for a channel it cannot post to. */
+export type ChannelState = 'ok' | 'not_in_channel' | 'channel_not_found' | 'is_archived';
+
+/** Refusals that mean jitgate built something Slack does not accept (as opposed to Slack state). */
+export const PAYLOAD_ERRORS: ReadonlySet<string> = new Set([
+  'invalid_blocks',
+  'invalid_arguments',
+  'msg_too_long',
+  'no_text',
+]);
+
 /** Computes a method's answer; return the JSON body Slack would send (include `ok`). */
 export type SlackResponder = (call: RecordedCall) => Record<string, unknown>;
 
@@ -33,6 +55,8 @@ export interface FakeSlackApiOptions {
   socketUrl?: string;
   userGroups?: Record<string, string[]>;
   deactivated?: Iterable<string>;
+  /** The fake's clock (ms), for trigger expiry; `Date.now` unless a test holds time. */
+  now?: () => number;
 }
 
 export interface FakeSlackApi {
@@ -42,6 +66,13 @@ export interface FakeSlackApi {
   readonly calls: readonly RecordedCall[];
   /** Calls that were answered by an injected fault; kept apart so `calls` counts deliveries. */
   readonly faultedCalls: readonly FaultedCall[];
+  /** Calls answered `ok: false` (a payload Slack refuses, an expired trigger, a stale hash, a channel the bot cannot post to). */
+  readonly refusals: readonly RefusedCall[];
+  /**
+   * What Slack accepts but asks apps not to do (an updated message keeping a block_id whose
+   * block changed). The harnesses fail a test file that leaves any.
+   */
+  readonly warnings: readonly string[];
   /** Members of each user group, by group id, for `usergroups.users.list`. */
   userGroups: Record<string, string[]>;
   /** User ids that `users.info` reports as `deleted: true`. */
@@ -56,11 +87,25 @@ export interface FakeSlackApi {
   ): Promise<RecordedCall>;
   /** The next `times` calls to `method` get `fault` instead of a normal answer. */
   failNext(method: string, fault: SlackFault, times?: number): void;
-  /** Replaces the built-in answer for `method` (until `reset`). */
+  /** Replaces the built-in answer for `method` (until `reset`); payloads are still checked first. */
   respondTo(method: string, responder: SlackResponder): void;
+  /** Refusals of payloads jitgate built (`invalid_blocks`, `msg_too_long`, …): a test expects none unless it says so. */
+  payloadRefusals(): RefusedCall[];
+  /**
+   * Marks the payload refusals and warnings so far as expected. `close` fails on any that were
+   * not, so a test that never looks at a message still learns that Slack would have refused it.
+   */
+  acknowledge(): void;
+  /** How posts to `channel` are answered from now on (`ok` again to undo). */
+  setChannel(channel: string, state: ChannelState): void;
+  /** The current hash of an open view (what a `block_actions` payload from it carries). */
+  viewHash(viewId: string): string | undefined;
   /** A URL to use as a slash command's or action's `response_url`; posts to it are recorded as `response_url`. */
   responseUrl(key?: string): string;
-  /** Forgets calls, pending faults and responders; directory state (userGroups, deactivated, socketUrl) stays. */
+  /**
+   * Forgets calls, refusals, warnings, pending faults and responders; Slack's own state (directory,
+   * channels, posted messages, open views, used triggers, socketUrl) stays.
+   */
   reset(): void;
   close(): Promise<void>;
 }
@@ -153,6 +198,18 @@ function bearerToken(req: IncomingMessage, args: Record<string, unknown>): strin
 export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Promise<FakeSlackApi> {
   const calls: RecordedCall[] = [];
   const faultedCalls: FaultedCall[] = [];
+  const refusals: RefusedCall[] = [];
+  const warnings: string[] = [];
+  const now = options.now ?? Date.now;
+  const channels = new Map<string, ChannelState>();
+  // Posted messages by `channel ts`, so chat.update finds (or misses) them as Slack does.
+  const messages = new Map<string, { blocks: unknown }>();
+  // Open views by id: each open/update/publish hands out a new hash; a stale one is a conflict.
+  const views = new Map<string, { hash: string; type: 'modal' | 'home' }>();
+  const homes = new Map<string, string>();
+  const usedTriggers = new Set<string>();
+  // Kept through reset(): what close() reports unless a test acknowledged it.
+  const unexpected: string[] = [];
   const faults = new Map<string, PendingFault[]>();
   const responders = new Map<string, SlackResponder>();
   let waiters: Waiter[] = [];
@@ -181,7 +238,10 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
     }
   };
 
-  const takeFault = (method: string): SlackFault | undefined => {
+  const takeFault = (method: string): SlackFault | undefined =>
+    takeQueued(method) ?? (method === 'response_url' ? undefined : takeQueued('*'));
+
+  const takeQueued = (method: string): SlackFault | undefined => {
     const queue = faults.get(method);
     const head = queue?.[0];
     if (!queue || !head) return undefined;
@@ -206,6 +266,8 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
     url: `http://127.0.0.1:${port}/api/`,
     calls,
     faultedCalls,
+    refusals,
+    warnings,
     userGroups: { ...options.userGroups },
     deactivated: new Set(options.deactivated),
     socketUrl: options.socketUrl,
@@ -235,28 +297,146 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
     respondTo(method, responder) {
       responders.set(method, responder);
     },
+    payloadRefusals: () => refusals.filter((r) => PAYLOAD_ERRORS.has(r.error)),
+    acknowledge() {
+      unexpected.length = 0;
+    },
+    setChannel(channel, state) {
+      if (state === 'ok') channels.delete(channel);
+      else channels.set(channel, state);
+    },
+    viewHash: (viewId) => views.get(viewId)?.hash,
     responseUrl(key = 'default') {
       return `${fake.url.replace(/api\/$/, '')}response/${encodeURIComponent(key)}`;
     },
     reset() {
       calls.length = 0;
       faultedCalls.length = 0;
+      refusals.length = 0;
+      warnings.length = 0;
       faults.clear();
       responders.clear();
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
+        const problems = unexpected.splice(0);
+        const refusedPayloads = (error?: Error | null) => {
+          if (error) return reject(error);
+          if (problems.length === 0) return resolve();
+          reject(
+            new Error(
+              `FakeSlackApi: Slack would have refused or warned about ${problems.length} payload(s):\n${problems
+                .slice(0, 10)
+                .join('\n')}`,
+            ),
+          );
+        };
         for (const w of waiters) {
           clearTimeout(w.timer);
           w.reject(new Error(`FakeSlackApi closed while waiting for ${w.method}`));
         }
         waiters = [];
         server.closeAllConnections();
-        server.close((error) => (error ? reject(error) : resolve()));
+        server.close(refusedPayloads);
       }),
   };
 
+  const refuse = (error: string, errors: string[] = []): Record<string, unknown> =>
+    errors.length > 0
+      ? { ok: false, error, errors, response_metadata: { messages: errors.map((e) => `[ERROR] ${e}`) } }
+      : { ok: false, error };
+
+  /** Slack checks the payload before anything else: a message or view it cannot show is refused. */
+  const checkPayload = (call: RecordedCall): Record<string, unknown> | undefined => {
+    const { method, args } = call;
+    if (method === 'chat.postMessage' || method === 'chat.update' || method === 'chat.postEphemeral') {
+      const checked = checkMessage(args);
+      return checked.error ? refuse(checked.error, slackErrorLines(checked.violations)) : undefined;
+    }
+    if (
+      method === 'views.open' ||
+      method === 'views.update' ||
+      method === 'views.push' ||
+      method === 'views.publish'
+    ) {
+      const violations = checkView(args.view);
+      if (method === 'views.publish' && isRecord(args.view) && args.view.type !== 'home') {
+        return refuse('invalid_arguments', ['views.publish takes a home view [json-pointer:/view/type]']);
+      }
+      return violations.length > 0 ? refuse('invalid_arguments', slackErrorLines(violations)) : undefined;
+    }
+    return undefined;
+  };
+
+  /** A trigger lives 3 s and is spent by one call; its issue time is part of the id the helpers mint. */
+  const spendTrigger = (args: Record<string, unknown>): Record<string, unknown> | undefined => {
+    const trigger = str(args.trigger_id);
+    const issuedAt = trigger === undefined ? undefined : triggerIssuedAt(trigger);
+    if (trigger === undefined || issuedAt === undefined) return refuse('invalid_trigger_id');
+    if (usedTriggers.has(trigger)) return refuse('exchanged_trigger_id');
+    if (now() - issuedAt > TRIGGER_LIFETIME_MS) return refuse('expired_trigger_id');
+    usedTriggers.add(trigger);
+    return undefined;
+  };
+
+  const channelRefusal = (channel: string | undefined): Record<string, unknown> | undefined => {
+    if (!channel || !/^[CGDUW][A-Z0-9]{1,}$/.test(channel)) return refuse('channel_not_found');
+    const state = channels.get(channel);
+    return state && state !== 'ok' ? refuse(state) : undefined;
+  };
+
+  const newView = (type: 'modal' | 'home', id = nextViewId()): { id: string; hash: string } => {
+    const hash = `${nextTs()}.${Math.random().toString(16).slice(2, 10)}`;
+    views.set(id, { hash, type });
+    return { id, hash };
+  };
+
+  const viewAnswer = (
+    call: RecordedCall,
+    view: Record<string, unknown>,
+    opened: { id: string; hash: string },
+    type: 'modal' | 'home',
+  ) => ({
+    ok: true,
+    view: {
+      team_id: TEAM_ID,
+      private_metadata: '',
+      callback_id: '',
+      state: { values: {} },
+      root_view_id: opened.id,
+      app_id: APP_ID,
+      bot_id: BOT_ID,
+      ...view,
+      ...(call.method === 'views.publish' ? { user_id: str(call.args.user_id) } : {}),
+      id: opened.id,
+      type,
+      hash: opened.hash,
+    },
+  });
+
+  /** Slack asks for a new block_id when an updated message changes a block; say so when one is kept. */
+  const noteReusedBlockIds = (key: string, blocks: unknown): void => {
+    const before = messages.get(key)?.blocks;
+    if (!Array.isArray(before) || !Array.isArray(blocks)) return;
+    const old = new Map<string, string>();
+    for (const block of before) {
+      if (isRecord(block) && typeof block.block_id === 'string')
+        old.set(block.block_id, JSON.stringify(block));
+    }
+    for (const block of blocks) {
+      if (!isRecord(block) || typeof block.block_id !== 'string') continue;
+      const previous = old.get(block.block_id);
+      if (previous !== undefined && previous !== JSON.stringify(block)) {
+        const warning = `chat.update ${key}: block_id ${block.block_id} kept for a changed block`;
+        warnings.push(warning);
+        unexpected.push(warning);
+      }
+    }
+  };
+
   const answer = (call: RecordedCall): Record<string, unknown> => {
+    const refused = checkPayload(call);
+    if (refused) return refused;
     const responder = responders.get(call.method);
     if (responder) return responder(call);
     const { args } = call;
@@ -275,26 +455,32 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
           is_enterprise_install: false,
         };
       case 'chat.postMessage': {
-        const requested = str(args.channel) ?? '';
+        const requested = str(args.channel);
+        const cannot = channelRefusal(requested);
+        if (cannot) return cannot;
         // Posting to a user id lands in the bot's DM with them, and Slack answers with that D-channel.
-        const channel = /^[UW]/.test(requested) ? `D${requested}` : requested;
-        if (!channel) return { ok: false, error: 'channel_not_found' };
+        const channel = /^[UW]/.test(requested ?? '') ? `D${requested}` : (requested ?? '');
         const ts = nextTs();
+        messages.set(`${channel} ${ts}`, { blocks: args.blocks });
         return { ok: true, channel, ts, message: botMessage(args, ts) };
       }
       case 'chat.update': {
+        const channel = str(args.channel);
+        const cannot = channelRefusal(channel);
+        if (cannot) return cannot;
         const ts = str(args.ts);
-        if (!ts) return { ok: false, error: 'message_not_found' };
-        return {
-          ok: true,
-          channel: str(args.channel),
-          ts,
-          text: str(args.text) ?? '',
-          message: botMessage(args, ts),
-        };
+        const key = `${channel ?? ''} ${ts ?? ''}`;
+        if (!ts || !messages.has(key)) return refuse('message_not_found');
+        noteReusedBlockIds(key, args.blocks);
+        messages.set(key, { blocks: args.blocks });
+        return { ok: true, channel, ts, text: str(args.text) ?? '', message: botMessage(args, ts) };
       }
-      case 'chat.postEphemeral':
+      case 'chat.postEphemeral': {
+        const cannot = channelRefusal(str(args.channel));
+        if (cannot) return cannot;
+        if (!str(args.user)) return refuse('user_not_found');
         return { ok: true, message_ts: nextTs() };
+      }
       case 'chat.delete':
         return { ok: true, channel: str(args.channel), ts: str(args.ts) };
       case 'chat.getPermalink':
@@ -304,41 +490,47 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
           permalink: `${WORKSPACE_URL}archives/${str(args.channel) ?? ''}/p${(str(args.message_ts) ?? '').replace('.', '')}`,
         };
       case 'views.open':
-      case 'views.push':
-      case 'views.update':
-      case 'views.publish': {
+      case 'views.push': {
+        const spent = spendTrigger(args);
+        if (spent) return spent;
         const view = isRecord(args.view) ? args.view : {};
-        const id = (call.method === 'views.update' ? str(args.view_id) : undefined) ?? nextViewId();
-        return {
-          ok: true,
-          view: {
-            id,
-            team_id: TEAM_ID,
-            type: call.method === 'views.publish' ? 'home' : 'modal',
-            private_metadata: '',
-            callback_id: '',
-            state: { values: {} },
-            hash: `${nextTs()}.abcdef`,
-            root_view_id: id,
-            app_id: APP_ID,
-            bot_id: BOT_ID,
-            ...view,
-          },
-        };
+        return viewAnswer(call, view, newView('modal'), 'modal');
+      }
+      case 'views.update': {
+        const id = str(args.view_id);
+        const current = id === undefined ? undefined : views.get(id);
+        if (id === undefined || !current) return refuse('not_found');
+        const hash = str(args.hash);
+        if (hash !== undefined && hash !== current.hash) return refuse('hash_conflict');
+        const view = isRecord(args.view) ? args.view : {};
+        return viewAnswer(call, view, newView(current.type, id), current.type);
+      }
+      case 'views.publish': {
+        const user = str(args.user_id);
+        if (!user || !/^[UW][A-Z0-9]{1,}$/.test(user)) return refuse('invalid_arguments');
+        const known = homes.get(user);
+        const hash = str(args.hash);
+        if (hash !== undefined && known !== undefined && hash !== views.get(known)?.hash) {
+          return refuse('hash_conflict');
+        }
+        const opened = newView('home', known);
+        homes.set(user, opened.id);
+        const view = isRecord(args.view) ? args.view : {};
+        return viewAnswer(call, view, opened, 'home');
       }
       case 'conversations.open': {
         const user = (str(args.users) ?? '').split(',')[0]?.trim();
-        if (!user) return { ok: false, error: 'users_list_not_supplied' };
+        if (!user) return refuse('users_list_not_supplied');
         return { ok: true, channel: { id: `D${user}` } };
       }
       case 'usergroups.users.list': {
         const group = str(args.usergroup) ?? '';
         const users = fake.userGroups[group];
-        return users ? { ok: true, users: [...users] } : { ok: false, error: 'no_such_subteam' };
+        return users ? { ok: true, users: [...users] } : refuse('no_such_subteam');
       }
       case 'users.info': {
         const id = str(args.user);
-        if (!id) return { ok: false, error: 'user_not_found' };
+        if (!id) return refuse('user_not_found');
         return {
           ok: true,
           user: {
@@ -365,8 +557,45 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
           ? { ok: true, url: fake.socketUrl }
           : { ok: false, error: 'fake_socket_url_not_set' };
       default:
-        return { ok: false, error: 'unknown_method' };
+        return refuse('unknown_method');
     }
+  };
+
+  const recordAnswer = (call: RecordedCall, body: Record<string, unknown>): void => {
+    call.answer = body;
+    if (body.ok === false) {
+      const errors = Array.isArray(body.errors)
+        ? body.errors.filter((e): e is string => typeof e === 'string')
+        : [];
+      refusals.push({ ...call, error: String(body.error), errors });
+      if (PAYLOAD_ERRORS.has(String(body.error))) {
+        unexpected.push(`${call.method} → ${String(body.error)}: ${errors.slice(0, 3).join('; ')}`);
+      }
+      return;
+    }
+    record(call);
+  };
+
+  const sendFault = (req: IncomingMessage, res: ServerResponse, fault: SlackFault): void => {
+    if ('dropConnection' in fault) {
+      req.socket.destroy();
+    } else if ('error' in fault) {
+      sendJson(res, 200, { ok: false, error: fault.error });
+    } else if (fault.status === 429) {
+      sendJson(res, 429, { ok: false, error: 'ratelimited' }, { 'retry-after': String(fault.retryAfter) });
+    } else {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('Internal Server Error');
+    }
+  };
+
+  /** Answers `call` with the next injected fault for its method, if there is one. */
+  const answeredByFault = (req: IncomingMessage, res: ServerResponse, call: RecordedCall): boolean => {
+    const fault = takeFault(call.method);
+    if (!fault) return false;
+    faultedCalls.push({ ...call, fault });
+    sendFault(req, res, fault);
+    return true;
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -376,8 +605,19 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
     const at = new Date();
 
     if (requestUrl.pathname.startsWith('/response/')) {
-      record({ method: 'response_url', path: requestUrl.pathname, args, token: undefined, at });
-      sendJson(res, 200, { ok: true });
+      const call: RecordedCall = {
+        method: 'response_url',
+        path: requestUrl.pathname,
+        args,
+        token: undefined,
+        at,
+      };
+      if (answeredByFault(req, res, call)) return;
+      // A response_url takes what chat.postMessage takes, and refuses what it refuses.
+      const checked = checkMessage(args);
+      const body = checked.error ? refuse(checked.error, slackErrorLines(checked.violations)) : { ok: true };
+      recordAnswer(call, body);
+      sendJson(res, checked.error ? 400 : 200, body);
       return;
     }
     const match = /^\/api\/([A-Za-z0-9_.]+)$/.exec(requestUrl.pathname);
@@ -392,25 +632,9 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
       token: bearerToken(req, args),
       at,
     };
-
-    const fault = takeFault(call.method);
-    if (fault) {
-      faultedCalls.push({ ...call, fault });
-      if ('dropConnection' in fault) {
-        req.socket.destroy();
-      } else if ('error' in fault) {
-        sendJson(res, 200, { ok: false, error: fault.error });
-      } else if (fault.status === 429) {
-        sendJson(res, 429, { ok: false, error: 'ratelimited' }, { 'retry-after': String(fault.retryAfter) });
-      } else {
-        res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end('Internal Server Error');
-      }
-      return;
-    }
-
+    if (answeredByFault(req, res, call)) return;
     const body = answer(call);
-    record(call);
+    recordAnswer(call, body);
     sendJson(res, 200, body);
   };
 

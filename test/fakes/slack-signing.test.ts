@@ -164,17 +164,18 @@ describe("Bolt's HTTP receiver accepts the signed requests", () => {
   });
 
   it('routes a block_actions click to app.action, whose client calls the fake API', async () => {
+    const posted = await app.client.chat.postMessage({ channel: 'C7', text: 'Access request' });
     const body = blockActionsBody({
       userId: 'U2',
       actionId: 'approve',
       value: 'req_1',
       channelId: 'C7',
-      messageTs: '1700000000.000500',
+      messageTs: String(posted.ts),
     });
     const res = await postSigned(baseUrl, undefined, body, SECRET);
     expect(res.status).toBe(200);
     const update = await api.waitFor('chat.update');
-    expect(update).toMatchObject({ token: 'xoxb-test', args: { channel: 'C7', ts: '1700000000.000500' } });
+    expect(update).toMatchObject({ token: 'xoxb-test', args: { channel: 'C7', ts: posted.ts } });
   });
 
   it('routes a view_submission to app.view with state.values intact', async () => {

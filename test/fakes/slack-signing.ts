@@ -34,9 +34,24 @@ export function signSlackRequest(
   };
 }
 
-function fakeTriggerId(): string {
-  return `${Date.now()}.${randomBytes(4).readUInt32BE()}.${randomBytes(16).toString('hex')}`;
+/** How long Slack honours a trigger_id: "Triggers expire in three seconds" (https://api.slack.com/docs/triggers). */
+export const TRIGGER_LIFETIME_MS = 3000;
+
+/**
+ * A trigger_id as Slack mints one for a command or click (`<n>.<n>.<hex>`). Its first part is the
+ * issue time in ms, so the Web API fake can tell when it expires without shared state.
+ */
+export function issueTriggerId(issuedAtMs: number = Date.now()): string {
+  return `${Math.floor(issuedAtMs)}.${randomBytes(4).readUInt32BE()}.${randomBytes(16).toString('hex')}`;
 }
+
+/** When {@link issueTriggerId} minted `triggerId`; undefined for anything not shaped like one. */
+export function triggerIssuedAt(triggerId: string): number | undefined {
+  const match = /^(\d{13})\.\d+\.[0-9a-f]{32}$/.exec(triggerId);
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+const fakeTriggerId = (): string => issueTriggerId();
 
 function actionTs(): string {
   const ms = Date.now();
@@ -110,6 +125,10 @@ export interface BlockActionsOptions {
   messageBlocks?: unknown[];
   /** Set for a button inside a modal or the App Home: the container becomes that view. */
   viewId?: string;
+  /** The view's current hash, as Slack sends it with each action (see `FakeSlackApi.viewHash`). */
+  viewHash?: string;
+  /** When Slack saw the click (`<seconds>.<micros>`); now unless a test replays an older one. */
+  actionTs?: string;
   viewCallbackId?: string;
   privateMetadata?: string;
   triggerId?: string;
@@ -138,7 +157,7 @@ export function blockActionsPayload(opts: BlockActionsOptions): Record<string, u
         block_id: blockId,
         text: { type: 'plain_text', text: opts.actionId, emoji: true },
         value: opts.value,
-        action_ts: actionTs(),
+        action_ts: opts.actionTs ?? actionTs(),
       },
     ],
   };
@@ -154,7 +173,7 @@ export function blockActionsPayload(opts: BlockActionsOptions): Record<string, u
         private_metadata: opts.privateMetadata ?? '',
         callback_id: opts.viewCallbackId ?? '',
         state: { values: {} },
-        hash: `${actionTs()}.fakehash`,
+        hash: opts.viewHash ?? `${actionTs()}.fakehash`,
         root_view_id: opts.viewId,
         previous_view_id: null,
         app_id: FAKE_APP_ID,
@@ -183,6 +202,30 @@ export function blockActionsPayload(opts: BlockActionsOptions): Record<string, u
     response_url:
       opts.responseUrl ?? `https://hooks.slack.com/actions/${teamId}/1234567890/fakeResponseToken`,
   };
+}
+
+/**
+ * A `block_actions` payload for picking `option` in a static select: Slack sends the chosen
+ * option as `selected_option`, not as a button's `value`.
+ */
+export function staticSelectActionPayload(
+  opts: BlockActionsOptions,
+  option: { text: string; value: string },
+  placeholder?: string,
+): Record<string, unknown> {
+  const payload = blockActionsPayload({ ...opts, value: option.value });
+  const [button] = payload.actions as Record<string, unknown>[];
+  payload.actions = [
+    {
+      type: 'static_select',
+      action_id: opts.actionId,
+      block_id: button?.block_id,
+      selected_option: { text: { type: 'plain_text', text: option.text, emoji: true }, value: option.value },
+      ...(placeholder ? { placeholder: { type: 'plain_text', text: placeholder, emoji: true } } : {}),
+      action_ts: button?.action_ts,
+    },
+  ];
+  return payload;
 }
 
 /** `state.values`: block_id → action_id → element state (`{ type, value }`, `{ type, selected_option }`, …). */

@@ -4,6 +4,7 @@ import {
   cachedDirectory,
   createAccessService,
   createOffboarding,
+  type Directory,
   type Offboarding,
 } from '../../src/access/index.ts';
 import { createGrantSummarizer } from '../../src/audit/summary.ts';
@@ -16,12 +17,17 @@ import type { IssueToken } from '../../src/slack/deps.ts';
 import { slackGroupMembers } from '../../src/slack/directory.ts';
 import { createNotifier } from '../../src/slack/notifier.ts';
 import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
+import { checkMessage, slackErrorLines } from '../fakes/block-kit-limits.ts';
 import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../fakes/slack-api.ts';
 import {
   blockActionsBody,
+  eventCallbackBody,
+  interactiveBody,
+  issueTriggerId,
   type PostSignedOptions,
   postSigned,
   slashCommandBody,
+  staticSelectActionPayload,
   type ViewStateValues,
   viewSubmissionBody,
 } from '../fakes/slack-signing.ts';
@@ -46,6 +52,8 @@ export interface SlackHarness {
   dispatcher: OutboxDispatcher;
   access: ReturnType<typeof createAccessService>;
   offboarding: Offboarding;
+  /** The group-membership cache the app and the access service share. */
+  directory: Directory;
   database: Database;
   baseUrl: string;
   /** Posts a signed `/access <text>`; `responseKey` names the `response_url` the answer goes to. */
@@ -58,7 +66,14 @@ export interface SlackHarness {
     userId: string,
     actionId: string,
     value: string,
-    opts?: { messageTs?: string; channelId?: string; viewId?: string },
+    opts?: { messageTs?: string; channelId?: string; viewId?: string; viewHash?: string; triggerId?: string },
+  ): Promise<{ response: Response; responseKey: string }>;
+  /** Picks `option` in the static select `actionId`, shaped as Slack sends it (`selected_option`). */
+  select(
+    userId: string,
+    actionId: string,
+    option: { text: string; value: string },
+    opts?: { messageTs?: string; channelId?: string; viewId?: string; viewHash?: string; actionTs?: string },
   ): Promise<{ response: Response; responseKey: string }>;
   submit(
     userId: string,
@@ -66,6 +81,8 @@ export interface SlackHarness {
     values: ViewStateValues,
     privateMetadata?: string,
   ): Promise<Response>;
+  /** Opens `userId`'s App Home as Slack does (`app_home_opened`) and returns what was published. */
+  openHome(userId: string): Promise<RecordedCall>;
   /** The next answer posted to the `response_url` named `key`. */
   answer(key: string): Promise<RecordedCall>;
   counts(): Promise<{ requests: number; grants: number; approvals: number; outbox: number }>;
@@ -148,14 +165,28 @@ export async function startSlackHarness(
     dispatcher: outboxDispatcher,
     access,
     offboarding,
+    directory,
     database,
     baseUrl,
     answer,
+    async openHome(userId) {
+      const mark = api.calls.length;
+      const event = eventCallbackBody({
+        type: 'app_home_opened',
+        user: userId,
+        tab: 'home',
+        channel: `D${userId}`,
+      });
+      const res = await postSigned(baseUrl, '/slack/events', event, SIGNING_SECRET);
+      if (res.status !== 200) throw new Error(`app_home_opened answered ${res.status}`);
+      return api.waitFor('views.publish', (c) => c.args.user_id === userId && api.calls.indexOf(c) >= mark);
+    },
     async command(userId, text, opts) {
       const responseKey = nextKey('cmd');
-      const triggerId = nextKey('trigger');
+      const triggerId = issueTriggerId();
       const body = slashCommandBody({ userId, text, responseUrl: api.responseUrl(responseKey), triggerId });
       const response = await postSigned(baseUrl, '/slack/events', body, SIGNING_SECRET, opts);
+      await assertValidAck(response);
       return { response, responseKey, triggerId };
     },
     async click(userId, actionId, value, opts = {}) {
@@ -167,9 +198,33 @@ export async function startSlackHarness(
         channelId: opts.channelId ?? 'CAPPROVALS',
         messageTs: opts.messageTs,
         viewId: opts.viewId,
+        // Slack sends the view's hash as it is now; a test may pass an older one.
+        viewHash: opts.viewHash ?? (opts.viewId ? api.viewHash(opts.viewId) : undefined),
+        triggerId: opts.triggerId ?? issueTriggerId(),
         responseUrl: api.responseUrl(responseKey),
       });
       const response = await postSigned(baseUrl, '/slack/events', body, SIGNING_SECRET);
+      await assertValidAck(response);
+      return { response, responseKey };
+    },
+    async select(userId, actionId, option, opts = {}) {
+      const responseKey = nextKey('sel');
+      const payload = staticSelectActionPayload(
+        {
+          userId,
+          actionId,
+          value: option.value,
+          channelId: opts.channelId ?? 'CAPPROVALS',
+          messageTs: opts.messageTs,
+          viewId: opts.viewId,
+          viewHash: opts.viewHash ?? (opts.viewId ? api.viewHash(opts.viewId) : undefined),
+          ...(opts.actionTs ? { actionTs: opts.actionTs } : {}),
+          responseUrl: api.responseUrl(responseKey),
+        },
+        option,
+      );
+      const response = await postSigned(baseUrl, '/slack/events', interactiveBody(payload), SIGNING_SECRET);
+      await assertValidAck(response);
       return { response, responseKey };
     },
     submit(userId, callbackId, values, privateMetadata) {
@@ -193,6 +248,30 @@ export async function startSlackHarness(
       await database.drop();
     },
   };
+}
+
+/**
+ * An ack that carries a message (Bolt answers a command with it) is shown by Slack like any
+ * message, so it meets the same limits; a test fails here rather than on a refusal nobody sees.
+ */
+export async function assertValidAck(response: Response): Promise<void> {
+  if (!(response.headers.get('content-type') ?? '').includes('json')) return;
+  const body: unknown = await response.clone().json();
+  if (typeof body !== 'object' || body === null || !('blocks' in body || 'text' in body)) return;
+  const checked = checkMessage(body as { text?: unknown; blocks?: unknown });
+  if (checked.error) {
+    throw new Error(
+      `Slack would refuse this ack (${checked.error}): ${slackErrorLines(checked.violations).join('; ')}`,
+    );
+  }
+}
+
+/** The id Slack gave the view a `views.open` call opened. */
+export function openedViewId(call: RecordedCall): string {
+  const view = call.answer?.view;
+  const id = typeof view === 'object' && view !== null && 'id' in view ? view.id : undefined;
+  if (typeof id !== 'string') throw new Error(`${call.method} opened no view`);
+  return id;
 }
 
 /** All mrkdwn/plain text inside recorded blocks, for asserting on what people would see. */

@@ -4,7 +4,7 @@ import { type AccessService, createAccessService, staticDirectory } from '../../
 import { approvals, auditEvents } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
-import { approvalMessage, grantQuotaExhaustedDm, myAccessBlocks } from '../../src/slack/blocks.ts';
+import { approvalMessage, grantQuotaExhaustedDm, myAccessPage } from '../../src/slack/blocks/index.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { testPolicy } from '../helpers/policy.ts';
 
@@ -107,7 +107,7 @@ describe('grant quotas', () => {
     });
     // /access list and App Home show the use.
     const list = JSON.stringify(
-      myAccessBlocks({ pending: [], active: [{ ...grant, usedRequests: 42 }] }, clock.now()),
+      myAccessPage({ pending: [], active: [{ ...grant, usedRequests: 42 }] }, clock.now()),
     );
     expect(list).toContain('42 of 250 calls, 0 bytes of 10 MB used');
     expect(JSON.stringify(grantQuotaExhaustedDm(grant))).toContain(

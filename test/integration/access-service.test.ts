@@ -133,6 +133,65 @@ describe('requests', () => {
   });
 });
 
+describe('free text with control characters', () => {
+  it('is refused at every way in, naming the character, and nothing reaches the database', async () => {
+    const request = await pendingWrite();
+    const approved = await access.createRequest({
+      requesterId: 'UCONTRACTOR',
+      resource: 'billing-api',
+      scope: 'read',
+      durationSeconds: 600,
+      reason: 'read it',
+    });
+    if (!approved.ok || !approved.value.grant) throw new Error('no grant');
+    const grant = approved.value.grant;
+    const before = await rowCounts();
+    const nul = 'drop\u0000table';
+    const outcomes = [
+      await access.createRequest({
+        requesterId: 'UCONTRACTOR',
+        resource: 'billing-api',
+        scope: 'write',
+        durationSeconds: 600,
+        reason: nul,
+      }),
+      await access.deny({ requestId: request.id, approverId: 'UAPPROVER1', note: nul }),
+      await access.revokeGrant({
+        grantId: grant.id,
+        actor: { type: 'slack', userId: 'UAPPROVER1' },
+        reason: nul,
+      }),
+      await access.revokeAll({ targetId: 'UCONTRACTOR', actorId: 'UAPPROVER1', reason: nul }),
+      await access.requestExtension({
+        grantId: grant.id,
+        userId: 'UCONTRACTOR',
+        durationSeconds: 600,
+        reason: nul,
+      }),
+      await access.offboardUser({ userId: 'UCONTRACTOR', reason: `bell\u0007`, actor: { type: 'cli' } }),
+    ];
+    for (const outcome of outcomes) {
+      expect(outcome).toMatchObject({ ok: false, code: 'text_has_control_characters' });
+      if (!outcome.ok) expect(outcome.message).toMatch(/control character \(U\+00(00, NUL|07)\)/);
+    }
+    expect(await rowCounts()).toEqual(before);
+    expect((await access.getRequest(request.id))?.status).toBe('pending');
+    expect((await access.getGrant(grant.id))?.status).toBe('active');
+  });
+
+  it('keeps tabs and line breaks, and drops bidi controls before storing', async () => {
+    const created = await access.createRequest({
+      requesterId: 'UCONTRACTOR',
+      resource: 'billing-api',
+      scope: 'write',
+      durationSeconds: 600,
+      reason: 'line one\r\nline\ttwo \u202Egnp.exe\u202C',
+    });
+    if (!created.ok) throw new Error(created.message);
+    expect(created.value.request.reason).toBe('line one\nline\ttwo gnp.exe');
+  });
+});
+
 describe('approvals', () => {
   it('20 concurrent approvals make exactly one grant', async () => {
     const request = await pendingWrite();

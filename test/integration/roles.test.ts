@@ -78,6 +78,7 @@ describe('serve', () => {
     // A fresh database: nothing overdue, nothing undelivered.
     expect(metrics).toMatch(/^jitgate_scheduler_lag_seconds\{service="jitgate"\} 0$/m);
     expect(metrics).toMatch(/^jitgate_outbox_lag_seconds\{service="jitgate"\} 0$/m);
+    expect(metrics).toMatch(/^jitgate_outbox_dead_letters\{service="jitgate"\} 0$/m);
     expect(metrics).toContain('nodejs_eventloop_lag_seconds');
   });
 

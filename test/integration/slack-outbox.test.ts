@@ -101,10 +101,10 @@ describe('outbox dispatcher', () => {
     );
     expect(await rows()).toHaveLength(1);
 
-    // As if the process died after Slack accepted the post but before sent_at was written.
+    // As if the process died after Slack accepted the post but before the step was recorded.
     await database.db
       .update(outbox)
-      .set({ sentAt: null, nextAttemptAt: clock.now() })
+      .set({ sentAt: null, doneSteps: [], nextAttemptAt: clock.now() })
       .where(eq(outbox.id, row!.id));
     api.reset();
     expect(await dispatcher.drain()).toBe(1);

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseAccessCommand } from '../../src/slack/commands.ts';
+import { escapeText } from '../../src/slack/blocks/index.ts';
+import { parseAccessCommand, plainCommandText } from '../../src/slack/commands.ts';
 
 const GRANT = '3f2b6c1e-1a2b-4c3d-8e9f-0123456789ab';
 
@@ -112,5 +113,38 @@ describe('parseAccessCommand', () => {
         },
       ),
     );
+  });
+});
+
+describe('command text as Slack sends it (should_escape on)', () => {
+  it('decodes the entities Slack sends for what was typed, and keeps its own sequences as they came', () => {
+    expect(plainCommandText('fix &lt;b&gt; &amp; ping <@U123ABC|alice> in <#C42|ops>')).toBe(
+      'fix <b> & ping <@U123ABC|alice> in <#C42|ops>',
+    );
+  });
+
+  it('stores a reason as typed', () => {
+    expect(parseAccessCommand('request billing-api read 30m a &lt; b, cc <@U123ABC|alice>')).toMatchObject({
+      ok: true,
+      command: { reason: 'a < b, cc <@U123ABC|alice>' },
+    });
+    expect(parseAccessCommand('revoke-all <@U123ABC|alice> left &amp; gone')).toMatchObject({
+      ok: true,
+      command: { userId: 'U123ABC', reason: 'left & gone' },
+    });
+  });
+
+  it('reads back anything Slack escaped, exactly', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 200 }), (typed) => {
+        expect(plainCommandText(escapeText(typed))).toBe(typed);
+      }),
+    );
+  });
+
+  it('never cuts a quoted word inside an emoji', () => {
+    const problem = parseAccessCommand(`request a${'😀'.repeat(30)} 1h x`);
+    expect(problem.ok).toBe(false);
+    if (!problem.ok) expect(problem.problem).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
   });
 });

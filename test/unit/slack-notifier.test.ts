@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { noticeMessage } from '../../src/slack/blocks.ts';
+import { noticeMessage } from '../../src/slack/blocks/index.ts';
 import { createNotifier, SlackCallError } from '../../src/slack/notifier.ts';
 import { type FakeSlackApi, startFakeSlackApi } from '../fakes/slack-api.ts';
 
@@ -41,9 +41,10 @@ describe('notifier', () => {
   });
 
   it('honours Retry-After on 429', async () => {
+    const posted = await notifier().postMessage('C1', noticeMessage('first'));
     api.failNext('chat.update', { status: 429, retryAfter: 1 });
     const started = Date.now();
-    await notifier().updateMessage('C1', '1.2', noticeMessage('x'));
+    await notifier().updateMessage(posted.channel, posted.ts, noticeMessage('x'));
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
     expect(api.callsTo('chat.update')).toHaveLength(1);
   });
@@ -75,5 +76,38 @@ describe('notifier', () => {
     expect(api.callsTo('usergroups.users.list')[0]?.token).toBe(TOKEN);
     expect(logged.length).toBeGreaterThan(0);
     expect(logged).not.toContain(TOKEN);
+  });
+
+  it('sorts what Slack answers: its refusals keep their code and detail lines, the network may have acted', async () => {
+    const tooLong = { type: 'section' as const, text: { type: 'mrkdwn' as const, text: 'x'.repeat(3001) } };
+    const refused = await notifier()
+      .postMessage('C1', { text: 'x', blocks: [tooLong] })
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'invalid_blocks', retryable: false, maybeDone: false });
+    expect((refused as SlackCallError).details[0]).toMatch(/\[json-pointer:\/blocks\/0\/text\/text\]$/);
+    const viaUrl = await notifier()
+      .respond(api.responseUrl('r2'), { text: 'x', blocks: [tooLong] })
+      .catch((e: unknown) => e);
+    expect(viaUrl).toMatchObject({ method: 'response_url', code: 'invalid_blocks', retryable: false });
+    api.acknowledge();
+
+    api.failNext('chat.postMessage', { dropConnection: true }, 4);
+    const dropped = await notifier()
+      .postMessage('C1', noticeMessage('x'))
+      .catch((e: unknown) => e);
+    expect(dropped).toMatchObject({ code: 'network', retryable: true, maybeDone: true });
+    api.failNext('chat.postMessage', { status: 429, retryAfter: 120 });
+    const limited = await notifier()
+      .postMessage('C1', noticeMessage('x'))
+      .catch((e: unknown) => e);
+    expect(limited).toMatchObject({ code: 'ratelimited', retryable: true, retryAfterMs: 120_000 });
+    api.failNext('chat.update', { error: 'internal_error' }, 10);
+    const posted = await notifier().postMessage('C1', noticeMessage('first'));
+    await expect(
+      notifier().updateMessage(posted.channel, posted.ts, noticeMessage('x')),
+    ).rejects.toMatchObject({
+      code: 'internal_error',
+      retryable: true,
+    });
   });
 });

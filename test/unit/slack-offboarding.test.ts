@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Grant } from '../../src/db/schema/index.ts';
-import { lastUse, offboardedNote, weeklyReportMessage } from '../../src/slack/blocks.ts';
+import { lastUse, offboardedNote, weeklyReportMessage } from '../../src/slack/blocks/index.ts';
 import { parseAccessCommand } from '../../src/slack/commands.ts';
 import { removedUsersOf } from '../../src/slack/listeners/events/index.ts';
 

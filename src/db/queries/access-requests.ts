@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, gt, inArray, isNull, lte, min, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, isNull, like, lte, min, type SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { type AccessRequest, accessRequests } from '../schema/index.ts';
 
@@ -157,6 +157,18 @@ export async function claimApprovalMessageTs(
     )
     .returning({ id: accessRequests.id });
   return claimed.length === 1;
+}
+
+/** Gives a claim back (a `prefix…` marker → empty) after Slack answered that it posted nothing. */
+export async function releaseApprovalMessageClaim(
+  db: Db | Tx,
+  requestId: string,
+  prefix: string,
+): Promise<void> {
+  await db
+    .update(accessRequests)
+    .set({ approvalMessageTs: null })
+    .where(and(eq(accessRequests.id, requestId), like(accessRequests.approvalMessageTs, `${prefix}%`)));
 }
 
 export async function setApprovalMessage(

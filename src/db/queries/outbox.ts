@@ -1,4 +1,4 @@
-import { and, asc, count, eq, inArray, isNull, lte, min, sql } from 'drizzle-orm';
+import { and, asc, count, eq, inArray, isNotNull, isNull, lte, min, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { type OutboxRow, outbox } from '../schema/index.ts';
 
@@ -47,8 +47,47 @@ export async function claimDueOutboxRows(
   return rows.sort((a, b) => a.id - b.id);
 }
 
+/** Nothing is left to try for this row; a dead letter keeps the `last_error` that says why. */
 export async function markOutboxSent(db: Db | Tx, id: number, at: Date): Promise<void> {
-  await db.update(outbox).set({ sentAt: at, lastError: null }).where(eq(outbox.id, id));
+  await db
+    .update(outbox)
+    .set({
+      sentAt: at,
+      lastError: sql`case when ${outbox.deadAt} is null then null else ${outbox.lastError} end`,
+    })
+    .where(eq(outbox.id, id));
+}
+
+/** One of the row's messages went out; a retry skips it. */
+export async function markOutboxStepDone(db: Db | Tx, id: number, step: string): Promise<void> {
+  await db
+    .update(outbox)
+    .set({ doneSteps: sql`array_append(${outbox.doneSteps}, ${step}::text)` })
+    .where(eq(outbox.id, id));
+}
+
+/** One of the row's messages was given up: skipped from now on, the row marked a dead letter. */
+export async function markOutboxStepDead(
+  db: Db | Tx,
+  id: number,
+  step: string,
+  at: Date,
+  lastError: string,
+): Promise<void> {
+  await db
+    .update(outbox)
+    .set({
+      doneSteps: sql`array_append(${outbox.doneSteps}, ${step}::text)`,
+      deadAt: sql`coalesce(${outbox.deadAt}, ${at.toISOString()}::timestamptz)`,
+      lastError,
+    })
+    .where(eq(outbox.id, id));
+}
+
+/** Rows with a message given up (dead letters), delivered otherwise or not. */
+export async function countDeadLetters(db: Db | Tx): Promise<number> {
+  const [row] = await db.select({ n: count() }).from(outbox).where(isNotNull(outbox.deadAt));
+  return row?.n ?? 0;
 }
 
 /** Keeps a failed row for another attempt at `nextAttemptAt`, with why it failed. */

@@ -6,6 +6,11 @@ import { at } from './columns.ts';
  * Slack messages to deliver, written in the same transaction as the state change that
  * causes them, so a Slack outage loses nothing; `dedupe_key` makes a replayed
  * transition or a re-run job enqueue a message at most once.
+ *
+ * One row may send several messages (the approval message, then a DM): `done_steps` names
+ * those already sent or given up, so a retry sends only the rest. `sent_at` is set once
+ * nothing is left to try; `dead_at` once any of its messages was given up (Slack refused it
+ * for good, or kept failing): a dead letter, audited, with `last_error` saying why.
  */
 export const outbox = pgTable(
   'outbox',
@@ -19,10 +24,13 @@ export const outbox = pgTable(
     attempts: integer('attempts').notNull().default(0),
     sentAt: at('sent_at'),
     lastError: text('last_error'),
+    doneSteps: text('done_steps').array().notNull().default(sql`'{}'::text[]`),
+    deadAt: at('dead_at'),
   },
   (t) => [
     uniqueIndex('outbox_dedupe_key_unique').on(t.dedupeKey),
     index('outbox_due_idx').on(t.nextAttemptAt).where(sql`${t.sentAt} is null`),
+    index('outbox_dead_idx').on(t.deadAt).where(sql`${t.deadAt} is not null`),
   ],
 );
 export type OutboxRow = typeof outbox.$inferSelect;

@@ -1,19 +1,29 @@
 import type { AllMiddlewareArgs, App, SlackActionMiddlewareArgs } from '@slack/bolt';
 import {
   ACTIONS,
-  decodeQuotaValue,
-  decodeValue,
+  activeMessage,
   denyModal,
   errorMessage,
+  listMessage,
   notARequesterModal,
   noticeMessage,
-  type QuotaChoice,
   REQUEST_FIELDS,
   requestModal,
   tokenModal,
-} from '../../blocks.ts';
+} from '../../blocks/index.ts';
 import { errorText, type SlackDeps, tell } from '../../deps.ts';
-import { actionValue, isUuid, triggerIdOf, userIdOf, viewOf } from '../../payloads.ts';
+import { openModal } from '../../open-modal.ts';
+import {
+  actionTsOf,
+  actionValue,
+  isUuid,
+  responseUrlOf,
+  triggerIdOf,
+  userIdOf,
+  viewOf,
+} from '../../payloads.ts';
+import { isStaleView } from '../../slack-errors.ts';
+import { decodeListPage, decodeQuotaValue, decodeValue, type QuotaChoice } from './values.ts';
 
 type ActionArgs = SlackActionMiddlewareArgs & AllMiddlewareArgs;
 
@@ -40,8 +50,29 @@ function onAction(app: App, deps: SlackDeps, actionId: string, work: (click: Cli
   });
 }
 
+/**
+ * The newest choice seen per open request modal (by Slack's `action_ts`), so a change that lost
+ * the race for the view's hash is applied only when it is still the newest one.
+ */
+function createLatestChoices(limit = 1000) {
+  const latest = new Map<string, number>();
+  return {
+    /** Records `at` for `viewId`; true when nothing newer was seen. */
+    note(viewId: string, at: number): boolean {
+      const seen = latest.get(viewId);
+      if (seen !== undefined && seen > at) return false;
+      latest.delete(viewId);
+      latest.set(viewId, at);
+      if (latest.size > limit) latest.delete(latest.keys().next().value ?? '');
+      return true;
+    },
+    isNewest: (viewId: string, at: number): boolean => (latest.get(viewId) ?? at) <= at,
+  };
+}
+
 export function register(app: App, deps: SlackDeps): void {
   const { access } = deps;
+  const choices = createLatestChoices();
 
   const approve = async (click: Click, requestId: string, durationSeconds?: number, quota?: QuotaChoice) => {
     if (!isUuid(requestId)) return;
@@ -54,6 +85,14 @@ export function register(app: App, deps: SlackDeps): void {
     // The approval message itself is updated by the outbox dispatcher; only refusals need words here.
     if (!result.ok) await tell(deps, click.body, errorMessage(result.message, false));
     else await deps.homes.refresh([click.userId]);
+  };
+
+  /** Opens a modal within the trigger's 3 s, however long deciding what it shows takes. */
+  const modal = (click: Click, title: string, work: Parameters<typeof openModal>[3]) => {
+    if (!click.triggerId) return Promise.resolve();
+    return openModal(deps, click.triggerId, title, work, (text) =>
+      tell(deps, click.body, errorMessage(text, false)),
+    );
   };
 
   onAction(app, deps, ACTIONS.approve, (click) => approve(click, click.value));
@@ -72,23 +111,19 @@ export function register(app: App, deps: SlackDeps): void {
 
   onAction(app, deps, ACTIONS.deny, async (click) => {
     if (!isUuid(click.value)) return;
-    const request = await access.getRequest(click.value);
-    if (!request) return tell(deps, click.body, errorMessage('No such request.', false));
-    // Say why before opening a modal the clicker could not submit anyway.
-    if (request.requesterId === click.userId) {
-      return tell(deps, click.body, errorMessage('Nobody decides their own request.', false));
-    }
-    if (!(await access.isApproverOf(request.resource, click.userId))) {
-      return tell(
-        deps,
-        click.body,
-        errorMessage(`Only approvers of ${request.resource} can decide this request.`, false),
-      );
-    }
-    if (request.status !== 'pending') {
-      return tell(deps, click.body, errorMessage(`This request was already ${request.status}.`, false));
-    }
-    if (click.triggerId) await deps.notifier.openView(click.triggerId, denyModal(request));
+    const requestId = click.value;
+    // Say why before opening a modal the clicker could not submit anyway; an approver check may
+    // ask Slack for a user group, so the modal opens first when that is slow.
+    await modal(click, 'Deny request', async () => {
+      const request = await access.getRequest(requestId);
+      if (!request) return { refusal: 'No such request.' };
+      if (request.requesterId === click.userId) return { refusal: 'Nobody decides their own request.' };
+      if (!(await access.isApproverOf(request.resource, click.userId))) {
+        return { refusal: `Only approvers of ${request.resource} can decide this request.` };
+      }
+      if (request.status !== 'pending') return { refusal: `This request was already ${request.status}.` };
+      return { view: denyModal(request) };
+    });
   });
 
   onAction(app, deps, ACTIONS.cancel, async (click) => {
@@ -99,21 +134,17 @@ export function register(app: App, deps: SlackDeps): void {
 
   onAction(app, deps, ACTIONS.showToken, async (click) => {
     if (!isUuid(click.value)) return;
-    const grant = await access.getGrant(click.value);
-    if (!grant || grant.userId !== click.userId) {
-      return tell(deps, click.body, errorMessage("Only the grant's owner can see its token.", false));
-    }
-    if (grant.status !== 'active' || grant.expiresAt <= deps.clock.now()) {
-      return tell(
-        deps,
-        click.body,
-        errorMessage(`This grant has ${grant.status === 'revoked' ? 'been revoked' : 'expired'}.`, false),
-      );
-    }
-    // Issued fresh on each click, so it carries the grant's current expiry (after extensions too).
-    const token = await deps.issueToken(grant);
-    if (click.triggerId)
-      await deps.notifier.openView(click.triggerId, tokenModal(grant, token, deps.proxyUrl));
+    const grantId = click.value;
+    await modal(click, 'Your access token', async () => {
+      const grant = await access.getGrant(grantId);
+      if (!grant || grant.userId !== click.userId)
+        return { refusal: "Only the grant's owner can see its token." };
+      if (grant.status !== 'active' || grant.expiresAt <= deps.clock.now()) {
+        return { refusal: `This grant has ${grant.status === 'revoked' ? 'been revoked' : 'expired'}.` };
+      }
+      // Issued fresh on each click, so it carries the grant's current expiry (after extensions too).
+      return { view: tokenModal(grant, await deps.issueToken(grant), deps.proxyUrl) };
+    });
   });
 
   onAction(app, deps, ACTIONS.giveUp, async (click) => {
@@ -159,22 +190,57 @@ export function register(app: App, deps: SlackDeps): void {
     }
   });
 
-  // The request modal's resource select: narrow the durations to the chosen resource's.
-  onAction(app, deps, REQUEST_FIELDS.target.action, async (click) => {
+  // Next or previous page of /access list or /access active, in place of the page shown.
+  const turnPage = async (click: Click) => {
+    const page = decodeListPage(click.value);
+    const url = responseUrlOf(click.body);
+    if (!page || !url) return;
+    const now = deps.clock.now();
+    const message =
+      page.list === 'mine'
+        ? listMessage(await access.listForUser(click.userId), now, page.page)
+        : activeMessage(await access.listForApprover(click.userId), now, page.page);
+    await deps.notifier.respond(url, message, { replaceOriginal: true });
+  };
+  onAction(app, deps, ACTIONS.listPage, turnPage);
+  onAction(app, deps, ACTIONS.listPageBack, turnPage);
+
+  // The request modal's resource select: show that resource's scopes and durations.
+  onAction(app, deps, REQUEST_FIELDS.resource.action, async (click) => {
     const view = viewOf(click.body);
     if (!view) return;
-    await deps.notifier.updateView(
-      view.id,
-      view.hash,
-      requestModal(deps.policy.current(), { target: click.value }),
-    );
+    const at = actionTsOf(click.body);
+    if (!choices.note(view.id, at)) return;
+    const next = requestModal(deps.policy.current(), { resource: click.value });
+    try {
+      await deps.notifier.updateView(view.id, view.hash, next);
+    } catch (error) {
+      if (!isStaleView(error)) throw error;
+      // The view changed since this choice was made: another choice landed first. If this one
+      // is still the newest seen, it is what the person wants now; otherwise it is old news.
+      if (!choices.isNewest(view.id, at)) return;
+      await deps.notifier.updateView(view.id, undefined, next).catch((again: unknown) => {
+        deps.logger.debug({ err: errorText(again) }, 'request modal not updated');
+      });
+    }
+  });
+
+  // A modal opened before resource and scope were asked apart carries one `resource|scope` select.
+  onAction(app, deps, REQUEST_FIELDS.target.action, async (click) => {
+    const view = viewOf(click.body);
+    const [resource, scope] = click.value.split('|');
+    if (!view || !resource) return;
+    const next = requestModal(deps.policy.current(), { resource, ...(scope ? { scope } : {}) });
+    await deps.notifier.updateView(view.id, view.hash, next).catch((error: unknown) => {
+      if (!isStaleView(error)) throw error;
+    });
   });
 
   onAction(app, deps, ACTIONS.openRequestModal, async (click) => {
-    if (!click.triggerId) return;
-    const view = (await deps.access.mayRequestAccess(click.userId))
-      ? requestModal(deps.policy.current())
-      : notARequesterModal();
-    await deps.notifier.openView(click.triggerId, view);
+    await modal(click, 'Request access', async () =>
+      (await deps.access.mayRequestAccess(click.userId))
+        ? { view: requestModal(deps.policy.current()) }
+        : { view: notARequesterModal() },
+    );
   });
 }

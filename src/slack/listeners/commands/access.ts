@@ -12,9 +12,10 @@ import {
   requestSubmittedMessage,
   revokeAllMessage,
   type SlackMessage,
-} from '../../blocks.ts';
+} from '../../blocks/index.ts';
 import { type AccessCommand, parseAccessCommand } from '../../commands.ts';
 import { errorText, type SlackDeps } from '../../deps.ts';
+import { openModal } from '../../open-modal.ts';
 
 /** Refusals caused by what was typed get usage too; the others are about state, not syntax. */
 const INPUT_ERRORS: ReadonlySet<AccessErrorCode> = new Set([
@@ -24,6 +25,7 @@ const INPUT_ERRORS: ReadonlySet<AccessErrorCode> = new Set([
   'duration_too_long',
   'reason_empty',
   'reason_too_long',
+  'text_has_control_characters',
 ]);
 
 const ephemeral = (message: SlackMessage) => ({ response_type: 'ephemeral' as const, ...message });
@@ -44,10 +46,24 @@ async function run(
   const userId = body.user_id;
   const now = deps.clock.now();
   switch (command.kind) {
-    case 'modal':
-      if (!(await deps.access.mayRequestAccess(userId))) return errorMessage(NOT_A_REQUESTER_TEXT, false);
-      await deps.notifier.openView(body.trigger_id, requestModal(deps.policy.current()));
-      return undefined;
+    case 'modal': {
+      // Whether this person may request can take a user-group lookup; the form opens within
+      // the trigger's 3 s regardless (a loading modal first when the lookup is slow).
+      let refused: SlackMessage | undefined;
+      await openModal(
+        deps,
+        body.trigger_id,
+        'Request access',
+        async () =>
+          (await deps.access.mayRequestAccess(userId))
+            ? { view: requestModal(deps.policy.current()) }
+            : { refusal: NOT_A_REQUESTER_TEXT },
+        async (text) => {
+          refused = errorMessage(text, false);
+        },
+      );
+      return refused;
+    }
     case 'help':
       return helpMessage();
     case 'request': {
