@@ -137,6 +137,8 @@ export function sentenceFor(code: CliCode): string {
       return 'The grant changed meanwhile; try again.';
     case 'no_active_grant':
       return 'You hold no active grant on that resource; ask with `jitgate request`.';
+    case 'text_has_control_characters':
+      return 'The text holds a control character (a NUL, for example); remove it and try again.';
     case 'bad_request':
       return 'The server did not understand the call; update jitgate.';
     // The CLI's own.
@@ -215,6 +217,7 @@ export const ALL_CODES = [
   'grant_version_changed',
   'not_due',
   'no_active_grant',
+  'text_has_control_characters',
   'bad_request',
   'server_unreachable',
   'proxy_unreachable',

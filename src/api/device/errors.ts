@@ -65,6 +65,7 @@ export function deviceApiStatus(code: DeviceApiErrorCode): number {
     case 'not_due':
       return 409;
     case 'pairing_code_wrong':
+    case 'text_has_control_characters':
       return 422;
     case 'pairing_code_expired':
       return 410;
