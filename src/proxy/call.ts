@@ -65,6 +65,44 @@ declare module 'fastify' {
   interface FastifyRequest {
     jitgate: Call | null;
   }
+  interface FastifyInstance {
+    /** The proxy's calls whose record is not made yet (see closeProxyServer). */
+    jitgateOpenCalls: OpenCalls;
+  }
+}
+
+/**
+ * Counts calls started and not yet recorded, so a shutdown can wait until every call it cut
+ * off has made its record (a response's `close` comes a turn after its connection is cut).
+ */
+export class OpenCalls {
+  private open = 0;
+  private waiters: (() => void)[] = [];
+
+  get count(): number {
+    return this.open;
+  }
+
+  started(): void {
+    this.open++;
+  }
+
+  recorded(): void {
+    this.open--;
+    if (this.open === 0) for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  /** Resolves when no call is open, or after `timeoutMs` whatever is left. */
+  whenNone(timeoutMs: number): Promise<void> {
+    if (this.open === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
 }
 
 /**
@@ -87,18 +125,24 @@ declare module 'fastify' {
  *
  * A later issue adds a durable intent record before the forward; it hangs off the same call.
  */
+export interface CallRecording {
+  sink: CallSink;
+  logger: Logger;
+  open: OpenCalls;
+}
+
 export function watchCallEnd(
   call: Call,
   request: FastifyRequest,
   reply: FastifyReply,
-  sink: CallSink,
-  logger: Logger,
+  recording: CallRecording,
 ): void {
+  recording.open.started();
   reply.raw.on('close', () => {
     // Still being authorised (a token's first signature check is asynchronous): the record waits
     // for the outcome, so it says what was decided and what was counted against the grant.
     if (call.decision === '') call.clientGone = true;
-    else recordCall(call, request, reply, sink, logger);
+    else recordCall(call, request, reply, recording);
   });
 }
 
@@ -107,16 +151,17 @@ export function recordCall(
   call: Call,
   request: FastifyRequest,
   reply: FastifyReply,
-  sink: CallSink,
-  logger: Logger,
+  recording: CallRecording,
 ): void {
   if (call.recorded) return;
   call.recorded = true;
   try {
-    sink.offer(callRecord(call, request, reply, logger));
+    recording.sink.offer(callRecord(call, request, reply, recording.logger));
   } catch (error) {
     // A sink must not throw; if one does, the call is still over and the process stays up.
-    logger.error({ reqId: request.id, err: error }, 'call record could not be offered');
+    recording.logger.error({ reqId: request.id, err: error }, 'call record could not be offered');
+  } finally {
+    recording.open.recorded();
   }
 }
 

@@ -17,7 +17,7 @@ import {
   identifyTarget,
 } from './authorize.ts';
 import { BodyCapture } from './body-capture.ts';
-import { Call, CLIENT_CLOSED, recordCall, watchCallEnd } from './call.ts';
+import { Call, type CallRecording, CLIENT_CLOSED, OpenCalls, recordCall, watchCallEnd } from './call.ts';
 import type { Denial } from './denial.ts';
 import { resolveClientIp } from './ip-allow.ts';
 import { createQuotaTracker, type QuotaTracker } from './quota.ts';
@@ -136,6 +136,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     connectionsCheckingInterval: Math.min(1000, headersTimeoutMs),
   };
   const wire = createWireRefusals({ sink: deps.sink, clock: deps.clock, logger });
+  const recording: CallRecording = { sink: deps.sink, logger, open: new OpenCalls() };
   const app = Fastify({
     // No logger on purpose: a logger makes fastify create a child per request (pino child +
     // bindings, ~2 µs) even with request logging off. Denials and faults are logged below.
@@ -162,6 +163,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
   app.server.on('connect', wire.connect);
 
   app.decorateRequest('jitgate', null);
+  app.decorate('jitgateOpenCalls', recording.open);
   // Bodies stay streams: never parsed, never buffered whole; reply-from pipes them upstream.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
@@ -210,7 +212,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     call.clientIp = trust
       ? resolveClientIp(request.raw.socket.remoteAddress, request.headers['x-forwarded-for'], trust)
       : request.ip;
-    watchCallEnd(call, request, reply, deps.sink, logger);
+    watchCallEnd(call, request, reply, recording);
     return { call, target: identifyTarget(call, request.raw.url ?? '/') };
   }
 
@@ -297,7 +299,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     if (call.clientGone) {
       // The client left while its token was checked: record what was decided, forward nothing.
       call.decision = outcome.ok ? CLIENT_CLOSED : outcome.denial.code;
-      recordCall(call, request, reply, deps.sink, logger);
+      recordCall(call, request, reply, recording);
       return;
     }
     if (!outcome.ok) {
@@ -456,7 +458,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     logger.error({ reqId: request.id, resource: call.resourceName, err: error }, 'call failed');
     if (call.clientGone) {
       call.decision = 'internal_error';
-      recordCall(call, request, reply, deps.sink, logger);
+      recordCall(call, request, reply, recording);
       return;
     }
     refuse(request, reply, call, internalError(request.id));

@@ -125,7 +125,16 @@ export interface TestGrant {
 /** Inserts an approved request and its active grant, and notifies the feed, in one transaction. */
 export async function insertGrant(
   database: Database,
-  input: { resource: string; scope: string; startsAt: Date; expiresAt: Date; userId?: string; id?: string },
+  input: {
+    resource: string;
+    scope: string;
+    startsAt: Date;
+    expiresAt: Date;
+    userId?: string;
+    id?: string;
+    /** A request quota fixed on the grant, as approval would. */
+    quotaRequests?: number;
+  },
 ): Promise<TestGrant> {
   const grant: TestGrant = {
     id: input.id ?? randomUUID(),
@@ -161,6 +170,7 @@ export async function insertGrant(
       status: 'active',
       startsAt: grant.startsAt,
       expiresAt: grant.expiresAt,
+      ...(input.quotaRequests !== undefined ? { quotaRequests: input.quotaRequests } : {}),
     });
     await tx.execute(sql`select pg_notify(${database.channel('grants')}, ${grant.id})`);
   });

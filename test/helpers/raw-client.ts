@@ -48,8 +48,10 @@ export type Abandon =
   | { after: 'write' }
   /** Close this many milliseconds after the request is written. */
   | { after: 'ms'; ms: number }
-  /** Close once the answer's first bytes arrive (mid-response). */
+  /** Close once the answer's first bytes arrive (mid-response), or after 2 s if none do. */
   | { after: 'first-byte' };
+
+const FIRST_BYTE_WAIT_MS = 2000;
 
 /**
  * Sends one HTTP/1.1 request and abandons it as told (destroying the socket, so the proxy sees
@@ -77,6 +79,7 @@ export function abandonedRequest(
       socket.write(head + body, () => {
         if (abandon.after === 'write') socket.destroy();
         else if (abandon.after === 'ms') timer = setTimeout(() => socket.destroy(), abandon.ms);
+        else timer = setTimeout(() => socket.destroy(), FIRST_BYTE_WAIT_MS);
       });
     });
     socket.on('data', (chunk: Buffer) => {
