@@ -144,7 +144,7 @@ export interface Config {
   };
   /** PROXY_TLS_CERT + PROXY_TLS_KEY: the proxy listener speaks HTTPS; unset: plain HTTP. */
   proxyTls: TlsFiles | undefined;
-  /** TLS_CERT + TLS_KEY: the bot/admin listener on `port` speaks HTTPS; unset: plain HTTP. */
+  /** TLS_CERT + TLS_KEY: the service listener on `port` speaks HTTPS; unset: plain HTTP. */
   adminTls: TlsFiles | undefined;
   logLevel: LogLevel;
   /**

@@ -147,7 +147,10 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     ...(deps.tls
       ? { https: { key: deps.tls.key, cert: deps.tls.cert, ...listenerOptions } }
       : { http: listenerOptions }),
-    return503OnClosing: true,
+    // While the proxy drains at shutdown, calls on open connections are still checked,
+    // forwarded and recorded (the audit writer closes after the proxy), with `Connection: close`
+    // so their clients move on; fastify's own 503 would answer outside the contract, unrecorded.
+    return503OnClosing: false,
     routerOptions: { maxParamLength: 8192, ignoreDuplicateSlashes: false, ignoreTrailingSlash: false },
     // The router refuses some malformed URLs before any handler runs: answer with the contract.
     frameworkErrors: (error, request, reply) => {
