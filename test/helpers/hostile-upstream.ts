@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { listenOnLoopback } from './proxy-fixtures.ts';
 
 /**
  * An upstream that misbehaves on request, as a compromised or broken API would. The first path
@@ -140,10 +141,9 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
   // A hanging request must not be cut by Node's own timeouts before the test decides.
   server.requestTimeout = 0;
   server.headersTimeout = 0;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { url, port } = await listenOnLoopback(server);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     port,
     seen,
     seenWithId: (requestId) => seen.filter((r) => r.requestId === requestId),

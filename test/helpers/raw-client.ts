@@ -49,7 +49,9 @@ export type Abandon =
   /** Close this many milliseconds after the request is written. */
   | { after: 'ms'; ms: number }
   /** Close once the answer's first bytes arrive (mid-response), or after 2 s if none do. */
-  | { after: 'first-byte' };
+  | { after: 'first-byte' }
+  /** Close as soon as `ready()` holds (polled every few ms), e.g. once the upstream has the call. */
+  | { after: 'ready'; ready: () => boolean };
 
 const FIRST_BYTE_WAIT_MS = 2000;
 
@@ -79,7 +81,14 @@ export function abandonedRequest(
       socket.write(head + body, () => {
         if (abandon.after === 'write') socket.destroy();
         else if (abandon.after === 'ms') timer = setTimeout(() => socket.destroy(), abandon.ms);
-        else timer = setTimeout(() => socket.destroy(), FIRST_BYTE_WAIT_MS);
+        else if (abandon.after === 'ready') {
+          const ready = abandon.ready;
+          const poll = () => {
+            if (ready()) socket.destroy();
+            else timer = setTimeout(poll, 2);
+          };
+          poll();
+        } else timer = setTimeout(() => socket.destroy(), FIRST_BYTE_WAIT_MS);
       });
     });
     socket.on('data', (chunk: Buffer) => {

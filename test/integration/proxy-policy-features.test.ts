@@ -225,7 +225,12 @@ async function grantWithToken(
   });
   await eventually(() => {
     const found = view.lookup(grant.id);
-    return found.kind === 'active' && (quota === undefined || found.grant.quotaRequests === quota.requests);
+    // Both caps, so a byte quota is in the view before the first call (not only a request quota).
+    return (
+      found.kind === 'active' &&
+      (quota === undefined ||
+        (found.grant.quotaRequests === quota.requests && found.grant.quotaResponseBytes === quota.bytes))
+    );
   });
   return { grant, auth: { authorization: `Bearer ${token}` } };
 }
