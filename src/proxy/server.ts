@@ -350,14 +350,14 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
         assertionId: randomUUID(),
         now: new Date(call.now),
         ttlSeconds: identityAssertion.ttlSeconds,
-      }).then(
-        (token) => {
+      })
+        .then((token) => {
           call.identityHeader = identityAssertion.header.toLowerCase();
           call.identityValue = token;
           send(request, reply, call, url);
-        },
-        (error: unknown) => fail(request, reply, call, error),
-      );
+        })
+        // A rejection here would be unhandled, and an unhandled rejection ends the process.
+        .catch((error: unknown) => fail(request, reply, call, error));
       return;
     }
     send(request, reply, call, url);
@@ -381,8 +381,13 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
       body.on('error', (error) => tap.destroy(error));
       request.body = body.pipe(tap);
     }
+    // The one point where the upstream may get the call: a durable intent record goes here.
     call.forwarded = true;
-    reply.from(url, forward);
+    try {
+      reply.from(url, forward);
+    } catch (error) {
+      fail(request, reply, call, error);
+    }
   }
 
   /** The reply-from response path when masking or capture is on for this call. */
@@ -491,10 +496,10 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
       return;
     }
     if (outcome instanceof Promise) {
-      outcome.then(
-        (result) => proceed(request, reply, call, result),
-        (error: unknown) => fail(request, reply, call, error),
-      );
+      // Only a token's first use takes this path; the catch also covers a throw in proceed().
+      outcome
+        .then((result) => proceed(request, reply, call, result))
+        .catch((error: unknown) => fail(request, reply, call, error));
     } else {
       proceed(request, reply, call, outcome);
     }
