@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ScopePolicy } from '../policy/schema.ts';
 import type { CallRecord, CallSink, CapturedBody } from '../shared/call-record.ts';
 import type { ActiveGrant } from './active-grants.ts';
-import type { CallContext } from './authorize.ts';
+import type { CallContext, CallTarget } from './authorize.ts';
 import type { BodyCapture } from './body-capture.ts';
 import type { MaskRules } from './mask.ts';
 
@@ -12,6 +12,11 @@ import type { MaskRules } from './mask.ts';
  * (nginx's "client closed request"); no client ever receives it.
  */
 export const CLIENT_CLOSED_STATUS = 499;
+
+const NO_TARGET: CallTarget = {
+  name: '',
+  normalized: { ok: false, code: 'bad_path', message: 'not read yet' },
+};
 
 /** The decision recorded for a call whose client left before the proxy refused or forwarded it. */
 export const CLIENT_CLOSED = 'client_closed';
@@ -24,6 +29,8 @@ export const CLIENT_CLOSED = 'client_closed';
 export class Call implements CallContext {
   resourceName = '';
   path = '';
+  /** The resource name and normalised path, read once when the call starts. */
+  target: CallTarget = NO_TARGET;
   grant: ActiveGrant | undefined = undefined;
   claimed: CallContext['claimed'] = undefined;
   /** `allowed` once forwarded, the denial code once refused; '' while undecided. */

@@ -9,13 +9,7 @@ import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
 import { type ActiveSigner, issueIdentityAssertion, type Jwks, type VerifyResult } from '../tokens/index.ts';
 import type { ActiveGrantView } from './active-grants.ts';
-import {
-  type Authorization,
-  type AuthorizeDeps,
-  authorizeCall,
-  type CallTarget,
-  identifyTarget,
-} from './authorize.ts';
+import { type Authorization, type AuthorizeDeps, authorizeCall, identifyTarget } from './authorize.ts';
 import { BodyCapture } from './body-capture.ts';
 import { Call, type CallRecording, CLIENT_CLOSED, OpenCalls, recordCall, watchCallEnd } from './call.ts';
 import type { Denial } from './denial.ts';
@@ -154,7 +148,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     routerOptions: { maxParamLength: 8192, ignoreDuplicateSlashes: false, ignoreTrailingSlash: false },
     // The router refuses some malformed URLs before any handler runs: answer with the contract.
     frameworkErrors: (error, request, reply) => {
-      const call = request.jitgate ?? startCall(request as FastifyRequest, reply as FastifyReply).call;
+      const call = request.jitgate ?? startCall(request as FastifyRequest, reply as FastifyReply);
       logger.debug({ reqId: request.id, code: error.code }, 'malformed request refused by the router');
       refuse(request as FastifyRequest, reply as FastifyReply, call, {
         code: 'bad_path',
@@ -193,7 +187,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
   // Content-Type): the contract's denial and a record, never fastify's own text or a message
   // that may carry internals.
   app.setErrorHandler((error, request, reply) => {
-    const call = request.jitgate ?? startCall(request, reply).call;
+    const call = request.jitgate ?? startCall(request, reply);
     const status = (error as { statusCode?: unknown }).statusCode;
     let denial: Denial;
     if (!FORWARDED_METHODS.has(call.method)) denial = methodNotAllowed(call.method);
@@ -206,8 +200,11 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     refuse(request, reply, call, denial);
   });
 
-  /** The call's state and its one record, armed before anything can refuse or forward it. */
-  function startCall(request: FastifyRequest, reply: FastifyReply): { call: Call; target: CallTarget } {
+  /**
+   * The call's state and its one record, armed before anything can refuse or forward it; the
+   * target (resource and path) is read into it, so even a call refused first records them.
+   */
+  function startCall(request: FastifyRequest, reply: FastifyReply): Call {
     const at = deps.clock.now();
     const call = new Call(at, at.getTime(), performance.now(), request.raw.method ?? 'GET');
     request.jitgate = call;
@@ -216,7 +213,8 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
       ? resolveClientIp(request.raw.socket.remoteAddress, request.headers['x-forwarded-for'], trust)
       : request.ip;
     watchCallEnd(call, request, reply, recording);
-    return { call, target: identifyTarget(call, request.raw.url ?? '/') };
+    call.target = identifyTarget(call, request.raw.url ?? '/');
+    return call;
   }
 
   /**
@@ -476,7 +474,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
   // the reply as a thenable; the reply is sent by proceed() (or by reply-from's callbacks).
   // Also the not-found handler: a method the router has no route for (PROPFIND) comes here.
   const handle = (request: FastifyRequest, reply: FastifyReply): void => {
-    const { call, target } = startCall(request, reply);
+    const call = startCall(request, reply);
     if (tooManyHeaders(request.raw.rawHeaders)) {
       refuse(request, reply, call, {
         code: 'headers_too_large',
@@ -490,7 +488,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     }
     let outcome: Authorization | Promise<Authorization>;
     try {
-      outcome = authorizeCall(authorizeDeps, call, target, request.headers.authorization);
+      outcome = authorizeCall(authorizeDeps, call, call.target, request.headers.authorization);
     } catch (error) {
       fail(request, reply, call, error);
       return;
