@@ -76,6 +76,15 @@ const envSchema = z.object({
   PORT: port(3000),
   PROXY_PORT: port(8080),
   HOST: z.string().default('0.0.0.0'),
+  // The admin listener (/healthz, /readyz with detail, /metrics): loopback unless told, so the
+  // port that must be public for Slack's HTTP mode does not expose readiness detail or metrics.
+  ADMIN_PORT: port(9090),
+  ADMIN_HOST: optionalText.refine((v) => v === undefined || !/\s/.test(v), {
+    message: 'expects an interface address like 127.0.0.1 (the default) or 0.0.0.0',
+  }),
+  ADMIN_TOKEN: optionalText.refine((v) => v === undefined || (v.length >= 16 && !/\s/.test(v)), {
+    message: 'expects a bearer token of at least 16 characters without spaces',
+  }),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expects one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   // Paths of PEM files. Each pair is all-or-nothing; loadConfig refuses a half-configured one.
   PROXY_TLS_CERT: optionalText,
@@ -128,9 +137,16 @@ export interface Config {
   host: string;
   port: number;
   proxyPort: number;
+  /** The admin listener: `/healthz`, `/readyz` (with each check), `/metrics`. */
+  admin: {
+    host: string;
+    port: number;
+    /** When set, every admin request must carry `Authorization: Bearer <token>`. */
+    token: string | undefined;
+  };
   /** PROXY_TLS_CERT + PROXY_TLS_KEY: the proxy listener speaks HTTPS; unset: plain HTTP. */
   proxyTls: TlsFiles | undefined;
-  /** TLS_CERT + TLS_KEY: the bot/admin listener on `port` speaks HTTPS; unset: plain HTTP. */
+  /** TLS_CERT + TLS_KEY: the service listener on `port` speaks HTTPS; unset: plain HTTP. */
   adminTls: TlsFiles | undefined;
   logLevel: LogLevel;
   /**
@@ -170,6 +186,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'SLACK_SIGNING_SECRET: expects the app signing secret in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)',
     );
   }
+  // Port 0 asks for any free port, so only fixed ports can collide.
+  if (e.ADMIN_PORT !== 0 && e.ADMIN_PORT === e.PORT) {
+    problems.push(`ADMIN_PORT: expects a port other than PORT (both are ${e.PORT})`);
+  } else if (e.ADMIN_PORT !== 0 && e.ADMIN_PORT === e.PROXY_PORT) {
+    problems.push(`ADMIN_PORT: expects a port other than PROXY_PORT (both are ${e.PROXY_PORT})`);
+  }
   const proxyTls = tlsPair(e.PROXY_TLS_CERT, e.PROXY_TLS_KEY, 'PROXY_TLS_CERT', 'PROXY_TLS_KEY', problems);
   const adminTls = tlsPair(e.TLS_CERT, e.TLS_KEY, 'TLS_CERT', 'TLS_KEY', problems);
   if (problems.length > 0) throw new ConfigError(problems);
@@ -194,6 +216,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     port: e.PORT,
     proxyPort: e.PROXY_PORT,
+    admin: { host: e.ADMIN_HOST ?? '127.0.0.1', port: e.ADMIN_PORT, token: e.ADMIN_TOKEN },
     proxyTls,
     adminTls,
     logLevel: e.LOG_LEVEL,

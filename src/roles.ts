@@ -1,3 +1,4 @@
+import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { sql } from 'drizzle-orm';
@@ -11,7 +12,12 @@ import { createWeeklyReporter } from './audit/weekly-report.ts';
 import { type Config, ConfigError } from './config.ts';
 import { installPostgresCrashGuard } from './db/postgres-crash-guard.ts';
 import type { Grant } from './db/schema/index.ts';
-import { createAdminServer, type ReadinessCheck } from './ops/admin-server.ts';
+import {
+  createAdminServer,
+  createReadiness,
+  createServiceServer,
+  type ReadinessCheck,
+} from './ops/admin-server.ts';
 import { metricsCallSink } from './ops/metrics.ts';
 import { createRedisReadiness } from './ops/redis-readiness.ts';
 import {
@@ -23,7 +29,9 @@ import {
 } from './ops/tls.ts';
 import { createActiveGrantView } from './proxy/active-grants.ts';
 import { createQuotaTracker } from './proxy/quota.ts';
+import { aggregateRefusals } from './proxy/refusal-aggregator.ts';
 import { createProxyServer } from './proxy/server.ts';
+import { closeProxyServer } from './proxy/shutdown.ts';
 import {
   createBullScheduler,
   createLocalScheduler,
@@ -48,8 +56,10 @@ export interface StartOptions {
 
 export interface Running {
   core: Core;
-  /** Bound ports (useful when PORT or PROXY_PORT is 0). */
-  adminPort: number;
+  /** Bound ports (useful when PORT, ADMIN_PORT or PROXY_PORT is 0). PORT: Slack events and probes. */
+  port: number;
+  /** ADMIN_PORT: `/healthz`, `/readyz` with each check, `/metrics`. */
+  adminListenerPort: number;
   proxyPort: number | undefined;
   slack: SlackApp | undefined;
   scheduler: Scheduler | undefined;
@@ -82,6 +92,13 @@ async function step(core: Core, name: string, work: () => Promise<unknown>): Pro
   } finally {
     clearTimeout(timer);
   }
+}
+
+function closeServer(server: HttpServer): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
 }
 
 function listen(server: Server, port: number, host: string): Promise<number> {
@@ -239,6 +256,13 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         grantChannel: database.channel('grants'),
       });
       stops.push({ name: 'audit', run: () => appender.close() });
+      // Refusals without a verified token reach the audit log bounded (src/proxy/refusal-aggregator.ts);
+      // closed before the appender, so the last window's counts are written.
+      const refusals = aggregateRefusals(appender, {
+        clock,
+        knownResource: (name) => Object.hasOwn(policy.current().resources, name),
+      });
+      stops.push({ name: 'refusal summaries', run: () => refusals.close() });
       const monitor = createAnomalyMonitor({ db: database.db, policy, clock, access, logger });
       stops.push({ name: 'anomaly', run: () => monitor.close() });
       metrics.addGauge(
@@ -253,7 +277,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         verifier: createVerifier(keys, { issuer: config.issuer, clock }),
         keyStore: keys,
         clock,
-        sink: fanOut([appender, monitor, metricsCallSink(metrics)]),
+        sink: fanOut([refusals, monitor, metricsCallSink(metrics)]),
         logger,
         quota,
         issuer: config.issuer,
@@ -272,8 +296,9 @@ export async function startRoles(config: Config, options: StartOptions): Promise
       await proxy.listen({ port: config.proxyPort, host: config.host });
       proxyPort = (proxy.server.address() as AddressInfo).port;
       const listening = proxy;
-      // Stops first among the proxy's parts (stops run in reverse): in-flight calls finish.
-      stops.push({ name: 'proxy', run: () => listening.close() });
+      // Stops first among the proxy's parts (stops run in reverse): in-flight calls finish, or
+      // are cut after a drain and recorded, before the audit writer's last flush.
+      stops.push({ name: 'proxy', run: () => closeProxyServer(listening) });
       if (config.proxyTls && proxy.server instanceof TlsServer) {
         tlsListeners.push({ name: 'proxy', server: proxy.server, files: config.proxyTls });
       }
@@ -306,27 +331,26 @@ export async function startRoles(config: Config, options: StartOptions): Promise
       () => access.countDeadLetters(),
     );
 
-    const admin = createAdminServer({
-      metrics,
-      checks: () => checks,
+    const readiness = createReadiness(() => checks);
+    const service = createServiceServer({
+      readiness,
       ...(slack?.requestListener ? { fallback: slack.requestListener } : {}),
       ...(adminTlsMaterial ? { tls: adminTlsMaterial } : {}),
     });
-    if (config.adminTls && admin instanceof TlsServer) {
-      tlsListeners.push({ name: 'admin', server: admin, files: config.adminTls });
+    if (config.adminTls && service instanceof TlsServer) {
+      tlsListeners.push({ name: 'admin', server: service, files: config.adminTls });
     }
-    const adminPort = await listen(admin, config.port, config.host);
-    stops.push({
-      name: 'admin',
-      run: () =>
-        new Promise<void>((resolve) => {
-          admin.close(() => resolve());
-          admin.closeIdleConnections();
-        }),
-    });
+    const port = await listen(service, config.port, config.host);
+    stops.push({ name: 'http', run: () => closeServer(service) });
+    const admin = createAdminServer({ metrics, readiness, token: config.admin.token });
+    const adminListenerPort = await listen(admin, config.admin.port, config.admin.host);
+    stops.push({ name: 'admin', run: () => closeServer(admin) });
     logger.info(
       {
-        port: adminPort,
+        port,
+        adminPort: adminListenerPort,
+        adminHost: config.admin.host,
+        adminToken: config.admin.token !== undefined,
         roles: [...options.roles],
         slack: slack?.mode ?? 'off',
         tls: adminTlsMaterial ? tlsLogFields(adminTlsMaterial) : false,
@@ -337,7 +361,8 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     let stopping: Promise<void> | undefined;
     return {
       core,
-      adminPort,
+      port,
+      adminListenerPort,
       proxyPort,
       slack,
       scheduler,

@@ -54,7 +54,10 @@ export interface AuditAppender extends CallSink {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** The audit row for one proxied call: `proxy.call` when forwarded, `proxy.denied` otherwise. */
+/**
+ * The audit row for one proxied call: `proxy.call` when forwarded, `proxy.denied` otherwise
+ * (refused, or left by its client before it was forwarded).
+ */
 export function callAuditEvent(record: CallRecord): AuditEventInput {
   // The grant id is a token's jti and normally a UUID; anything else (a forged token that
   // still parsed) stays in `data` so a bad value cannot make the whole batch fail to insert.
@@ -80,6 +83,16 @@ export function callAuditEvent(record: CallRecord): AuditEventInput {
       ...(record.userId !== undefined ? { userId: record.userId } : {}),
       ...(record.grantId !== undefined && grantId === null ? { rawGrantId: record.grantId } : {}),
       ...(record.capture ? { capture: record.capture } : {}),
+      ...(record.aborted ? { aborted: record.aborted } : {}),
+      ...(record.aggregated
+        ? {
+            aggregated: {
+              count: record.aggregated.count,
+              firstAt: record.aggregated.firstAt.toISOString(),
+              lastAt: record.aggregated.lastAt.toISOString(),
+            },
+          }
+        : {}),
     },
   };
 }

@@ -101,6 +101,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       SLACK_SIGNING_SECRET: DEMO_SIGNING_SECRET,
       SLACK_API_URL: slackApi.url,
       PORT: '0',
+      ADMIN_PORT: '0',
       PROXY_PORT: String(proxyPort),
       HOST: '127.0.0.1',
       JITGATE_PUBLIC_URL: `http://127.0.0.1:${proxyPort}`,
@@ -114,7 +115,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         ...(options.schemaName ? { schemaName: options.schemaName } : {}),
       },
     });
-    const slackUrl = `http://127.0.0.1:${running.adminPort}`;
+    const slackUrl = `http://127.0.0.1:${running.port}`;
     let answers = 0;
     return {
       running,

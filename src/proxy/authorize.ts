@@ -72,6 +72,31 @@ const BEARER = /^Bearer +([^\s]+) *$/i;
 const BEARER_PREFIX = 'Bearer ';
 const MAX_RESOURCE_NAME = 64;
 
+/** What a request targets: the resource named by its first segment, and the rest normalised once. */
+export interface CallTarget {
+  /** The first segment as sent (empty when the target is not a path: `*`, an absolute URL). */
+  name: string;
+  normalized: NormalizedPath;
+}
+
+/**
+ * Reads the resource name and path of `url` into `ctx` (so even a call refused before any
+ * check records what it asked for) and returns them for `authorizeCall`.
+ */
+export function identifyTarget(ctx: CallContext, url: string): CallTarget {
+  let end = 1;
+  while (end < url.length) {
+    const c = url.charCodeAt(end);
+    if (c === 0x2f || c === 0x3f) break;
+    end++;
+  }
+  const name = url.charCodeAt(0) === 0x2f ? url.slice(1, end) : '';
+  ctx.resourceName = name.length <= MAX_RESOURCE_NAME ? name : name.slice(0, MAX_RESOURCE_NAME);
+  const normalized = normalizePath(url.slice(end));
+  ctx.path = normalized.ok ? normalized.path : rawPathOf(url.slice(end));
+  return { name, normalized };
+}
+
 /**
  * Every check a call must pass before it is forwarded, in the contract's order. Expected
  * outcomes are values; only faults (a broken key store) throw or reject. Nothing here touches
@@ -84,21 +109,11 @@ const MAX_RESOURCE_NAME = 64;
 export function authorizeCall(
   deps: AuthorizeDeps,
   ctx: CallContext,
-  url: string,
+  target: CallTarget,
   authorization: string | undefined,
 ): Authorization | Promise<Authorization> {
   // 1. The resource named by the first segment.
-  let end = 1;
-  while (end < url.length) {
-    const c = url.charCodeAt(end);
-    if (c === 0x2f || c === 0x3f) break;
-    end++;
-  }
-  const name = url.charCodeAt(0) === 0x2f ? url.slice(1, end) : '';
-  ctx.resourceName = name.length <= MAX_RESOURCE_NAME ? name : name.slice(0, MAX_RESOURCE_NAME);
-  // Normalised once, here, so even a call denied before the path check records what it asked.
-  const normalized = normalizePath(url.slice(end));
-  ctx.path = normalized.ok ? normalized.path : rawPathOf(url.slice(end));
+  const { name, normalized } = target;
   const resources = deps.policy.current().resources;
   const resource = Object.hasOwn(resources, name) ? resources[name] : undefined;
   if (!resource) return deny('unknown_resource', 'No such resource on this proxy.');

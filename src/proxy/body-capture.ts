@@ -1,5 +1,5 @@
 import type { CapturedBody } from '../shared/call-record.ts';
-import { type MaskRules, maskJsonPrefix, maskValue } from './mask.ts';
+import { type MaskRules, maskJsonPrefix, maskValue, stringifyJson } from './mask.ts';
 
 /**
  * Call capture (policy `capture: { bodies: true, max_bytes }`): the first `max_bytes` of a
@@ -51,7 +51,7 @@ export class BodyCapture {
       if (truncated) text = maskJsonPrefix(text, mask);
       else {
         try {
-          text = JSON.stringify(maskValue(JSON.parse(text), mask));
+          text = stringifyJson(maskValue(JSON.parse(text), mask));
         } catch {
           text = maskJsonPrefix(text, mask);
         }

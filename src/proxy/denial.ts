@@ -20,7 +20,14 @@ export type DenialCode =
   | 'ip_not_allowed'
   | 'quota_exhausted'
   | 'mask_unsupported'
-  | 'mask_too_large';
+  | 'mask_too_large'
+  // Issue 14: refusals that used to come from the router, Node's parser or a crash.
+  | 'bad_request'
+  | 'method_not_allowed'
+  | 'request_timeout'
+  | 'headers_too_large'
+  | 'ambiguous_response'
+  | 'internal_error';
 
 export interface Denial {
   code: DenialCode;
@@ -32,6 +39,7 @@ export interface Denial {
 export function denialStatus(code: DenialCode): number {
   switch (code) {
     case 'bad_path':
+    case 'bad_request':
       return 400;
     case 'missing_token':
     case 'invalid_token':
@@ -48,12 +56,24 @@ export function denialStatus(code: DenialCode): number {
       return 403;
     case 'unknown_resource':
       return 404;
+    // TRACE, CONNECT and methods no scope can name (PROPFIND, QUERY, …): never forwarded.
+    case 'method_not_allowed':
+      return 405;
+    // The client's headers did not arrive in time (a slowloris, or a stalled client).
+    case 'request_timeout':
+      return 408;
     case 'rate_limited':
       return 429;
+    case 'headers_too_large':
+      return 431;
+    // A fault in the proxy itself; the body says only that, and the request id.
+    case 'internal_error':
+      return 500;
     // The upstream answered, but not with something the policy lets through.
     case 'upstream_unreachable':
     case 'mask_unsupported':
     case 'mask_too_large':
+    case 'ambiguous_response':
       return 502;
     // Fail closed: we cannot confirm the grant, or cannot record the call.
     case 'grant_unconfirmed':

@@ -92,11 +92,6 @@ export function pathMatches(tokens: readonly MaskToken[], path: readonly (string
   return go(0, 0);
 }
 
-export function isMasked(rules: MaskRules, path: readonly (string | number)[]): boolean {
-  for (const tokens of rules.paths) if (pathMatches(tokens, path)) return true;
-  return false;
-}
-
 /**
  * The walk below runs the mask paths as a small automaton instead of matching every path
  * against every node's full location (which cost ~8 ms for a 100 KB document): each node
@@ -149,30 +144,52 @@ function step(
   return { next, masked };
 }
 
-/** Masks a parsed JSON value in place (the root itself is never masked) and returns it. */
+/**
+ * Masks a parsed JSON value in place (the root itself is never masked) and returns it.
+ *
+ * The walk keeps its own stack instead of recursing: a response (or a body a contractor wrote
+ * and reads back) may nest as deep as its size allows, and a recursive walk of a few thousand
+ * levels would throw out of the response path.
+ */
 export function maskValue(value: unknown, rules: MaskRules): unknown {
   const root: number[] = [];
   for (let p = 0; p < rules.paths.length; p++) addState(rules, root, p, 0);
-  const walk = (node: unknown, states: readonly number[]): void => {
+  if (root.length === 0 || value === null || typeof value !== 'object') return value;
+  // Two parallel stacks (node, its live positions): no object per pending node.
+  const nodes: object[] = [value];
+  const states: (readonly number[])[] = [root];
+  while (nodes.length > 0) {
+    const node = nodes.pop()!;
+    const alive = states.pop()!;
     if (Array.isArray(node)) {
       for (let i = 0; i < node.length; i++) {
-        const { next, masked } = step(rules, states, i);
+        const { next, masked } = step(rules, alive, i);
         if (masked) node[i] = MASKED;
-        else if (next.length > 0) walk(node[i], next);
+        else if (next.length > 0) pushContainer(nodes, states, node[i], next);
       }
-    } else if (node !== null && typeof node === 'object') {
+    } else {
       const record = node as Record<string, unknown>;
       for (const key of Object.keys(record)) {
-        const { next, masked } = step(rules, states, key);
+        const { next, masked } = step(rules, alive, key);
         if (masked) {
           if (rules.style === 'remove') delete record[key];
           else record[key] = MASKED;
-        } else if (next.length > 0) walk(record[key], next);
+        } else if (next.length > 0) pushContainer(nodes, states, record[key], next);
       }
     }
-  };
-  if (root.length > 0) walk(value, root);
+  }
   return value;
+}
+
+function pushContainer(
+  nodes: object[],
+  states: (readonly number[])[],
+  child: unknown,
+  next: readonly number[],
+): void {
+  if (child === null || typeof child !== 'object') return;
+  nodes.push(child);
+  states.push(next);
 }
 
 /**
@@ -182,6 +199,10 @@ export function maskValue(value: unknown, rules: MaskRules): unknown {
  * object or array, even one cut off by the truncation. What is not JSON is returned as is
  * (the caller only calls this for a JSON content type). The style is always `replace` here:
  * removing a key from a fragment would leave it harder to read, not safer.
+ *
+ * Each open container carries the mask automaton's live positions (as `maskValue` does), so a
+ * value costs one step whatever its depth: the text is walked once, never re-matched against
+ * the whole path, and a container no mask path can reach is copied as it is.
  */
 export function maskJsonPrefix(text: string, rules: MaskRules): string {
   type Frame = {
@@ -189,10 +210,12 @@ export function maskJsonPrefix(text: string, rules: MaskRules): string {
     index: number;
     key: string | undefined;
     expectKey: boolean;
-    pushed: boolean;
+    /** The automaton positions alive for this container's children. */
+    states: readonly number[];
   };
+  const root: number[] = [];
+  for (let p = 0; p < rules.paths.length; p++) addState(rules, root, p, 0);
   const stack: Frame[] = [];
-  const path: (string | number)[] = [];
   let out = '';
   let i = 0;
   const n = text.length;
@@ -254,7 +277,7 @@ export function maskJsonPrefix(text: string, rules: MaskRules): string {
     if (c === '}' || c === ']') {
       out += c;
       i++;
-      if (stack.pop()?.pushed) path.pop();
+      stack.pop();
       continue;
     }
     if (top && !top.array && top.expectKey) {
@@ -273,32 +296,98 @@ export function maskJsonPrefix(text: string, rules: MaskRules): string {
       top.expectKey = false;
       continue;
     }
-    // A value, at the location the stack describes.
-    const here = top ? (top.array ? top.index : (top.key ?? '')) : undefined;
-    if (here !== undefined) path.push(here);
-    if (here !== undefined && isMasked(rules, path)) {
-      out += JSON.stringify(MASKED);
-      i = skipValue(i);
-      path.pop();
-      continue;
+    // A value: at the root (never masked), or at the location its container's states describe.
+    let states: readonly number[] = root;
+    if (top) {
+      const { next, masked } = step(rules, top.states, top.array ? top.index : (top.key ?? ''));
+      if (masked) {
+        out += JSON.stringify(MASKED);
+        i = skipValue(i);
+        continue;
+      }
+      states = next;
     }
     if (c === '{' || c === '[') {
+      if (states.length === 0) {
+        // Nothing inside can be masked: copy it whole (up to the cut).
+        const end = skipValue(i);
+        out += text.slice(i, end);
+        i = end;
+        continue;
+      }
       out += c;
       i++;
-      // The container's own location stays on `path` until its closing bracket pops it.
-      stack.push({
-        array: c === '[',
-        index: 0,
-        key: undefined,
-        expectKey: c === '{',
-        pushed: here !== undefined,
-      });
+      stack.push({ array: c === '[', index: 0, key: undefined, expectKey: c === '{', states });
       continue;
     }
     const end = skipValue(i);
     out += text.slice(i, end);
     i = end === i ? i + 1 : end;
-    if (here !== undefined) path.pop();
   }
   return out;
+}
+
+/**
+ * `JSON.stringify`, which recurses: past a few thousand levels it throws RangeError. Such a
+ * document is written out by `stringifyJsonIteratively` instead, to the same text.
+ */
+export function stringifyJson(value: unknown): string {
+  try {
+    return JSON.stringify(value);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    return stringifyJsonIteratively(value);
+  }
+}
+
+type OpenContainer =
+  | { array: true; items: readonly unknown[]; index: number }
+  | { array: false; record: Record<string, unknown>; keys: string[]; index: number; written: number };
+
+/**
+ * The text `JSON.stringify` gives for a parsed JSON value (objects, arrays, strings, numbers,
+ * booleans, null — and `undefined` where a masked key was removed), with a stack of its own.
+ */
+export function stringifyJsonIteratively(value: unknown): string {
+  const out: string[] = [];
+  const stack: OpenContainer[] = [];
+  const open = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      out.push('[');
+      stack.push({ array: true, items: v, index: 0 });
+    } else if (v !== null && typeof v === 'object') {
+      out.push('{');
+      const record = v as Record<string, unknown>;
+      stack.push({ array: false, record, keys: Object.keys(record), index: 0, written: 0 });
+    } else {
+      // As JSON.stringify does inside an array: what has no JSON form is written as null.
+      out.push(JSON.stringify(v) ?? 'null');
+    }
+  };
+  open(value);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (top.array) {
+      if (top.index === top.items.length) {
+        out.push(']');
+        stack.pop();
+        continue;
+      }
+      if (top.index > 0) out.push(',');
+      open(top.items[top.index++]);
+    } else {
+      if (top.index === top.keys.length) {
+        out.push('}');
+        stack.pop();
+        continue;
+      }
+      const key = top.keys[top.index++]!;
+      const v = top.record[key];
+      if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
+      if (top.written++ > 0) out.push(',');
+      out.push(JSON.stringify(key), ':');
+      open(v);
+    }
+  }
+  return out.join('');
 }

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isJsonType } from './body-capture.ts';
 import type { Denial } from './denial.ts';
-import { type MaskRules, maskValue } from './mask.ts';
+import { type MaskRules, maskValue, stringifyJson } from './mask.ts';
 
 /**
  * Response masking (policy `mask` per scope). JSON bodies are buffered up to the resource's
@@ -12,15 +12,29 @@ import { type MaskRules, maskValue } from './mask.ts';
  * uncompressed body (`accept-encoding: identity`); a compressed answer anyway is refused
  * (`mask_unsupported`), since it cannot be masked. Other content types pass untouched, unless
  * the scope says `mask_required: true`, then they are refused with 502 `mask_unsupported`.
+ *
+ * An answer that carries no body (to a HEAD, or a 204 or 304) has nothing to mask and passes.
+ * An answer that says two things about its body — two Content-Type or two Content-Encoding
+ * headers — is refused with 502 `ambiguous_response` on every masked scope, `mask_required` or
+ * not: which one a client believes is up to the client, so neither can be trusted to say the
+ * body needs no masking.
  */
 export type MaskPlan = { kind: 'pass' } | { kind: 'buffer' } | { kind: 'refuse'; denial: Denial };
 
 const PASS: MaskPlan = Object.freeze({ kind: 'pass' });
 const BUFFER: MaskPlan = Object.freeze({ kind: 'buffer' });
 
-export function planMask(headers: IncomingHttpHeaders, maskRequired: boolean, maxBytes: number): MaskPlan {
-  const type = headers['content-type'];
-  const encoding = headers['content-encoding'];
+export function planMask(
+  headers: IncomingHttpHeaders,
+  maskRequired: boolean,
+  maxBytes: number,
+  bodyless = false,
+): MaskPlan {
+  if (bodyless) return PASS;
+  const type: unknown = headers['content-type'];
+  const encoding: unknown = headers['content-encoding'];
+  if (typeof type !== 'string' && type !== undefined) return ambiguous('Content-Type');
+  if (typeof encoding !== 'string' && encoding !== undefined) return ambiguous('Content-Encoding');
   const encoded = encoding !== undefined && encoding.toLowerCase() !== 'identity';
   if (!isJsonType(type)) {
     if (!maskRequired) return PASS;
@@ -44,6 +58,11 @@ const refuse = (code: Denial['code'], message: string): MaskPlan => ({
   kind: 'refuse',
   denial: { code, message },
 });
+const ambiguous = (header: string): MaskPlan =>
+  refuse(
+    'ambiguous_response',
+    `The upstream sent more than one ${header} header; the response cannot be masked.`,
+  );
 const tooLarge = (maxBytes: number): MaskPlan =>
   refuse('mask_too_large', `The response is larger than the ${maxBytes} bytes this proxy masks.`);
 
@@ -95,6 +114,22 @@ export function bufferAndMask(
       });
       return;
     }
-    finish({ ok: true, body: Buffer.from(JSON.stringify(maskValue(parsed, rules))) });
+    let masked: string;
+    try {
+      masked = stringifyJson(maskValue(parsed, rules));
+    } catch {
+      // Nothing a parsed document contains should get here; if it does, the body stays unsent.
+      finish({
+        ok: false,
+        denial: { code: 'mask_unsupported', message: 'The response could not be masked.' },
+      });
+      return;
+    }
+    finish({ ok: true, body: Buffer.from(masked) });
   });
+}
+
+/** Whether a response to `method` with `status` carries a body at all (RFC 9110 §6.4.1). */
+export function hasNoBody(method: string, status: number): boolean {
+  return method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
 }

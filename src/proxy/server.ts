@@ -4,21 +4,29 @@ import { Readable, Transform } from 'node:stream';
 import fastifyReplyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { ScopePolicy } from '../policy/schema.ts';
 import type { PolicyStore } from '../policy/store.ts';
-import type { CallSink, CapturedBody } from '../shared/call-record.ts';
+import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
 import { type ActiveSigner, issueIdentityAssertion, type Jwks, type VerifyResult } from '../tokens/index.ts';
-import type { ActiveGrant, ActiveGrantView } from './active-grants.ts';
-import { type Authorization, type AuthorizeDeps, authorizeCall, type CallContext } from './authorize.ts';
+import type { ActiveGrantView } from './active-grants.ts';
+import { type Authorization, type AuthorizeDeps, authorizeCall, identifyTarget } from './authorize.ts';
 import { BodyCapture } from './body-capture.ts';
-import { type Denial, denialBody, denialStatus } from './denial.ts';
+import { Call, type CallRecording, CLIENT_CLOSED, OpenCalls, recordCall, watchCallEnd } from './call.ts';
+import type { Denial } from './denial.ts';
 import { resolveClientIp } from './ip-allow.ts';
-import type { MaskRules } from './mask.ts';
 import { createQuotaTracker, type QuotaTracker } from './quota.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limit.ts';
-import { bufferAndMask, planMask } from './response-mask.ts';
+import {
+  chooseRequestId,
+  MAX_CLIENT_HEADER_BYTES,
+  MAX_CLIENT_HEADERS,
+  tooManyHeaders,
+  upstreamRequestHeaders,
+} from './request-headers.ts';
+import { bufferAndMask, hasNoBody, planMask } from './response-mask.ts';
+import { type DenialReply, FORWARDED_METHODS, internalError, sendDenial } from './send-denial.ts';
 import { createUpstreamConnector } from './upstream-connector.ts';
+import { createWireRefusals } from './wire-refusals.ts';
 
 /** Paths the proxy's logger censors; the values are bearer tokens, cookies and upstream secrets. */
 export const PROXY_LOG_REDACT = [
@@ -68,94 +76,14 @@ export interface ProxyServerDeps {
    * `server.setSecureContext` (see src/ops/tls.ts), so it is only needed at construction.
    */
   tls?: { key: Buffer | string; cert: Buffer | string };
+  /**
+   * How long a client may take to send its request head (a slowloris holds a socket open by
+   * trickling it); past it the connection gets 408 `request_timeout` and is closed. Default 10 s.
+   */
+  clientHeadersTimeoutMs?: number;
 }
 
-/**
- * Request headers never forwarded: the client's credentials, and hop-by-hop headers
- * (reply-from already drops `connection` and the headers it names). `expect` is answered
- * by Node itself and undici refuses to send it.
- *
- * The outgoing header objects are built by copying what is kept rather than by `delete`:
- * deleting a present key (the client's `authorization`, upstream `connection`) turns a V8
- * object into a slow dictionary that every later copy and iteration pays for (measured:
- * ~1.6 µs per call for the delete loop against ~0.2 µs for the copy).
- */
-function dropRequestHeader(name: string): boolean {
-  switch (name) {
-    case 'authorization':
-    case 'proxy-authorization':
-    case 'cookie':
-    case 'keep-alive':
-    case 'proxy-connection':
-    case 'te':
-    case 'trailer':
-    case 'transfer-encoding':
-    case 'upgrade':
-    case 'expect':
-      return true;
-    default:
-      return false;
-  }
-}
-
-function dropResponseHeader(name: string): boolean {
-  switch (name) {
-    case 'connection':
-    case 'keep-alive':
-    case 'proxy-connection':
-    case 'transfer-encoding':
-    case 'upgrade':
-    case 'trailer':
-    case 'te':
-      return true;
-    default:
-      return false;
-  }
-}
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/**
- * Everything one call carries from the checks to the forward and the call record: a single
- * object per call, so the reply-from callbacks can be shared functions (built once per
- * server, not closures per call) that find their state on the request.
- */
-class Call implements CallContext {
-  resourceName = '';
-  path = '';
-  grant: ActiveGrant | undefined = undefined;
-  claimed: CallContext['claimed'] = undefined;
-  decision = 'allowed';
-  responseBytes = 0;
-  /** `?…` as sent, or ''; forwarded unchanged. */
-  query = '';
-  /** Lower-cased header name and value of the upstream credential, if the policy has one. */
-  credentialHeader: string | undefined = undefined;
-  credentialValue = '';
-  clientIp: string | undefined = undefined;
-  quotaCounted = false;
-  /** Only set when the policy turns the feature on for this call's resource or scope. */
-  scope: ScopePolicy | undefined = undefined;
-  mask: MaskRules | undefined = undefined;
-  maskMaxBytes = 0;
-  identityHeader: string | undefined = undefined;
-  identityValue = '';
-  requestCapture: BodyCapture | undefined = undefined;
-  responseCapture: BodyCapture | undefined = undefined;
-
-  constructor(
-    readonly at: Date,
-    public now: number,
-    readonly started: number,
-    readonly method: string,
-  ) {}
-}
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    jitgate: Call | null;
-  }
-}
+const DEFAULT_CLIENT_HEADERS_TIMEOUT_MS = 10_000;
 
 /**
  * The access proxy: `/<resource>/<path…>` with `Authorization: Bearer <token>`.
@@ -164,6 +92,11 @@ declare module 'fastify' {
  * One catch-all route forwards with @fastify/reply-from to the resource's upstream, read
  * from the policy on each call, so a policy reload needs no re-registration; undici keeps
  * a connection pool per upstream origin. Bodies are streamed both ways.
+ *
+ * Every request to the port becomes exactly one call record (src/proxy/call.ts): routed calls,
+ * requests the router refuses (a URL it cannot decode, a method it has no route for), requests
+ * Node's parser refuses and CONNECT (src/proxy/wire-refusals.ts). One client call is one
+ * upstream call: reply-from's retries (a GET answered 503 was sent up to 11 times) are off.
  *
  * Hot-path notes (issue 5's target is ≥ 1.0 × a bare @fastify/http-proxy): fastify gets no
  * logger, so it builds no per-request child logger (this code logs denials and faults itself,
@@ -187,30 +120,47 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     sink: deps.sink,
     quota,
   };
+  const headersTimeoutMs = deps.clientHeadersTimeoutMs ?? DEFAULT_CLIENT_HEADERS_TIMEOUT_MS;
+  // Node's own bounds on the request head, stated rather than inherited from its defaults (and
+  // a CLI flag): its size, and how long it may take. Node looks for connections past the
+  // timeout every `connectionsCheckingInterval` (30 s unless told).
+  const listenerOptions = {
+    maxHeaderSize: MAX_CLIENT_HEADER_BYTES,
+    headersTimeout: headersTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, headersTimeoutMs),
+  };
+  const wire = createWireRefusals({ sink: deps.sink, clock: deps.clock, logger });
+  const recording: CallRecording = { sink: deps.sink, logger, open: new OpenCalls() };
   const app = Fastify({
     // No logger on purpose: a logger makes fastify create a child per request (pino child +
     // bindings, ~2 µs) even with request logging off. Denials and faults are logged below.
     requestIdHeader: false,
     // Pass on a sane client request id, otherwise make one; it is returned and forwarded.
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-    },
+    genReqId: (req) => chooseRequestId(req.headers['x-request-id']),
     trustProxy: deps.trustProxy ?? false,
-    https: deps.tls ? { key: deps.tls.key, cert: deps.tls.cert } : null,
-    return503OnClosing: true,
+    ...(deps.tls
+      ? { https: { key: deps.tls.key, cert: deps.tls.cert, ...listenerOptions } }
+      : { http: listenerOptions }),
+    // While the proxy drains at shutdown, calls on open connections are still checked,
+    // forwarded and recorded (the audit writer closes after the proxy), with `Connection: close`
+    // so their clients move on; fastify's own 503 would answer outside the contract, unrecorded.
+    return503OnClosing: false,
     routerOptions: { maxParamLength: 8192, ignoreDuplicateSlashes: false, ignoreTrailingSlash: false },
     // The router refuses some malformed URLs before any handler runs: answer with the contract.
     frameworkErrors: (error, request, reply) => {
+      const call = request.jitgate ?? startCall(request as FastifyRequest, reply as FastifyReply);
       logger.debug({ reqId: request.id, code: error.code }, 'malformed request refused by the router');
-      sendDenial(reply as unknown as DenialReply, request.id, {
+      refuse(request as FastifyRequest, reply as FastifyReply, call, {
         code: 'bad_path',
         message: 'The request URL is malformed.',
       });
     },
+    clientErrorHandler: (error, socket) => wire.clientError(error, socket),
   }) as unknown as FastifyInstance;
+  app.server.on('connect', wire.connect);
 
   app.decorateRequest('jitgate', null);
+  app.decorate('jitgateOpenCalls', recording.open);
   // Bodies stay streams: never parsed, never buffered whole; reply-from pipes them upstream.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
@@ -233,69 +183,62 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     reply.header('cache-control', 'public, max-age=60').send(deps.keyStore.jwks());
   });
 
-  app.addHook('onResponse', (request, reply, done) => {
-    const call = request.jitgate;
-    if (call) {
-      const grant = call.grant;
-      // offer() must not block; a full sink was already refused before forwarding.
-      deps.sink.offer({
-        at: call.at,
-        requestId: request.id,
-        resource: call.resourceName,
-        // A denied call is attributed to the grant its (verified) token names.
-        grantId: grant?.id ?? call.claimed?.grantId,
-        userId: grant?.userId ?? call.claimed?.userId,
-        scope: grant?.scope ?? call.claimed?.scope,
-        method: call.method,
-        path: call.path,
-        clientIp: call.clientIp ?? request.ip,
-        decision: call.decision,
-        status: reply.statusCode,
-        responseBytes: call.responseBytes,
-        latencyMs: performance.now() - call.started,
-        capture:
-          call.requestCapture || call.responseCapture ? capturedBodies(request, reply, call) : undefined,
-        quotaCounted: call.quotaCounted,
-      });
+  // Whatever else goes wrong in fastify's hands (a body it cannot frame, QUERY without a
+  // Content-Type): the contract's denial and a record, never fastify's own text or a message
+  // that may carry internals.
+  app.setErrorHandler((error, request, reply) => {
+    const call = request.jitgate ?? startCall(request, reply);
+    const status = (error as { statusCode?: unknown }).statusCode;
+    let denial: Denial;
+    if (!FORWARDED_METHODS.has(call.method)) denial = methodNotAllowed(call.method);
+    else if (typeof status === 'number' && status >= 400 && status < 500)
+      denial = { code: 'bad_request', message: 'The request could not be read.' };
+    else {
+      logger.error({ reqId: request.id, resource: call.resourceName, err: error }, 'call failed');
+      denial = internalError(request.id);
     }
-    done();
+    refuse(request, reply, call, denial);
   });
 
   /**
+   * The call's state and its one record, armed before anything can refuse or forward it; the
+   * target (resource and path) is read into it, so even a call refused first records them.
+   */
+  function startCall(request: FastifyRequest, reply: FastifyReply): Call {
+    const at = deps.clock.now();
+    const call = new Call(at, at.getTime(), performance.now(), request.raw.method ?? 'GET');
+    request.jitgate = call;
+    const trust = deps.policy.current().trustProxy;
+    call.clientIp = trust
+      ? resolveClientIp(request.raw.socket.remoteAddress, request.headers['x-forwarded-for'], trust)
+      : request.ip;
+    watchCallEnd(call, request, reply, recording);
+    call.target = identifyTarget(call, request.raw.url ?? '/');
+    return call;
+  }
+
+  /**
    * Counts response bytes as they leave (or, with a content-length, when the headers do),
-   * not when the call is over: the response's end reaches the client before the server's
-   * onResponse hook runs, so a client that calls again at once must already find its bytes
-   * counted against a byte quota.
+   * not when the call is over: the response's end reaches the client before the call's record
+   * is made, so a client that calls again at once must already find its bytes counted against
+   * a byte quota. Nothing is counted once the record is made (its bytes are settled with it).
    */
   function countResponseBytes(call: Call, bytes: number): void {
+    if (call.recorded) return;
     call.responseBytes += bytes;
     if (call.quotaCounted && call.grant) quota.addBytes(call.grant.id, bytes);
   }
 
   // Shared by every forwarded call; each callback finds its call on `request.jitgate`.
   const forward: FastifyReplyFromHooks = {
+    // One client call is one upstream call: no retry on 503, on a reset socket, or ever.
+    retryDelay: () => null,
     queryString: (_search, _url, request) => request?.jitgate?.query.slice(1) ?? '',
     rewriteRequestHeaders: (request, headers) => {
-      // `headers` is reply-from's copy of the client's headers minus `connection` and the
-      // names it lists, with `host` set to the upstream. It deleted `connection` (every
-      // keep-alive client sends one), which leaves that copy a slow dictionary object, so
-      // this walks the client's original (fast) header object and reads each value back from
-      // the copy: whatever reply-from removed reads as undefined and stays out. reply-from only
-      // adds headers when given a body to send, which this proxy never does (bodies stream).
       const call = request.jitgate;
-      const out: IncomingHttpHeaders = {};
-      const original = request.raw.headers;
-      for (const name in original) {
-        const value = headers[name];
-        if (value !== undefined && !dropRequestHeader(name)) out[name] = value;
-      }
-      out.host = headers.host;
-      out['x-request-id'] = request.id;
-      if (call?.credentialHeader) out[call.credentialHeader] = call.credentialValue;
-      if (call?.identityHeader) out[call.identityHeader] = call.identityValue;
-      // A compressed body could not be masked: ask for it plain.
-      if (call?.mask) out['accept-encoding'] = 'identity';
-      return out;
+      // reply-from only adds headers when given a body to send, which this proxy never does
+      // (bodies stream), so everything it passes here came from the client.
+      return call ? upstreamRequestHeaders(request.raw.headers, headers, call, request.id) : {};
     },
     rewriteHeaders: (headers, request) => {
       const out: IncomingHttpHeaders = {};
@@ -309,12 +252,19 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
       // reply-from's types call this a server response; at run time it is `{ statusCode, headers, stream }`.
       const upstream = raw as unknown as UpstreamResponse;
       const call = request.jitgate;
-      if (call?.mask || call?.responseCapture) {
-        withPolicyFeatures(request, reply, call, upstream);
+      if (!call) {
+        reply.send(upstream.stream);
         return;
       }
-      const length = Number(upstream.headers['content-length']);
-      if (call) {
+      call.upstreamBody = upstream.stream;
+      try {
+        if (call.mask || call.responseCapture) {
+          withPolicyFeatures(request, reply, call, upstream);
+          return;
+        }
+        const length = hasNoBody(call.method, upstream.statusCode)
+          ? 0
+          : Number(upstream.headers['content-length']);
         if (Number.isFinite(length)) countResponseBytes(call, length);
         else {
           // Counting alongside the pipe: a second 'data' listener does not buffer anything.
@@ -322,33 +272,46 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
             countResponseBytes(call, chunk.length);
           });
         }
+        reply.send(upstream.stream);
+      } catch (error) {
+        // However odd the answer, a fault in handling it ends this call, never the process.
+        logger.error(
+          { reqId: request.id, resource: call.resourceName, err: error },
+          'response handling failed',
+        );
+        refuseResponse(request, reply, call, upstream, internalError(request.id));
       }
-      reply.send(upstream.stream);
     },
     onError: (reply, { error }) => {
       const request = reply.request;
       const call = request.jitgate;
-      if (call) call.decision = 'upstream_unreachable';
       logger.warn({ reqId: request.id, resource: call?.resourceName, err: error }, 'upstream call failed');
-      if (!reply.sent) {
-        sendDenial(reply, request.id, {
-          code: 'upstream_unreachable',
-          message: 'the upstream could not be reached',
-        });
-      }
+      // A client that already left has its record; there is nobody to answer.
+      if (!call || call.recorded || reply.sent) return;
+      call.decision = 'upstream_unreachable';
+      sendDenial(reply, request.id, {
+        code: 'upstream_unreachable',
+        message: 'the upstream could not be reached',
+      });
     },
   };
 
   function proceed(request: FastifyRequest, reply: FastifyReply, call: Call, outcome: Authorization): void {
+    if (call.clientGone) {
+      // The client left while its token was checked: record what was decided, forward nothing.
+      call.decision = outcome.ok ? CLIENT_CLOSED : outcome.denial.code;
+      recordCall(call, request, reply, recording);
+      return;
+    }
     if (!outcome.ok) {
-      call.decision = outcome.denial.code;
       logger.debug(
         { reqId: request.id, code: outcome.denial.code, resource: call.resourceName },
         'call denied',
       );
-      sendDenial(reply, request.id, outcome.denial);
+      refuse(request, reply, call, outcome.denial);
       return;
     }
+    call.decision = 'allowed';
     const { credential, upstream, identityAssertion, capture } = outcome.resource;
     call.query = outcome.query;
     if (credential) {
@@ -381,22 +344,26 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
         grantId: grant.id,
         scope: grant.scope,
         requestId: request.id,
+        // The client chooses its request id: what must be unique is the proxy's own.
+        assertionId: randomUUID(),
         now: new Date(call.now),
         ttlSeconds: identityAssertion.ttlSeconds,
-      }).then(
-        (token) => {
+      })
+        .then((token) => {
           call.identityHeader = identityAssertion.header.toLowerCase();
           call.identityValue = token;
           send(request, reply, call, url);
-        },
-        (error: unknown) => fail(request, reply, call, error),
-      );
+        })
+        // A rejection here would be unhandled, and an unhandled rejection ends the process.
+        .catch((error: unknown) => fail(request, reply, call, error));
       return;
     }
     send(request, reply, call, url);
   }
 
   function send(request: FastifyRequest, reply: FastifyReply, call: Call, url: string): void {
+    // The client left while its identity assertion was signed: its record is made; forward nothing.
+    if (call.recorded) return;
     const capture = call.requestCapture;
     const body = request.body;
     if (capture && body instanceof Readable) {
@@ -412,7 +379,13 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
       body.on('error', (error) => tap.destroy(error));
       request.body = body.pipe(tap);
     }
-    reply.from(url, forward);
+    // The one point where the upstream may get the call: a durable intent record goes here.
+    call.forwarded = true;
+    try {
+      reply.from(url, forward);
+    } catch (error) {
+      fail(request, reply, call, error);
+    }
   }
 
   /** The reply-from response path when masking or capture is on for this call. */
@@ -423,8 +396,9 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     upstream: UpstreamResponse,
   ): void {
     const capture = call.responseCapture;
+    const bodyless = hasNoBody(call.method, upstream.statusCode);
     const plan = call.mask
-      ? planMask(upstream.headers, call.scope?.maskRequired ?? false, call.maskMaxBytes)
+      ? planMask(upstream.headers, call.scope?.maskRequired ?? false, call.maskMaxBytes, bodyless)
       : { kind: 'pass' as const };
     if (plan.kind === 'refuse') {
       refuseResponse(request, reply, call, upstream, plan.denial);
@@ -448,7 +422,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
       });
       return;
     }
-    const length = Number(upstream.headers['content-length']);
+    const length = bodyless ? 0 : Number(upstream.headers['content-length']);
     if (Number.isFinite(length)) countResponseBytes(call, length);
     upstream.stream.on('data', (chunk: Buffer) => {
       if (!Number.isFinite(length)) countResponseBytes(call, chunk.length);
@@ -465,99 +439,99 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     denial: Denial,
   ): void {
     (upstream.stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
-    call.decision = denial.code;
     call.responseCapture = undefined;
     logger.debug({ reqId: request.id, code: denial.code, resource: call.resourceName }, 'response refused');
     // reply-from already copied the upstream's headers onto the reply: none of them may go out.
     for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+    refuse(request, reply, call, denial);
+  }
+
+  /** Sends a denial and says so in the call's record (unless the client already left). */
+  function refuse(
+    request: { id: string },
+    reply: DenialReply & { sent: boolean },
+    call: Call,
+    denial: Denial,
+  ): void {
+    if (call.recorded || reply.sent) return;
+    call.decision = denial.code;
     sendDenial(reply, request.id, denial);
   }
 
   function fail(request: FastifyRequest, reply: FastifyReply, call: Call, error: unknown): void {
-    // A fault, not an outcome (e.g. a broken key store): logged here because fastify has no logger.
-    call.decision = 'internal_error';
+    // A fault, not an outcome (e.g. a broken key store): logged here because fastify has no
+    // logger; the client gets a code, a plain message and the request id, never the error.
     logger.error({ reqId: request.id, resource: call.resourceName, err: error }, 'call failed');
-    if (!reply.sent) reply.send(error);
+    if (call.clientGone) {
+      call.decision = 'internal_error';
+      recordCall(call, request, reply, recording);
+      return;
+    }
+    refuse(request, reply, call, internalError(request.id));
   }
 
   // Synchronous on purpose, returning nothing: fastify then neither wraps a promise nor awaits
   // the reply as a thenable; the reply is sent by proceed() (or by reply-from's callbacks).
-  app.all('/*', (request, reply) => {
-    const at = deps.clock.now();
-    const call = new Call(at, at.getTime(), performance.now(), request.raw.method ?? 'GET');
-    request.jitgate = call;
-    const trust = deps.policy.current().trustProxy;
-    call.clientIp = trust
-      ? resolveClientIp(request.raw.socket.remoteAddress, request.headers['x-forwarded-for'], trust)
-      : request.ip;
+  // Also the not-found handler: a method the router has no route for (PROPFIND) comes here.
+  const handle = (request: FastifyRequest, reply: FastifyReply): void => {
+    const call = startCall(request, reply);
+    if (tooManyHeaders(request.raw.rawHeaders)) {
+      refuse(request, reply, call, {
+        code: 'headers_too_large',
+        message: `At most ${MAX_CLIENT_HEADERS} request headers are accepted.`,
+      });
+      return;
+    }
+    if (!FORWARDED_METHODS.has(call.method)) {
+      refuse(request, reply, call, methodNotAllowed(call.method));
+      return;
+    }
     let outcome: Authorization | Promise<Authorization>;
     try {
-      outcome = authorizeCall(authorizeDeps, call, request.raw.url ?? '/', request.headers.authorization);
+      outcome = authorizeCall(authorizeDeps, call, call.target, request.headers.authorization);
     } catch (error) {
       fail(request, reply, call, error);
       return;
     }
     if (outcome instanceof Promise) {
-      outcome.then(
-        (result) => proceed(request, reply, call, result),
-        (error: unknown) => fail(request, reply, call, error),
-      );
+      // Only a token's first use takes this path; the catch also covers a throw in proceed().
+      outcome
+        .then((result) => proceed(request, reply, call, result))
+        .catch((error: unknown) => fail(request, reply, call, error));
     } else {
       proceed(request, reply, call, outcome);
     }
-  });
+  };
+  app.all('/*', handle);
+  app.setNotFoundHandler(handle);
 
   return app;
 }
 
-/** What the call's audit row keeps of its bodies (policy `capture`), masked with the scope's rules. */
-function capturedBodies(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  call: Call,
-): { request: CapturedBody | undefined; response: CapturedBody | undefined } {
-  const mask = call.scope?.mask;
-  const required = call.scope?.maskRequired ?? false;
-  const requestType = request.headers['content-type'];
-  const responseType = reply.getHeader('content-type');
-  return {
-    // A call without a body (a GET) keeps no request entry at all.
-    request: call.requestCapture?.total ? call.requestCapture.result(requestType, mask, required) : undefined,
-    response: call.responseCapture?.result(
-      typeof responseType === 'string' ? responseType : undefined,
-      mask,
-      required,
-    ),
-  };
+function methodNotAllowed(method: string): Denial {
+  return { code: 'method_not_allowed', message: `The proxy does not forward ${method}.` };
+}
+
+function dropResponseHeader(name: string): boolean {
+  switch (name) {
+    case 'connection':
+    case 'keep-alive':
+    case 'proxy-connection':
+    case 'transfer-encoding':
+    case 'upgrade':
+    case 'trailer':
+    case 'te':
+      return true;
+    default:
+      return false;
+  }
 }
 
 type ForwardRequest = Parameters<NonNullable<FastifyReplyFromHooks['onResponse']>>[0];
 type ForwardReply = Parameters<NonNullable<FastifyReplyFromHooks['onResponse']>>[1];
 
 interface UpstreamResponse {
+  statusCode: number;
   headers: IncomingHttpHeaders;
   stream: NodeJS.ReadableStream;
-}
-
-/** The part of a reply a denial uses; both the route's and reply-from's reply types fit. */
-interface DenialReply {
-  code(status: number): DenialReply;
-  header(name: string, value: string): DenialReply;
-  send(body: string): unknown;
-}
-
-function sendDenial(reply: DenialReply, requestId: string, denial: Denial): void {
-  const status = denialStatus(denial.code);
-  reply
-    .code(status)
-    .header('content-type', 'application/json; charset=utf-8')
-    .header('cache-control', 'no-store')
-    .header('x-request-id', requestId);
-  if (denial.retryAfterSeconds !== undefined) reply.header('retry-after', String(denial.retryAfterSeconds));
-  if (status === 401)
-    reply.header(
-      'www-authenticate',
-      `Bearer error="${denial.code === 'missing_token' ? 'invalid_request' : 'invalid_token'}"`,
-    );
-  reply.send(denialBody(denial));
 }

@@ -14,8 +14,12 @@ export interface CallRecord {
   /** The normalised path that was checked (and forwarded, if allowed). */
   path: string;
   clientIp: string;
-  /** `allowed`, or the denial code sent to the client (`out_of_scope`, `token_expired`, …). */
+  /**
+   * `allowed` (forwarded), the denial code sent to the client (`out_of_scope`, `token_expired`,
+   * …), or `client_closed` when the client left before the proxy refused or forwarded the call.
+   */
   decision: string;
+  /** The status the client was sent; 499 when it left before any answer was written. */
   status: number;
   responseBytes: number;
   latencyMs: number;
@@ -26,6 +30,16 @@ export interface CallRecord {
   capture?: { request: CapturedBody | undefined; response: CapturedBody | undefined };
   /** Set when the grant has a quota: the appender adds this call to the grant's totals. */
   quotaCounted?: boolean;
+  /**
+   * Set when the answer was cut off: the client left (`client`) or the upstream's body broke
+   * off (`upstream`). Unset for an answer written to the end.
+   */
+  aborted?: 'client' | 'upstream';
+  /**
+   * Set on the one record that stands for refusals of the same kind from the same client in a
+   * window (src/proxy/refusal-aggregator.ts): the other fields are those of the last of them.
+   */
+  aggregated?: { count: number; firstAt: Date; lastAt: Date };
 }
 
 export interface CapturedBody {

@@ -7,7 +7,8 @@ import { type ActiveSigner, SIGNING_ALG } from './keys.ts';
  * proxy's `/.well-known/jwks.json` and make its own decisions.
  *
  * It can never pass as a grant token: its `typ` is `jitgate-identity+jwt` (grant tokens are
- * verified with `typ: JWT` pinned) and its `jti` is the request id, not a grant id.
+ * verified with `typ: JWT` pinned) and its `jti` is an id the proxy makes for it, never a
+ * grant id — nor the request id, which the client may choose (and repeat).
  */
 export const IDENTITY_ASSERTION_TYPE = 'jitgate-identity+jwt';
 
@@ -19,6 +20,8 @@ export interface IdentityAssertionInput {
   grantId: string;
   scope: string;
   requestId: string;
+  /** `jti`: unique per assertion, made by the proxy. */
+  assertionId: string;
   now: Date;
   ttlSeconds: number;
 }
@@ -30,7 +33,7 @@ export function issueIdentityAssertion(signer: ActiveSigner, input: IdentityAsse
     .setIssuer(input.issuer)
     .setAudience(input.resource)
     .setSubject(input.userId)
-    .setJti(input.requestId)
+    .setJti(input.assertionId)
     .setIssuedAt(iat)
     .setExpirationTime(iat + input.ttlSeconds)
     .sign(signer.key);

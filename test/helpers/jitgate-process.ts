@@ -29,8 +29,10 @@ export async function createScratchDatabase(prefix: string): Promise<{ url: stri
 
 export interface JitgateChild {
   child: ChildProcess;
-  /** The bot/admin port (`/healthz`, `/readyz`, `/metrics`). */
+  /** PORT: `/slack/events`, and `/healthz`, `/readyz` (status only) for probes. */
   port: number;
+  /** ADMIN_PORT: `/healthz`, `/readyz` naming each check, `/metrics`. */
+  adminPort: number;
   /** The proxy port, when the role runs the proxy. */
   proxyPort: number | undefined;
   /** Everything the child wrote to stdout and stderr so far. */
@@ -61,7 +63,7 @@ function parseLines(output: string): Record<string, unknown>[] {
 }
 
 /**
- * Starts `jitgate <role>` on free ports (PORT=0, PROXY_PORT=0) and resolves once it logs that
+ * Starts `jitgate <role>` on free ports (PORT, ADMIN_PORT, PROXY_PORT = 0) and resolves once it logs that
  * it started. `env` adds to (or overrides) TEST_ENV and the ports.
  */
 export async function startJitgate(
@@ -73,6 +75,7 @@ export async function startJitgate(
       PATH: process.env.PATH,
       ...TEST_ENV,
       PORT: '0',
+      ADMIN_PORT: '0',
       PROXY_PORT: '0',
       HOST: '127.0.0.1',
       ...env,
@@ -117,6 +120,7 @@ export async function startJitgate(
   return {
     child,
     port: started.port as number,
+    adminPort: started.adminPort as number,
     proxyPort: listening ? (listening.port as number) : undefined,
     log: () => output,
     logLines,

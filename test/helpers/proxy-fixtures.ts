@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { sql } from 'drizzle-orm';
 import { type Database, openDatabase } from '../../src/db/client.ts';
 import { accessRequests, grants } from '../../src/db/schema/index.ts';
@@ -37,6 +38,13 @@ export interface SeenRequest {
   body: string;
 }
 
+/** Listens on a free port of 127.0.0.1; resolves with the server's base URL and port. */
+export async function listenOnLoopback(server: Server): Promise<{ url: string; port: number }> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, port };
+}
+
 /** An HTTP upstream on 127.0.0.1 that records every request and echoes it as JSON. */
 export async function startEchoUpstream(): Promise<{
   url: string;
@@ -61,10 +69,9 @@ export async function startEchoUpstream(): Promise<{
       res.end(body);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { url, port } = await listenOnLoopback(server);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     port,
     seen,
     close: () =>
@@ -125,7 +132,16 @@ export interface TestGrant {
 /** Inserts an approved request and its active grant, and notifies the feed, in one transaction. */
 export async function insertGrant(
   database: Database,
-  input: { resource: string; scope: string; startsAt: Date; expiresAt: Date; userId?: string; id?: string },
+  input: {
+    resource: string;
+    scope: string;
+    startsAt: Date;
+    expiresAt: Date;
+    userId?: string;
+    id?: string;
+    /** A request quota fixed on the grant, as approval would. */
+    quotaRequests?: number;
+  },
 ): Promise<TestGrant> {
   const grant: TestGrant = {
     id: input.id ?? randomUUID(),
@@ -161,6 +177,7 @@ export async function insertGrant(
       status: 'active',
       startsAt: grant.startsAt,
       expiresAt: grant.expiresAt,
+      ...(input.quotaRequests !== undefined ? { quotaRequests: input.quotaRequests } : {}),
     });
     await tx.execute(sql`select pg_notify(${database.channel('grants')}, ${grant.id})`);
   });
@@ -224,6 +241,16 @@ export function rawRequest(
     });
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/** A stream for a test logger (`pino(options, logTo(lines))`): each JSON line is kept in `lines`. */
+export function logTo(lines: string[]): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(chunk.toString('utf8'));
+      done();
+    },
   });
 }
 

@@ -225,7 +225,12 @@ async function grantWithToken(
   });
   await eventually(() => {
     const found = view.lookup(grant.id);
-    return found.kind === 'active' && (quota === undefined || found.grant.quotaRequests === quota.requests);
+    // Both caps, so a byte quota is in the view before the first call (not only a request quota).
+    return (
+      found.kind === 'active' &&
+      (quota === undefined ||
+        (found.grant.quotaRequests === quota.requests && found.grant.quotaResponseBytes === quota.bytes))
+    );
   });
   return { grant, auth: { authorization: `Bearer ${token}` } };
 }
@@ -521,8 +526,10 @@ describe('identity assertion', () => {
       grant: grant.id,
       scope: 'read',
       request_id: 'req-id-1',
-      jti: 'req-id-1',
     });
+    // The client chose the request id; the assertion's jti is the proxy's own (issue 14).
+    expect(payload.jti).not.toBe('req-id-1');
+    expect(payload.jti).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(payload.exp! - payload.iat!).toBe(30);
     expect(protectedHeader.alg).toBe('EdDSA');
     // It is no grant token: the proxy refuses it as a bearer.

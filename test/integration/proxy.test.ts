@@ -1,5 +1,4 @@
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { sql } from 'drizzle-orm';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
@@ -22,6 +21,7 @@ import {
   arraySink,
   eventually,
   insertGrant,
+  logTo,
   openTestDatabase,
   rawRequest,
   revokeGrant,
@@ -47,12 +47,6 @@ const logLines: string[] = [];
 const policy = () => testPolicy(upstream.url);
 
 async function startProxy(grantView: ManagedActiveGrantView) {
-  const logStream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logLines.push(chunk.toString('utf8'));
-      cb();
-    },
-  });
   const server = createProxyServer({
     policy: staticPolicyStore(policy()),
     grants: grantView,
@@ -60,7 +54,7 @@ async function startProxy(grantView: ManagedActiveGrantView) {
     keyStore,
     clock,
     sink,
-    logger: pino({ level: 'debug' }, logStream),
+    logger: pino({ level: 'debug' }, logTo(logLines)),
   });
   await server.listen({ port: 0, host: '127.0.0.1' });
   return { server, port: (server.server.address() as AddressInfo).port };
@@ -670,15 +664,7 @@ describe('proxy: the grant feed', () => {
     const viewLog: string[] = [];
     const silentView = createActiveGrantView({
       database: feed.database,
-      logger: pino(
-        { level: 'info' },
-        new Writable({
-          write(chunk: Buffer, _enc, cb) {
-            viewLog.push(chunk.toString('utf8'));
-            cb();
-          },
-        }),
-      ),
+      logger: pino({ level: 'info' }, logTo(viewLog)),
       // Short, so the test is quick; nothing below depends on how long a step takes.
       livenessIntervalMs: 20,
       livenessTimeoutMs: 100,

@@ -45,7 +45,7 @@ describe('/readyz with REDIS_URL', () => {
     // outage. A worker's BullMQ Worker.close() can hang after Redis comes back (reported apart).
     const proxy = await startJitgate('proxy', { DATABASE_URL: scratch.url, REDIS_URL: redis.url });
     const readyz = async (): Promise<Readiness> => {
-      const response = await fetch(`http://127.0.0.1:${proxy.port}/readyz`);
+      const response = await fetch(`http://127.0.0.1:${proxy.adminPort}/readyz`);
       return { status: response.status, body: (await response.json()) as Readiness['body'] };
     };
     let last: Readiness | undefined;

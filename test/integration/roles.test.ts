@@ -62,9 +62,9 @@ describe('serve', () => {
   });
 
   it('answers health and readiness; without REDIS_URL readiness does not ask Redis', async () => {
-    const { port } = serve;
-    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
-    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    const { adminPort } = serve;
+    expect((await fetch(`http://127.0.0.1:${adminPort}/healthz`)).status).toBe(200);
+    const ready = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
     expect(ready.status).toBe(200);
     const body = (await ready.json()) as { status: string; checks: Record<string, boolean> };
     expect(body).toMatchObject({
@@ -72,7 +72,7 @@ describe('serve', () => {
       checks: { database: true, policy: true, grant_feed: true, audit: true },
     });
     expect(body.checks).not.toHaveProperty('redis');
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
     expect(metrics).toContain('jitgate_active_grants');
     expect(metrics).toContain('jitgate_pending_requests');
     // A fresh database: nothing overdue, nothing undelivered.
@@ -82,8 +82,23 @@ describe('serve', () => {
     expect(metrics).toContain('nodejs_eventloop_lag_seconds');
   });
 
+  it('PORT, public for Slack in HTTP mode, answers probes with a status only and serves no metrics (issue 14)', async () => {
+    const { port } = serve;
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready' });
+    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(metrics.status).toBe(404);
+    expect(await metrics.text()).not.toContain('jitgate_');
+    // And the admin listener is on loopback: the start line says where.
+    expect(serve.logLines('jitgate started')).toEqual([
+      expect.objectContaining({ adminHost: '127.0.0.1', adminToken: false }),
+    ]);
+  });
+
   it('/metrics counts real proxy traffic by resource and decision, with latency', async () => {
-    const { port, proxyPort } = serve;
+    const { adminPort: port, proxyPort } = serve;
     if (proxyPort === undefined) throw new Error('serve runs a proxy');
     const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const calls = { resource: 'billing-api', decision: 'missing_token' };
@@ -112,6 +127,32 @@ describe('serve', () => {
 
   it('shuts down cleanly on SIGTERM', async () => {
     await expectCleanShutdown(serve);
+  });
+});
+
+describe('ADMIN_TOKEN (issue 14)', () => {
+  it('when set, every admin request needs it as a bearer token; PORT still answers probes without it', async () => {
+    const token = 'admin-token-for-the-roles-test';
+    const proxy = await start('proxy', { ADMIN_TOKEN: token });
+    try {
+      const admin = (path: string, headers: Record<string, string> = {}) =>
+        fetch(`http://127.0.0.1:${proxy.adminPort}${path}`, { headers });
+      for (const path of ['/healthz', '/readyz', '/metrics']) {
+        const refused = await admin(path);
+        expect(refused.status, path).toBe(401);
+        expect(refused.headers.get('www-authenticate')).toBe('Bearer');
+        expect(await refused.json()).toEqual({ error: 'unauthorized', message: expect.any(String) });
+        expect((await admin(path, { authorization: 'Bearer not-the-admin-token' })).status, path).toBe(401);
+        expect((await admin(path, { authorization: `Bearer ${token}` })).status, path).toBe(200);
+      }
+      expect(await (await admin('/metrics', { authorization: `Bearer ${token}` })).text()).toContain(
+        'jitgate_audit_backlog',
+      );
+      expect((await fetch(`http://127.0.0.1:${proxy.port}/readyz`)).status).toBe(200);
+      expect(proxy.log()).not.toContain(token);
+    } finally {
+      await expectCleanShutdown(proxy);
+    }
   });
 });
 

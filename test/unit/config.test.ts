@@ -129,6 +129,38 @@ describe('config', () => {
     ]);
   });
 
+  it('puts the admin listener on loopback port 9090 without a token unless told (issue 14)', () => {
+    expect(loadConfig({}).admin).toEqual({ host: '127.0.0.1', port: 9090, token: undefined });
+    expect(
+      loadConfig({ ADMIN_HOST: '0.0.0.0', ADMIN_PORT: '9191', ADMIN_TOKEN: 'scrape-token-0123456789' }).admin,
+    ).toEqual({ host: '0.0.0.0', port: 9191, token: 'scrape-token-0123456789' });
+    expect(loadConfig({ ADMIN_TOKEN: ' ', ADMIN_HOST: '' }).admin).toMatchObject({
+      host: '127.0.0.1',
+      token: undefined,
+    });
+    // Port 0 (any free port) never collides.
+    expect(loadConfig({ PORT: '0', PROXY_PORT: '0', ADMIN_PORT: '0' }).admin.port).toBe(0);
+  });
+
+  it('names a bad admin setting, a port it shares with another listener, and never echoes the token', () => {
+    const token = 'short-token';
+    expect(problems({ ADMIN_PORT: 'ninety', ADMIN_HOST: 'local host', ADMIN_TOKEN: token })).toEqual([
+      'ADMIN_PORT: expects a TCP port number',
+      'ADMIN_HOST: expects an interface address like 127.0.0.1 (the default) or 0.0.0.0',
+      'ADMIN_TOKEN: expects a bearer token of at least 16 characters without spaces',
+    ]);
+    expect(problems({ ADMIN_TOKEN: 'has spaces in the middle of it' })).toEqual([
+      expect.stringMatching(/^ADMIN_TOKEN: /),
+    ]);
+    expect(problems({ ADMIN_PORT: '3000' })).toEqual([
+      'ADMIN_PORT: expects a port other than PORT (both are 3000)',
+    ]);
+    expect(problems({ ADMIN_PORT: '8080' })).toEqual([
+      'ADMIN_PORT: expects a port other than PROXY_PORT (both are 8080)',
+    ]);
+    expect(problems({ ADMIN_TOKEN: token }).join('\n')).not.toContain(token);
+  });
+
   it('treats empty values as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', REDIS_URL: ' ' })).toMatchObject({
       databaseUrl: undefined,

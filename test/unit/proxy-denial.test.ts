@@ -22,6 +22,12 @@ describe('denials', () => {
       quota_exhausted: 403,
       mask_unsupported: 502,
       mask_too_large: 502,
+      bad_request: 400,
+      method_not_allowed: 405,
+      request_timeout: 408,
+      headers_too_large: 431,
+      ambiguous_response: 502,
+      internal_error: 500,
     };
     for (const [code, status] of Object.entries(expected))
       expect(denialStatus(code as DenialCode)).toBe(status);

@@ -8,6 +8,8 @@ import {
   maskValue,
   parseMaskPath,
   pathMatches,
+  stringifyJson,
+  stringifyJsonIteratively,
 } from '../../src/proxy/mask.ts';
 import { planMask } from '../../src/proxy/response-mask.ts';
 
@@ -105,7 +107,78 @@ describe('mask paths', () => {
   });
 });
 
+describe('deeply nested JSON (issue 14)', () => {
+  const depth = 100_000;
+  const deep = () =>
+    JSON.parse(`${'{"ssn":"123-45-6789","next":'.repeat(depth)}null${'}'.repeat(depth)}`) as unknown;
+
+  it('maskValue walks 100,000 levels without recursing, masking every one', () => {
+    const masked = maskValue(deep(), rules(['**.ssn']));
+    let node = masked as { ssn?: unknown; next?: unknown } | null;
+    let levels = 0;
+    while (node) {
+      expect(node.ssn).toBe(MASKED);
+      node = node.next as typeof node;
+      levels++;
+    }
+    expect(levels).toBe(depth);
+  });
+
+  it('stringifyJson writes what JSON.stringify cannot (RangeError past a few thousand levels)', () => {
+    const value = maskValue(deep(), rules(['**.ssn']));
+    expect(() => JSON.stringify(value)).toThrow(RangeError);
+    const text = stringifyJson(value);
+    expect(text.startsWith('{"ssn":"[masked]","next":{"ssn":"[masked]"')).toBe(true);
+    expect(text.endsWith(`"next":null${'}'.repeat(depth)}`)).toBe(true);
+    expect(text.split(JSON.stringify(MASKED)).length - 1).toBe(depth);
+    expect(text).not.toContain('123-45');
+  });
+
+  it('maskJsonPrefix masks a deep prefix in one pass', () => {
+    const text = `${'[{"ssn":"123-45-6789","x":'.repeat(20_000)}1`;
+    const masked = maskJsonPrefix(text, rules(['**.ssn']));
+    expect(masked).not.toContain('123-45');
+    expect(masked.split(JSON.stringify(MASKED)).length - 1).toBe(20_000);
+  });
+
+  it('property: the iterative writer gives exactly the text JSON.stringify gives', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        expect(stringifyJsonIteratively(value)).toBe(JSON.stringify(value));
+      }),
+      { numRuns: 300 },
+    );
+    // And for what masking with style `remove` leaves: keys deleted, never undefined written.
+    const removed = maskValue({ a: 1, b: { c: 2, d: [3, { c: 4 }] } }, rules(['**.c'], 'remove'));
+    expect(stringifyJsonIteratively(removed)).toBe(JSON.stringify(removed));
+  });
+});
+
 describe('response mask plan', () => {
+  it('refuses a response with two Content-Type or two Content-Encoding headers, mask_required or not', () => {
+    for (const required of [false, true]) {
+      expect(
+        planMask({ 'content-type': ['text/plain', 'application/json'] } as never, required, 1024),
+      ).toMatchObject({
+        denial: { code: 'ambiguous_response', message: expect.stringContaining('Content-Type') },
+      });
+      expect(
+        planMask(
+          { 'content-type': 'application/json', 'content-encoding': ['identity', 'gzip'] } as never,
+          required,
+          1024,
+        ),
+      ).toMatchObject({
+        denial: { code: 'ambiguous_response', message: expect.stringContaining('Content-Encoding') },
+      });
+    }
+  });
+
+  it('passes an answer that has no body (HEAD, 204, 304) whatever its headers', () => {
+    expect(planMask({ 'content-type': 'application/json' }, true, 1024, true).kind).toBe('pass');
+    expect(planMask({ 'content-type': 'text/csv' }, true, 1024, true).kind).toBe('pass');
+  });
+
   it('passes non-JSON unless mask_required, refuses compressed and too-large JSON', () => {
     expect(planMask({ 'content-type': 'text/csv' }, false, 1024).kind).toBe('pass');
     expect(planMask({ 'content-type': 'text/csv' }, true, 1024)).toMatchObject({
