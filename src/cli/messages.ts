@@ -57,6 +57,16 @@ export function sentenceFor(code: CliCode): string {
       return 'The answer was too large to mask, so the proxy withheld it.';
     case 'unknown_resource':
       return 'No such resource; check its name with whoever runs jitgate.';
+    case 'method_not_allowed':
+      return 'The proxy forwards only GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS.';
+    case 'request_timeout':
+      return 'The proxy gave up waiting for the call to arrive whole; check your network and retry.';
+    case 'headers_too_large':
+      return 'The call carried too many or too large headers for the proxy.';
+    case 'ambiguous_response':
+      return 'The API answered with conflicting headers on a masked scope, so the proxy withheld the answer.';
+    case 'internal_error':
+      return 'The proxy failed on this call; tell whoever runs jitgate the request id.';
     // Proofs of possession (the proxy and the device API).
     case 'dpop_required':
       return 'This token is bound to a device key and must be sent with a DPoP proof; use `jitgate curl` or `jitgate connect`.';
@@ -183,6 +193,11 @@ export const ALL_CODES = [
   'mask_unsupported',
   'mask_too_large',
   'unknown_resource',
+  'method_not_allowed',
+  'request_timeout',
+  'headers_too_large',
+  'ambiguous_response',
+  'internal_error',
   ...DPOP_REFUSAL_CODES,
   'device_unknown',
   'device_pending',
