@@ -35,6 +35,16 @@ const urlWith = (protocols: readonly string[], what: string) =>
     { message: `expects ${what}` },
   );
 
+/** Whether a URL names this machine (plain http is tolerated there, for tests and the demo). */
+export function isLoopbackUrl(value: string): boolean {
+  try {
+    const host = new URL(value).hostname;
+    return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  } catch {
+    return false;
+  }
+}
+
 const envSchema = z.object({
   DATABASE_URL: urlWith(
     ['postgres:', 'postgresql:'],
@@ -87,8 +97,15 @@ const envSchema = z.object({
   SLACK_TEAM_ID: optionalText.refine((v) => v === undefined || /^[TE][A-Z0-9]{2,}$/.test(v), {
     message: 'expects a Slack team (workspace) ID like T0123ABCD',
   }),
-  JITGATE_CONSOLE_URL: urlWith(['http:', 'https:'], "the console's public http(s) URL, like https://jitgate.example.com"),
-  JITGATE_OIDC_ISSUER: urlWith(['http:', 'https:'], 'an http(s) OpenID Connect issuer URL'),
+  JITGATE_CONSOLE_URL: urlWith(
+    ['http:', 'https:'],
+    "the console's public http(s) URL, like https://jitgate.example.com",
+  ),
+  // http only on loopback (tests, the demo's local provider): a sign-in must not travel in clear.
+  JITGATE_OIDC_ISSUER: urlWith(['http:', 'https:'], 'an https OpenID Connect issuer URL').refine(
+    (v) => v === undefined || v.startsWith('https:') || isLoopbackUrl(v),
+    { message: 'expects an https issuer URL (http only on 127.0.0.1 or localhost)' },
+  ),
   JITGATE_SESSION_SECRET: optionalText.refine((v) => v === undefined || v.length >= 32, {
     message: 'expects at least 32 characters (e.g. openssl rand -base64 32)',
   }),

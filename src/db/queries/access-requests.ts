@@ -1,6 +1,7 @@
-import { and, asc, count, desc, eq, gt, inArray, isNull, lte, min, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, isNull, lte, min, or, type SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { type AccessRequest, accessRequests } from '../schema/index.ts';
+import type { Reach } from './reach.ts';
 
 export type NewAccessRequest = typeof accessRequests.$inferInsert;
 
@@ -226,12 +227,16 @@ export interface RequestListFilter {
   status?: AccessRequest['status'];
   requesterId?: string;
   resource?: string;
-  /** Only requests on these resources (an approver's reach); undefined: no such limit. */
-  visibleResources?: readonly string[];
+  /** Only requests within this reach (an approver's resources, and their own). */
+  reach?: Reach;
 }
 
 /** Matching requests, newest first, at most `limit`. */
-export function requestsMatching(db: Db | Tx, filter: RequestListFilter, limit: number): Promise<AccessRequest[]> {
+export function requestsMatching(
+  db: Db | Tx,
+  filter: RequestListFilter,
+  limit: number,
+): Promise<AccessRequest[]> {
   return db
     .select()
     .from(accessRequests)
@@ -240,7 +245,12 @@ export function requestsMatching(db: Db | Tx, filter: RequestListFilter, limit: 
         filter.status ? eq(accessRequests.status, filter.status) : undefined,
         filter.requesterId ? eq(accessRequests.requesterId, filter.requesterId) : undefined,
         filter.resource ? eq(accessRequests.resource, filter.resource) : undefined,
-        filter.visibleResources ? inArray(accessRequests.resource, [...filter.visibleResources]) : undefined,
+        filter.reach
+          ? or(
+              inArray(accessRequests.resource, [...filter.reach.resources]),
+              eq(accessRequests.requesterId, filter.reach.userId),
+            )
+          : undefined,
       ),
     )
     .orderBy(desc(accessRequests.createdAt))

@@ -1,9 +1,10 @@
 import type { Readable } from 'node:stream';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, max, min, or, type SQL, sql } from 'drizzle-orm';
 import type postgres from 'postgres';
-import type { Db, Tx } from '../client.ts';
 import { personLabels } from '../../shared/actor.ts';
+import type { Db, Tx } from '../client.ts';
 import { type AuditEventRow, auditEvents } from '../schema/index.ts';
+import type { Reach } from './reach.ts';
 import { resultRows } from './result-rows.ts';
 
 // ---------------------------------------------------------------------------------------
@@ -215,8 +216,8 @@ export async function weeklyCountsByResource(
 /** The console's audit search: every field narrows; `visibleResources` is the viewer's reach. */
 export interface AuditSearchFilter extends AuditEventFilter {
   resource?: string;
-  /** Only rows on these resources (an approver's); undefined: no such limit. */
-  visibleResources?: readonly string[];
+  /** Only rows within this reach (an approver's resources and their own rows). */
+  reach?: Reach;
   /** `allowed` (forwarded calls), `denied` (refused calls), or one denial code such as `out_of_scope`. */
   decision?: string;
   /** HTTP method of proxied calls. */
@@ -227,6 +228,10 @@ export interface AuditSearchFilter extends AuditEventFilter {
   kinds?: readonly string[];
 }
 
+function withinReach(reach: Reach): SQL {
+  return sql`(${inArray(auditEvents.resource, [...reach.resources])} or ${aboutPerson(reach.userId)})`;
+}
+
 /** LIKE's own characters taken literally, so a searched `%` or `_` means itself. */
 const likeLiteral = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
@@ -234,7 +239,7 @@ function searchWhere(filter: AuditSearchFilter): SQL[] {
   const conditions = whereOf(filter);
   const a = auditEvents;
   if (filter.resource) conditions.push(eq(a.resource, filter.resource));
-  if (filter.visibleResources) conditions.push(inArray(a.resource, [...filter.visibleResources]));
+  if (filter.reach) conditions.push(withinReach(filter.reach));
   if (filter.kinds && filter.kinds.length > 0) conditions.push(inArray(a.kind, [...filter.kinds]));
   if (filter.decision === 'allowed') conditions.push(eq(a.kind, 'proxy.call'));
   else if (filter.decision === 'denied') conditions.push(eq(a.kind, 'proxy.denied'));
@@ -313,7 +318,11 @@ export async function auditSearchHistogram(
 }
 
 /** The text of EXPLAIN (ANALYZE) for the search page query, for the benchmark. */
-export async function explainAuditSearch(db: Db | Tx, filter: AuditSearchFilter, limit: number): Promise<string> {
+export async function explainAuditSearch(
+  db: Db | Tx,
+  filter: AuditSearchFilter,
+  limit: number,
+): Promise<string> {
   const query = db
     .select()
     .from(auditEvents)
@@ -344,7 +353,9 @@ export function grantTimelineRows(
 ): Promise<AuditEventRow[]> {
   const a = auditEvents;
   const about =
-    requestIds.length > 0 ? or(eq(a.grantId, grantId), inArray(a.requestId, [...requestIds])) : eq(a.grantId, grantId);
+    requestIds.length > 0
+      ? or(eq(a.grantId, grantId), inArray(a.requestId, [...requestIds]))
+      : eq(a.grantId, grantId);
   return db
     .select()
     .from(a)
@@ -356,7 +367,7 @@ export function grantTimelineRows(
 /** Alerts raised in `[since, until)`, newest first (on these resources only, when given). */
 export function alertRows(
   db: Db | Tx,
-  input: { since: Date; until?: Date; visibleResources?: readonly string[]; limit: number },
+  input: { since: Date; until?: Date; reach?: Reach; limit: number },
 ): Promise<AuditEventRow[]> {
   const a = auditEvents;
   return db
@@ -367,7 +378,7 @@ export function alertRows(
         eq(a.kind, 'anomaly.alert'),
         gte(a.at, input.since),
         input.until ? lt(a.at, input.until) : undefined,
-        input.visibleResources ? inArray(a.resource, [...input.visibleResources]) : undefined,
+        input.reach ? withinReach(input.reach) : undefined,
       ),
     )
     .orderBy(desc(a.seq))

@@ -1,6 +1,7 @@
 import { and, asc, count, desc, eq, gt, inArray, lte, min, or, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { type Grant, grants } from '../schema/index.ts';
+import type { Reach } from './reach.ts';
 import { resultRows } from './result-rows.ts';
 
 export type NewGrant = typeof grants.$inferInsert;
@@ -382,8 +383,8 @@ export interface GrantListFilter {
   userId?: string;
   state?: GrantState;
   scope?: string;
-  /** Only grants on these resources (an approver's reach); undefined: no such limit. */
-  visibleResources?: readonly string[];
+  /** Only grants within this reach (an approver's resources, and their own). */
+  reach?: Reach;
 }
 
 function grantListWhere(filter: GrantListFilter, now: Date) {
@@ -399,7 +400,9 @@ function grantListWhere(filter: GrantListFilter, now: Date) {
     filter.resource ? eq(grants.resource, filter.resource) : undefined,
     filter.userId ? eq(grants.userId, filter.userId) : undefined,
     filter.scope ? eq(grants.scope, filter.scope) : undefined,
-    filter.visibleResources ? inArray(grants.resource, [...filter.visibleResources]) : undefined,
+    filter.reach
+      ? or(inArray(grants.resource, [...filter.reach.resources]), eq(grants.userId, filter.reach.userId))
+      : undefined,
     state,
   );
 }
