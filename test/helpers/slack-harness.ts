@@ -47,6 +47,8 @@ export interface SlackHarness {
   access: ReturnType<typeof createAccessService>;
   offboarding: Offboarding;
   database: Database;
+  /** The policy the service and Slack app read; `replace` stands in for a reload. */
+  policy: ReturnType<typeof staticPolicyStore>;
   baseUrl: string;
   /** Posts a signed `/access <text>`; `responseKey` names the `response_url` the answer goes to. */
   command(
@@ -149,6 +151,7 @@ export async function startSlackHarness(
     access,
     offboarding,
     database,
+    policy,
     baseUrl,
     answer,
     async command(userId, text, opts) {
