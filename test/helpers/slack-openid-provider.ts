@@ -51,7 +51,14 @@ export async function startSlackOpenIdProvider(options: {
     pkce: { required: () => true },
     claims: { openid: ['sub', SLACK_USER_CLAIM, SLACK_TEAM_CLAIM], profile: ['name'] },
     conformIdTokenClaims: false,
-    ttl: { AccessToken: 600, AuthorizationCode: 60, Grant: 3600, IdToken: 600, Interaction: 600, Session: 3600 },
+    ttl: {
+      AccessToken: 600,
+      AuthorizationCode: 60,
+      Grant: 3600,
+      IdToken: 600,
+      Interaction: 600,
+      Session: 3600,
+    },
     features: { devInteractions: { enabled: false } },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(_ctx, accountId) {

@@ -297,7 +297,9 @@ export async function auditSearchHistogram(
 ): Promise<AuditBucket[]> {
   const a = auditEvents;
   const width = Math.max(1, Math.trunc(bucketSeconds));
-  const bucket = sql<number>`floor(extract(epoch from ${a.at}) / ${width})`.mapWith(Number);
+  // The width goes in as a literal (an integer computed here): as a bind parameter, each use
+  // would be a different $n and Postgres would not see the GROUP BY expression as the selected one.
+  const bucket = sql<number>`floor(extract(epoch from ${a.at}) / ${sql.raw(String(width))})`.mapWith(Number);
   const rows = await db
     .select({
       bucket,
