@@ -324,7 +324,10 @@ export async function startRoles(config: Config, options: StartOptions): Promise
       ...(consoleApp
         ? {
             mounts: [
-              { prefixes: ['/console', '/api/v1'], handler: (req, res) => consoleApp.routing(req, res) },
+              {
+                prefixes: ['/console', '/api/v1', '/favicon.ico'],
+                handler: (req, res) => consoleApp.routing(req, res),
+              },
             ],
           }
         : {}),

@@ -52,6 +52,8 @@ export interface WebAppDeps {
 }
 
 const STYLESHEET = readFileSync(new URL('./assets/console.css', import.meta.url), 'utf8');
+const ICON =
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#1d4ed8"/><path d="M5 4h6v2H9v5a3 3 0 0 1-5 2l1-2a1 1 0 0 0 2-1V6H5z" fill="#fff"/></svg>';
 const LOGIN_PURPOSE = 'login';
 const LOGIN_TTL_MS = 10 * 60_000;
 
@@ -110,7 +112,9 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
         connectSrc: ["'self'"],
       },
     },
-    referrerPolicy: { policy: 'no-referrer' },
+    // `same-origin`, not `no-referrer`: under no-referrer Chromium sends `Origin: null` with
+    // form posts, which the Origin check below would refuse.
+    referrerPolicy: { policy: 'same-origin' },
     // Only meaningful over https; browsers ignore it on plain http.
     strictTransportSecurity: config.secureCookies ? { maxAge: 31_536_000 } : false,
   });
@@ -196,6 +200,12 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
   app.get('/console/assets/console.css', { schema: { hide: true } }, async (_request, reply) =>
     reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=300').send(STYLESHEET),
   );
+
+  for (const path of ['/console/assets/icon.svg', '/favicon.ico']) {
+    app.get(path, { schema: { hide: true } }, async (_request, reply) =>
+      reply.type('image/svg+xml').header('cache-control', 'public, max-age=86400').send(ICON),
+    );
+  }
 
   // Sign in with Slack.
   app.get('/console/auth/login', { schema: { hide: true } }, async (request, reply) => {

@@ -98,7 +98,7 @@ export async function startConsoleWorld(
   const admin: Server = createAdminServer({
     metrics: createMetrics(),
     checks: () => [],
-    mounts: [{ prefixes: ['/console', '/api/v1'], handler: (req, res) => handle(req, res) }],
+    mounts: [{ prefixes: ['/console', '/api/v1', '/favicon.ico'], handler: (req, res) => handle(req, res) }],
   }) as Server;
   await new Promise<void>((resolve) => admin.listen(0, '127.0.0.1', resolve));
   const baseUrl = `http://127.0.0.1:${(admin.address() as AddressInfo).port}`;

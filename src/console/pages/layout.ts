@@ -30,6 +30,7 @@ function head(title: string): SafeHtml {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · jitgate</title>
 <link rel="stylesheet" href="/console/assets/console.css">
+<link rel="icon" href="/console/assets/icon.svg" type="image/svg+xml">
 </head>`;
 }
 
