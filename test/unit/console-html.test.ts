@@ -7,14 +7,14 @@ const HOSTILE = [
   '<script>alert(1)</script>',
   '"><img src=x onerror=alert(1)>',
   "' onmouseover='alert(1)",
-  '`${alert(1)}`',
+  '`$'.concat('{alert(1)}`'),
   '</textarea><svg onload=alert(1)>',
   '&lt;already&gt; &amp; escaped',
   'javascript:alert(1)',
 ];
 
 /** What the text becomes once a browser reads the escaped HTML back. */
-const unescape = (text: string) =>
+const decodeEntities = (text: string) =>
   text
     .replaceAll('&lt;', '<')
     .replaceAll('&gt;', '>')
@@ -29,7 +29,7 @@ describe('the one HTML escaping helper', () => {
     expect(out).not.toMatch(/<(script|img|svg)/i);
     expect(out.match(/"/g)?.length).toBe(2);
     const content = out.slice(out.indexOf('>') + 1, out.lastIndexOf('</p>'));
-    expect(unescape(content)).toBe(hostile);
+    expect(decodeEntities(content)).toBe(hostile);
   });
 
   it('leaves no markup character unescaped, and round-trips any text', () => {
@@ -37,7 +37,7 @@ describe('the one HTML escaping helper', () => {
       fc.property(fc.string({ unit: 'binary' }), (text) => {
         const escaped = escapeHtml(text);
         expect(escaped).not.toMatch(/[<>"'`]/);
-        expect(unescape(escaped)).toBe(text);
+        expect(decodeEntities(escaped)).toBe(text);
       }),
     );
   });
