@@ -102,9 +102,12 @@ export function barChart(input: {
     .domain([0, Math.max(1, ...input.bars.map((b) => b.value))])
     .nice()
     .range([HEIGHT - MARGIN.bottom, MARGIN.top]);
+  // A lone bar stays a bar, not a slab across the chart.
+  const width = Math.min(x.bandwidth(), 72);
+  const left = (label: string) => (x(label) ?? 0) + (x.bandwidth() - width) / 2;
   const bars = input.bars.map(
     (b) =>
-      html`<rect class="s-allowed" x="${(x(b.label) ?? 0).toFixed(1)}" y="${y(b.value).toFixed(1)}" width="${x.bandwidth().toFixed(1)}" height="${(y(0) - y(b.value)).toFixed(1)}"><title>${b.label}: ${formatCount(b.value)} ${input.unit}</title></rect><text class="bar-label" x="${((x(b.label) ?? 0) + x.bandwidth() / 2).toFixed(1)}" y="${HEIGHT - MARGIN.bottom + 18}" text-anchor="middle">${b.label.length > 18 ? `${b.label.slice(0, 17)}…` : b.label}</text>`,
+      html`<rect class="s-allowed" x="${left(b.label).toFixed(1)}" y="${y(b.value).toFixed(1)}" width="${width.toFixed(1)}" height="${(y(0) - y(b.value)).toFixed(1)}"><title>${b.label}: ${formatCount(b.value)} ${input.unit}</title></rect><text class="bar-label" x="${((x(b.label) ?? 0) + x.bandwidth() / 2).toFixed(1)}" y="${HEIGHT - MARGIN.bottom + 18}" text-anchor="middle">${b.label.length > 18 ? `${b.label.slice(0, 17)}…` : b.label}</text>`,
   );
   return chartFrame({
     id,

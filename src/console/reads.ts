@@ -87,10 +87,13 @@ export function createConsoleReads(deps: { db: Db; clock: Clock; policy: PolicyS
     return seesOthers(viewer) ? { ...filter, reach } : { ...filter, userId: viewer.userId, reach };
   };
 
+  /** Counts over `[from, to)`, the range widened to whole buckets so bars and ticks line up. */
   async function histogram(filter: AuditSearchFilter, from: Date, to: Date): Promise<SearchHistogram> {
     const bucketMs = bucketFor(to.getTime() - from.getTime());
+    const start = new Date(Math.floor(from.getTime() / bucketMs) * bucketMs);
+    const end = new Date(Math.max(start.getTime() + bucketMs, Math.ceil(to.getTime() / bucketMs) * bucketMs));
     const buckets = await auditSearchHistogram(db, { ...filter, since: from, until: to }, bucketMs / 1000);
-    return { from, to, bucketMs, buckets };
+    return { from: start, to: end, bucketMs, buckets };
   }
 
   return {
@@ -144,7 +147,8 @@ export function createConsoleReads(deps: { db: Db; clock: Clock; policy: PolicyS
       const now = clock.now();
       const extensions = await extensionRequestIdsOf(db, grant.id);
       const to = new Date(Math.min(now.getTime(), (grant.endedAt ?? grant.expiresAt).getTime()));
-      const from = grant.startsAt < to ? grant.startsAt : new Date(to.getTime() - HOUR_MS);
+      // At least an hour, so a young grant's calls are bars in a readable axis, not one slab.
+      const from = new Date(Math.min(grant.startsAt.getTime(), to.getTime() - HOUR_MS));
       const [timeline, stats, calls] = await Promise.all([
         grantTimelineRows(db, grant.id, [grant.requestId, ...extensions]),
         grantCallStats(db, grant.id, { kinds: ['proxy.call', 'proxy.denied'], topPaths: 10, maxIps: 20 }),
