@@ -30,6 +30,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   'audit-load': async () => (await import('./audit-load.bench.ts')).auditLoadBench,
   scheduler: async () => (await import('./scheduler.bench.ts')).schedulerBench,
   audit: async () => (await import('./audit.bench.ts')).auditBench,
+  'console-audit': async () => (await import('./console-audit.bench.ts')).consoleAuditBench,
 };
 
 function hasTaskset(): boolean {
