@@ -76,7 +76,9 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     out(`  database: ${options.databaseUrl ? 'PostgreSQL' : `embedded (${stack.dataDir})`}`);
     out(`  Slack events: ${slackUrl}/slack/events   proxy: ${proxyUrl}   sample API: ${sample.url}`);
     if (stack.consoleUrl) {
-      out(`  web console: ${stack.consoleUrl}/console  (signs you in as ${APPROVER}, the approver, through a local`);
+      out(
+        `  web console: ${stack.consoleUrl}/console  (signs you in as ${APPROVER}, the approver, through a local`,
+      );
       out('               OpenID provider standing in for Sign in with Slack)');
     }
     const signed = stack;
