@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { toExportedRow } from '../audit/export.ts';
 import type { AuditSearchFilter } from '../db/queries/audit-events.ts';
 import type { GrantState } from '../db/queries/grants.ts';
 import type { AccessRequest, AuditEventRow, Grant } from '../db/schema/index.ts';
@@ -127,20 +128,8 @@ export const auditRowBody = z.object({
   hash: z.string(),
 });
 
-export function auditRowDto(row: AuditEventRow): z.infer<typeof auditRowBody> {
-  return {
-    seq: row.seq,
-    at: row.at.toISOString(),
-    kind: row.kind,
-    actor: row.actor,
-    resource: row.resource,
-    requestId: row.requestId,
-    grantId: row.grantId,
-    data: row.data,
-    prevHash: row.prevHash,
-    hash: row.hash,
-  };
-}
+/** An audit row in the API: the export's own form (every chained field, `at` as ISO 8601). */
+export const auditRowDto = (row: AuditEventRow): z.infer<typeof auditRowBody> => toExportedRow(row);
 
 export const bucketsBody = z.object({
   from: iso,

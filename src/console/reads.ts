@@ -1,4 +1,4 @@
-import { CSV_COLUMNS, csvLine, type ExportFormat, type ExportSink, toExportedRow } from '../audit/export.ts';
+import { type ExportFormat, type ExportSink, exportAuditEvents } from '../audit/export.ts';
 import type { Db } from '../db/client.ts';
 import {
   extensionRequestIdsOf,
@@ -10,7 +10,6 @@ import {
   type AuditBucket,
   type AuditSearchFilter,
   alertRows,
-  auditSearchExportPage,
   auditSearchHistogram,
   auditSearchPage,
   type GrantCallStats,
@@ -257,27 +256,8 @@ export function createConsoleReads(deps: { db: Db; clock: Clock; policy: PolicyS
     },
 
     /** The search's rows, oldest first, written as JSON Lines or CSV (the CLI export's encoders). */
-    async auditExport(viewer: Viewer, filter: AuditSearchFilter, format: ExportFormat, out: ExportSink) {
-      const narrowed = searchOf(viewer, filter);
-      const write = async (chunk: string) => {
-        if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', resolve));
-      };
-      if (format === 'csv') await write(`${CSV_COLUMNS.join(',')}\r\n`);
-      let after = 0;
-      let count = 0;
-      for (;;) {
-        const page = await auditSearchExportPage(db, narrowed, after, 2000);
-        let chunk = '';
-        for (const row of page) {
-          const exported = toExportedRow(row);
-          chunk += format === 'csv' ? csvLine(exported) : `${JSON.stringify(exported)}\n`;
-        }
-        if (chunk) await write(chunk);
-        count += page.length;
-        const last = page.at(-1);
-        if (page.length < 2000 || !last) return count;
-        after = last.seq;
-      }
+    auditExport(viewer: Viewer, filter: AuditSearchFilter, format: ExportFormat, out: ExportSink) {
+      return exportAuditEvents(db, out, { ...searchOf(viewer, filter), format });
     },
 
     policy(viewer: Viewer) {

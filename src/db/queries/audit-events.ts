@@ -106,14 +106,14 @@ function aboutPerson(userId: string): SQL {
 /** Up to `limit` matching rows after `after`, in seq order (keyset paging on seq). */
 export function auditEventsPage(
   db: Db | Tx,
-  filter: AuditEventFilter,
+  filter: AuditSearchFilter,
   after: number,
   limit: number,
 ): Promise<AuditEventRow[]> {
   return db
     .select()
     .from(auditEvents)
-    .where(and(gt(auditEvents.seq, after), ...whereOf(filter)))
+    .where(and(gt(auditEvents.seq, after), ...searchWhere(filter)))
     .orderBy(asc(auditEvents.seq))
     .limit(limit);
 }
@@ -264,21 +264,6 @@ export function auditSearchPage(
     )
     .orderBy(desc(auditEvents.seq))
     .limit(page.limit);
-}
-
-/** The console's export: the same rows as auditSearchPage, oldest first after seq `after`. */
-export function auditSearchExportPage(
-  db: Db | Tx,
-  filter: AuditSearchFilter,
-  after: number,
-  limit: number,
-): Promise<AuditEventRow[]> {
-  return db
-    .select()
-    .from(auditEvents)
-    .where(and(gt(auditEvents.seq, after), ...searchWhere(filter)))
-    .orderBy(asc(auditEvents.seq))
-    .limit(limit);
 }
 
 /** One bucket of a search's rows over time: forwarded calls, refused calls, everything else. */
