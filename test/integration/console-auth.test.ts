@@ -37,4 +37,55 @@ describe('Sign in with Slack against a real OpenID provider', () => {
     expect(location.searchParams.get('nonce')).toBeTruthy();
     expect(login.headers.getSetCookie().join()).toMatch(/jitgate_login=.*HttpOnly.*SameSite=Lax/i);
   });
+
+  it('serves pages with a strict Content-Security-Policy and the usual security headers', async () => {
+    const { client } = await world.signIn(ADMIN);
+    const page = await client.get('/console');
+    expect(page.status).toBe(200);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toContain("script-src 'none'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toContain('unsafe-inline');
+    expect(page.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(page.headers.get('referrer-policy')).toBe('same-origin');
+    expect(page.headers.get('cache-control')).toBe('no-store');
+    const html = await page.text();
+    expect(html).not.toMatch(/<script|style=/i);
+  });
+
+  it('signs out: the cookie is cleared and the session is gone', async () => {
+    const { client } = await world.signIn(ADMIN);
+    const out = await client.post('/console/auth/logout', {}, { form: true });
+    expect(out.status).toBe(303);
+    expect(out.headers.get('location')).toBe('/console/auth/signed-out');
+    expect((await client.get('/api/v1/session')).status).toBe(401);
+  });
+
+  it('refuses a sign-out without its CSRF token (no forced sign-out from another site)', async () => {
+    const { client } = await world.signIn(ADMIN);
+    const out = await client.post('/console/auth/logout', {}, { form: true, csrf: false });
+    expect(out.status).toBe(403);
+    expect((await client.get('/api/v1/session')).status).toBe(200);
+  });
+
+  it('refuses a callback whose state does not match the sign-in that started it', async () => {
+    const login = await fetch(`${world.baseUrl}/console/auth/login`, { redirect: 'manual' });
+    const cookie = (login.headers.getSetCookie()[0] ?? '').split(';')[0] ?? '';
+    expect(cookie).toMatch(/^jitgate_login=/);
+    const forged = await fetch(`${world.baseUrl}/console/auth/callback?code=abc&state=forged`, {
+      redirect: 'manual',
+      headers: { cookie },
+    });
+    expect(forged.status).toBe(403);
+    expect(await forged.text()).toContain('not accepted');
+    expect(forged.headers.getSetCookie().join()).not.toMatch(/jitgate_session=[^;]/);
+  });
+
+  it('refuses a callback with no sign-in under way', async () => {
+    const stray = await fetch(`${world.baseUrl}/console/auth/callback?code=abc&state=x`, {
+      redirect: 'manual',
+    });
+    expect(stray.status).toBe(400);
+  });
 });
