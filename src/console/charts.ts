@@ -65,8 +65,10 @@ export function timeChart(input: {
       return html`<rect class="${series[i]?.className ?? ''}" x="${x(b.start).toFixed(1)}" y="${top.toFixed(1)}" width="${barWidth.toFixed(1)}" height="${height.toFixed(1)}"><title>${timeLabel(b.start, span)} ${series[i]?.name ?? ''}: ${formatCount(v)}</title></rect>`;
     });
   });
+  // A tick whose label would run past the plot's right edge is left out.
   const xTicks = x
     .ticks(6)
+    .filter((t) => x(t) <= WIDTH - MARGIN.right - 16)
     .map(
       (t) =>
         html`<g transform="translate(${x(t).toFixed(1)},${HEIGHT - MARGIN.bottom})"><line y2="5"></line><text y="18" text-anchor="middle">${timeLabel(t, span)}</text></g>`,

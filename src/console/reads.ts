@@ -145,7 +145,8 @@ export function createConsoleReads(deps: { db: Db; clock: Clock; policy: PolicyS
       if (!grant || !grantVisible(viewer, grant)) return notFound('No such grant, or not one you can see.');
       const now = clock.now();
       const extensions = await extensionRequestIdsOf(db, grant.id);
-      const to = new Date(Math.min(now.getTime(), (grant.endedAt ?? grant.expiresAt).getTime()));
+      // Up to now, not the grant's end: calls refused after it ended (a revoked token still in use) belong here.
+      const to = now;
       // At least an hour, so a young grant's calls are bars in a readable axis, not one slab.
       const from = new Date(Math.min(grant.startsAt.getTime(), to.getTime() - HOUR_MS));
       const [timeline, stats, calls] = await Promise.all([
