@@ -126,6 +126,21 @@ describe('the console in a browser', () => {
     expect(status).toBe(403);
     expect(body).toContain('grant_revoked');
     expect(elapsed).toBeLessThan(1000);
+    // The refused call after the revocation is in the grant's calls-over-time chart data
+    // (audit rows land within the appender's flush interval, hence the short wait).
+    const detail = await page.request.get(`${consoleUrl}/api/v1/grants/${grantId}`);
+    const overTime = ((await detail.json()) as { calls: { overTime: { buckets: { denied: number }[] } } })
+      .calls.overTime;
+    const deadline = Date.now() + 3000;
+    let denied = overTime.buckets.reduce((n, b) => n + b.denied, 0);
+    while (denied === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const again = await page.request.get(`${consoleUrl}/api/v1/grants/${grantId}`);
+      denied = (
+        (await again.json()) as { calls: { overTime: { buckets: { denied: number }[] } } }
+      ).calls.overTime.buckets.reduce((n, b) => n + b.denied, 0);
+    }
+    expect(denied).toBe(1);
     expect(await page.getByRole('status').textContent()).toContain('Revoked');
   });
 
