@@ -326,6 +326,25 @@ describe('a decision in the console shows in Slack as one made in Slack', () => 
   });
 });
 
+describe('the access service checks a console admin claim against the policy', () => {
+  it('refuses a revoke from a console actor claiming admin who is not in console.admins', async () => {
+    const { grantId } = await fixtures();
+    const result = await world.harness.access.revokeGrant({
+      grantId,
+      actor: { type: 'console', userId: 'UNOBODY', admin: true },
+      reason: 'forged claim',
+    });
+    expect(result.ok).toBe(false);
+    expect(result.ok ? '' : result.code).toBe('not_allowed_to_revoke');
+    const honoured = await world.harness.access.revokeGrant({
+      grantId,
+      actor: { type: 'console', userId: ADMIN, admin: true },
+      reason: 'admin',
+    });
+    expect(honoured.ok).toBe(true);
+  });
+});
+
 describe('the OpenAPI document', () => {
   it('is generated from the route schemas', async () => {
     const response = await fetch(`${world.baseUrl}/api/v1/openapi.json`);
