@@ -41,7 +41,8 @@ export async function runCommand(command: string, args: string[], config: Config
       return audit(args, config);
     case 'demo': {
       const { runDemo } = await import('./demo/run-demo.ts');
-      return runDemo({ stdout: process.stdout });
+      // At a terminal the demo then keeps serving the console until Ctrl-C; in CI it exits.
+      return runDemo({ stdout: process.stdout, console: true, keepOpen: process.stdout.isTTY === true });
     }
     case 'migrate':
       return migrate(config);

@@ -37,6 +37,16 @@ const urlWith = (protocols: readonly string[], what: string) =>
     { message: `expects ${what}` },
   );
 
+/** Whether a URL names this machine (plain http is tolerated there, for tests and the demo). */
+export function isLoopbackUrl(value: string): boolean {
+  try {
+    const host = new URL(value).hostname;
+    return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  } catch {
+    return false;
+  }
+}
+
 const envSchema = z.object({
   DATABASE_URL: urlWith(
     ['postgres:', 'postgresql:'],
@@ -91,6 +101,25 @@ const envSchema = z.object({
   PROXY_TLS_KEY: optionalText,
   TLS_CERT: optionalText,
   TLS_KEY: optionalText,
+  // The web console (Sign in with Slack): on when SLACK_CLIENT_ID is set; loadConfig then
+  // requires the secret, the team and the session key.
+  SLACK_CLIENT_ID: optionalText,
+  SLACK_CLIENT_SECRET: optionalText,
+  SLACK_TEAM_ID: optionalText.refine((v) => v === undefined || /^[TE][A-Z0-9]{2,}$/.test(v), {
+    message: 'expects a Slack team (workspace) ID like T0123ABCD',
+  }),
+  JITGATE_CONSOLE_URL: urlWith(
+    ['http:', 'https:'],
+    "the console's public http(s) URL, like https://jitgate.example.com",
+  ),
+  // http only on loopback (tests, the demo's local provider): a sign-in must not travel in clear.
+  JITGATE_OIDC_ISSUER: urlWith(['http:', 'https:'], 'an https OpenID Connect issuer URL').refine(
+    (v) => v === undefined || v.startsWith('https:') || isLoopbackUrl(v),
+    { message: 'expects an https issuer URL (http only on 127.0.0.1 or localhost)' },
+  ),
+  JITGATE_SESSION_SECRET: optionalText.refine((v) => v === undefined || v.length >= 32, {
+    message: 'expects at least 32 characters (e.g. openssl rand -base64 32)',
+  }),
   JITGATE_OFFBOARDING_RECHECK: optionalText.refine(
     (v) => v === undefined || v === 'off' || parseDuration(v) !== undefined,
     { message: 'expects a duration like 15m or 1h, or off' },
@@ -109,6 +138,27 @@ export interface TlsFiles {
   certVariable: string;
   keyVariable: string;
 }
+
+/** Sign in with Slack and the web console; present only when SLACK_CLIENT_ID is set. */
+export interface ConsoleConfig {
+  clientId: string;
+  clientSecret: string;
+  /** The console's public base URL, no trailing slash; pages live under `/console`. */
+  publicUrl: string;
+  /** Where the identity provider sends the browser back: `${publicUrl}/console/auth/callback`. */
+  redirectUri: string;
+  /** OpenID Connect issuer (discovery at `${issuer}/.well-known/openid-configuration`). */
+  issuer: string;
+  /** The only Slack workspace whose people may sign in. */
+  teamId: string;
+  /** Key material for sealing session cookies. */
+  sessionSecret: string;
+  /** Cookies carry `Secure` (the public URL is https). */
+  secureCookies: boolean;
+}
+
+/** Slack's OpenID Connect issuer (Sign in with Slack). */
+export const SLACK_OIDC_ISSUER = 'https://slack.com';
 
 export interface Config {
   /** postgres:// URL; undefined means the embedded database in `dataDir`. */
@@ -154,6 +204,8 @@ export interface Config {
    * still a requester (catches missed `user_change` events); 0 turns it off. Default 15 min.
    */
   offboardingRecheckSeconds: number;
+  /** SLACK_CLIENT_ID set: the web console and `/api/v1` on PORT; undefined: both off. */
+  console: ConsoleConfig | undefined;
 }
 
 export class ConfigError extends Error {
@@ -194,6 +246,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const proxyTls = tlsPair(e.PROXY_TLS_CERT, e.PROXY_TLS_KEY, 'PROXY_TLS_CERT', 'PROXY_TLS_KEY', problems);
   const adminTls = tlsPair(e.TLS_CERT, e.TLS_KEY, 'TLS_CERT', 'TLS_KEY', problems);
+  const consoleConfig = consoleOf(e, adminTls !== undefined, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     databaseUrl: e.DATABASE_URL,
@@ -226,6 +279,47 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         : e.JITGATE_OFFBOARDING_RECHECK === undefined
           ? 15 * 60
           : (parseDuration(e.JITGATE_OFFBOARDING_RECHECK) ?? 15 * 60),
+    console: consoleConfig,
+  };
+}
+
+/** The console is on when SLACK_CLIENT_ID is set; then every other piece it needs must be too. */
+function consoleOf(
+  e: z.output<typeof envSchema>,
+  adminTls: boolean,
+  problems: string[],
+): ConsoleConfig | undefined {
+  if (e.SLACK_CLIENT_ID === undefined) return undefined;
+  const need = (value: string | undefined, problem: string): string => {
+    if (value === undefined) problems.push(problem);
+    return value ?? '';
+  };
+  const clientSecret = need(
+    e.SLACK_CLIENT_SECRET,
+    'SLACK_CLIENT_SECRET: expects the app client secret (Basic Information) when SLACK_CLIENT_ID is set',
+  );
+  const teamId = need(
+    e.SLACK_TEAM_ID,
+    'SLACK_TEAM_ID: expects the ID of the workspace whose people may sign in (T…) when SLACK_CLIENT_ID is set',
+  );
+  const sessionSecret = need(
+    e.JITGATE_SESSION_SECRET,
+    'JITGATE_SESSION_SECRET: expects a key of at least 32 characters for session cookies when SLACK_CLIENT_ID is set',
+  );
+  const publicUrl = (e.JITGATE_CONSOLE_URL ?? `${adminTls ? 'https' : 'http'}://localhost:${e.PORT}`).replace(
+    /\/+$/,
+    '',
+  );
+  return {
+    clientId: e.SLACK_CLIENT_ID,
+    clientSecret,
+    publicUrl,
+    redirectUri: `${publicUrl}/console/auth/callback`,
+    // Compared with the ID token's `iss` exactly, so kept as written.
+    issuer: e.JITGATE_OIDC_ISSUER ?? SLACK_OIDC_ISSUER,
+    teamId,
+    sessionSecret,
+    secureCookies: publicUrl.startsWith('https:'),
   };
 }
 

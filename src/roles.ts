@@ -331,9 +331,36 @@ export async function startRoles(config: Config, options: StartOptions): Promise
       () => access.countDeadLetters(),
     );
 
+    // The web console and /api/v1 share the bot's port (Sign in with Slack is a bot-side feature).
+    let web: FastifyInstance | undefined;
+    if (options.roles.has('bot') && config.console) {
+      const { createWebApp, accessServiceActions } = await import('./console/index.ts');
+      web = await createWebApp({
+        config: config.console,
+        db: database.db,
+        policy,
+        directory: core.directory,
+        clock,
+        logger,
+        actions: accessServiceActions(access),
+      });
+      const app = web;
+      stops.push({ name: 'console', run: () => app.close() });
+    }
+    const consoleApp = web;
     const readiness = createReadiness(() => checks);
     const service = createServiceServer({
       readiness,
+      ...(consoleApp
+        ? {
+            mounts: [
+              {
+                prefixes: ['/console', '/api/v1', '/favicon.ico'],
+                handler: (req, res) => consoleApp.routing(req, res),
+              },
+            ],
+          }
+        : {}),
       ...(slack?.requestListener ? { fallback: slack.requestListener } : {}),
       ...(adminTlsMaterial ? { tls: adminTlsMaterial } : {}),
     });
@@ -353,6 +380,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         adminToken: config.admin.token !== undefined,
         roles: [...options.roles],
         slack: slack?.mode ?? 'off',
+        console: consoleApp && config.console ? `${config.console.publicUrl}/console` : 'off',
         tls: adminTlsMaterial ? tlsLogFields(adminTlsMaterial) : false,
       },
       'jitgate started',

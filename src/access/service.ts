@@ -49,13 +49,14 @@ import {
   checkRequest,
   describeDuration,
   isApprover,
+  isListed,
   mayRequest,
   type Policy,
   type PolicyStore,
   type Quota,
   type ResourcePolicy,
 } from '../policy/index.ts';
-import { type Actor, actorLabel } from '../shared/actor.ts';
+import { type Actor, actorLabel, type PersonChannel, personActor, personOf } from '../shared/actor.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { Directory } from './directory.ts';
 import { type AccessEvent, enqueueEvents, notifyGrantChanged } from './events.ts';
@@ -141,6 +142,7 @@ export interface RevokeAllResult extends OffboardResult {
 function endedByOf(actor: Actor): string {
   switch (actor.type) {
     case 'slack':
+    case 'console':
       return actor.userId;
     case 'system':
       return actor.component;
@@ -246,6 +248,18 @@ export function createAccessService(deps: AccessServiceDeps) {
     return isApprover(resource, userId, (g) => groups.has(g));
   }
 
+  /**
+   * A console actor claiming admin, checked against the policy's `console.admins` now: the
+   * claim alone widens nothing (a policy reload may have removed the person since sign-in).
+   */
+  async function isConsoleAdmin(actor: Actor): Promise<boolean> {
+    if (actor.type !== 'console' || actor.admin !== true) return false;
+    const admins = deps.policy.current().console.admins;
+    if (admins.users.includes(actor.userId)) return true;
+    const groups = await directory.groupsOf(actor.userId, admins.groups);
+    return isListed(admins, actor.userId, (g) => groups.has(g));
+  }
+
   /** Pending requests and live (active, unexpired) grants, both read at once. */
   async function pendingAndLive(
     requests: Promise<AccessRequest[]>,
@@ -274,7 +288,7 @@ export function createAccessService(deps: AccessServiceDeps) {
   ): Promise<Outcome<{ request: AccessRequest; grant: Grant }>> {
     const now = clock.now();
     const seconds = grantedSeconds(request.durationSeconds, limits);
-    const decidedByLabel = decidedBy.type === 'slack' ? decidedBy.userId : 'policy';
+    const decidedByLabel = personOf(decidedBy) ?? 'policy';
     const approved = await markRequestApproved(tx, request.id, now, decidedByLabel);
     if (!approved) return notPending(request);
 
@@ -515,7 +529,10 @@ export function createAccessService(deps: AccessServiceDeps) {
       durationSeconds?: number;
       /** A lower quota than the policy's (or a cap where the policy sets none). */
       quota?: LowerQuota;
+      /** Where the approver clicked; the audit rows say so. Default Slack. */
+      channel?: PersonChannel;
     }): Promise<Outcome<DecisionResult>> {
+      const approver = personActor(input.approverId, input.channel);
       const peek = await findRequest(db, input.requestId);
       if (!peek) return refuse('request_not_found', 'No such request.');
       const resource = resourceOf(peek.resource);
@@ -554,7 +571,7 @@ export function createAccessService(deps: AccessServiceDeps) {
         const given = await approvalsOf(tx, request.id);
         effects.audit.push({
           kind: 'request.approval_added',
-          actor: { type: 'slack', userId: input.approverId },
+          actor: approver,
           at: now,
           resource: request.resource,
           requestId: request.id,
@@ -587,7 +604,7 @@ export function createAccessService(deps: AccessServiceDeps) {
           tx,
           effects,
           request,
-          { type: 'slack', userId: input.approverId },
+          approver,
           given.map((a) => a.approverId),
           given.map((a) => a.durationSeconds),
           given,
@@ -606,6 +623,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       requestId: string;
       approverId: string;
       note?: string;
+      channel?: PersonChannel;
     }): Promise<Outcome<AccessRequest>> {
       const peek = await findRequest(db, input.requestId);
       if (!peek) return refuse('request_not_found', 'No such request.');
@@ -627,7 +645,7 @@ export function createAccessService(deps: AccessServiceDeps) {
         if (!denied) return notPending(peek);
         effects.audit.push({
           kind: 'request.denied',
-          actor: { type: 'slack', userId: input.approverId },
+          actor: personActor(input.approverId, input.channel),
           at: now,
           resource: denied.resource,
           requestId: denied.id,
@@ -699,9 +717,10 @@ export function createAccessService(deps: AccessServiceDeps) {
       if (unfit) return unfit;
       const peek = await findGrant(db, input.grantId);
       if (!peek) return refuse('grant_not_found', 'No such grant.');
-      if (input.actor.type === 'slack' && input.actor.userId !== peek.userId) {
+      const person = personOf(input.actor);
+      if (person !== undefined && person !== peek.userId && !(await isConsoleAdmin(input.actor))) {
         const resource = resourceOf(peek.resource);
-        if (!resource || !(await isApproverOf(resource, input.actor.userId))) {
+        if (!resource || !(await isApproverOf(resource, person))) {
           return refuse(
             'not_allowed_to_revoke',
             `Only the grant's owner or approvers of ${peek.resource} can revoke it.`,
@@ -711,7 +730,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       const reason = cleanUserText(input.reason).trim().slice(0, 2000) || 'revoked';
       return commit(async (tx, effects) => {
         const now = clock.now();
-        const by = input.actor.type === 'slack' ? input.actor.userId : input.actor.type;
+        const by = person ?? input.actor.type;
         const revoked = await markGrantRevoked(tx, input.grantId, {
           now,
           by,
@@ -730,7 +749,7 @@ export function createAccessService(deps: AccessServiceDeps) {
           resource: revoked.resource,
           requestId: revoked.requestId,
           grantId: revoked.id,
-          data: { reason, gaveUp: input.actor.type === 'slack' && input.actor.userId === revoked.userId },
+          data: { reason, gaveUp: person === revoked.userId },
         });
         effects.events.push({ kind: 'grant_revoked', grantId: revoked.id, revokedBy: by, reason });
         effects.changedGrants.push(revoked.id);
@@ -750,6 +769,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       targetId: string;
       actorId: string;
       reason?: string;
+      channel?: PersonChannel;
     }): Promise<Outcome<RevokeAllResult>> {
       const unfit = input.reason === undefined ? undefined : checkUserText(input.reason, 'reason');
       if (unfit) return unfit;
@@ -778,7 +798,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       const result = await offboardUser({
         userId: input.targetId,
         reason: input.reason?.trim() ? input.reason : `revoke-all by ${input.actorId}`,
-        actor: { type: 'slack', userId: input.actorId },
+        actor: personActor(input.actorId, input.channel),
         resources: approved,
       });
       if (!result.ok) return result;
@@ -888,6 +908,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       userId: string;
       durationSeconds: number;
       reason?: string;
+      channel?: PersonChannel;
     }): Promise<Outcome<DecisionResult>> {
       const unfit = input.reason === undefined ? undefined : checkUserText(input.reason, 'reason');
       if (unfit) return unfit;
@@ -942,7 +963,7 @@ export function createAccessService(deps: AccessServiceDeps) {
         const auto = autoApproves(checked.scope, input.durationSeconds);
         effects.audit.push({
           kind: 'request.created',
-          actor: { type: 'slack', userId: grant.userId },
+          actor: personActor(grant.userId, input.channel),
           at: now,
           resource: grant.resource,
           requestId: request.id,

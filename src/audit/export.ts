@@ -1,11 +1,12 @@
 import type { Db } from '../db/client.ts';
-import { type AuditEventFilter, auditEventsPage } from '../db/queries/audit-events.ts';
+import { type AuditSearchFilter, auditEventsPage } from '../db/queries/audit-events.ts';
 import type { AuditEventRow } from '../db/schema/index.ts';
 import type { ChainedFields } from './chain.ts';
 
 export type ExportFormat = 'jsonl' | 'csv';
 
-export interface ExportOptions extends AuditEventFilter {
+/** What to export: the CLI's filter (time, grant, person) or the console's wider search. */
+export interface ExportOptions extends AuditSearchFilter {
   format: ExportFormat;
   pageSize?: number;
 }

@@ -19,6 +19,13 @@ export interface DemoOptions {
   schemaName?: string;
   /** Lifetime of the second grant, which the demo watches expire. */
   shortGrantSeconds?: number;
+  /**
+   * Serve the web console too, signing the demo approver in through a local OpenID provider
+   * (no Slack), and print its URL.
+   */
+  console?: boolean;
+  /** After the story, keep everything running (the console stays usable) until SIGINT. */
+  keepOpen?: boolean;
   /** Where jitgate's own logs go (default: nowhere); tests read them for leaked secrets. */
   log?: { destination: NodeJS.WritableStream; level: 'debug' | 'info' | 'trace' };
 }
@@ -37,6 +44,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   let stack: Stack | undefined;
   let passed = 0;
   let failed = 0;
+  let kept = false;
 
   const step = async (title: string, work: () => Promise<string[] | undefined>) => {
     out(`\n▶ ${title}`);
@@ -56,6 +64,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     stack = await startStack({
       ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
       ...(options.schemaName ? { schemaName: options.schemaName } : {}),
+      ...(options.console ? { console: { autoSignIn: APPROVER } } : {}),
       logger: options.log
         ? createLogger(options.log.level, options.log.destination)
         : pino({ level: 'silent' }),
@@ -66,6 +75,12 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     out('jitgate demo — the whole story, locally. Slack is a local stand-in; everything else is real.');
     out(`  database: ${options.databaseUrl ? 'PostgreSQL' : `embedded (${stack.dataDir})`}`);
     out(`  Slack events: ${slackUrl}/slack/events   proxy: ${proxyUrl}   sample API: ${sample.url}`);
+    if (stack.consoleUrl) {
+      out(
+        `  web console: ${stack.consoleUrl}/console  (signs you in as ${APPROVER}, the approver, through a local`,
+      );
+      out('               OpenID provider standing in for Sign in with Slack)');
+    }
     const signed = stack;
     const command = async (userId: string, text: string) => {
       const response = await signed.command(userId, text);
@@ -245,8 +260,16 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       );
     }
   } finally {
+    kept = options.keepOpen === true && stack?.consoleUrl !== undefined;
+    if (kept && stack?.consoleUrl) {
+      out(`\n${failed === 0 ? '✓' : '✗'} ${passed} steps passed, ${failed} failed`);
+      out(`\nThe console stays open at ${stack.consoleUrl}/console — press Ctrl-C to stop.`);
+      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+    }
     await stack?.close();
   }
-  out(`\n${failed === 0 ? '✓' : '✗'} ${passed} steps passed, ${failed} failed`);
+  if (!kept) {
+    out(`\n${failed === 0 ? '✓' : '✗'} ${passed} steps passed, ${failed} failed`);
+  }
   return failed === 0 ? 0 : 1;
 }

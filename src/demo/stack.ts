@@ -11,6 +11,10 @@ import {
   postSigned,
   slashCommandBody,
 } from '../../test/fakes/slack-signing.ts';
+import {
+  type SlackOpenIdProvider,
+  startSlackOpenIdProvider,
+} from '../../test/helpers/slack-openid-provider.ts';
 import { loadConfig } from '../config.ts';
 import { type Running, startRoles } from '../roles.ts';
 import { type SampleUpstream, startSampleUpstream } from './sample-upstream.ts';
@@ -25,6 +29,8 @@ export const DEMO_SIGNING_SECRET = 'demo-signing-secret';
 export const DEMO_BOT_TOKEN = 'xoxb-demo';
 export const DEMO_UPSTREAM_SECRET = 'upstream-secret-never-shown';
 export const DEMO_APPROVER = 'UAPPROVER';
+export const DEMO_AUDITOR = 'UAUDITOR';
+export const DEMO_TEAM = 'TDEMO';
 
 export const demoPolicyYaml = (upstream: string) => `
 resources:
@@ -46,6 +52,8 @@ resources:
         allow: ["GET /**", "POST /invoices", "PATCH /invoices/*"]
     rate_limit: { requests: 100, per: 1m }
     anomalies: { denied_burst: 3/1m }
+console:
+  auditors: { users: [${DEMO_AUDITOR}] }
 `;
 
 export interface StackOptions {
@@ -53,12 +61,19 @@ export interface StackOptions {
   databaseUrl?: string;
   schemaName?: string;
   logger?: Logger;
+  /**
+   * Serve the web console, signing people in through a local OpenID provider that answers
+   * as Sign in with Slack; `autoSignIn` names who is signed in without a form (the demo).
+   */
+  console?: { autoSignIn?: string };
 }
 
 export interface Stack {
   running: Running;
   slackApi: FakeSlackApi;
   upstream: SampleUpstream;
+  /** The console's address, when `console` was asked for. */
+  consoleUrl: string | undefined;
   dataDir: string;
   slackUrl: string;
   proxyUrl: string;
@@ -82,8 +97,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dataDir = await mkdtemp(join(tmpdir(), 'jitgate-demo-'));
   const slackApi = await startFakeSlackApi();
   const upstream = await startSampleUpstream();
+  let provider: SlackOpenIdProvider | undefined;
   const closeAll = async (running?: Running) => {
     await running?.stop();
+    await provider?.close();
     await slackApi.close();
     await upstream.close();
     await rm(dataDir, { recursive: true, force: true });
@@ -93,6 +110,21 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await writeFile(policyFile, demoPolicyYaml(upstream.url));
     // Chosen before start, so DMs can name the proxy's real address.
     const proxyPort = await freePort();
+    // The console's redirect URI names the admin port, so it is chosen before start too.
+    const adminPort = options.console ? await freePort() : 0;
+    const consoleUrl = options.console ? `http://127.0.0.1:${adminPort}` : undefined;
+    if (options.console && consoleUrl) {
+      provider = await startSlackOpenIdProvider({
+        redirectUri: `${consoleUrl}/console/auth/callback`,
+        teamId: DEMO_TEAM,
+        names: {
+          [DEMO_APPROVER]: 'Ada Approver',
+          [DEMO_AUDITOR]: 'Audrey Auditor',
+          UCONTRACTOR: 'Cory Contractor',
+        },
+        ...(options.console.autoSignIn ? { defaultUser: options.console.autoSignIn, autoSignIn: true } : {}),
+      });
+    }
     const config = loadConfig({
       JITGATE_DATA_DIR: dataDir,
       JITGATE_POLICY: policyFile,
@@ -100,8 +132,18 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       SLACK_BOT_TOKEN: DEMO_BOT_TOKEN,
       SLACK_SIGNING_SECRET: DEMO_SIGNING_SECRET,
       SLACK_API_URL: slackApi.url,
-      PORT: '0',
+      PORT: String(adminPort),
       ADMIN_PORT: '0',
+      ...(provider && consoleUrl
+        ? {
+            SLACK_CLIENT_ID: provider.clientId,
+            SLACK_CLIENT_SECRET: provider.clientSecret,
+            SLACK_TEAM_ID: DEMO_TEAM,
+            JITGATE_CONSOLE_URL: consoleUrl,
+            JITGATE_OIDC_ISSUER: provider.issuer,
+            JITGATE_SESSION_SECRET: 'demo-session-secret-not-for-production-0123',
+          }
+        : {}),
       PROXY_PORT: String(proxyPort),
       HOST: '127.0.0.1',
       JITGATE_PUBLIC_URL: `http://127.0.0.1:${proxyPort}`,
@@ -121,6 +163,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       running,
       slackApi,
       upstream,
+      consoleUrl,
       dataDir,
       slackUrl,
       proxyUrl: `http://127.0.0.1:${proxyPort}`,

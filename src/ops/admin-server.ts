@@ -85,6 +85,8 @@ const pathOf = (req: IncomingMessage) => (req.url ?? '/').split('?')[0];
 export function createServiceServer(options: {
   readiness: () => Promise<Readiness>;
   fallback?: RequestHandler;
+  /** Handlers for paths under these prefixes (the web console and `/api/v1`), before `fallback`. */
+  mounts?: readonly { prefixes: readonly string[]; handler: RequestHandler }[];
   /** TLS_CERT/TLS_KEY: serve HTTPS (Slack's events then reach jitgate without a TLS sidecar). */
   tls?: TlsMaterial;
 }): Server | HttpsServer {
@@ -99,6 +101,10 @@ export function createServiceServer(options: {
         );
       return;
     }
+    const mount = options.mounts?.find((m) =>
+      m.prefixes.some((prefix) => path === prefix || path?.startsWith(`${prefix}/`)),
+    );
+    if (mount) return mount.handler(req, res);
     if (options.fallback) {
       if (req.method === 'POST') {
         const declared = Number(req.headers['content-length']);

@@ -273,6 +273,16 @@ export const policyFileSchema = z.strictObject({
     .refine((r) => Object.keys(r).length > 0, 'expects at least one resource'),
   requesters: people.optional(),
   /**
+   * Who the web console lets see everything: `admins` also act on every resource (revoke,
+   * revoke-all; deciding requests stays with each resource's approvers), `auditors` only read.
+   */
+  console: z
+    .strictObject({
+      admins: people.default({ users: [], groups: [] }),
+      auditors: people.default({ users: [], groups: [] }),
+    })
+    .default({ admins: { users: [], groups: [] }, auditors: { users: [], groups: [] } }),
+  /**
    * Whether to believe X-Forwarded-For for the client address (IP allowlists, audit, anomaly
    * detectors). Off by default: a client must not choose its own address.
    */
@@ -389,6 +399,8 @@ export interface Policy {
   resources: Readonly<Record<string, ResourcePolicy>>;
   /** Undefined: anyone in the workspace may ask. */
   requesters: People | undefined;
+  /** The web console's admins (see and do everything) and auditors (read everything); empty by default. */
+  console: { admins: People; auditors: People };
   /** Undefined (the default): the client address is the TCP peer; X-Forwarded-For is ignored. */
   trustProxy: TrustProxy | undefined;
 }
@@ -486,6 +498,7 @@ export function toPolicy(
   return {
     resources,
     requesters: file.requesters,
+    console: file.console,
     trustProxy: trust
       ? { hops: trust.hops, from: trust.from ? createIpAllowList(trust.from) : undefined }
       : undefined,

@@ -55,6 +55,8 @@ export interface SlackHarness {
   /** The group-membership cache the app and the access service share. */
   directory: Directory;
   database: Database;
+  /** The policy the service and Slack app read; `replace` stands in for a reload. */
+  policy: ReturnType<typeof staticPolicyStore>;
   baseUrl: string;
   /** Posts a signed `/access <text>`; `responseKey` names the `response_url` the answer goes to. */
   command(
@@ -167,6 +169,7 @@ export async function startSlackHarness(
     offboarding,
     directory,
     database,
+    policy,
     baseUrl,
     answer,
     async openHome(userId) {

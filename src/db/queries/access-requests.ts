@@ -1,6 +1,7 @@
-import { and, asc, count, desc, eq, gt, inArray, isNull, like, lte, min, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, isNull, like, lte, min, or, type SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { type AccessRequest, accessRequests } from '../schema/index.ts';
+import type { Reach } from './reach.ts';
 
 export type NewAccessRequest = typeof accessRequests.$inferInsert;
 
@@ -229,4 +230,67 @@ export function waitingRequestsPage(
     )
     .orderBy(asc(accessRequests.id))
     .limit(limit);
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading for the web console.
+
+export interface RequestListFilter {
+  status?: AccessRequest['status'];
+  requesterId?: string;
+  resource?: string;
+  /** Only requests within this reach (an approver's resources, and their own). */
+  reach?: Reach;
+}
+
+/** Matching requests, newest first, at most `limit`. */
+export function requestsMatching(
+  db: Db | Tx,
+  filter: RequestListFilter,
+  limit: number,
+): Promise<AccessRequest[]> {
+  return db
+    .select()
+    .from(accessRequests)
+    .where(
+      and(
+        filter.status ? eq(accessRequests.status, filter.status) : undefined,
+        filter.requesterId ? eq(accessRequests.requesterId, filter.requesterId) : undefined,
+        filter.resource ? eq(accessRequests.resource, filter.resource) : undefined,
+        filter.reach
+          ? or(
+              inArray(accessRequests.resource, [...filter.reach.resources]),
+              eq(accessRequests.requesterId, filter.reach.userId),
+            )
+          : undefined,
+      ),
+    )
+    .orderBy(desc(accessRequests.createdAt))
+    .limit(limit);
+}
+
+/** The ids of every request to extend this grant, whatever became of them. */
+export async function extensionRequestIdsOf(db: Db | Tx, grantId: string): Promise<string[]> {
+  const rows = await db
+    .select({ id: accessRequests.id })
+    .from(accessRequests)
+    .where(eq(accessRequests.extendsGrantId, grantId));
+  return rows.map((r) => r.id);
+}
+
+/** Pending requests per person (on these resources, when given). */
+export function pendingRequestCounts(
+  db: Db | Tx,
+  visibleResources?: readonly string[],
+): Promise<{ userId: string; pending: number }[]> {
+  return db
+    .select({ userId: accessRequests.requesterId, pending: count() })
+    .from(accessRequests)
+    .where(
+      and(
+        eq(accessRequests.status, 'pending'),
+        visibleResources ? inArray(accessRequests.resource, [...visibleResources]) : undefined,
+      ),
+    )
+    .groupBy(accessRequests.requesterId);
 }

@@ -1,8 +1,10 @@
 import type { Readable } from 'node:stream';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, max, min, or, type SQL, sql } from 'drizzle-orm';
 import type postgres from 'postgres';
+import { personLabels } from '../../shared/actor.ts';
 import type { Db, Tx } from '../client.ts';
 import { type AuditEventRow, auditEvents } from '../schema/index.ts';
+import type { Reach } from './reach.ts';
 import { resultRows } from './result-rows.ts';
 
 // ---------------------------------------------------------------------------------------
@@ -89,27 +91,29 @@ function whereOf(filter: AuditEventFilter): SQL[] {
   if (filter.since) conditions.push(gte(auditEvents.at, filter.since));
   if (filter.until) conditions.push(lt(auditEvents.at, filter.until));
   if (filter.grantId) conditions.push(eq(auditEvents.grantId, filter.grantId));
-  if (filter.userId) {
-    const about = or(
-      eq(auditEvents.actor, `slack:${filter.userId}`),
-      sql`${auditEvents.data}->>'userId' = ${filter.userId}`,
-    );
-    if (about) conditions.push(about);
-  }
+  if (filter.userId) conditions.push(aboutPerson(filter.userId));
   return conditions;
+}
+
+/**
+ * Rows a person acted in, through any channel, or that are about them (proxy calls, grants
+ * made for them, alerts): one branch per index (`actor, at` and `data->>'userId', at`).
+ */
+function aboutPerson(userId: string): SQL {
+  return sql`(${inArray(auditEvents.actor, personLabels(userId))} or ${auditEvents.data}->>'userId' = ${userId})`;
 }
 
 /** Up to `limit` matching rows after `after`, in seq order (keyset paging on seq). */
 export function auditEventsPage(
   db: Db | Tx,
-  filter: AuditEventFilter,
+  filter: AuditSearchFilter,
   after: number,
   limit: number,
 ): Promise<AuditEventRow[]> {
   return db
     .select()
     .from(auditEvents)
-    .where(and(gt(auditEvents.seq, after), ...whereOf(filter)))
+    .where(and(gt(auditEvents.seq, after), ...searchWhere(filter)))
     .orderBy(asc(auditEvents.seq))
     .limit(limit);
 }
@@ -204,6 +208,188 @@ export async function weeklyCountsByResource(
       ),
     )
     .groupBy(a.resource);
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading for the web console: search, charts, timelines, alerts, chain status.
+
+/** The console's audit search: every field narrows; `visibleResources` is the viewer's reach. */
+export interface AuditSearchFilter extends AuditEventFilter {
+  resource?: string;
+  /** Only rows within this reach (an approver's resources and their own rows). */
+  reach?: Reach;
+  /** `allowed` (forwarded calls), `denied` (refused calls), or one denial code such as `out_of_scope`. */
+  decision?: string;
+  /** HTTP method of proxied calls. */
+  method?: string;
+  /** Text the call's path contains (case-insensitive, taken literally). */
+  pathText?: string;
+  clientIp?: string;
+  kinds?: readonly string[];
+}
+
+function withinReach(reach: Reach): SQL {
+  return sql`(${inArray(auditEvents.resource, [...reach.resources])} or ${aboutPerson(reach.userId)})`;
+}
+
+/** LIKE's own characters taken literally, so a searched `%` or `_` means itself. */
+const likeLiteral = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
+
+function searchWhere(filter: AuditSearchFilter): SQL[] {
+  const conditions = whereOf(filter);
+  const a = auditEvents;
+  if (filter.resource) conditions.push(eq(a.resource, filter.resource));
+  if (filter.reach) conditions.push(withinReach(filter.reach));
+  if (filter.kinds && filter.kinds.length > 0) conditions.push(inArray(a.kind, [...filter.kinds]));
+  if (filter.decision === 'allowed') conditions.push(eq(a.kind, 'proxy.call'));
+  else if (filter.decision === 'denied') conditions.push(eq(a.kind, 'proxy.denied'));
+  else if (filter.decision) conditions.push(sql`${a.data}->>'decision' = ${filter.decision}`);
+  if (filter.method) conditions.push(sql`${a.data}->>'method' = ${filter.method.toUpperCase()}`);
+  if (filter.pathText) conditions.push(sql`${a.data}->>'path' ilike ${`%${likeLiteral(filter.pathText)}%`}`);
+  if (filter.clientIp) conditions.push(sql`${a.data}->>'clientIp' = ${filter.clientIp}`);
+  return conditions;
+}
+
+/**
+ * Up to `limit` matching rows, newest first by time (then seq), after the row whose seq is
+ * `before` (keyset paging). By time rather than seq: with a time range, the `at` index walks
+ * back from the range's end and stops at `limit`; ordered by seq, the planner may walk the
+ * whole primary key backwards through every newer row instead (seen at 1M rows: 120 ms
+ * for a mid-log day, growing with the log's length).
+ */
+export function auditSearchPage(
+  db: Db | Tx,
+  filter: AuditSearchFilter,
+  page: { before?: number; limit: number },
+): Promise<AuditEventRow[]> {
+  const a = auditEvents;
+  const after =
+    page.before !== undefined
+      ? sql`(${a.at}, ${a.seq}) < (select c.at, c.seq from ${auditEvents} c where c.seq = ${page.before})`
+      : undefined;
+  return db
+    .select()
+    .from(a)
+    .where(and(after, ...searchWhere(filter)))
+    .orderBy(desc(a.at), desc(a.seq))
+    .limit(page.limit);
+}
+
+/** One bucket of a search's rows over time: forwarded calls, refused calls, everything else. */
+export interface AuditBucket {
+  start: Date;
+  allowed: number;
+  denied: number;
+  other: number;
+}
+
+/** The search's rows counted per `bucketSeconds` (buckets with no rows are absent), oldest first. */
+export async function auditSearchHistogram(
+  db: Db | Tx,
+  filter: AuditSearchFilter,
+  bucketSeconds: number,
+): Promise<AuditBucket[]> {
+  const a = auditEvents;
+  const width = Math.max(1, Math.trunc(bucketSeconds));
+  // The width goes in as a literal (an integer computed here): as a bind parameter, each use
+  // would be a different $n and Postgres would not see the GROUP BY expression as the selected one.
+  const bucket = sql<number>`floor(extract(epoch from ${a.at}) / ${sql.raw(String(width))})`.mapWith(Number);
+  const rows = await db
+    .select({
+      bucket,
+      allowed: n(sql`count(*) filter (where ${a.kind} = 'proxy.call')`),
+      denied: n(sql`count(*) filter (where ${a.kind} = 'proxy.denied')`),
+      other: n(sql`count(*) filter (where ${a.kind} not in ('proxy.call', 'proxy.denied'))`),
+    })
+    .from(a)
+    .where(and(...searchWhere(filter)))
+    .groupBy(bucket)
+    .orderBy(bucket);
+  return rows.map((r) => ({
+    start: new Date(r.bucket * width * 1000),
+    allowed: r.allowed,
+    denied: r.denied,
+    other: r.other,
+  }));
+}
+
+/** The text of EXPLAIN (ANALYZE) for the search page query, for the benchmark. */
+export async function explainAuditSearch(
+  db: Db | Tx,
+  filter: AuditSearchFilter,
+  limit: number,
+): Promise<string> {
+  const query = db
+    .select()
+    .from(auditEvents)
+    .where(and(...searchWhere(filter)))
+    .orderBy(desc(auditEvents.at), desc(auditEvents.seq))
+    .limit(limit);
+  const { sql: text, params } = query.toSQL();
+  // EXPLAIN takes no bind parameters of its own: the query's are inlined as literals.
+  const inlined = text.replace(/\$(\d+)/g, (_, i: string) => {
+    const value = params[Number(i) - 1];
+    return value instanceof Date ? `'${value.toISOString()}'` : `'${String(value).replaceAll("'", "''")}'`;
+  });
+  const result = await db.execute(sql.raw(`explain (analyze, buffers) ${inlined}`));
+  return resultRows(result)
+    .map((row) => String(Object.values(row)[0]))
+    .join('\n');
+}
+
+/**
+ * A grant's state changes, oldest first: rows on the grant or on its requests (the one that
+ * made it and its extensions), proxied calls left out.
+ */
+export function grantTimelineRows(
+  db: Db | Tx,
+  grantId: string,
+  requestIds: readonly string[],
+  limit = 500,
+): Promise<AuditEventRow[]> {
+  const a = auditEvents;
+  const about =
+    requestIds.length > 0
+      ? or(eq(a.grantId, grantId), inArray(a.requestId, [...requestIds]))
+      : eq(a.grantId, grantId);
+  return db
+    .select()
+    .from(a)
+    .where(and(about, sql`${a.kind} not in ('proxy.call', 'proxy.denied')`))
+    .orderBy(asc(a.seq))
+    .limit(limit);
+}
+
+/** Alerts raised in `[since, until)`, newest first (on these resources only, when given). */
+export function alertRows(
+  db: Db | Tx,
+  input: { since: Date; until?: Date; reach?: Reach; limit: number },
+): Promise<AuditEventRow[]> {
+  const a = auditEvents;
+  return db
+    .select()
+    .from(a)
+    .where(
+      and(
+        eq(a.kind, 'anomaly.alert'),
+        gte(a.at, input.since),
+        input.until ? lt(a.at, input.until) : undefined,
+        input.reach ? withinReach(input.reach) : undefined,
+      ),
+    )
+    .orderBy(desc(a.seq))
+    .limit(input.limit);
+}
+
+/** The newest `audit.verified` row: what the last chain check found. */
+export async function lastChainCheck(db: Db | Tx): Promise<AuditEventRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(auditEvents)
+    .where(eq(auditEvents.kind, 'audit.verified'))
+    .orderBy(desc(auditEvents.seq))
+    .limit(1);
+  return row;
 }
 
 // ---------------------------------------------------------------------------------------

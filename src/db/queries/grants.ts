@@ -1,6 +1,7 @@
-import { and, asc, count, eq, gt, inArray, lte, min, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, lte, min, or, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { type Grant, grants } from '../schema/index.ts';
+import type { Reach } from './reach.ts';
 import { resultRows } from './result-rows.ts';
 
 export type NewGrant = typeof grants.$inferInsert;
@@ -369,4 +370,90 @@ export async function recordGrantsLastUse(
     update ${grants} set last_used_at = greatest(${grants.lastUsedAt}, used.at)
     from used
     where ${grants.id} = used.id and ${grants.id} in (select id from locked)`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading for the web console.
+
+/** `live`: active and unexpired now; the stored statuses otherwise (an active grant past its expiry counts as expired). */
+export type GrantState = 'live' | 'expired' | 'revoked';
+
+export interface GrantListFilter {
+  resource?: string;
+  userId?: string;
+  state?: GrantState;
+  scope?: string;
+  /** Only grants within this reach (an approver's resources, and their own). */
+  reach?: Reach;
+}
+
+function grantListWhere(filter: GrantListFilter, now: Date) {
+  const state =
+    filter.state === 'live'
+      ? and(eq(grants.status, 'active'), gt(grants.expiresAt, now))
+      : filter.state === 'expired'
+        ? or(eq(grants.status, 'expired'), and(eq(grants.status, 'active'), lte(grants.expiresAt, now)))
+        : filter.state === 'revoked'
+          ? eq(grants.status, 'revoked')
+          : undefined;
+  return and(
+    filter.resource ? eq(grants.resource, filter.resource) : undefined,
+    filter.userId ? eq(grants.userId, filter.userId) : undefined,
+    filter.scope ? eq(grants.scope, filter.scope) : undefined,
+    filter.reach
+      ? or(inArray(grants.resource, [...filter.reach.resources]), eq(grants.userId, filter.reach.userId))
+      : undefined,
+    state,
+  );
+}
+
+/**
+ * Matching grants, newest start first, `limit` at a time; `before` is the last row of the
+ * previous page (keyset on start time, then id, so equal start times page exactly).
+ */
+export function grantsMatching(
+  db: Db | Tx,
+  filter: GrantListFilter,
+  page: { now: Date; limit: number; before?: { startsAt: Date; id: string } },
+): Promise<Grant[]> {
+  const after = page.before
+    ? sql`(${grants.startsAt}, ${grants.id}) < (${page.before.startsAt.toISOString()}::timestamptz, ${page.before.id}::uuid)`
+    : undefined;
+  return db
+    .select()
+    .from(grants)
+    .where(and(grantListWhere(filter, page.now), after))
+    .orderBy(desc(grants.startsAt), desc(grants.id))
+    .limit(page.limit);
+}
+
+/** Per person with live grants (on these resources, when given): how many, where, until when. */
+export async function liveGrantHolders(
+  db: Db | Tx,
+  now: Date,
+  visibleResources?: readonly string[],
+): Promise<{ userId: string; grants: number; resources: string[]; nextExpiry: Date }[]> {
+  const rows = await db
+    .select({
+      userId: grants.userId,
+      grants: count(),
+      resources: sql<string[]>`array_agg(distinct ${grants.resource} order by ${grants.resource})`,
+      nextExpiry: min(grants.expiresAt),
+    })
+    .from(grants)
+    .where(
+      and(
+        eq(grants.status, 'active'),
+        gt(grants.expiresAt, now),
+        visibleResources ? inArray(grants.resource, [...visibleResources]) : undefined,
+      ),
+    )
+    .groupBy(grants.userId)
+    .orderBy(grants.userId);
+  return rows.map((r) => ({
+    userId: r.userId,
+    grants: r.grants,
+    resources: r.resources,
+    nextExpiry: r.nextExpiry ?? now,
+  }));
 }

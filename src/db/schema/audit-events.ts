@@ -25,6 +25,15 @@ export const auditEvents = pgTable(
     check('audit_events_seq_check', sql`${t.seq} >= 1`),
     index('audit_events_grant_idx').on(t.grantId, t.seq),
     index('audit_events_at_idx').on(t.at),
+    // The console's audit search by person: rows the person acted in (`slack:U…`, `console:U…`)
+    // and rows about them (`data.userId`), each within a time range; Postgres ORs the two.
+    index('audit_events_actor_at_idx').on(t.actor, t.at),
+    index('audit_events_subject_at_idx').on(sql`(${t.data}->>'userId')`, t.at),
+    // A grant's timeline reads its request's rows; proxy rows have no request and stay out.
+    index('audit_events_request_idx').on(t.requestId).where(sql`${t.requestId} is not null`),
+    // Alerts and the last chain check are rare kinds, found without walking the log.
+    index('audit_events_alert_at_idx').on(t.at).where(sql`${t.kind} = 'anomaly.alert'`),
+    index('audit_events_verified_idx').on(t.seq).where(sql`${t.kind} = 'audit.verified'`),
   ],
 );
 export type AuditEventRow = typeof auditEvents.$inferSelect;

@@ -1,0 +1,3 @@
+export * from './actions.ts';
+export * from './app.ts';
+export * from './viewer.ts';

@@ -1,0 +1,91 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN, type ConsoleWorld, REQUESTER, startConsoleWorld } from '../helpers/console-world.ts';
+
+let world: ConsoleWorld;
+beforeAll(async () => {
+  world = await startConsoleWorld();
+}, 60_000);
+afterAll(async () => {
+  await world?.close();
+});
+
+describe('Sign in with Slack against a real OpenID provider', () => {
+  it('signs the person of the ID token in, and the session names them', async () => {
+    const { client, final } = await world.signIn(ADMIN);
+    expect(final.status).toBe(303);
+    expect(final.headers.get('location')).toBe('/console');
+    const session = await client.get('/api/v1/session');
+    expect(session.status).toBe(200);
+    const body = (await session.json()) as { userId: string; roles: string[] };
+    expect(body.userId).toBe(ADMIN);
+    expect(body.roles).toEqual(['admin']);
+  });
+
+  it('refuses a person of another workspace', async () => {
+    const { client, final } = await world.signIn(REQUESTER, 'T0OTHER');
+    expect(final.status).toBe(403);
+    expect(await final.text()).toContain('another Slack workspace');
+    expect((await client.get('/api/v1/session')).status).toBe(401);
+  });
+
+  it('sets the session cookie HttpOnly and SameSite=Lax', async () => {
+    const login = await fetch(`${world.baseUrl}/console/auth/login`, { redirect: 'manual' });
+    expect(login.status).toBe(302);
+    const location = new URL(login.headers.get('location') ?? '');
+    expect(location.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(location.searchParams.get('state')).toBeTruthy();
+    expect(location.searchParams.get('nonce')).toBeTruthy();
+    expect(login.headers.getSetCookie().join()).toMatch(/jitgate_login=.*HttpOnly.*SameSite=Lax/i);
+  });
+
+  it('serves pages with a strict Content-Security-Policy and the usual security headers', async () => {
+    const { client } = await world.signIn(ADMIN);
+    const page = await client.get('/console');
+    expect(page.status).toBe(200);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toContain("script-src 'none'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toContain('unsafe-inline');
+    expect(page.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(page.headers.get('referrer-policy')).toBe('same-origin');
+    expect(page.headers.get('cache-control')).toBe('no-store');
+    const html = await page.text();
+    expect(html).not.toMatch(/<script|style=/i);
+  });
+
+  it('signs out: the cookie is cleared and the session is gone', async () => {
+    const { client } = await world.signIn(ADMIN);
+    const out = await client.post('/console/auth/logout', {}, { form: true });
+    expect(out.status).toBe(303);
+    expect(out.headers.get('location')).toBe('/console/auth/signed-out');
+    expect((await client.get('/api/v1/session')).status).toBe(401);
+  });
+
+  it('refuses a sign-out without its CSRF token (no forced sign-out from another site)', async () => {
+    const { client } = await world.signIn(ADMIN);
+    const out = await client.post('/console/auth/logout', {}, { form: true, csrf: false });
+    expect(out.status).toBe(403);
+    expect((await client.get('/api/v1/session')).status).toBe(200);
+  });
+
+  it('refuses a callback whose state does not match the sign-in that started it', async () => {
+    const login = await fetch(`${world.baseUrl}/console/auth/login`, { redirect: 'manual' });
+    const cookie = (login.headers.getSetCookie()[0] ?? '').split(';')[0] ?? '';
+    expect(cookie).toMatch(/^jitgate_login=/);
+    const forged = await fetch(`${world.baseUrl}/console/auth/callback?code=abc&state=forged`, {
+      redirect: 'manual',
+      headers: { cookie },
+    });
+    expect(forged.status).toBe(403);
+    expect(await forged.text()).toContain('not accepted');
+    expect(forged.headers.getSetCookie().join()).not.toMatch(/jitgate_session=[^;]/);
+  });
+
+  it('refuses a callback with no sign-in under way', async () => {
+    const stray = await fetch(`${world.baseUrl}/console/auth/callback?code=abc&state=x`, {
+      redirect: 'manual',
+    });
+    expect(stray.status).toBe(400);
+  });
+});
