@@ -28,6 +28,7 @@ export function statusOfRefusal(code: AccessErrorCode): number {
     case 'reason_empty':
     case 'reason_too_long':
     case 'quota_above_policy':
+    case 'text_has_control_characters':
       return 422;
   }
 }

@@ -5,8 +5,7 @@ import { staticDirectory } from '../../src/access/directory.ts';
 import type { ConsoleConfig } from '../../src/config.ts';
 import { accessServiceActions } from '../../src/console/actions.ts';
 import { createWebApp } from '../../src/console/app.ts';
-import { createAdminServer } from '../../src/ops/admin-server.ts';
-import { createMetrics } from '../../src/ops/metrics.ts';
+import { createServiceServer, type RequestHandler } from '../../src/ops/admin-server.ts';
 import type { Policy } from '../../src/policy/index.ts';
 import { type Clock, manualClock, systemClock } from '../../src/shared/clock.ts';
 import { TEST_POLICY_YAML, testPolicy } from './policy.ts';
@@ -90,14 +89,9 @@ export async function startConsoleWorld(
 ): Promise<ConsoleWorld> {
   const harness = await startSlackHarness({ policy: options.policy ?? consolePolicy() });
   const clock = options.clock ?? systemClock;
-  let handle: Parameters<typeof createAdminServer>[0]['mounts'] extends readonly (infer M)[] | undefined
-    ? M extends { handler: infer H }
-      ? H
-      : never
-    : never = (_req, res) => res.writeHead(503).end();
-  const admin: Server = createAdminServer({
-    metrics: createMetrics(),
-    checks: () => [],
+  let handle: RequestHandler = (_req, res) => res.writeHead(503).end();
+  const admin: Server = createServiceServer({
+    readiness: async () => ({ ready: true, checks: {} }),
     mounts: [{ prefixes: ['/console', '/api/v1', '/favicon.ico'], handler: (req, res) => handle(req, res) }],
   }) as Server;
   await new Promise<void>((resolve) => admin.listen(0, '127.0.0.1', resolve));
