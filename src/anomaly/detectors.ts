@@ -1,4 +1,4 @@
-import type { AnomalyAction, AnomalyRules } from '../policy/schema.ts';
+import type { AnomalyAction, AnomalyRules } from '../policy/types.ts';
 import type { CallRecord } from '../shared/call-record.ts';
 
 /**

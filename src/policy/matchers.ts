@@ -1,6 +1,6 @@
 import { describeDuration } from './duration.ts';
-import type { People, Policy, ResourcePolicy, ScopePolicy } from './schema.ts';
 import { rulesAllow } from './scope-rules.ts';
+import type { People, Policy, ResourcePolicy, ScopePolicy } from './types.ts';
 
 /** Group membership already looked up for one person: `true` when they are in the group. */
 export type InGroup = (groupId: string) => boolean;

@@ -1,11 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { ScopePolicy } from '../policy/schema.ts';
+import type { MaskRules } from '../policy/mask-paths.ts';
+import type { ScopePolicy } from '../policy/types.ts';
 import type { CallRecord, CallSink, CapturedBody } from '../shared/call-record.ts';
 import type { ActiveGrant } from './active-grants.ts';
 import type { CallContext, CallTarget } from './authorize.ts';
 import type { BodyCapture } from './body-capture.ts';
-import type { MaskRules } from './mask.ts';
 
 /**
  * The status a call's record carries when the client left before any answer was written

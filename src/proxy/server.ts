@@ -12,8 +12,8 @@ import type { ActiveGrantView } from './active-grants.ts';
 import { type Authorization, type AuthorizeDeps, authorizeCall, identifyTarget } from './authorize.ts';
 import { BodyCapture } from './body-capture.ts';
 import { Call, type CallRecording, CLIENT_CLOSED, OpenCalls, recordCall, watchCallEnd } from './call.ts';
+import { resolveClientIp } from './client-ip.ts';
 import type { Denial } from './denial.ts';
-import { resolveClientIp } from './ip-allow.ts';
 import { createQuotaTracker, type QuotaTracker } from './quota.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limit.ts';
 import {

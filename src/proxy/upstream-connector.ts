@@ -1,7 +1,7 @@
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
-import type { Policy } from '../policy/schema.ts';
 import type { PolicyStore } from '../policy/store.ts';
+import type { Policy } from '../policy/types.ts';
 
 /** What undici passes a custom connector (its `buildConnector.Options`). */
 export interface UpstreamConnectOptions {

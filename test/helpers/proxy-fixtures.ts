@@ -6,7 +6,7 @@ import { sql } from 'drizzle-orm';
 import { type Database, openDatabase } from '../../src/db/client.ts';
 import { accessRequests, grants } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
-import type { Policy } from '../../src/policy/schema.ts';
+import type { Policy } from '../../src/policy/types.ts';
 import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
 
 export const TEST_DATABASE_URL =

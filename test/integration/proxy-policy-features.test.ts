@@ -11,7 +11,7 @@ import { grants, outbox } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';
-import { MASKED } from '../../src/proxy/mask.ts';
+import { MASKED } from '../../src/proxy/json-mask.ts';
 import { createQuotaTracker } from '../../src/proxy/quota.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
 import type { CallSink } from '../../src/shared/call-record.ts';

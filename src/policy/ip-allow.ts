@@ -1,7 +1,8 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 
 /**
- * IP allowlists (CIDR, IPv4 and IPv6) and the client address the proxy checks them against.
+ * IP allowlists (CIDR, IPv4 and IPv6) as the policy writes them, compiled for the proxy, which
+ * checks each call's client address against them (src/proxy/client-ip.ts finds that address).
  *
  * Matching uses Node's native `net.BlockList`. Addresses are normalised first so that one
  * written form never slips past another: an IPv4-mapped IPv6 address (`::ffff:10.1.2.3`, what
@@ -128,35 +129,4 @@ export function createIpAllowList(cidrs: readonly string[]): IpAllowList {
 export interface TrustProxy {
   hops: number;
   from: IpAllowList | undefined;
-}
-
-/**
- * The address the allowlists and the audit log see.
- *
- * - `trust` undefined (the default): the TCP peer's address. `X-Forwarded-For` is ignored,
- *   so a client cannot choose its own address.
- * - `trust.hops = N`: walk from the socket peer leftwards through `X-Forwarded-For` (the
- *   right-most entry was appended by the nearest proxy). The peer and the N−1 right-most
- *   entries are the trusted proxies; the client is the N-th entry from the right. If the
- *   header has fewer entries, the left-most one is used; if that entry is not an IP
- *   address, the call has no usable client address (undefined: refused when an allowlist
- *   applies). Entries a client put in front of the real ones are never reached.
- */
-export function resolveClientIp(
-  socketAddress: string | undefined,
-  forwardedFor: string | string[] | undefined,
-  trust: TrustProxy | undefined,
-): string | undefined {
-  const peer =
-    socketAddress === undefined ? undefined : (normalizeIp(socketAddress)?.address ?? socketAddress);
-  if (!trust || forwardedFor === undefined || peer === undefined) return peer;
-  if (trust.from && !trust.from.allows(peer)) return peer;
-  const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor;
-  const entries = header.split(',');
-  // entries[length-1] is hop 1 (appended by the proxy nearest to us), and so on leftwards.
-  let index = entries.length - trust.hops;
-  if (index < 0) index = 0;
-  if (entries.length === 0) return peer;
-  const chosen = normalizeIp(entries[index]!);
-  return chosen?.address;
 }

@@ -1,10 +1,14 @@
 import { z } from 'zod';
-import { createIpAllowList, type IpAllowList, parseCidr, type TrustProxy } from '../proxy/ip-allow.ts';
-import { createMaskRules, type MaskRules, parseMaskPath } from '../proxy/mask.ts';
 import { MAX_DURATION_SECONDS, parseDuration, parseSize } from './duration.ts';
-import { isReadOnlyRule, isUnrestrictedWrite, parseScopeRule, type ScopeRule } from './scope-rules.ts';
+import { parseCidr } from './ip-allow.ts';
+import { parseMaskPath } from './mask-paths.ts';
+import { isUnrestrictedWrite, parseScopeRule } from './scope-rules.ts';
+import { ANOMALY_ACTIONS, type AnomalyAction } from './types.ts';
 
-/** The policy file as written (snake_case, YAML), validated strictly: unknown keys are errors. */
+/**
+ * The policy file as written (snake_case, YAML), validated strictly: unknown keys are errors.
+ * compile.ts turns the validated file into the runtime Policy (types.ts).
+ */
 
 const durationText = z.string().transform((text, ctx) => {
   const seconds = parseDuration(text);
@@ -114,8 +118,7 @@ const scope = z
     });
   });
 
-const ACTIONS = ['alert', 'revoke'] as const;
-const action = z.enum(ACTIONS).default('alert');
+const action = z.enum(ANOMALY_ACTIONS).default('alert');
 
 const rateText = z.string().transform((text, ctx) => {
   const match = /^([1-9][0-9]*)\s*\/\s*(\S+)$/.exec(text.trim());
@@ -301,206 +304,3 @@ export const policyFileSchema = z.strictObject({
 });
 
 export type PolicyFile = z.output<typeof policyFileSchema>;
-type ResourceFile = PolicyFile['resources'][string];
-
-export type AnomalyAction = (typeof ACTIONS)[number];
-
-export interface People {
-  users: readonly string[];
-  groups: readonly string[];
-}
-
-export interface ScopePolicy {
-  name: string;
-  description: string | undefined;
-  rules: readonly ScopeRule[];
-  readOnly: boolean;
-  /** Requests up to this many seconds are approved without a person. */
-  autoApproveMaxSeconds: number | undefined;
-  /** Undefined: any address the resource allows. Checked in addition to the resource's list. */
-  ipAllow: IpAllowList | undefined;
-  /** The resource's quota with the scope's fields over it; a grant starts with this. */
-  quota: Quota | undefined;
-  /** JSON fields masked in responses (and captured bodies). */
-  mask: MaskRules | undefined;
-  /** A response that cannot be masked (not JSON, compressed) is refused instead of passed. */
-  maskRequired: boolean;
-}
-
-/** Per-grant totals over its life; undefined fields are unlimited. */
-export interface Quota {
-  requests: number | undefined;
-  responseBytes: number | undefined;
-}
-
-/** The header the proxy injects upstream; `value` is secret and never logged or shown. */
-export interface UpstreamCredential {
-  header: string;
-  value: string;
-}
-
-/** Reads a resource's `ca_file` into the PEM text of its CA bundle (checked at load). */
-export type CaFileReader = (file: string, path: (string | number)[]) => string;
-
-/** Resolves a credential as written (`${ENV}` interpolation or a file) into its secret value. */
-export type CredentialResolver = (
-  written: { value: string } | { file: string },
-  path: (string | number)[],
-) => string;
-
-export interface AnomalyRules {
-  deniedBurst?: { count: number; windowSeconds: number; action: AnomalyAction };
-  rateFactor?: { factor: number; action: AnomalyAction };
-  newIp?: { action: AnomalyAction };
-  maxResponseBytes?: { bytes: number; action: AnomalyAction };
-  hours?: { startMinute: number; endMinute: number; timeZone: string; action: AnomalyAction };
-  revokedTokenUse?: { action: AnomalyAction };
-}
-
-export interface ResourcePolicy {
-  name: string;
-  description: string | undefined;
-  upstream: string;
-  /**
-   * PEM CA bundle from `ca_file`: the only roots trusted for this upstream's certificate.
-   * Undefined: Node's public roots. One CA per upstream origin (the loader checks).
-   */
-  upstreamCa: string | undefined;
-  /**
-   * `tls_server_name`: the name sent as SNI and checked against the upstream's certificate
-   * instead of the URL's host (an upstream reached by IP or an internal alias). One per
-   * upstream origin (the loader checks).
-   */
-  upstreamServerName: string | undefined;
-  credential: UpstreamCredential | undefined;
-  approvers: People;
-  approvalChannel: string;
-  alertChannel: string;
-  approvalsRequired: number;
-  minDurationSeconds: number;
-  maxDurationSeconds: number;
-  maxExtensions: number;
-  requestTimeoutSeconds: number;
-  remindBeforeSeconds: number;
-  idleTimeoutSeconds: number | undefined;
-  scopes: Readonly<Record<string, ScopePolicy>>;
-  defaultScope: string;
-  rateLimit: { requests: number; perSeconds: number };
-  anomalies: AnomalyRules;
-  ipAllow: IpAllowList | undefined;
-  maskMaxBytes: number;
-  /** A signed assertion of who is calling, sent upstream in `header`, valid `ttlSeconds`. */
-  identityAssertion: { header: string; ttlSeconds: number } | undefined;
-  /** Request and response bodies kept with each call's audit row, at most `maxBytes` each. */
-  capture: { maxBytes: number } | undefined;
-}
-
-export interface Policy {
-  resources: Readonly<Record<string, ResourcePolicy>>;
-  /** Undefined: anyone in the workspace may ask. */
-  requesters: People | undefined;
-  /** The web console's admins (see and do everything) and auditors (read everything); empty by default. */
-  console: { admins: People; auditors: People };
-  /** Undefined (the default): the client address is the TCP peer; X-Forwarded-For is ignored. */
-  trustProxy: TrustProxy | undefined;
-}
-
-type QuotaFile = { requests?: number | undefined; response_bytes?: number | undefined } | undefined;
-
-/** A scope's quota fields override the resource's one by one (a scope may add a request cap to a resource's byte cap). */
-const toQuota = (resourceQuota: QuotaFile, scopeQuota: QuotaFile): Quota | undefined =>
-  resourceQuota || scopeQuota
-    ? {
-        requests: scopeQuota?.requests ?? resourceQuota?.requests,
-        responseBytes: scopeQuota?.response_bytes ?? resourceQuota?.response_bytes,
-      }
-    : undefined;
-
-function toResource(
-  name: string,
-  r: ResourceFile,
-  resolveCredential: CredentialResolver,
-  readCaFile: CaFileReader,
-): ResourcePolicy {
-  const scopes: Record<string, ScopePolicy> = {};
-  for (const [scopeName, s] of Object.entries(r.scopes)) {
-    scopes[scopeName] = {
-      name: scopeName,
-      description: s.description,
-      rules: s.allow,
-      readOnly: s.allow.every(isReadOnlyRule),
-      autoApproveMaxSeconds: s.auto_approve?.max_duration,
-      ipAllow: s.ip_allow ? createIpAllowList(s.ip_allow) : undefined,
-      quota: toQuota(r.quota, s.quota),
-      mask: s.mask ? createMaskRules(s.mask, s.mask_style) : undefined,
-      maskRequired: s.mask_required,
-    };
-  }
-  const a = r.anomalies;
-  const anomalyRules: AnomalyRules = {};
-  if (a.denied_burst) anomalyRules.deniedBurst = { ...a.denied_burst.value, action: a.denied_burst.action };
-  if (a.rate_factor) anomalyRules.rateFactor = { factor: a.rate_factor.value, action: a.rate_factor.action };
-  if (a.new_ip?.enabled) anomalyRules.newIp = { action: a.new_ip.action };
-  if (a.max_response_bytes) {
-    anomalyRules.maxResponseBytes = {
-      bytes: a.max_response_bytes.value,
-      action: a.max_response_bytes.action,
-    };
-  }
-  if (a.hours) anomalyRules.hours = { ...a.hours.value, action: a.hours.action };
-  if (a.revoked_token_use.enabled) anomalyRules.revokedTokenUse = { action: a.revoked_token_use.action };
-  const credentialPolicy: UpstreamCredential | undefined = r.credential
-    ? {
-        header: r.credential.header,
-        value: resolveCredential(r.credential, ['resources', name, 'credential']),
-      }
-    : undefined;
-  return {
-    name,
-    description: r.description,
-    upstream: r.upstream.replace(/\/+$/, ''),
-    upstreamCa: r.ca_file === undefined ? undefined : readCaFile(r.ca_file, ['resources', name, 'ca_file']),
-    upstreamServerName: r.tls_server_name?.toLowerCase(),
-    credential: credentialPolicy,
-    approvers: r.approvers,
-    approvalChannel: r.approval_channel,
-    alertChannel: r.alert_channel ?? r.approval_channel,
-    approvalsRequired: r.approvals_required,
-    minDurationSeconds: r.min_duration,
-    maxDurationSeconds: r.max_duration,
-    maxExtensions: r.max_extensions,
-    requestTimeoutSeconds: r.request_timeout,
-    remindBeforeSeconds: r.remind_before,
-    idleTimeoutSeconds: r.idle_timeout,
-    scopes,
-    defaultScope: r.default_scope ?? Object.keys(r.scopes)[0]!,
-    rateLimit: { requests: r.rate_limit.requests, perSeconds: r.rate_limit.per },
-    anomalies: anomalyRules,
-    ipAllow: r.ip_allow ? createIpAllowList(r.ip_allow) : undefined,
-    maskMaxBytes: r.mask_max_bytes,
-    identityAssertion: r.identity_assertion
-      ? { header: r.identity_assertion.header, ttlSeconds: r.identity_assertion.ttl }
-      : undefined,
-    capture: r.capture?.bodies ? { maxBytes: r.capture.max_bytes } : undefined,
-  };
-}
-
-/** Turn a validated file into the runtime policy, resolving each upstream credential and CA file. */
-export function toPolicy(
-  file: PolicyFile,
-  resolveCredential: CredentialResolver,
-  readCaFile: CaFileReader,
-): Policy {
-  const resources: Record<string, ResourcePolicy> = {};
-  for (const [name, r] of Object.entries(file.resources))
-    resources[name] = toResource(name, r, resolveCredential, readCaFile);
-  const trust = file.trust_proxy;
-  return {
-    resources,
-    requesters: file.requesters,
-    console: file.console,
-    trustProxy: trust
-      ? { hops: trust.hops, from: trust.from ? createIpAllowList(trust.from) : undefined }
-      : undefined,
-  };
-}
