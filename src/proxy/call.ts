@@ -6,6 +6,7 @@ import type { CallRecord, CallSink, CapturedBody } from '../shared/call-record.t
 import type { ActiveGrant } from './active-grants.ts';
 import type { CallContext, CallTarget } from './authorize.ts';
 import type { BodyCapture } from './body-capture.ts';
+import type { QuotaTracker } from './quota.ts';
 
 /**
  * The status a call's record carries when the client left before any answer was written
@@ -110,6 +111,25 @@ export class OpenCalls {
       });
     });
   }
+}
+
+/** What the functions that handle a call share; built once per server (src/proxy/server.ts). */
+export interface CallRuntime {
+  logger: Logger;
+  recording: CallRecording;
+  quota: QuotaTracker;
+}
+
+/**
+ * Counts response bytes as they leave (or, with a content-length, when the headers do),
+ * not when the call is over: the response's end reaches the client before the call's record
+ * is made, so a client that calls again at once must already find its bytes counted against
+ * a byte quota. Nothing is counted once the record is made (its bytes are settled with it).
+ */
+export function countResponseBytes(quota: QuotaTracker, call: Call, bytes: number): void {
+  if (call.recorded) return;
+  call.responseBytes += bytes;
+  if (call.quotaCounted && call.grant) quota.addBytes(call.grant.id, bytes);
 }
 
 /**
