@@ -4,18 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
-import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../../test/fakes/slack-api.ts';
+import { loadConfig } from '../config.ts';
+import { loadOpenIdProviderStandIn } from '../dev/load-openid-provider.ts';
+import type { SlackOpenIdProvider } from '../dev/slack-stand-in/openid-provider.ts';
 import {
   blockActionsBody,
   issueTriggerId,
   postSigned,
   slashCommandBody,
-} from '../../test/fakes/slack-signing.ts';
-import {
-  type SlackOpenIdProvider,
-  startSlackOpenIdProvider,
-} from '../../test/helpers/slack-openid-provider.ts';
-import { loadConfig } from '../config.ts';
+} from '../dev/slack-stand-in/signed-requests.ts';
+import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../dev/slack-stand-in/web-api.ts';
 import { type Running, startRoles } from '../roles.ts';
 import { type SampleUpstream, startSampleUpstream } from './sample-upstream.ts';
 
@@ -114,6 +112,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const adminPort = options.console ? await freePort() : 0;
     const consoleUrl = options.console ? `http://127.0.0.1:${adminPort}` : undefined;
     if (options.console && consoleUrl) {
+      const { startSlackOpenIdProvider } = await loadOpenIdProviderStandIn();
       provider = await startSlackOpenIdProvider({
         redirectUri: `${consoleUrl}/console/auth/callback`,
         teamId: DEMO_TEAM,

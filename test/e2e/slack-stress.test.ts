@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendAuditEvents } from '../../src/audit/append.ts';
 import { callAuditEvent } from '../../src/audit/appender.ts';
 import type { Grant } from '../../src/db/schema/index.ts';
-import type { RecordedCall } from '../fakes/slack-api.ts';
+import type { RecordedCall } from '../../src/dev/slack-stand-in/web-api.ts';
 import { testPolicy } from '../helpers/policy.ts';
 import { blockText, openedViewId, type SlackHarness, startSlackHarness } from '../helpers/slack-harness.ts';
 import { hygieneProblems } from '../helpers/slack-text-hygiene.ts';

@@ -10,7 +10,8 @@ import {
   slashCommandPayload,
   type ViewSubmissionOptions,
   viewSubmissionPayload,
-} from './slack-signing.ts';
+} from '../../src/dev/slack-stand-in/signed-requests.ts';
+import { isRecord } from '../../src/shared/is-record.ts';
 
 export type SocketEnvelopeType = 'slash_commands' | 'interactive' | 'events_api';
 
@@ -70,10 +71,6 @@ export interface FakeSocketMode {
   /** Kills every socket without a close frame, like a network drop, to exercise reconnects. */
   dropConnections(): void;
   close(): Promise<void>;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Re-checks waiting probes whenever socket state changes, so tests wait on events rather than sleeps. */

@@ -5,12 +5,15 @@ import { staticDirectory } from '../../src/access/directory.ts';
 import type { ConsoleConfig } from '../../src/config.ts';
 import { accessServiceActions } from '../../src/console/actions.ts';
 import { createWebApp } from '../../src/console/app.ts';
+import {
+  type SlackOpenIdProvider,
+  startSlackOpenIdProvider,
+} from '../../src/dev/slack-stand-in/openid-provider.ts';
 import { createServiceServer, type RequestHandler } from '../../src/ops/admin-server.ts';
 import type { Policy } from '../../src/policy/index.ts';
 import { type Clock, manualClock, systemClock } from '../../src/shared/clock.ts';
 import { TEST_POLICY_YAML, testPolicy } from './policy.ts';
 import { type SlackHarness, startSlackHarness } from './slack-harness.ts';
-import { type SlackOpenIdProvider, startSlackOpenIdProvider } from './slack-openid-provider.ts';
 
 export const TEAM_ID = 'T0TEAM';
 export const ADMIN = 'UADMIN';

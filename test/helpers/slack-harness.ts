@@ -10,15 +10,7 @@ import {
 import { createGrantSummarizer } from '../../src/audit/summary.ts';
 import type { Database } from '../../src/db/client.ts';
 import { accessRequests, approvals, grants, outbox } from '../../src/db/schema/index.ts';
-import { type Policy, staticPolicyStore } from '../../src/policy/index.ts';
-import { systemClock } from '../../src/shared/clock.ts';
-import { createSlackApp, type SlackApp } from '../../src/slack/app.ts';
-import type { IssueToken } from '../../src/slack/deps.ts';
-import { slackGroupMembers } from '../../src/slack/directory.ts';
-import { createNotifier } from '../../src/slack/notifier.ts';
-import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
-import { checkMessage, slackErrorLines } from '../fakes/block-kit-limits.ts';
-import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../fakes/slack-api.ts';
+import { checkMessage, slackErrorLines } from '../../src/dev/slack-stand-in/block-kit-limits.ts';
 import {
   blockActionsBody,
   eventCallbackBody,
@@ -30,7 +22,19 @@ import {
   staticSelectActionPayload,
   type ViewStateValues,
   viewSubmissionBody,
-} from '../fakes/slack-signing.ts';
+} from '../../src/dev/slack-stand-in/signed-requests.ts';
+import {
+  type FakeSlackApi,
+  type RecordedCall,
+  startFakeSlackApi,
+} from '../../src/dev/slack-stand-in/web-api.ts';
+import { type Policy, staticPolicyStore } from '../../src/policy/index.ts';
+import { systemClock } from '../../src/shared/clock.ts';
+import { createSlackApp, type SlackApp } from '../../src/slack/app.ts';
+import type { IssueToken } from '../../src/slack/deps.ts';
+import { slackGroupMembers } from '../../src/slack/directory.ts';
+import { createNotifier } from '../../src/slack/notifier.ts';
+import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
 import { openTestDatabase } from './db.ts';
 import { testPolicy } from './policy.ts';
 

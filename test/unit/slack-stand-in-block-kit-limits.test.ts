@@ -6,7 +6,7 @@ import {
   type RuleName,
   slackErrorLines,
   type Violation,
-} from './block-kit-limits.ts';
+} from '../../src/dev/slack-stand-in/block-kit-limits.ts';
 
 const plain = (text: string) => ({ type: 'plain_text', text });
 const mrkdwn = (text: string) => ({ type: 'mrkdwn', text });

@@ -1,3 +1,5 @@
+import { isRecord } from '../../shared/is-record.ts';
+
 /**
  * Slack's documented Block Kit limits, checked the way Slack checks them: a payload that breaks
  * one is refused (`invalid_blocks` for messages, `invalid_arguments` for views, `msg_too_long`
@@ -62,10 +64,6 @@ export interface Violation {
 export type Surface = 'message' | 'modal' | 'home';
 
 const BLOCK_TYPES = new Set(['section', 'divider', 'header', 'context', 'actions', 'input', 'image']);
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 class Checker {
   readonly violations: Violation[] = [];

@@ -2,8 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider, { type Configuration } from 'oidc-provider';
-import { SLACK_TEAM_CLAIM, SLACK_USER_CLAIM } from '../../src/console/auth/oidc.ts';
-import { escapeHtml } from '../../src/console/html.ts';
+import { SLACK_TEAM_CLAIM, SLACK_USER_CLAIM } from '../../console/auth/oidc.ts';
+import { escapeHtml } from '../../console/html.ts';
 
 /**
  * A real OpenID provider (the `oidc-provider` package) answering as Sign in with Slack does:

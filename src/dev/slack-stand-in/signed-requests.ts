@@ -1,5 +1,11 @@
 import { createHmac, randomBytes } from 'node:crypto';
 
+/**
+ * Requests as Slack sends them to an app — slash commands, block actions, view submissions,
+ * events — signed with the signing secret exactly as Slack signs them, so Bolt's real
+ * verification runs. A stand-in for development (`jitgate demo`) and tests.
+ */
+
 /** Defaults shared by every payload so tests agree with the Web API fake (team T1, bot UBOT, app A1). */
 export const FAKE_TEAM = { id: 'T1', domain: 'jitgate-test' } as const;
 export const FAKE_APP_ID = 'A1';

@@ -1,7 +1,7 @@
 import { webApi } from '@slack/bolt';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type FakeSlackApi, startFakeSlackApi } from './slack-api.ts';
-import { issueTriggerId } from './slack-signing.ts';
+import { issueTriggerId } from '../../src/dev/slack-stand-in/signed-requests.ts';
+import { type FakeSlackApi, startFakeSlackApi } from '../../src/dev/slack-stand-in/web-api.ts';
 
 // Retries must be quick in tests; Retry-After still governs the 429 wait, as in production.
 const fastRetries = { retries: 3, minTimeout: 10, maxTimeout: 20 };

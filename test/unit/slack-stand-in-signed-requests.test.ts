@@ -1,7 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { App, LogLevel, verifySlackRequest } from '@slack/bolt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeSlackApi, startFakeSlackApi } from './slack-api.ts';
 import {
   blockActionsBody,
   eventCallbackBody,
@@ -12,7 +11,8 @@ import {
   slashCommandBody,
   staticSelectState,
   viewSubmissionBody,
-} from './slack-signing.ts';
+} from '../../src/dev/slack-stand-in/signed-requests.ts';
+import { type FakeSlackApi, startFakeSlackApi } from '../../src/dev/slack-stand-in/web-api.ts';
 
 const SECRET = 'test-signing-secret';
 
