@@ -218,3 +218,6 @@ export const lowerQuota = z
     responseBytes: z.number().int().min(1).optional(),
   })
   .describe('a lower quota than the policy gives');
+
+/** `/:id` of a grant or request. */
+export const idParam = z.object({ id: z.uuid() });
