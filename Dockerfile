@@ -36,7 +36,7 @@ USER 1000:1000
 # a pod's start. The demo's module loads too; its web console's local Sign in with Slack needs
 # oidc-provider, a dev dependency, which it loads only then (and names when it is missing).
 RUN TSX_DISABLE_CACHE=1 node --import tsx --input-type=module \
-  -e "await import('/app/src/commands.ts'); await import('/app/src/demo/run-demo.ts')"
+  -e "await import('/app/src/cli/server/run-command.ts'); await import('/app/src/demo/run-demo.ts')"
 
 # PORT: /slack/events (bot), /healthz, /readyz; PROXY_PORT: the proxy; ADMIN_PORT: /metrics.
 EXPOSE 3000 8080 9090

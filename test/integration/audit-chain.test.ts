@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { appendAuditEvents } from '../../src/audit/append.ts';
 import { callAuditEvent, createAuditAppender } from '../../src/audit/appender.ts';
 import { chainHash } from '../../src/audit/chain.ts';
-import { runAuditCommand } from '../../src/audit/cli.ts';
+import { runAuditCommand } from '../../src/cli/server/audit.ts';
 import { type VerifyStats, verifyAuditChain } from '../../src/audit/verify.ts';
 import { openDatabase } from '../../src/db/client.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';

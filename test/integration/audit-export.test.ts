@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { appendAuditEvents } from '../../src/audit/append.ts';
 import { createAuditAppender } from '../../src/audit/appender.ts';
-import { runAuditCommand } from '../../src/audit/cli.ts';
+import { runAuditCommand } from '../../src/cli/server/audit.ts';
 import {
   CSV_COLUMNS,
   csvText,

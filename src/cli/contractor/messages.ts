@@ -1,6 +1,6 @@
-import type { DeviceApiErrorCode } from '../api/device/errors.ts';
-import type { DenialCode } from '../proxy/denial.ts';
-import { DPOP_REFUSAL_CODES } from '../tokens/dpop.ts';
+import type { DeviceApiErrorCode } from '../../api/device/errors.ts';
+import type { DenialCode } from '../../proxy/denial.ts';
+import { DPOP_REFUSAL_CODES } from '../../tokens/dpop.ts';
 
 /** Refusals the CLI itself finds, before or after talking to a server. */
 export type LocalCode =

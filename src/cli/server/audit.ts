@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
-import type { Db } from '../db/client.ts';
-import { type ExportFormat, type ExportSink, exportAuditEvents } from './export.ts';
-import { verifyAuditChain } from './verify.ts';
+import { type ExportFormat, type ExportSink, exportAuditEvents } from '../../audit/export.ts';
+import { verifyAuditChain } from '../../audit/verify.ts';
+import type { Db } from '../../db/client.ts';
 
 export interface AuditCliDeps {
   db: Db;

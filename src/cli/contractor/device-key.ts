@@ -8,7 +8,7 @@ import {
   type JWK,
   SignJWT,
 } from 'jose';
-import { accessTokenHash, DPOP_PROOF_TYPE, type DpopPublicJwk } from '../tokens/dpop.ts';
+import { accessTokenHash, DPOP_PROOF_TYPE, type DpopPublicJwk } from '../../tokens/dpop.ts';
 
 /** The algorithms `jitgate login --alg` offers; ES256 by default, as every DPoP server takes it. */
 export const DEVICE_ALGORITHMS = ['ES256', 'EdDSA'] as const;
