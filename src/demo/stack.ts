@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
+import { type Running, startRoles } from '../composition/roles.ts';
 import { loadConfig } from '../config.ts';
 import { loadOpenIdProviderStandIn } from '../dev/load-openid-provider.ts';
 import type { SlackOpenIdProvider } from '../dev/slack-stand-in/openid-provider.ts';
@@ -14,7 +15,6 @@ import {
   slashCommandBody,
 } from '../dev/slack-stand-in/signed-requests.ts';
 import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../dev/slack-stand-in/web-api.ts';
-import { type Running, startRoles } from '../roles.ts';
 import { type SampleUpstream, startSampleUpstream } from './sample-upstream.ts';
 
 /**

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEvents } from '../../src/access/index.ts';
 import { createAnomalyMonitor } from '../../src/anomaly/monitor.ts';
 import { appendAuditEvents } from '../../src/audit/append.ts';
-import { callAuditEvent } from '../../src/audit/appender.ts';
+import { callAuditEvent } from '../../src/audit/call-writer.ts';
 import { auditEvents, outbox } from '../../src/db/schema/index.ts';
 import {
   interactiveBody,

@@ -140,7 +140,7 @@ export async function startSlackHarness(
     clock,
     notifier,
     issueToken: options.issueToken ?? (async (grant) => fakeToken(grant)),
-    // As production wires it (src/roles.ts), so `/access audit` answers from the audit log.
+    // As production wires it (src/composition/roles.ts), so `/access audit` answers from the audit log.
     summarizeGrant: createGrantSummarizer(database.db),
     offboarding,
     directory,

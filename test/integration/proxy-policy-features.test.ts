@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callAuditEvent, createAuditAppender } from '../../src/audit/appender.ts';
+import { callAuditEvent, createAuditAppender } from '../../src/audit/call-writer.ts';
 import { grants, outbox } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';

@@ -1,5 +1,5 @@
 import { describeDuration } from '../../policy/duration.ts';
-import { parseAccessCommand } from '../../slack/commands.ts';
+import { parseAccessCommand } from '../../slack/access-command-parser.ts';
 import type { ApiAnswer } from './api-client.ts';
 import { type Context, EXIT, failed, print, session, Usage, waitFor } from './context.ts';
 

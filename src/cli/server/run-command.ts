@@ -1,6 +1,6 @@
+import { type Role, runRoles } from '../../composition/roles.ts';
 import type { Config } from '../../config.ts';
 import { openDatabase } from '../../db/client.ts';
-import { type Role, runRoles } from '../../roles.ts';
 import { runAuditCommand } from './audit.ts';
 import { keys } from './keys.ts';
 

@@ -1,5 +1,6 @@
 import type { App, SlashCommand } from '@slack/bolt';
 import type { AccessErrorCode } from '../../../access/index.ts';
+import { type AccessCommand, parseAccessCommand } from '../../access-command-parser.ts';
 import {
   activeMessage,
   auditMessage,
@@ -13,7 +14,6 @@ import {
   revokeAllMessage,
   type SlackMessage,
 } from '../../blocks/index.ts';
-import { type AccessCommand, parseAccessCommand } from '../../commands.ts';
 import { errorText, type SlackDeps } from '../../deps.ts';
 import { openModal } from '../../open-modal.ts';
 

@@ -4,20 +4,21 @@ import {
   cachedDirectory,
   createAccessService,
   type Directory,
-} from './access/index.ts';
-import type { Config } from './config.ts';
-import { type Database, openDatabase } from './db/client.ts';
-import { createMetrics, type Metrics } from './ops/metrics.ts';
-import { filePolicyStore, type PolicyStore } from './policy/index.ts';
-import type { Clock } from './shared/clock.ts';
-import { systemClock } from './shared/clock.ts';
-import { createLogger, type Logger } from './shared/logger.ts';
-import { createNotifier, type Notifier, slackGroupMembers } from './slack/index.ts';
-import { createKeyStore, type KeyStore } from './tokens/index.ts';
+} from '../access/index.ts';
+import type { Config } from '../config.ts';
+import { type Database, openDatabase } from '../db/client.ts';
+import { createMetrics, type Metrics } from '../ops/metrics.ts';
+import { filePolicyStore, type PolicyStore } from '../policy/index.ts';
+import type { Clock } from '../shared/clock.ts';
+import { systemClock } from '../shared/clock.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import { createNotifier, type Notifier, slackGroupMembers } from '../slack/index.ts';
+import { createKeyStore, type KeyStore } from '../tokens/index.ts';
 
 /**
- * The composition root: the only place that constructs the database, policy, key store
- * and services. Roles (bot, proxy, worker) are built on top of a Core.
+ * What every role shares, built once per process: the database, policy, key store and the
+ * access service. The only place that constructs them; roles.ts (the composition root) builds
+ * the bot, proxy and worker on top of a Core.
  */
 export interface Core {
   config: Config;

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { parseAccessCommand, plainCommandText } from '../../src/slack/access-command-parser.ts';
 import { escapeText } from '../../src/slack/blocks/index.ts';
-import { parseAccessCommand, plainCommandText } from '../../src/slack/commands.ts';
 
 const GRANT = '3f2b6c1e-1a2b-4c3d-8e9f-0123456789ab';
 

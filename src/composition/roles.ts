@@ -3,44 +3,44 @@ import type { AddressInfo, Server } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { sql } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
-import { createOffboarding, startOffboardingRecheck } from './access/index.ts';
-import { createAnomalyMonitor } from './anomaly/index.ts';
-import { buildCore, type Core, type CoreOverrides } from './app.ts';
-import { createAuditAppender } from './audit/appender.ts';
-import { createGrantSummarizer } from './audit/summary.ts';
-import { createWeeklyReporter } from './audit/weekly-report.ts';
-import { type Config, ConfigError } from './config.ts';
-import { installPostgresCrashGuard } from './db/postgres-crash-guard.ts';
-import type { Grant } from './db/schema/index.ts';
+import { createOffboarding, startOffboardingRecheck } from '../access/index.ts';
+import { createAnomalyMonitor } from '../anomaly/index.ts';
+import { createAuditAppender } from '../audit/call-writer.ts';
+import { createGrantSummarizer } from '../audit/summary.ts';
+import { createWeeklyReporter } from '../audit/weekly-report.ts';
+import { type Config, ConfigError } from '../config.ts';
+import { installPostgresCrashGuard } from '../db/postgres-crash-guard.ts';
+import type { Grant } from '../db/schema/index.ts';
 import {
   createAdminServer,
   createReadiness,
   createServiceServer,
   type ReadinessCheck,
-} from './ops/admin-server.ts';
-import { metricsCallSink } from './ops/metrics.ts';
-import { createRedisReadiness } from './ops/redis-readiness.ts';
+} from '../ops/admin-server.ts';
+import { metricsCallSink } from '../ops/metrics.ts';
+import { createRedisReadiness } from '../ops/redis-readiness.ts';
 import {
   readTlsMaterial,
   reloadTlsListeners,
   type TlsListener,
   type TlsReloadResult,
   tlsLogFields,
-} from './ops/tls.ts';
-import { createActiveGrantView } from './proxy/active-grants.ts';
-import { createQuotaTracker } from './proxy/quota.ts';
-import { aggregateRefusals } from './proxy/refusal-aggregator.ts';
-import { createProxyServer } from './proxy/server.ts';
-import { closeProxyServer } from './proxy/shutdown.ts';
+} from '../ops/tls.ts';
+import { createActiveGrantView } from '../proxy/active-grants.ts';
+import { createQuotaTracker } from '../proxy/quota.ts';
+import { aggregateRefusals } from '../proxy/refusal-aggregator.ts';
+import { createProxyServer } from '../proxy/server.ts';
+import { closeProxyServer } from '../proxy/shutdown.ts';
 import {
   createBullScheduler,
   createLocalScheduler,
   createSchedulerStore,
   type Scheduler,
-} from './scheduler/index.ts';
-import { fanOut } from './shared/call-record.ts';
-import { createOutboxDispatcher, createSlackApp, type SlackApp } from './slack/index.ts';
-import { createVerifier, issueTokenForGrant } from './tokens/index.ts';
+} from '../scheduler/index.ts';
+import { fanOut } from '../shared/call-record.ts';
+import { createOutboxDispatcher, createSlackApp, type SlackApp } from '../slack/index.ts';
+import { createVerifier, issueTokenForGrant } from '../tokens/index.ts';
+import { buildCore, type Core, type CoreOverrides } from './core.ts';
 
 export const ROLES = ['bot', 'proxy', 'worker'] as const;
 export type Role = (typeof ROLES)[number];
@@ -334,7 +334,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     // The web console and /api/v1 share the bot's port (Sign in with Slack is a bot-side feature).
     let web: FastifyInstance | undefined;
     if (options.roles.has('bot') && config.console) {
-      const { createWebApp, accessServiceActions } = await import('./console/index.ts');
+      const { createWebApp, accessServiceActions } = await import('../console/index.ts');
       web = await createWebApp({
         config: config.console,
         db: database.db,
