@@ -10,6 +10,7 @@ import { isQueued } from '../db/queries/outbox.ts';
 import type { PolicyStore } from '../policy/store.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
+import { isUuid } from '../shared/ids.ts';
 import {
   DEFAULT_TUNING,
   type DetectorState,
@@ -66,8 +67,6 @@ interface Subject {
   lastSeen: number;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * The same subject, rule and window always give the same alert id, so two proxy
  * processes that both see a burst write one alert: the outbox's dedupe key catches the
@@ -122,7 +121,7 @@ export function createAnomalyMonitor(deps: AnomalyMonitorDeps): AnomalyMonitor {
   async function raise(record: CallRecord, subjectKey: string, finding: Finding): Promise<void> {
     const t = record.at.getTime();
     const alertId = alertIdFor(subjectKey, finding.rule, Math.floor(t / finding.windowMs) * finding.windowMs);
-    const grantId = record.grantId !== undefined && UUID.test(record.grantId) ? record.grantId : undefined;
+    const grantId = isUuid(record.grantId) ? record.grantId : undefined;
     let revoked = false;
     let revokeNote: string | undefined;
     if (finding.action === 'revoke' && grantId) {

@@ -6,6 +6,7 @@ import { auditHashAt, lockAuditChain } from '../db/queries/audit-events.ts';
 import { addGrantQuotaUse, recordGrantsLastUse } from '../db/queries/grants.ts';
 import type { QuotaTracker } from '../proxy/quota.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
+import { isUuid } from '../shared/ids.ts';
 import { type AppendedBatch, type AuditEventInput, appendAuditBatch } from './append.ts';
 
 export interface AuditAppenderOptions {
@@ -52,8 +53,6 @@ export interface AuditAppender extends CallSink {
   stats(): AuditAppenderStats;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * The audit row for one proxied call: `proxy.call` when forwarded, `proxy.denied` otherwise
  * (refused, or left by its client before it was forwarded).
@@ -62,8 +61,7 @@ export function callAuditEvent(record: CallRecord): AuditEventInput {
   // The grant id is a token's jti and normally a UUID; anything else (a forged token that
   // still parsed) stays in `data` so a bad value cannot make the whole batch fail to insert.
   // Lowercased as Postgres stores uuids, so the hash covers what is read back.
-  const grantId =
-    record.grantId !== undefined && UUID.test(record.grantId) ? record.grantId.toLowerCase() : null;
+  const grantId = isUuid(record.grantId) ? record.grantId.toLowerCase() : null;
   return {
     kind: record.decision === 'allowed' ? 'proxy.call' : 'proxy.denied',
     actor: record.userId ? { type: 'slack', userId: record.userId } : { type: 'system', component: 'proxy' },
@@ -119,7 +117,7 @@ export interface QuotaSettlement {
 function quotaUse(records: readonly CallRecord[]): Map<string, QuotaUse> {
   const use = new Map<string, QuotaUse>();
   for (const record of records) {
-    if (!record.quotaCounted || record.grantId === undefined || !UUID.test(record.grantId)) continue;
+    if (!record.quotaCounted || !isUuid(record.grantId)) continue;
     const at = record.at.getTime();
     const u = use.get(record.grantId);
     if (u) {
@@ -212,7 +210,7 @@ class AlreadyCommitted extends Error {}
 export async function recordGrantUse(db: Db, records: readonly CallRecord[]): Promise<number> {
   const latest = new Map<string, number>();
   for (const record of records) {
-    if (record.decision !== 'allowed' || record.grantId === undefined || !UUID.test(record.grantId)) continue;
+    if (record.decision !== 'allowed' || !isUuid(record.grantId)) continue;
     const at = record.at.getTime();
     if (at > (latest.get(record.grantId) ?? Number.NEGATIVE_INFINITY)) latest.set(record.grantId, at);
   }

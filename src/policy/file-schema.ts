@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SLACK_USER_ID } from '../shared/ids.ts';
 import { MAX_DURATION_SECONDS, parseDuration, parseSize } from './duration.ts';
 import { parseCidr } from './ip-allow.ts';
 import { parseMaskPath } from './mask-paths.ts';
@@ -31,7 +32,7 @@ const sizeText = z.union([z.string(), z.number()]).transform((value, ctx) => {
   return bytes;
 });
 
-const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, 'expects a Slack user ID like U0123ABCD');
+const slackUserId = z.string().regex(SLACK_USER_ID, 'expects a Slack user ID like U0123ABCD');
 const slackGroupId = z.string().regex(/^S[A-Z0-9]{2,}$/, 'expects a Slack user group ID like S0123ABCD');
 const slackChannelId = z.string().regex(/^[CGD][A-Z0-9]{2,}$/, 'expects a Slack channel ID like C0123ABCD');
 

@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
 import { activeGrantsForView, type GrantViewRow, grantsForView } from '../db/queries/grants.ts';
+import { isUuid } from '../shared/ids.ts';
 
 /**
  * The proxy's in-memory view of active grants, kept live by the grant change feed.
@@ -91,7 +92,6 @@ export interface ActiveGrantViewOptions {
   retryDelayMs?: number;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const UNCONFIRMED: GrantLookup = Object.freeze({ kind: 'unconfirmed' });
 const UNKNOWN: GrantLookup = Object.freeze({ kind: 'unknown' });
 const REVOKED: GrantLookup = Object.freeze({ kind: 'ended', status: 'revoked' });
@@ -255,7 +255,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
         return;
       }
       if (payload.startsWith('ping:')) return;
-      if (!UUID.test(payload)) {
+      if (!isUuid(payload)) {
         logger.warn(
           { payload: payload.slice(0, 64) },
           'ignoring a grant notification that is not a grant id',

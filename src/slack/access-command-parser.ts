@@ -1,4 +1,5 @@
 import { parseDuration } from '../policy/index.ts';
+import { isSlackUserId, isUuid, SLACK_USER_ID_PATTERN } from '../shared/ids.ts';
 import { plainCut } from './blocks/kit.ts';
 
 /**
@@ -26,11 +27,9 @@ export type ParsedCommand = { ok: true; command: AccessCommand } | { ok: false; 
 
 const RESOURCE = /^[a-z][a-z0-9-]{0,62}$/;
 const SCOPE = /^[a-z][a-z0-9_-]{0,31}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_TEXT = 4000;
 /** A user as Slack sends a picked mention (`<@U123>` or `<@U123|name>`), or a bare user id. */
-const USER_MENTION = /^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$/;
-const USER_ID = /^[UW][A-Z0-9]{2,}$/;
+const USER_MENTION = new RegExp(`^<@(${SLACK_USER_ID_PATTERN})(?:\\|[^>]*)?>$`);
 
 const fail = (problem: string): ParsedCommand => ({ ok: false, problem });
 const done = (command: AccessCommand): ParsedCommand => ({ ok: true, command });
@@ -53,7 +52,7 @@ export function plainCommandText(text: string): string {
 
 function grantIdOf(word: string | undefined, verb: string): string | ParsedCommand {
   if (word === undefined) return fail(`\`${verb}\` needs a grant id (see \`/access list\`).`);
-  if (!UUID.test(word))
+  if (!isUuid(word))
     return fail(`${quote(word)} is not a grant id; grant ids look like 3f2b…-…, see \`/access list\`.`);
   return word.toLowerCase();
 }
@@ -97,7 +96,7 @@ export function parseAccessCommand(text: string): ParsedCommand {
     case 'revoke-all': {
       const who = rest[0];
       if (who === undefined) return fail('`revoke-all` needs a person, like `/access revoke-all @alice`.');
-      const userId = USER_MENTION.exec(who)?.[1] ?? (USER_ID.test(who) ? who : undefined);
+      const userId = USER_MENTION.exec(who)?.[1] ?? (isSlackUserId(who) ? who : undefined);
       if (userId === undefined) {
         return fail(
           `${quote(who)} is not a Slack user; pick the person from the @ suggestions or give their user ID (U…).`,

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { SLACK_USER_ID } from '../../shared/ids.ts';
 import { refusalResponses, refuse, refused } from '../refusals.ts';
 import type { V1Context } from './context.ts';
 
@@ -45,7 +46,7 @@ export function peopleRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context)
       schema: {
         summary: "End a person's grants and pending requests on the resources you act on",
         tags: ['people'],
-        params: z.object({ userId: z.string().regex(/^[UW][A-Z0-9]{2,}$/) }),
+        params: z.object({ userId: z.string().regex(SLACK_USER_ID) }),
         body: z.object({ reason: z.string().max(2000).default('') }),
         response: {
           200: z.object({

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { type ExportFormat, type ExportSink, exportAuditEvents } from '../../audit/export.ts';
 import { verifyAuditChain } from '../../audit/verify.ts';
 import type { Db } from '../../db/client.ts';
+import { isUuid } from '../../shared/ids.ts';
 
 export interface AuditCliDeps {
   db: Db;
@@ -18,8 +19,6 @@ export const AUDIT_USAGE = `usage:
 export const EXIT_OK = 0;
 export const EXIT_CHAIN_BROKEN = 1;
 export const EXIT_USAGE = 2;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function parseTime(flag: string, text: string | undefined): Date | undefined | Error {
   if (text === undefined) return undefined;
@@ -81,7 +80,7 @@ export async function runAuditCommand(argv: readonly string[], deps: AuditCliDep
     if (until instanceof Error) return fail(until.message);
     if (since && until && since >= until) return fail('--since must be before --until');
     if (values.format !== 'jsonl' && values.format !== 'csv') return fail('--format expects jsonl or csv');
-    if (values.grant !== undefined && !UUID.test(values.grant))
+    if (values.grant !== undefined && !isUuid(values.grant))
       return fail('--grant expects a grant id (a UUID)');
     if (values.user !== undefined && !/^[A-Z0-9]{2,32}$/.test(values.user)) {
       return fail('--user expects a Slack user id, like U123ABC');

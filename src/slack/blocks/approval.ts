@@ -2,6 +2,7 @@ import type { types } from '@slack/bolt';
 import { grantedQuota } from '../../access/transitions.ts';
 import type { AccessRequest, Grant } from '../../db/schema/index.ts';
 import { describeDuration, type ResourcePolicy } from '../../policy/index.ts';
+import { isSlackUserId } from '../../shared/ids.ts';
 import { encodeQuotaValue, encodeValue } from '../listeners/actions/values.ts';
 import { durationsBetween, lowerQuotaChoices } from './choices.ts';
 import { ACTIONS, versioned } from './ids.ts';
@@ -9,7 +10,6 @@ import { type Block, button, context, LIMITS, option, plain, type SlackMessage, 
 import {
   describeQuota,
   inlineText,
-  isUserId,
   mention,
   notificationText,
   quotedText,
@@ -175,5 +175,5 @@ export function grantState(grant: Grant, now: Date): string {
 
 /** ` by <@U…>` for a person; nothing for the system (the reason, like `idle for 30m`, says why). */
 export function revokedBy(endedBy: string | null): string {
-  return isUserId(endedBy) ? ` by ${mention(endedBy)}` : '';
+  return isSlackUserId(endedBy) ? ` by ${mention(endedBy)}` : '';
 }

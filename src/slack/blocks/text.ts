@@ -1,5 +1,6 @@
 import type { Grant } from '../../db/schema/index.ts';
 import { describeDuration } from '../../policy/index.ts';
+import { isSlackUserId } from '../../shared/ids.ts';
 import { LIMITS } from './kit.ts';
 
 /**
@@ -105,14 +106,9 @@ export function notificationText(text: string): string {
   return fitRendered(displayable(text).replace(/\s*\n\s*/g, ' '), LIMITS.fallbackText, escapeText);
 }
 
-const USER_ID = /^[UW][A-Z0-9]{2,}$/;
-
-export const isUserId = (value: string | null | undefined): value is string =>
-  value !== null && value !== undefined && USER_ID.test(value);
-
 /** A mention of a real user id; anything else (like `timeout` or `policy`) is shown as text. */
 export function mention(userId: string): string {
-  return USER_ID.test(userId) ? `<@${userId}>` : inlineText(userId, 100);
+  return isSlackUserId(userId) ? `<@${userId}>` : inlineText(userId, 100);
 }
 
 /** Each reader sees the time in their own zone; the fallback is UTC. */
