@@ -36,7 +36,7 @@ export interface AnomalyMonitorDeps {
   tuning?: Partial<DetectorTuning>;
 }
 
-export interface AnomalyMonitorStats {
+interface AnomalyMonitorStats {
   queued: number;
   processed: number;
   dropped: number;
@@ -55,7 +55,7 @@ export interface AnomalyMonitor extends CallSink {
   stats(): AnomalyMonitorStats;
 }
 
-export interface RaisedAlert {
+interface RaisedAlert {
   alertId: string;
   event: Extract<AccessEvent, { kind: 'anomaly_alert' }>;
 }
@@ -72,7 +72,7 @@ interface Subject {
  * processes that both see a burst write one alert: the outbox's dedupe key catches the
  * second (checked under the audit lock, so its audit row is not written either).
  */
-export function alertIdFor(subject: string, rule: RuleName, windowStartMs: number): string {
+function alertIdFor(subject: string, rule: RuleName, windowStartMs: number): string {
   const h = createHash('sha256').update(`${subject}|${rule}|${windowStartMs}`).digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }

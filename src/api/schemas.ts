@@ -155,7 +155,7 @@ export function bucketsDto(h: {
   };
 }
 
-export const GRANT_STATES = ['live', 'expired', 'revoked'] as const satisfies readonly GrantState[];
+const GRANT_STATES = ['live', 'expired', 'revoked'] as const satisfies readonly GrantState[];
 
 export const grantListQuery = z.object({
   resource: optional(z.string().max(64)),

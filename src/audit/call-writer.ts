@@ -38,7 +38,7 @@ export interface AuditAppenderOptions {
   quota?: QuotaTracker;
 }
 
-export interface AuditAppenderStats {
+interface AuditAppenderStats {
   queued: number;
   written: number;
   batches: number;
@@ -102,7 +102,7 @@ interface QuotaUse {
   at: number;
 }
 
-export interface QuotaSettlement {
+interface QuotaSettlement {
   grantId: string;
   requests: number;
   bytes: number;
@@ -137,7 +137,7 @@ function quotaUse(records: readonly CallRecord[]): Map<string, QuotaUse> {
  * (the outbox's dedupe key is a second guard) and the audit row. Every touched grant is
  * NOTIFYed so other proxies see the new totals.
  */
-export async function addQuotaUse(
+async function addQuotaUse(
   tx: Tx,
   records: readonly CallRecord[],
   grantChannel: string | undefined,

@@ -4,7 +4,7 @@ import { findGrantOwner } from '../db/queries/grants.ts';
 import type { GrantCallSummary, SummarizeGrant } from '../shared/grant-summary.ts';
 import { isUuid } from '../shared/ids.ts';
 
-export const CALL_KINDS = ['proxy.call', 'proxy.denied'] as const;
+const CALL_KINDS = ['proxy.call', 'proxy.denied'] as const;
 
 export interface GrantSummarizerOptions {
   /** How many method + path pairs to list. */

@@ -4,7 +4,7 @@ import { postgresClientOf, walkCopyPages } from './verify/copy-pages.ts';
 import type { ChainState, VerifyOptions, VerifyResult } from './verify/result.ts';
 import { walkRowPages } from './verify/row-reader.ts';
 
-export type { ChainBreak, VerifyOptions, VerifyResult, VerifyStats } from './verify/result.ts';
+export type { VerifyOptions, VerifyResult, VerifyStats } from './verify/result.ts';
 
 /**
  * Walk the whole chain in seq order and report the first row that is not where, or what,

@@ -37,7 +37,7 @@ export interface Core {
   close(): Promise<void>;
 }
 
-export type AccessEventListener = (events: readonly AccessEvent[]) => void;
+type AccessEventListener = (events: readonly AccessEvent[]) => void;
 
 export interface CoreOverrides {
   clock?: Clock;

@@ -42,7 +42,7 @@ import { createOutboxDispatcher, createSlackApp, type SlackApp } from '../slack/
 import { createVerifier, issueTokenForGrant } from '../tokens/index.ts';
 import { buildCore, type Core, type CoreOverrides } from './core.ts';
 
-export const ROLES = ['bot', 'proxy', 'worker'] as const;
+const ROLES = ['bot', 'proxy', 'worker'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface StartOptions {

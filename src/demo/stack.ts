@@ -24,13 +24,13 @@ import { type SampleUpstream, startSampleUpstream } from './sample-upstream.ts';
  */
 
 export const DEMO_SIGNING_SECRET = 'demo-signing-secret';
-export const DEMO_BOT_TOKEN = 'xoxb-demo';
+const DEMO_BOT_TOKEN = 'xoxb-demo';
 export const DEMO_UPSTREAM_SECRET = 'upstream-secret-never-shown';
 export const DEMO_APPROVER = 'UAPPROVER';
 export const DEMO_AUDITOR = 'UAUDITOR';
-export const DEMO_TEAM = 'TDEMO';
+const DEMO_TEAM = 'TDEMO';
 
-export const demoPolicyYaml = (upstream: string) => `
+const demoPolicyYaml = (upstream: string) => `
 resources:
   billing-api:
     description: Invoices and customers (the demo's sample API)

@@ -17,7 +17,7 @@ export class PolicyError extends Error {
 }
 
 /** `resources.billing-api.scopes.read.allow[1]` */
-export function formatPath(path: readonly PropertyKey[]): string {
+function formatPath(path: readonly PropertyKey[]): string {
   return path
     .map((part, index) =>
       typeof part === 'number' ? `[${part}]` : index === 0 ? String(part) : `.${String(part)}`,

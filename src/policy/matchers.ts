@@ -20,7 +20,7 @@ export function isApprover(resource: ResourcePolicy, userId: string, inGroup: In
 
 export const MAX_REASON_LENGTH = 2000;
 
-export type RequestCheckCode =
+type RequestCheckCode =
   | 'unknown_resource'
   | 'unknown_scope'
   | 'duration_too_short'

@@ -48,7 +48,7 @@ export interface ActiveGrant {
   usedResponseBytes: number;
 }
 
-export type GrantLookup =
+type GrantLookup =
   | { kind: 'active'; grant: ActiveGrant }
   /** The feed is down or not yet loaded: nothing can be confirmed. */
   | { kind: 'unconfirmed' }
@@ -62,7 +62,7 @@ export interface ActiveGrantView {
   isLive(): boolean;
 }
 
-export interface ActiveGrantViewStats {
+interface ActiveGrantViewStats {
   live: boolean;
   active: number;
   ended: number;

@@ -12,7 +12,7 @@ import type { QuotaTracker } from './quota.ts';
  * The status a call's record carries when the client left before any answer was written
  * (nginx's "client closed request"); no client ever receives it.
  */
-export const CLIENT_CLOSED_STATUS = 499;
+const CLIENT_CLOSED_STATUS = 499;
 
 const NO_TARGET: CallTarget = {
   name: '',

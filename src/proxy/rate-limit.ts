@@ -12,12 +12,12 @@ import type { Clock } from '../shared/clock.ts';
  * who scale out can divide the policy's rate by the instance count.
  */
 
-export interface RateLimit {
+interface RateLimit {
   requests: number;
   perSeconds: number;
 }
 
-export type RateDecision = { ok: true } | { ok: false; retryAfterSeconds: number };
+type RateDecision = { ok: true } | { ok: false; retryAfterSeconds: number };
 
 export interface RateLimiter {
   /**

@@ -26,7 +26,7 @@ import { createUpstreamConnector } from './upstream-connector.ts';
 import { createWireRefusals } from './wire-refusals.ts';
 
 /** Paths the proxy's logger censors; the values are bearer tokens, cookies and upstream secrets. */
-export const PROXY_LOG_REDACT = [
+const PROXY_LOG_REDACT = [
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers["proxy-authorization"]',

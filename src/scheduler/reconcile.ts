@@ -46,7 +46,7 @@ async function forEachLimited<T>(
  * and every future deadline gets its job back. Each step is idempotent, so overlapping
  * sweeps (several workers, a restart) are harmless.
  */
-export function createReconciler(deps: ReconcilerDeps): { sweep(): Promise<SweepResult> } {
+function createReconciler(deps: ReconcilerDeps): { sweep(): Promise<SweepResult> } {
   const { access, store, clock, logger } = deps;
   const pageSize = deps.pageSize ?? 500;
 

@@ -1,8 +1,6 @@
-export { createSlackApp, type SlackApp, type SlackAppOptions } from './app.ts';
-export type { IssueToken } from './deps.ts';
+export { createSlackApp, type SlackApp } from './app.ts';
 export { slackGroupMembers } from './directory.ts';
-export { createHomeTabs, type HomeTabs } from './home.ts';
-export { createNotifier, type Notifier, type NotifierOptions, SlackCallError } from './notifier.ts';
+export { createNotifier, type Notifier } from './notifier.ts';
 export {
   createOutboxDispatcher,
   type OutboxDispatcher,

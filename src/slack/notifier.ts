@@ -30,7 +30,7 @@ export interface NotifierOptions {
   onFailure?: (method: string) => void;
 }
 
-export interface PostedMessage {
+interface PostedMessage {
   channel: string;
   ts: string;
 }
@@ -57,7 +57,7 @@ export interface Notifier {
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Where Slack put an opened or updated view, and the hash the next update must name. */
-export interface OpenedView {
+interface OpenedView {
   id: string;
   hash: string | undefined;
 }

@@ -159,7 +159,7 @@ export function dockerfileProblems(text: string): string[] {
 }
 
 /** What .dockerignore must keep out of the build context. */
-export const IGNORED = ['test', '.git', 'node_modules', '.jitgate', 'dist'];
+const IGNORED = ['test', '.git', 'node_modules', '.jitgate', 'dist'];
 
 export function dockerignoreProblems(text: string): string[] {
   const patterns = new Set(

@@ -13,10 +13,10 @@ import {
 } from '../../src/dev/slack-stand-in/signed-requests.ts';
 import { isRecord } from '../../src/shared/is-record.ts';
 
-export type SocketEnvelopeType = 'slash_commands' | 'interactive' | 'events_api';
+type SocketEnvelopeType = 'slash_commands' | 'interactive' | 'events_api';
 
 /** What Slack pushes over the socket for each request; the client must ack with the same `envelope_id`. */
-export interface SocketEnvelope {
+interface SocketEnvelope {
   envelope_id: string;
   type: SocketEnvelopeType;
   payload: Record<string, unknown>;
@@ -25,14 +25,14 @@ export interface SocketEnvelope {
   retry_reason?: string;
 }
 
-export interface SocketAck {
+interface SocketAck {
   envelope_id: string;
   /** Response payload (e.g. `{ text }` for a command, `{ response_action }` for a view submission). */
   payload?: unknown;
   at: Date;
 }
 
-export interface SendEnvelopeInput {
+interface SendEnvelopeInput {
   type: SocketEnvelopeType;
   payload: Record<string, unknown>;
   /** Defaults to Slack's behaviour: true for commands and interactions, false for events. */

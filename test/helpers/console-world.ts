@@ -11,20 +11,20 @@ import {
 } from '../../src/dev/slack-stand-in/openid-provider.ts';
 import { createServiceServer, type RequestHandler } from '../../src/ops/admin-server.ts';
 import type { Policy } from '../../src/policy/index.ts';
-import { type Clock, manualClock, systemClock } from '../../src/shared/clock.ts';
+import { type Clock, systemClock } from '../../src/shared/clock.ts';
 import { TEST_POLICY_YAML, testPolicy } from './policy.ts';
 import { type SlackHarness, startSlackHarness } from './slack-harness.ts';
 
-export const TEAM_ID = 'T0TEAM';
+const TEAM_ID = 'T0TEAM';
 export const ADMIN = 'UADMIN';
 export const AUDITOR = 'UAUDITOR';
 export const APPROVER = 'UAPPROVER1';
 export const REQUESTER = 'UCONTRACTOR';
 export const OTHER_REQUESTER = 'UOTHER';
-export const SESSION_SECRET = 'console-test-session-secret-0123456789abcdef';
+const SESSION_SECRET = 'console-test-session-secret-0123456789abcdef';
 
 /** The test policy with console admins and auditors. */
-export function consolePolicy(): Policy {
+function consolePolicy(): Policy {
   return testPolicy(`${TEST_POLICY_YAML}
 console:
   admins: { users: [${ADMIN}] }
@@ -33,7 +33,7 @@ console:
 }
 
 /** A cookie jar per origin, as a browser keeps one (names and values only; enough for tests). */
-export class CookieJar {
+class CookieJar {
   private readonly jars = new Map<string, Map<string, string>>();
   store(url: string, response: Response): void {
     const origin = new URL(url).origin;
@@ -220,5 +220,3 @@ export async function startConsoleWorld(
     },
   };
 }
-
-export { manualClock };

@@ -23,7 +23,7 @@ import { TEST_POLICY_YAML, testPolicy } from './policy.ts';
 
 export type ManualClock = ReturnType<typeof manualClock>;
 
-export const PROXY_URL = 'http://proxy.test:8080';
+const PROXY_URL = 'http://proxy.test:8080';
 
 /** One jitgate process's Slack side: its own access service, notifier (bot token) and dispatcher. */
 export interface SlackProcess {

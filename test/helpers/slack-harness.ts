@@ -39,7 +39,7 @@ import { openTestDatabase } from './db.ts';
 import { testPolicy } from './policy.ts';
 
 export const SIGNING_SECRET = 'test-signing-secret';
-export const BOT_TOKEN = 'xoxb-test-bot-token';
+const BOT_TOKEN = 'xoxb-test-bot-token';
 export const APP_TOKEN = 'xapp-1-A1-123-test';
 export const PROXY_URL = 'http://proxy.test:8080';
 
@@ -261,7 +261,7 @@ export async function startSlackHarness(
  * An ack that carries a message (Bolt answers a command with it) is shown by Slack like any
  * message, so it meets the same limits; a test fails here rather than on a refusal nobody sees.
  */
-export async function assertValidAck(response: Response): Promise<void> {
+async function assertValidAck(response: Response): Promise<void> {
   if (!(response.headers.get('content-type') ?? '').includes('json')) return;
   const body: unknown = await response.clone().json();
   if (typeof body !== 'object' || body === null || !('blocks' in body || 'text' in body)) return;

@@ -11,8 +11,8 @@ export const ZERO = 0x30;
 export const NINE = 0x39;
 export const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'utf8'));
 export const NULL = bytes('null');
-export const TRUE = bytes('true');
-export const FALSE = bytes('false');
+const TRUE = bytes('true');
+const FALSE = bytes('false');
 /**
  * End of a text column that JSON.stringify would print as is, in quotes: the index of the
  * tab after it, or -1 if it holds a quote, a backslash (a COPY escape, so `\N` too) or a

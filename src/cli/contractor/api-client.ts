@@ -1,7 +1,7 @@
 import { type DeviceKey, makeProof } from './device-key.ts';
 
 /** Where the device API lives under the server's base URL. */
-export const DEVICE_API_PATH = '/api/v1/device';
+const DEVICE_API_PATH = '/api/v1/device';
 
 export type ApiAnswer<T> =
   | { ok: true; status: number; value: T }

@@ -9,7 +9,7 @@ import { DEVICE_ALGORITHMS } from './device-key.ts';
  * config dir. The directory is 0700 and the file 0600, written by rename so a crash never leaves
  * half a key; a file others can read is refused, as ssh refuses such a key.
  */
-export const DEVICE_FILE = 'device.json';
+const DEVICE_FILE = 'device.json';
 
 const deviceFileSchema = z.object({
   version: z.literal(1),
@@ -30,7 +30,7 @@ export class DeviceFileError extends Error {
   override name = 'DeviceFileError';
 }
 
-export const deviceFilePath = (configDir: string): string => join(configDir, DEVICE_FILE);
+const deviceFilePath = (configDir: string): string => join(configDir, DEVICE_FILE);
 
 /** Undefined when there is none yet (never logged in); throws DeviceFileError for a bad one. */
 export async function readDeviceFile(configDir: string): Promise<DeviceFile | undefined> {

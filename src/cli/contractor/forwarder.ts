@@ -12,7 +12,7 @@ import type { Clock } from '../../shared/clock.ts';
 import type { ApiClient } from './api-client.ts';
 import { type DeviceKey, makeProof } from './device-key.ts';
 
-export interface BoundToken {
+interface BoundToken {
   token: string;
   grantId: string;
   scope: string;

@@ -3,7 +3,7 @@ import type { DenialCode } from '../../proxy/denial.ts';
 import { DPOP_REFUSAL_CODES } from '../../tokens/dpop.ts';
 
 /** Refusals the CLI itself finds, before or after talking to a server. */
-export type LocalCode =
+type LocalCode =
   | 'server_unreachable'
   | 'proxy_unreachable'
   | 'bad_answer'

@@ -20,7 +20,7 @@ import { token } from './token.ts';
  * DATABASE_URL, Slack tokens or a policy file runs them, and this module imports nothing that
  * opens a database or reads the server's environment.
  */
-export const CLIENT_USAGE = `jitgate — contractor commands (no server configuration needed)
+const CLIENT_USAGE = `jitgate — contractor commands (no server configuration needed)
 
   jitgate login --server <url> [--name <device>] [--alg ES256|EdDSA]
       make a device key (kept in $XDG_CONFIG_HOME/jitgate, else ~/.config/jitgate) and pair it:

@@ -10,15 +10,15 @@ export interface AuditCliDeps {
   stderr: { write(chunk: string): boolean };
 }
 
-export const AUDIT_USAGE = `usage:
+const AUDIT_USAGE = `usage:
   jitgate audit verify
   jitgate audit export [--since <ISO time>] [--until <ISO time>] [--grant <grant id>] [--user <Slack user id>] [--format jsonl|csv]
 `;
 
 /** Exit codes: 0 fine, 1 the chain is broken, 2 bad command line. */
-export const EXIT_OK = 0;
-export const EXIT_CHAIN_BROKEN = 1;
-export const EXIT_USAGE = 2;
+const EXIT_OK = 0;
+const EXIT_CHAIN_BROKEN = 1;
+const EXIT_USAGE = 2;
 
 function parseTime(flag: string, text: string | undefined): Date | undefined | Error {
   if (text === undefined) return undefined;

@@ -22,7 +22,7 @@ export interface LoginAttempt {
   returnTo: string;
 }
 
-export type SignInResult =
+type SignInResult =
   | { ok: true; userId: string; teamId: string; name: string }
   | { ok: false; code: 'wrong_team' | 'no_user' | 'refused'; message: string };
 

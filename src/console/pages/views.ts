@@ -18,7 +18,7 @@ import {
 
 const csrf = (token: string) => html`<input type="hidden" name="_csrf" value="${token}">`;
 
-export function when(at: Date | null | undefined): SafeHtml {
+function when(at: Date | null | undefined): SafeHtml {
   if (!at) return html`<span class="muted">—</span>`;
   const iso = at.toISOString();
   return html`<time datetime="${iso}">${iso.slice(0, 16).replace('T', ' ')} UTC</time>`;

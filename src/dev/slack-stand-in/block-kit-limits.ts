@@ -61,7 +61,7 @@ export interface Violation {
 }
 
 /** Where blocks are shown; the allowed count and a few rules depend on it. */
-export type Surface = 'message' | 'modal' | 'home';
+type Surface = 'message' | 'modal' | 'home';
 
 const BLOCK_TYPES = new Set(['section', 'divider', 'header', 'context', 'actions', 'input', 'image']);
 

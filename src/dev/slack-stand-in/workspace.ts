@@ -32,7 +32,7 @@ export interface SlackWorkspace {
   viewHash(viewId: string): string | undefined;
 }
 
-export const refuse = (error: string, errors: string[] = []): Record<string, unknown> =>
+const refuse = (error: string, errors: string[] = []): Record<string, unknown> =>
   errors.length > 0
     ? { ok: false, error, errors, response_metadata: { messages: errors.map((e) => `[ERROR] ${e}`) } }
     : { ok: false, error };

@@ -34,7 +34,7 @@ export interface ApprovalMessageInput {
 const REASON_LABEL = '*Reason:*\n';
 
 /** A request's reason as its own quoted section: no line of it can pass for one of the labels above. */
-export function reasonSection(reason: string): Block {
+function reasonSection(reason: string): Block {
   return section(`${REASON_LABEL}${quotedText(reason, LIMITS.sectionText - REASON_LABEL.length, 'reason')}`);
 }
 
@@ -158,7 +158,7 @@ export function noteSection(note: string): Block {
   return section(quotedText(note, LIMITS.sectionText, 'note'));
 }
 
-export function grantState(grant: Grant, now: Date): string {
+function grantState(grant: Grant, now: Date): string {
   switch (grant.status) {
     case 'active':
       return grant.expiresAt > now

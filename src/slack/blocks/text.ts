@@ -70,9 +70,6 @@ export function inlineText(text: string, max = 500): string {
   return fitRendered(flat, max, escapeText);
 }
 
-/** Kept for the many one-line uses: user text escaped, on one line, cut to `max`. */
-export const userText = inlineText;
-
 /**
  * User text as a block quote (every line starts with `>`), so no line of it can look like one
  * of jitgate's `*Label:*` lines. Cut to `max` with a note saying where the whole text is.
@@ -139,7 +136,7 @@ export function describeQuota(quota: {
   return parts.length > 0 ? parts.join(', ') : undefined;
 }
 
-export function describeBytes(bytes: number): string {
+function describeBytes(bytes: number): string {
   for (const [unit, size] of [
     ['GB', 1024 ** 3],
     ['MB', 1024 ** 2],
