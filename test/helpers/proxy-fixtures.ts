@@ -141,6 +141,8 @@ export async function insertGrant(
     id?: string;
     /** A request quota fixed on the grant, as approval would. */
     quotaRequests?: number;
+    /** A response-byte quota fixed on the grant, as approval would. */
+    quotaResponseBytes?: number;
   },
 ): Promise<TestGrant> {
   const grant: TestGrant = {
@@ -178,6 +180,7 @@ export async function insertGrant(
       startsAt: grant.startsAt,
       expiresAt: grant.expiresAt,
       ...(input.quotaRequests !== undefined ? { quotaRequests: input.quotaRequests } : {}),
+      ...(input.quotaResponseBytes !== undefined ? { quotaResponseBytes: input.quotaResponseBytes } : {}),
     });
     await tx.execute(sql`select pg_notify(${database.channel('grants')}, ${grant.id})`);
   });

@@ -35,7 +35,10 @@ export interface RedisLimitsOptions {
   prefix?: string;
   /** How often the proxy says it is alive (and learns the proxy count and epoch). Default 1000 ms. */
   heartbeatMs?: number;
-  /** Bytes sent are added to the shared count at most this long after they leave. Default 5 ms. */
+  /**
+   * How long counted bytes may wait to be sent to the shared count, so that the bytes of many
+   * calls travel in one command. Default 0: at the end of the event-loop turn that sent them.
+   */
   flushMs?: number;
 }
 
@@ -90,7 +93,7 @@ export function createRedisLimits(options: RedisLimitsOptions): RedisLimits {
   // Every live proxy heartbeats at least twice in this window, so it has re-registered its
   // reservations before anyone admits a quota call against the new epoch.
   const recoveryMs = heartbeatTtlMs;
-  const flushMs = options.flushMs ?? 5;
+  const flushMs = options.flushMs ?? 0;
   const proxyId = `p${randomBytes(6).toString('hex')}`;
   const epochKey = `${prefix}epoch`;
   const proxiesKey = `${prefix}proxies`;
@@ -118,7 +121,7 @@ export function createRedisLimits(options: RedisLimitsOptions): RedisLimits {
   /** Re-registering this process's reservations under a new epoch; calls wait for it. */
   let adopting: Promise<void> | undefined;
   const unsent = new Map<string, Pending>();
-  let flushTimer: NodeJS.Timeout | undefined;
+  let flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   let flushing: Promise<void> | undefined;
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let closed = false;
@@ -146,10 +149,11 @@ export function createRedisLimits(options: RedisLimitsOptions): RedisLimits {
 
   function scheduleFlush(): void {
     if (flushTimer || closed) return;
-    flushTimer = setTimeout(() => {
+    const run = () => {
       flushTimer = undefined;
       void flush();
-    }, flushMs);
+    };
+    flushTimer = flushMs === 0 ? setImmediate(run) : setTimeout(run, flushMs);
     flushTimer.unref();
   }
 
@@ -376,7 +380,10 @@ export function createRedisLimits(options: RedisLimitsOptions): RedisLimits {
     async close() {
       closed = true;
       if (heartbeatTimer) clearInterval(heartbeatTimer);
-      if (flushTimer) clearTimeout(flushTimer);
+      if (flushTimer) {
+        clearTimeout(flushTimer as NodeJS.Timeout);
+        clearImmediate(flushTimer as NodeJS.Immediate);
+      }
       flushTimer = undefined;
       if (redis.status === 'ready') {
         await flush().catch(() => undefined);

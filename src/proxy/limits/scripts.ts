@@ -41,7 +41,8 @@ export const ADMIT = `
 local grant = KEYS[1]
 local now = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
-local period = tonumber(ARGV[3])
+-- Tokens per ms, computed as src/proxy/rate-limit.ts does, so both decide alike.
+local perMs = capacity / tonumber(ARGV[3])
 local quotaRequests = tonumber(ARGV[4])
 local quotaBytes = tonumber(ARGV[5])
 local quota = quotaRequests >= 0 or quotaBytes >= 0
@@ -61,10 +62,10 @@ if tokens == nil or at == nil then
 else
   local elapsed = now - at
   if elapsed < 0 then elapsed = 0 end
-  tokens = math.min(capacity, tokens + elapsed * capacity / period)
+  tokens = math.min(capacity, tokens + elapsed * perMs)
   if now > at then at = now end
 end
-if tokens < 1 then return {1, math.ceil((1 - tokens) * period / capacity)} end
+if tokens < 1 then return {1, math.ceil((1 - tokens) / perMs)} end
 redis.call('HSET', grant, 't', tokens - 1, 'a', at)
 redis.call('PEXPIRE', grant, ARGV[7])
 if not quota then return {0} end
