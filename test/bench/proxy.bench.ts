@@ -24,7 +24,7 @@ export const DATABASE_URL =
   process.env.JITGATE_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const ISSUER = 'https://jitgate.bench';
 const CHILD = fileURLToPath(new URL('./proxy-bench-child.ts', import.meta.url));
-const LATENCY_REQUESTS = 2000;
+export const LATENCY_REQUESTS = 2000;
 /**
  * Throughput is measured in rounds of short slices, one slice per target per round, in an
  * order that alternates between rounds. On a shared 2-core machine the background load drifts
@@ -32,9 +32,9 @@ const LATENCY_REQUESTS = 2000;
  * (the same code measured 0.67×, 1.19× and 0.94× bare in three runs). Interleaved, every target
  * sees the same drift, and the per-round ratio compares slices seconds apart.
  */
-const ROUNDS = 5;
-const SLICE_SECONDS = 2;
-const CONNECTIONS = 50;
+export const ROUNDS = 5;
+export const SLICE_SECONDS = 2;
+export const CONNECTIONS = 50;
 const REVOCATIONS = 100;
 
 export interface Child {
@@ -113,7 +113,7 @@ const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 
 /** One connection, sequential: microsecond latency (autocannon's histogram is whole ms). */
-async function latency(port: number, path: string, headers: Record<string, string>) {
+export async function latency(port: number, path: string, headers: Record<string, string>) {
   for (let i = 0; i < 300; i++) await get(port, path, headers);
   const samples: number[] = [];
   for (let i = 0; i < LATENCY_REQUESTS; i++) {
@@ -126,7 +126,7 @@ async function latency(port: number, path: string, headers: Record<string, strin
   return { p50us: pct(samples, 50), p99us: pct(samples, 99) };
 }
 
-interface Target {
+export interface Target {
   name: string;
   child: Child;
   port: number;
@@ -134,7 +134,7 @@ interface Target {
   headers: Record<string, string>;
 }
 
-interface ThroughputResult {
+export interface ThroughputResult {
   rps: number;
   /** Requests per second of each round's slice, in round order. */
   roundRps: number[];
@@ -146,7 +146,7 @@ interface ThroughputResult {
 export const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 /** Interleaved rounds (see ROUNDS); each target is warmed for a second first. */
-async function throughputRounds(targets: Target[]): Promise<ThroughputResult[]> {
+export async function throughputRounds(targets: Target[]): Promise<ThroughputResult[]> {
   const url = (t: Target) => `http://127.0.0.1:${t.port}${t.path}`;
   for (const t of targets) {
     await autocannon({ url: url(t), connections: CONNECTIONS, duration: 1, headers: t.headers });

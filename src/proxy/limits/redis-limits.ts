@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { QuotaWhenRedisDown } from '../../config.ts';
@@ -373,6 +374,10 @@ export function createRedisLimits(options: RedisLimitsOptions): RedisLimits {
       scheduleFlush();
     },
     async start() {
+      // The connection opens on its own; give it a moment so the first heartbeat counts this proxy.
+      if (redis.status === 'connecting' || redis.status === 'connect' || redis.status === 'wait') {
+        await once(redis, 'ready', { signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
+      }
       await heartbeat();
       heartbeatTimer = setInterval(() => void heartbeat(), heartbeatMs);
       heartbeatTimer.unref();
