@@ -1,7 +1,10 @@
 import type { ActiveGrant } from './active-grants.ts';
 
 /**
- * Per-grant quotas as one proxy process sees them.
+ * Per-grant quotas as one proxy process sees them: the whole check without Redis; with REDIS_URL
+ * the shared count decides (src/proxy/limits/redis-limits.ts) and this tracker keeps what this
+ * process admitted and PostgreSQL has not committed yet (re-registered after Redis loses its data,
+ * and the `local` fallback while Redis is down).
  *
  * The count of record is `grants.used_requests` / `used_response_bytes`, added to by every
  * proxy's audit batch in the batch's own transaction (src/audit/appender.ts), which also
