@@ -10,11 +10,11 @@ import { sql } from 'drizzle-orm';
 import { Redis } from 'ioredis';
 import { TEST_REDIS_URL } from '../helpers/redis-server.ts';
 import {
+  benchApiPolicy,
   type Child,
   CONNECTIONS,
-  DATABASE_URL,
-  ISSUER,
   insertGrants,
+  jitgateChildEnv,
   LATENCY_REQUESTS,
   latency,
   median,
@@ -42,24 +42,7 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
   try {
     const upstream = await spawnChild(ctx, 'upstream', 0, {});
     children.push(upstream);
-    const policy = `
-resources:
-  bench-api:
-    upstream: http://127.0.0.1:${upstream.port}
-    credential: { header: Authorization, value: "Bearer \${BENCH_SECRET}" }
-    approvers: { users: [U0BENCH] }
-    approval_channel: C0BENCH
-    scopes:
-      read: { allow: ["GET /items/**"] }
-    rate_limit: { requests: 1000000000, per: 1m }
-`;
-    const env = {
-      BENCH_DATABASE_URL: DATABASE_URL,
-      BENCH_SCHEMA: schema,
-      BENCH_SIGNING_KEY: signingKey,
-      BENCH_ISSUER: ISSUER,
-      BENCH_POLICY: policy,
-    };
+    const env = jitgateChildEnv({ schema, signingKey }, benchApiPolicy(upstream.port));
     ctx.log('starting jitgate with per-process limits and jitgate with shared (Redis) limits');
     const local = await spawnChild(ctx, 'jitgate', 0, env);
     children.push(local);

@@ -222,6 +222,28 @@ export const tokenFor = (keyStore: KeyStore, grantId: string, resource = 'bench-
     issuer: ISSUER,
   });
 
+/** The one-resource policy the benches' jitgate children serve; its rate limit is never reached. */
+export const benchApiPolicy = (upstreamPort: number) => `
+resources:
+  bench-api:
+    upstream: http://127.0.0.1:${upstreamPort}
+    credential: { header: Authorization, value: "Bearer \${BENCH_SECRET}" }
+    approvers: { users: [U0BENCH] }
+    approval_channel: C0BENCH
+    scopes:
+      read: { allow: ["GET /items/**"] }
+    rate_limit: { requests: 1000000000, per: 1m }
+`;
+
+/** What a jitgate bench child needs: the bench's schema, signing key and issuer, and a policy. */
+export const jitgateChildEnv = (world: { schema: string; signingKey: string }, policy: string) => ({
+  BENCH_DATABASE_URL: DATABASE_URL,
+  BENCH_SCHEMA: world.schema,
+  BENCH_SIGNING_KEY: world.signingKey,
+  BENCH_ISSUER: ISSUER,
+  BENCH_POLICY: policy,
+});
+
 /** `global.gc`, enabled at run time (the bench is not started with --expose-gc). */
 function exposeGc(): () => void {
   setFlagsFromString('--expose_gc');
@@ -283,17 +305,7 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
     const upstream = await spawnChild(ctx, 'upstream', 0, {});
     children.push(upstream);
     const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
-    const policy = `
-resources:
-  bench-api:
-    upstream: ${upstreamUrl}
-    credential: { header: Authorization, value: "Bearer \${BENCH_SECRET}" }
-    approvers: { users: [U0BENCH] }
-    approval_channel: C0BENCH
-    scopes:
-      read: { allow: ["GET /items/**"] }
-    rate_limit: { requests: 1000000000, per: 1m }
-  bench-masked:
+    const policy = `${benchApiPolicy(upstream.port)}  bench-masked:
     upstream: ${upstreamUrl}
     credential: { header: Authorization, value: "Bearer \${BENCH_SECRET}" }
     approvers: { users: [U0BENCH] }
@@ -302,13 +314,7 @@ resources:
       read: { allow: ["GET /items/**"], mask: ["items[*].email", "**.ssn"] }
     rate_limit: { requests: 1000000000, per: 1m }
 `;
-    const jitgateEnv = {
-      BENCH_DATABASE_URL: DATABASE_URL,
-      BENCH_SCHEMA: schema,
-      BENCH_SIGNING_KEY: signingKey,
-      BENCH_ISSUER: ISSUER,
-      BENCH_POLICY: policy,
-    };
+    const jitgateEnv = jitgateChildEnv({ schema, signingKey }, policy);
     const [grantId] = await insertGrants(database, 1, true);
     const token = await tokenFor(keyStore, grantId!);
     const bare = await spawnChild(ctx, 'bare', 0, { BENCH_UPSTREAM: upstreamUrl });

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -11,7 +10,7 @@ import { createMemoryKeyStore, issueGrantToken, type KeyStore } from '../../src/
 import { type FakeSlackApi, startFakeSlackApi } from '../fakes/slack-api.ts';
 import { signSlackRequest, slashCommandBody } from '../fakes/slack-signing.ts';
 import { createScratchDatabase, type JitgateChild, startJitgate } from './jitgate-process.ts';
-import { eventually, listenOnLoopback, rawRequest, type TestGrant } from './proxy-fixtures.ts';
+import { eventually, rawRequest, startCountingUpstream, type TestGrant } from './proxy-fixtures.ts';
 import { type OwnRedis, startOwnRedis } from './redis-server.ts';
 
 /**
@@ -76,31 +75,6 @@ export interface ProcessWorldOptions {
   policy(upstreamUrl: string): string;
   /** Added to every child's environment. */
   env?: NodeJS.ProcessEnv;
-}
-
-async function startCountingUpstream(): Promise<CountingUpstream & { close(): Promise<void> }> {
-  const hits = new Map<string, number>();
-  const server: Server = createServer((req, res) => {
-    const grant = String(req.headers['x-test-grant'] ?? '');
-    hits.set(grant, (hits.get(grant) ?? 0) + 1);
-    req.resume();
-    req.on('end', () => {
-      const body = '{"ok":true}';
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-      res.end(body);
-    });
-  });
-  server.keepAliveTimeout = 30_000;
-  const { url } = await listenOnLoopback(server);
-  return {
-    url,
-    hits,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 export async function openProcessWorld(options: ProcessWorldOptions): Promise<ProcessWorld> {

@@ -1,14 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import { inArray, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccessService, staticDirectory } from '../../src/access/index.ts';
-import { accessRequests, grants } from '../../src/db/schema/index.ts';
+import { grants } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createBullScheduler, createSchedulerStore } from '../../src/scheduler/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { testPolicy } from '../helpers/policy.ts';
 import { openProcessWorld, type ProcessWorld } from '../helpers/process-world.ts';
-import { eventually, insertGrant, rawRequest } from '../helpers/proxy-fixtures.ts';
+import { eventually, insertGrant, insertGrantsExpiringIn, rawRequest } from '../helpers/proxy-fixtures.ts';
 
 /**
  * Issue 18: a deployment in miniature — 3 proxies, 2 workers and 2 bots, each a `bin/jitgate.js`
@@ -193,49 +192,11 @@ describe('two bots, two workers', () => {
     });
     await scheduler.start();
     try {
-      const now = Date.now();
-      const second = Math.ceil((now + 5_000) / 1000) * 1000;
-      const ids = Array.from({ length: EXPIRING }, (_, i) => ({
-        request: randomUUID(),
-        grant: randomUUID(),
-        user: `UEXP${String(i).padStart(4, '0')}`,
-      }));
-      const startsAt = new Date(now);
-      for (let i = 0; i < ids.length; i += 250) {
-        const chunk = ids.slice(i, i + 250);
-        await db.insert(accessRequests).values(
-          chunk.map((id) => ({
-            id: id.request,
-            requesterId: id.user,
-            resource: 'billing-api',
-            scope: 'read',
-            durationSeconds: 60,
-            reason: 'many-process expiry',
-            status: 'approved' as const,
-            approvalsRequired: 1,
-            createdAt: startsAt,
-            timeoutAt: new Date(now + 3_600_000),
-            decidedAt: startsAt,
-            decidedBy: 'policy',
-          })),
-        );
-        const rows = await db
-          .insert(grants)
-          .values(
-            chunk.map((id, j) => ({
-              id: id.grant,
-              requestId: id.request,
-              userId: id.user,
-              resource: 'billing-api',
-              scope: 'read',
-              startsAt,
-              expiresAt: new Date(second + Math.floor(((i + j) * 1000) / EXPIRING)),
-            })),
-          )
-          .returning();
-        await Promise.all(rows.map((g) => scheduler.scheduleGrant(g)));
-      }
-      const grantIds = ids.map((id) => id.grant);
+      const second = Math.ceil((Date.now() + 5_000) / 1000) * 1000;
+      const users = Array.from({ length: EXPIRING }, (_, i) => `UEXP${String(i).padStart(4, '0')}`);
+      const rows = await insertGrantsExpiringIn(db, { second, users });
+      await Promise.all(rows.map((g) => scheduler.scheduleGrant(g)));
+      const grantIds = rows.map((g) => g.id);
       const expiredCount = async () => {
         const result = await db.execute(
           sql`select count(*)::int as n from grants where status = 'expired' and id in (select jsonb_array_elements_text(${JSON.stringify(grantIds)}::jsonb)::uuid)`,
@@ -260,7 +221,7 @@ describe('two bots, two workers', () => {
       await new Promise((resolve) => setTimeout(resolve, 2_500));
       // One DM to each owner, and each approval message (posted with the outcome) once.
       expect(dms()).toHaveLength(EXPIRING);
-      for (const id of ids) expect(approvalMessagesWith(id.user), id.user).toHaveLength(1);
+      for (const user of users) expect(approvalMessagesWith(user), user).toHaveLength(1);
       // Exactly one `grant_expired` event each.
       const events = await db.execute(
         sql`select count(*)::int as n, count(distinct dedupe_key)::int as d from outbox where dedupe_key like 'grant_expired:%'`,

@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { eq, sql } from 'drizzle-orm';
 import fc from 'fast-check';
@@ -33,9 +32,9 @@ import {
 import {
   eventually,
   insertGrant,
-  listenOnLoopback,
   openTestDatabase,
   rawRequest,
+  startCountingUpstream,
 } from '../helpers/proxy-fixtures.ts';
 import { type OwnRedis, startOwnRedis } from '../helpers/redis-server.ts';
 
@@ -81,32 +80,6 @@ resources:
       read: { allow: ["GET /**"] }
     rate_limit: { requests: 1000000, per: 1m }
 `;
-
-/** An upstream that answers `/slow?ms=N` after N ms and `/bytes?n=N` with N bytes; counts calls per grant. */
-async function startUpstream() {
-  const hits = new Map<string, number>();
-  const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://upstream');
-    const grant = String(req.headers['x-test-grant'] ?? '');
-    hits.set(grant, (hits.get(grant) ?? 0) + 1);
-    const ms = Number(url.searchParams.get('ms') ?? 0);
-    const body = 'x'.repeat(Number(url.searchParams.get('n') ?? 2));
-    setTimeout(() => {
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
-      res.end(body);
-    }, ms);
-  });
-  const { url } = await listenOnLoopback(server);
-  return {
-    url,
-    hits,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 async function startProxy(whenRedisDown: 'fail_closed' | 'local' = 'fail_closed'): Promise<Proxy> {
   const logger = pino({ level: 'silent' });
@@ -218,7 +191,7 @@ const ports = () => proxies.map((p) => p.port);
 beforeAll(async () => {
   database = await openTestDatabase();
   redis = await startOwnRedis();
-  upstream = await startUpstream();
+  upstream = await startCountingUpstream();
   prefix = `jgtest:${randomBytes(4).toString('hex')}:`;
   keys = createMemoryKeyStore({ clock });
   await keys.load();
