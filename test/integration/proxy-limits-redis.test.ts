@@ -439,6 +439,36 @@ describe('Redis loses its data, or goes away', () => {
   });
 });
 
+describe('Redis frozen', () => {
+  it('SIGSTOP: no call waits on it past the command timeout; quota calls 503, others per process; shared again after SIGCONT', async () => {
+    const rate = await grantOn('rate-api');
+    const { grant, headers } = await grantOn('quota-api', { requests: 100 });
+    await epochReady();
+    for (const port of ports())
+      expect((await rawRequest(port, 'GET', '/quota-api/x', headers)).status).toBe(200);
+    redis.freeze();
+    try {
+      const started = performance.now();
+      // One after another: after a proxy's first timed-out round trip (300 ms here) its calls go
+      // straight to the fallback until a heartbeat is answered, rather than each waiting again.
+      const quota: Awaited<ReturnType<typeof burst>> = [];
+      for (let n = 0; n < 30; n++)
+        quota.push(...(await burst([ports()[n % 3]!], 1, '/quota-api/x', headers)));
+      const others = await burst(ports(), 30, '/rate-api/x', rate.headers);
+      // Loose on purpose (a loaded machine): 30 × 300 ms would be 9 s.
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect(quota.every((r) => r.status === 503 && r.error === 'quota_unconfirmed')).toBe(true);
+      expect(others.every((r) => r.status === 200)).toBe(true);
+    } finally {
+      redis.thaw();
+    }
+    await eventually(
+      async () => (await rawRequest(proxies[0]!.port, 'GET', '/quota-api/x', headers)).status === 200,
+    );
+    expect(upstream.hits.get(grant.id)).toBe(4);
+  });
+});
+
 describe('the grant row stays the count of record', () => {
   it('what the proxies committed is in grants.used_requests and used_response_bytes', async () => {
     const { grant, headers } = await grantOn('quota-api', { requests: 10, bytes: 100_000 });

@@ -343,7 +343,9 @@ export function createRedisLimits(options: RedisLimitsOptions): RedisLimits {
 
   return {
     take(grant, rate, now) {
-      if (redis.status !== 'ready') {
+      // A failed or timed-out round trip (a frozen Redis keeps its socket open) sends every call to
+      // the fallback until the next heartbeat gets an answer, instead of each waiting the timeout.
+      if (redis.status !== 'ready' || !reachable) {
         noteReachable(false);
         return fallback(grant, rate, now);
       }
