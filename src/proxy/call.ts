@@ -6,7 +6,7 @@ import type { CallRecord, CallSink, CapturedBody } from '../shared/call-record.t
 import type { ActiveGrant } from './active-grants.ts';
 import type { CallContext, CallTarget } from './authorize.ts';
 import type { BodyCapture } from './body-capture.ts';
-import type { QuotaTracker } from './quota.ts';
+import type { CallLimits } from './limits/call-limits.ts';
 
 /**
  * The status a call's record carries when the client left before any answer was written
@@ -117,7 +117,7 @@ export class OpenCalls {
 export interface CallRuntime {
   logger: Logger;
   recording: CallRecording;
-  quota: QuotaTracker;
+  limits: CallLimits;
 }
 
 /**
@@ -126,10 +126,10 @@ export interface CallRuntime {
  * is made, so a client that calls again at once must already find its bytes counted against
  * a byte quota. Nothing is counted once the record is made (its bytes are settled with it).
  */
-export function countResponseBytes(quota: QuotaTracker, call: Call, bytes: number): void {
+export function countResponseBytes(limits: CallLimits, call: Call, bytes: number): void {
   if (call.recorded) return;
   call.responseBytes += bytes;
-  if (call.quotaCounted && call.grant) quota.addBytes(call.grant.id, bytes);
+  if (call.quotaCounted && call.grant) limits.addBytes(call.grant.id, bytes);
 }
 
 /**

@@ -12,7 +12,7 @@ import { internalError } from './send-denial.ts';
  * finds its call on `request.jitgate`.
  */
 export function createForwardHooks(runtime: CallRuntime): FastifyReplyFromHooks {
-  const { logger, quota } = runtime;
+  const { logger, limits } = runtime;
   return {
     // One client call is one upstream call: no retry on 503, on a reset socket, or ever.
     retryDelay: () => null,
@@ -47,11 +47,11 @@ export function createForwardHooks(runtime: CallRuntime): FastifyReplyFromHooks 
         const length = hasNoBody(call.method, upstream.statusCode)
           ? 0
           : Number(upstream.headers['content-length']);
-        if (Number.isFinite(length)) countResponseBytes(quota, call, length);
+        if (Number.isFinite(length)) countResponseBytes(limits, call, length);
         else {
           // Counting alongside the pipe: a second 'data' listener does not buffer anything.
           upstream.stream.on('data', (chunk: Buffer) => {
-            countResponseBytes(quota, call, chunk.length);
+            countResponseBytes(limits, call, chunk.length);
           });
         }
         reply.send(upstream.stream);

@@ -38,7 +38,7 @@ export function respondWithPolicyFeatures(
   if (plan.kind === 'buffer' && call.mask) {
     bufferAndMask(upstream.stream, call.maskMaxBytes, call.mask, (result) => {
       if (result.ok) {
-        countResponseBytes(runtime.quota, call, result.body.length);
+        countResponseBytes(runtime.limits, call, result.body.length);
         capture?.push(result.body);
         // The body changed: the upstream's length and validators no longer describe it.
         reply.removeHeader('content-length');
@@ -54,9 +54,9 @@ export function respondWithPolicyFeatures(
     return;
   }
   const length = bodyless ? 0 : Number(upstream.headers['content-length']);
-  if (Number.isFinite(length)) countResponseBytes(runtime.quota, call, length);
+  if (Number.isFinite(length)) countResponseBytes(runtime.limits, call, length);
   upstream.stream.on('data', (chunk: Buffer) => {
-    if (!Number.isFinite(length)) countResponseBytes(runtime.quota, call, chunk.length);
+    if (!Number.isFinite(length)) countResponseBytes(runtime.limits, call, chunk.length);
     capture?.push(chunk);
   });
   reply.send(upstream.stream);

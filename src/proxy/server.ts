@@ -13,6 +13,7 @@ import { resolveClientIp } from './client-ip.ts';
 import type { Denial } from './denial.ts';
 import { createCallForwarder } from './forward-call.ts';
 import { createForwardHooks } from './forward-hooks.ts';
+import { type CallLimits, createLocalLimits } from './limits/call-limits.ts';
 import { createQuotaTracker, type QuotaTracker } from './quota.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limit.ts';
 import {
@@ -64,6 +65,11 @@ export interface ProxyServerDeps {
   logger: Logger;
   /** Default: a per-process limiter on `clock`. */
   rateLimiter?: RateLimiter;
+  /**
+   * Rate limit and quota together; with REDIS_URL the shared ones (src/proxy/limits/redis-limits.ts).
+   * Default: this process's `rateLimiter` and `quota`.
+   */
+  limits?: CallLimits;
   /** Fastify `trustProxy`, for the client IP in call records behind a load balancer. Default false. */
   trustProxy?: boolean | string | string[];
   /** Upstream connection pool per origin (undici). Default 128 connections, 5 min timeouts. */
@@ -107,15 +113,14 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     { redact: { paths: PROXY_LOG_REDACT, censor: '[redacted]' } },
   );
   const rateLimiter = deps.rateLimiter ?? createRateLimiter({ clock: deps.clock });
-  const quota = deps.quota ?? createQuotaTracker();
+  const limits = deps.limits ?? createLocalLimits(rateLimiter, deps.quota ?? createQuotaTracker());
   const authorizeDeps: AuthorizeDeps = {
     policy: deps.policy,
     grants: deps.grants,
     verifier: deps.verifier,
     clock: deps.clock,
-    rateLimiter,
     sink: deps.sink,
-    quota,
+    limits,
   };
   const headersTimeoutMs = deps.clientHeadersTimeoutMs ?? DEFAULT_CLIENT_HEADERS_TIMEOUT_MS;
   // Node's own bounds on the request head, stated rather than inherited from its defaults (and
@@ -128,7 +133,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
   };
   const wire = createWireRefusals({ sink: deps.sink, clock: deps.clock, logger });
   const recording: CallRecording = { sink: deps.sink, logger, open: new OpenCalls() };
-  const runtime: CallRuntime = { logger, recording, quota };
+  const runtime: CallRuntime = { logger, recording, limits };
   // Once the checks are decided: refuse, or set the call up and hand it to reply-from.
   const proceed = createCallForwarder({
     runtime,
