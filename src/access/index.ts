@@ -1,5 +1,4 @@
 export * from './directory.ts';
-export * from './events.ts';
 export * from './offboarding.ts';
 export * from './outcomes.ts';
 export * from './service.ts';

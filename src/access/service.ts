@@ -44,6 +44,7 @@ import {
 } from '../db/queries/grants.ts';
 import { countDeadLetters, countUndelivered, oldestUndeliveredAt } from '../db/queries/outbox.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import { enqueue, type OutboxMessage, publishOnGrantFeed } from '../outbox/index.ts';
 import {
   autoApproves,
   checkRequest,
@@ -59,7 +60,6 @@ import {
 import { type Actor, actorLabel, type PersonChannel, personActor, personOf } from '../shared/actor.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { Directory } from './directory.ts';
-import { type AccessEvent, enqueueEvents, notifyGrantChanged } from './events.ts';
 import { type Outcome, ok, type Refusal, refuse } from './outcomes.ts';
 import { grantedQuota, grantedSeconds } from './transitions.ts';
 import { checkUserText, cleanUserText } from './user-text.ts';
@@ -73,7 +73,7 @@ export interface AccessServiceDeps {
   grantChannel: string;
   newId?: () => string;
   /** Called after a transaction commits, with the events it wrote (for prompt delivery). */
-  onCommitted?: (events: readonly AccessEvent[]) => void;
+  onCommitted?: (events: readonly OutboxMessage[]) => void;
 }
 
 export interface CreateRequestInput {
@@ -95,7 +95,7 @@ export interface DecisionResult {
 /** What one transaction wants to say: audit rows (same transaction) and events (outbox). */
 interface Effects {
   audit: AuditEventInput[];
-  events: AccessEvent[];
+  events: OutboxMessage[];
   changedGrants: string[];
 }
 
@@ -223,10 +223,8 @@ export function createAccessService(deps: AccessServiceDeps) {
         result = await work(tx, effects);
         if (!result.ok) throw rollback;
         await appendAuditEvents(tx, effects.audit);
-        await enqueueEvents(tx, effects.events, clock.now());
-        for (const grantId of new Set(effects.changedGrants)) {
-          await notifyGrantChanged(tx, deps.grantChannel, grantId);
-        }
+        await enqueue(tx, effects.events, clock.now());
+        await publishOnGrantFeed(tx, deps.grantChannel, [...new Set(effects.changedGrants)]);
         written = effects;
       });
     } catch (error) {

@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { AccessEvent } from '../access/events.ts';
-import { dedupeKey, enqueueEvents } from '../access/events.ts';
 import type { AccessService } from '../access/service.ts';
 import { appendAuditEvents } from '../audit/append.ts';
 import type { Db } from '../db/client.ts';
 import { lockAuditChain } from '../db/queries/audit-events.ts';
-import { isQueued } from '../db/queries/outbox.ts';
+import { enqueue, isEnqueued, type OutboxMessageOf } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/store.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
@@ -56,7 +54,7 @@ export interface AnomalyMonitor extends CallSink {
 
 export interface RaisedAlert {
   alertId: string;
-  event: Extract<AccessEvent, { kind: 'anomaly_alert' }>;
+  event: OutboxMessageOf<'anomaly_alert'>;
 }
 
 interface Subject {
@@ -159,7 +157,7 @@ export function createAnomalyMonitor(deps: AnomalyMonitorDeps): AnomalyMonitor {
     const written = await db.transaction(async (tx) => {
       // The audit lock serialises this check with any other process raising the same alert.
       await lockAuditChain(tx);
-      if (await isQueued(tx, dedupeKey(event))) return false;
+      if (await isEnqueued(tx, event)) return false;
       await appendAuditEvents(tx, [
         {
           kind: 'anomaly.alert',
@@ -179,7 +177,7 @@ export function createAnomalyMonitor(deps: AnomalyMonitorDeps): AnomalyMonitor {
           },
         },
       ]);
-      await enqueueEvents(tx, [event], now);
+      await enqueue(tx, [event], now);
       return true;
     });
     if (written) {

@@ -1,9 +1,8 @@
-import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import { enqueueEvents } from '../access/events.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { auditHashAt, lockAuditChain } from '../db/queries/audit-events.ts';
 import { addGrantQuotaUse, recordGrantsLastUse } from '../db/queries/grants.ts';
+import { enqueue, type OutboxMessage, publishOnGrantFeed } from '../outbox/index.ts';
 import type { QuotaTracker } from '../proxy/quota.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 import { type AppendedBatch, type AuditEventInput, appendAuditBatch } from './append.ts';
@@ -152,7 +151,7 @@ export async function addQuotaUse(
   );
   const settlements: QuotaSettlement[] = [];
   const audit: AuditEventInput[] = [];
-  const events: Parameters<typeof enqueueEvents>[1][number][] = [];
+  const events: OutboxMessage[] = [];
   let latest = 0;
   for (const row of totals) {
     const id = row.id;
@@ -187,11 +186,12 @@ export async function addQuotaUse(
       });
     }
   }
-  await enqueueEvents(tx, events, new Date(latest));
-  if (grantChannel !== undefined && settlements.length > 0) {
-    const ids = JSON.stringify(settlements.map((s) => s.grantId));
-    await tx.execute(
-      sql`select pg_notify(${grantChannel}, id) from jsonb_array_elements_text(${ids}::jsonb) as id`,
+  await enqueue(tx, events, new Date(latest));
+  if (grantChannel !== undefined) {
+    await publishOnGrantFeed(
+      tx,
+      grantChannel,
+      settlements.map((s) => s.grantId),
     );
   }
   return { settlements, audit };

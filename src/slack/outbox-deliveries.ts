@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
-import { type AccessEvent, type AccessService, approvalMessageTs } from '../access/index.ts';
+import { type AccessService, approvalMessageTs } from '../access/index.ts';
 import type { Db } from '../db/client.ts';
 import { findGrantOfRequest } from '../db/queries/grants.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import type { OutboxMessage } from '../outbox/index.ts';
 import type { PolicyStore, ResourcePolicy } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import {
@@ -187,7 +188,8 @@ export function createDeliveries(deps: DeliveryDeps) {
     };
   }
 
-  async function plan(event: AccessEvent): Promise<Delivery> {
+  /** What a message sends: one case per kind of the outbox's union (a new kind does not compile until it is here). */
+  async function plan(event: OutboxMessage): Promise<Delivery> {
     switch (event.kind) {
       case 'request_created':
       case 'request_approval_added':

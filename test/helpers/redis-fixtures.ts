@@ -1,13 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { and, eq } from 'drizzle-orm';
-import {
-  type AccessEvent,
-  type AccessService,
-  createAccessService,
-  staticDirectory,
-} from '../../src/access/index.ts';
+import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { auditEvents, type Grant, outbox } from '../../src/db/schema/index.ts';
+import type { OutboxMessage } from '../../src/outbox/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import {
   createSchedulerStore,
@@ -74,7 +70,7 @@ export interface SchedulerWorld {
   store: SchedulerStore;
   policy: ReturnType<typeof staticPolicyStore>;
   /** Where the access service's onCommitted goes; tests point it at a scheduler. */
-  setListener(listener: ((events: readonly AccessEvent[]) => void) | undefined): void;
+  setListener(listener: ((events: readonly OutboxMessage[]) => void) | undefined): void;
   /** A 2-second (or `seconds`) auto-approved grant on billing-api. */
   grant(seconds?: number): Promise<Grant>;
   outboxCount(dedupeKey: string): Promise<number>;
@@ -89,7 +85,7 @@ export async function openSchedulerWorld(
 ): Promise<SchedulerWorld> {
   const database = await openTestDatabase('sched');
   const policy = staticPolicyStore(testPolicy(yamlEdit(TEST_POLICY_YAML)));
-  let listener: ((events: readonly AccessEvent[]) => void) | undefined;
+  let listener: ((events: readonly OutboxMessage[]) => void) | undefined;
   const access = createAccessService({
     db: database.db,
     policy,

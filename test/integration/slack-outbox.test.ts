@@ -1,13 +1,9 @@
 import { eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type AccessService,
-  createAccessService,
-  enqueueEvents,
-  staticDirectory,
-} from '../../src/access/index.ts';
+import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { outbox } from '../../src/db/schema/index.ts';
+import { enqueue } from '../../src/outbox/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { createNotifier } from '../../src/slack/notifier.ts';
@@ -97,7 +93,7 @@ describe('outbox dispatcher', () => {
     const [row] = await rows();
     const requestId = String(row!.payload.requestId);
     await database.db.transaction((tx) =>
-      enqueueEvents(tx, [{ kind: 'request_created', requestId, autoApproved: false }], clock.now()),
+      enqueue(tx, [{ kind: 'request_created', requestId, autoApproved: false }], clock.now()),
     );
     expect(await rows()).toHaveLength(1);
 
