@@ -3,9 +3,6 @@ import { type AuditEventInput, appendAuditEvents } from '../audit/append.ts';
 import type { Db, Tx } from '../db/client.ts';
 import {
   cancelPendingRequestsOf,
-  claimApprovalMessageTs,
-  countPendingRequests,
-  findApprovalMessageTs,
   findRequest,
   insertRequest,
   lockRequest,
@@ -13,20 +10,16 @@ import {
   markRequestCancelled,
   markRequestDenied,
   markRequestTimedOut,
-  oldestOverdueRequestTimeout,
   pendingExtensionOf,
   pendingRequestsOf,
   pendingRequestsOn,
-  releaseApprovalMessageClaim,
   requestsPastTimeout,
   resourcesWithPendingRequestsOf,
-  setApprovalMessage,
   usersWithPendingRequests,
 } from '../db/queries/access-requests.ts';
 import { addApproval, approvalsOf, type GivenApproval } from '../db/queries/approvals.ts';
 import {
   activeGrantsPastExpiry,
-  countLiveGrants,
   expireGrantsPastExpiry,
   extendGrant,
   findGrant,
@@ -36,13 +29,11 @@ import {
   lockGrant,
   markGrantExpired,
   markGrantRevoked,
-  oldestOverdueGrantExpiry,
   resourcesWithLiveGrantsOf,
   revokeActiveGrantsOf,
   revokeIdleGrantsOn,
   usersWithLiveGrants,
 } from '../db/queries/grants.ts';
-import { countDeadLetters, countUndelivered, oldestUndeliveredAt } from '../db/queries/outbox.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { enqueue, type OutboxMessage, publishOnGrantFeed } from '../outbox/index.ts';
 import {
@@ -185,22 +176,7 @@ export function checkLowerQuota(quota: LowerQuota, policy: Quota | undefined): R
   return undefined;
 }
 
-/** Seconds from the earliest of `times` to `now`, 0 when there is none. */
-function secondsSince(now: Date, ...times: (Date | null | undefined)[]): number {
-  const earliest = Math.min(...times.map((t) => t?.getTime() ?? Number.POSITIVE_INFINITY));
-  return Number.isFinite(earliest) ? Math.max(0, (now.getTime() - earliest) / 1000) : 0;
-}
-
 export type AccessService = ReturnType<typeof createAccessService>;
-
-/** Stands in `approval_message_ts` while one instance posts the approval message. */
-export const POSTING_MARKER = 'posting:';
-
-/** The Slack ts of a request's approval message, or undefined while none is recorded yet. */
-export function approvalMessageTs(request: AccessRequest): string | undefined {
-  const ts = request.approvalMessageTs;
-  return ts === null || ts.startsWith(POSTING_MARKER) ? undefined : ts;
-}
 
 /**
  * Requests → approvals → grants. Every transition is a conditional UPDATE in a
@@ -1028,41 +1004,6 @@ export function createAccessService(deps: AccessServiceDeps) {
       return resource !== undefined && (await isApproverOf(resource, userId));
     },
 
-    /**
-     * Reserve the right to post a request's approval message. Two bot instances delivering
-     * events of one request at once must not both post: the first compare-and-set of the
-     * empty slot to a `posting:<ms>` marker wins; a marker older than `staleMs` (a poster
-     * that crashed before recording the ts) may be taken over.
-     */
-    async claimApprovalMessage(
-      requestId: string,
-      staleMs = 60_000,
-    ): Promise<'claimed' | 'posting_elsewhere' | 'already_posted' | 'not_found'> {
-      const row = await findApprovalMessageTs(db, requestId);
-      if (!row) return 'not_found';
-      const now = clock.now().getTime();
-      if (row.ts !== null) {
-        const postingSince = row.ts.startsWith(POSTING_MARKER)
-          ? Number(row.ts.slice(POSTING_MARKER.length))
-          : undefined;
-        if (postingSince === undefined) return 'already_posted';
-        if (now - postingSince < staleMs) return 'posting_elsewhere';
-      }
-      const claimed = await claimApprovalMessageTs(db, requestId, row.ts, `${POSTING_MARKER}${now}`);
-      return claimed ? 'claimed' : 'posting_elsewhere';
-    },
-
-    /**
-     * Gives up a claim after Slack answered that it posted nothing (a refusal, a 429), so the
-     * next attempt may post at once instead of waiting for the claim to go stale.
-     */
-    releaseApprovalMessage: (requestId: string): Promise<void> =>
-      releaseApprovalMessageClaim(db, requestId, POSTING_MARKER),
-
-    /** Records where the approval message lives, so later outcomes update it in place. */
-    setApprovalMessage: (requestId: string, channel: string, ts: string): Promise<void> =>
-      setApprovalMessage(db, requestId, channel, ts),
-
     /** Grants past their expiry still marked active, and requests past their timeout: for the sweep. */
     async findOverdue(limit = 500): Promise<{ grants: Grant[]; requests: AccessRequest[] }> {
       const now = clock.now();
@@ -1072,36 +1013,5 @@ export function createAccessService(deps: AccessServiceDeps) {
       ]);
       return { grants: dueGrants, requests: dueRequests };
     },
-
-    countActiveGrants: (): Promise<number> => countLiveGrants(db, clock.now()),
-
-    /**
-     * How far time-driven work is behind, in seconds: the longest any active grant has stayed
-     * active past its expiry, or any pending request pending past its time-out (0 when none).
-     * Read from the rows, not the queue, so it also shows jobs Redis lost that the sweep has
-     * not yet healed. The proxy refuses such a grant regardless: this lag delays only the
-     * state change and its messages.
-     */
-    async schedulerLagSeconds(): Promise<number> {
-      const now = clock.now();
-      const [grant, request] = await Promise.all([
-        oldestOverdueGrantExpiry(db, now),
-        oldestOverdueRequestTimeout(db, now),
-      ]);
-      return secondsSince(now, grant, request);
-    },
-
-    /** Age in seconds of the oldest Slack message not yet delivered (0 when none). */
-    async outboxLagSeconds(): Promise<number> {
-      return secondsSince(clock.now(), await oldestUndeliveredAt(db));
-    },
-
-    /** Outbox events not yet delivered (Slack down, or no bot running). */
-    countUndelivered: (): Promise<number> => countUndelivered(db),
-
-    /** Outbox events with a Slack message given up (refused for good, or failing past the attempts). */
-    countDeadLetters: (): Promise<number> => countDeadLetters(db),
-
-    countPending: (): Promise<number> => countPendingRequests(db),
   };
 }

@@ -5,6 +5,7 @@ import { chainHash, GENESIS_HASH } from '../../src/audit/chain.ts';
 import { accessRequests, approvals, auditEvents, grants, outbox } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
+import { createApprovalMessageClaims } from '../../src/slack/approval-message-claims.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { testPolicy } from '../helpers/policy.ts';
 
@@ -527,13 +528,14 @@ describe('audit', () => {
 describe('approval message slot', () => {
   it('lets one instance post, and takes over a stale claim', async () => {
     const request = await pendingWrite();
-    const claims = await Promise.all([1, 2, 3].map(() => access.claimApprovalMessage(request.id)));
+    const slot = createApprovalMessageClaims({ db: database.db, clock });
+    const claims = await Promise.all([1, 2, 3].map(() => slot.claim(request.id)));
     expect(claims.filter((c) => c === 'claimed')).toHaveLength(1);
     expect(claims.filter((c) => c === 'posting_elsewhere')).toHaveLength(2);
     clock.advance(61_000);
-    expect(await access.claimApprovalMessage(request.id)).toBe('claimed');
-    await access.setApprovalMessage(request.id, 'CAPPROVALS', '1700000000.000100');
-    expect(await access.claimApprovalMessage(request.id)).toBe('already_posted');
-    expect(await access.claimApprovalMessage('00000000-0000-4000-8000-000000000000')).toBe('not_found');
+    expect(await slot.claim(request.id)).toBe('claimed');
+    await slot.record(request.id, 'CAPPROVALS', '1700000000.000100');
+    expect(await slot.claim(request.id)).toBe('already_posted');
+    expect(await slot.claim('00000000-0000-4000-8000-000000000000')).toBe('not_found');
   });
 });

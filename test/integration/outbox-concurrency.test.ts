@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.ts';
+import { countUndelivered } from '../../src/db/queries/outbox.ts';
 import type { Grant } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
@@ -50,10 +51,10 @@ afterAll(async () => {
 async function drainBoth(): Promise<void> {
   for (let round = 0; round < 30; round++) {
     await Promise.all([a.dispatcher.drain(), b.dispatcher.drain()]);
-    if ((await a.access.countUndelivered()) === 0) return;
+    if ((await countUndelivered(primary.db)) === 0) return;
     clock.advance(5 * 60_000);
   }
-  throw new Error(`outbox not empty after 30 rounds: ${await a.access.countUndelivered()} left`);
+  throw new Error(`outbox not empty after 30 rounds: ${await countUndelivered(primary.db)} left`);
 }
 
 const userOf = (i: number) => `UCONTRACTOR${String(i).padStart(2, '0')}`;
@@ -138,6 +139,6 @@ describe('two outbox dispatchers on one database', () => {
       expect(updates.length, `updates of ${grant.id}'s approval message`).toBeGreaterThan(0);
       expect(blockText(updates.at(-1)!)).toContain(`Grant \`${grant.id}\` expired`);
     }
-    expect(await a.access.countUndelivered()).toBe(0);
+    expect(await countUndelivered(primary.db)).toBe(0);
   });
 });
