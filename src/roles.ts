@@ -40,6 +40,7 @@ import {
   type Scheduler,
 } from './scheduler/index.ts';
 import { fanOut } from './shared/call-record.ts';
+import { refusalText } from './slack/blocks/refusals.ts';
 import { createOutboxDispatcher, createSlackApp, type SlackApp } from './slack/index.ts';
 import { createVerifier, issueTokenForGrant } from './tokens/index.ts';
 
@@ -254,7 +255,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         db: database.db,
         logger,
         quota,
-        grantChannel: database.channel('grants'),
+        settleQuota: access.settleQuotaUse,
       });
       stops.push({ name: 'audit', run: () => appender.close() });
       // Refusals without a verified token reach the audit log bounded (src/proxy/refusal-aggregator.ts);
@@ -264,7 +265,14 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         knownResource: (name) => Object.hasOwn(policy.current().resources, name),
       });
       stops.push({ name: 'refusal summaries', run: () => refusals.close() });
-      const monitor = createAnomalyMonitor({ db: database.db, policy, clock, access, logger });
+      const monitor = createAnomalyMonitor({
+        db: database.db,
+        policy,
+        clock,
+        access,
+        logger,
+        describeRefusal: refusalText,
+      });
       stops.push({ name: 'anomaly', run: () => monitor.close() });
       metrics.addGauge(
         'jitgate_audit_backlog',

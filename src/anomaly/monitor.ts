@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Refusal } from '../access/outcomes.ts';
 import type { AccessService } from '../access/service.ts';
 import { appendAuditEvents } from '../audit/append.ts';
 import type { Db } from '../db/client.ts';
@@ -23,6 +24,12 @@ export interface AnomalyMonitorDeps {
   policy: PolicyStore;
   clock: Clock;
   access: Pick<AccessService, 'revokeGrant'>;
+  /**
+   * Words for a refused automatic revoke, kept in the alert's evidence (`revokeNote`) and
+   * shown with it; the composition root passes Slack's (src/slack/blocks/refusals.ts).
+   * Without it the note is the refusal's code.
+   */
+  describeRefusal?: (refusal: Refusal) => string;
   logger: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** Records waiting to be examined at most; past it new records are dropped (and counted). */
   maxQueue?: number;
@@ -130,7 +137,7 @@ export function createAnomalyMonitor(deps: AnomalyMonitorDeps): AnomalyMonitor {
         reason: `anomaly rule ${finding.rule}: ${finding.summary}`,
       });
       revoked = result.ok;
-      if (!result.ok) revokeNote = result.message;
+      if (!result.ok) revokeNote = deps.describeRefusal?.(result) ?? result.code;
     }
     const event: RaisedAlert['event'] = {
       kind: 'anomaly_alert',

@@ -11,6 +11,7 @@ import {
   type SchedulerStore,
 } from '../../src/scheduler/index.ts';
 import { type Clock, systemClock } from '../../src/shared/clock.ts';
+import { slackUser } from './actors.ts';
 import { openTestDatabase } from './db.ts';
 import { TEST_POLICY_YAML, testPolicy } from './policy.ts';
 
@@ -103,7 +104,7 @@ export async function openSchedulerWorld(
     },
     async grant(seconds = 2) {
       const result = await access.createRequest({
-        requesterId: 'UCONTRACTOR',
+        actor: slackUser('UCONTRACTOR'),
         resource: 'billing-api',
         scope: 'read',
         durationSeconds: seconds,

@@ -4,6 +4,7 @@ import { outbox } from '../../src/db/schema/index.ts';
 import { type Backlog, createBacklog } from '../../src/ops/backlog.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { testPolicy } from '../helpers/policy.ts';
 
@@ -36,23 +37,26 @@ it('is zero with nothing overdue, then the age of the oldest overdue expiry, tim
 
   // A grant for 10 minutes, and a request that times out in an hour (request_timeout: 1h).
   const granted = await access.createRequest({
-    requesterId: 'UCONTRACTOR',
+    actor: slackUser('UCONTRACTOR'),
     resource: 'billing-api',
     scope: 'write',
     durationSeconds: 600,
     reason: 'lag test',
   });
-  if (!granted.ok) throw new Error(granted.message);
-  const approved = await access.approve({ requestId: granted.value.request.id, approverId: 'UAPPROVER1' });
+  if (!granted.ok) throw new Error(granted.code);
+  const approved = await access.approve({
+    requestId: granted.value.request.id,
+    actor: slackUser('UAPPROVER1'),
+  });
   if (!approved.ok || !approved.value.grant) throw new Error('expected a grant');
   const waiting = await access.createRequest({
-    requesterId: 'UCONTRACTOR',
+    actor: slackUser('UCONTRACTOR'),
     resource: 'billing-api',
     scope: 'write',
     durationSeconds: 600,
     reason: 'never decided',
   });
-  if (!waiting.ok) throw new Error(waiting.message);
+  if (!waiting.ok) throw new Error(waiting.code);
 
   // Nothing is due yet, but the messages those transitions queued are waiting for a bot.
   expect(await backlog.schedulerLagSeconds()).toBe(0);

@@ -5,6 +5,7 @@ import type { Grant } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../fakes/slack-api.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase, TEST_DATABASE_URL } from '../helpers/db.ts';
 import { type SlackProcess, slackProcess } from '../helpers/outbox-world.ts';
 import { testPolicy } from '../helpers/policy.ts';
@@ -70,7 +71,7 @@ describe('two outbox dispatchers on one database', () => {
     const created = await Promise.all(
       Array.from({ length: GRANTS }, (_, i) =>
         (i % 2 === 0 ? a : b).access.createRequest({
-          requesterId: userOf(i),
+          actor: slackUser(userOf(i)),
           resource: 'billing-api',
           scope: 'read',
           durationSeconds: 1800,
