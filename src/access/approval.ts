@@ -1,13 +1,15 @@
 import type { Tx } from '../db/client.ts';
-import { decideRequest } from '../db/queries/access-requests.ts';
+import { decideRequest, findRequest } from '../db/queries/access-requests.ts';
 import { addApproval, approvalsOf } from '../db/queries/approvals.ts';
 import { extendGrant, insertGrant, lockGrant } from '../db/queries/grants.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import type { ResourcePolicy } from '../policy/index.ts';
 import { type Actor, endedByOf, type PersonActor } from '../shared/actor.ts';
 import { grantRow, requestRow } from './audit-rows.ts';
 import type { Effects } from './commit.ts';
 import { type AccessContext, resourceOf } from './context.ts';
 import { type Outcome, ok, type Refusal, refuse } from './outcomes.ts';
+import { isApproverOf } from './people.ts';
 import type { LowerQuota } from './quota.ts';
 import {
   GRANT_MACHINE,
@@ -29,6 +31,27 @@ export interface DecisionResult {
 
 /** The policy itself, when a scope and duration are approved without anyone. */
 const POLICY: Actor = { type: 'system', component: 'policy' };
+
+/**
+ * Who may decide a request: an approver of its resource (still in the policy), never its
+ * requester. Read before the transaction; the decision itself re-checks the status under lock.
+ */
+export async function checkDecider(
+  ctx: AccessContext,
+  requestId: string,
+  decider: PersonActor,
+  attempted: 'approve' | 'deny',
+): Promise<{ request: AccessRequest; resource: ResourcePolicy } | Refusal> {
+  const request = await findRequest(ctx.db, requestId);
+  if (!request) return refuse({ code: 'request_not_found' });
+  const resource = resourceOf(ctx, request.resource);
+  if (!resource) return refuse({ code: 'unknown_resource', resource: request.resource });
+  if (request.requesterId === decider.userId) return refuse({ code: 'self_approval', attempted });
+  if (!(await isApproverOf(ctx, resource, decider.userId))) {
+    return refuse({ code: 'not_an_approver', resource: resource.name, attempted: 'decide' });
+  }
+  return { request, resource };
+}
 
 export const notPending = (request: AccessRequest): Refusal =>
   refuse({ code: 'request_not_pending', status: request.status, decidedBy: request.decidedBy });

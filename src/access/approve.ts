@@ -1,10 +1,9 @@
-import { findRequest, lockRequest } from '../db/queries/access-requests.ts';
+import { lockRequest } from '../db/queries/access-requests.ts';
 import type { PersonActor } from '../shared/actor.ts';
-import { addApprovalOf, type DecisionResult, notPending } from './approval.ts';
+import { addApprovalOf, checkDecider, type DecisionResult, notPending } from './approval.ts';
 import { commit } from './commit.ts';
-import { type AccessContext, resourceOf } from './context.ts';
-import { type Outcome, refuse } from './outcomes.ts';
-import { isApproverOf } from './people.ts';
+import type { AccessContext } from './context.ts';
+import { isRefusal, type Outcome, refuse } from './outcomes.ts';
 import { checkLowerQuota, type LowerQuota } from './quota.ts';
 
 export interface ApproveInput {
@@ -25,15 +24,9 @@ export async function approveRequest(
   ctx: AccessContext,
   input: ApproveInput,
 ): Promise<Outcome<DecisionResult>> {
-  const approverId = input.actor.userId;
-  const peek = await findRequest(ctx.db, input.requestId);
-  if (!peek) return refuse({ code: 'request_not_found' });
-  const resource = resourceOf(ctx, peek.resource);
-  if (!resource) return refuse({ code: 'unknown_resource', resource: peek.resource });
-  if (peek.requesterId === approverId) return refuse({ code: 'self_approval', attempted: 'approve' });
-  if (!(await isApproverOf(ctx, resource, approverId))) {
-    return refuse({ code: 'not_an_approver', resource: resource.name, attempted: 'decide' });
-  }
+  const decider = await checkDecider(ctx, input.requestId, input.actor, 'approve');
+  if (isRefusal(decider)) return decider;
+  const { request: peek, resource } = decider;
   if (input.durationSeconds !== undefined && input.durationSeconds > peek.durationSeconds) {
     return refuse({ code: 'duration_longer_than_requested', requestedSeconds: peek.durationSeconds });
   }

@@ -8,7 +8,7 @@ import { addApprovalOf, type DecisionResult, settleNewRequest } from './approval
 import { requestRow } from './audit-rows.ts';
 import { commit, type Effects } from './commit.ts';
 import { type AccessContext, resourceOf } from './context.ts';
-import { type Outcome, type Refusal, refuse } from './outcomes.ts';
+import { isRefusal, type Outcome, type Refusal, refuse } from './outcomes.ts';
 import { isApproverOf } from './people.ts';
 import { isGrantLive } from './transitions.ts';
 import { checkUserText, cleanUserText } from './user-text.ts';
@@ -107,7 +107,31 @@ async function insertExtension(
   return request;
 }
 
-const isRefusal = (value: object): value is Refusal => 'ok' in value && value.ok === false;
+/**
+ * Who may extend: the owner asks; an approver of the grant's resource (never the owner)
+ * gives. Then the limits every extension meets.
+ */
+async function askFor(
+  ctx: AccessContext,
+  input: ExtendInput,
+  asker: 'owner' | 'approver',
+): Promise<Extendable | Refusal> {
+  const unfit = checkUserText(input.reason, 'reason');
+  if (unfit) return unfit;
+  const grant = await findGrant(ctx.db, input.grantId);
+  if (!grant) return refuse({ code: 'grant_not_found' });
+  const own = grant.userId === input.actor.userId;
+  if (asker === 'owner' && !own) return refuse({ code: 'not_grant_owner', attempted: 'extend' });
+  if (asker === 'approver') {
+    if (own) return refuse({ code: 'self_approval', attempted: 'approve' });
+    const resource = resourceOf(ctx, grant.resource);
+    if (!resource) return refuse({ code: 'unknown_resource', resource: grant.resource });
+    if (!(await isApproverOf(ctx, resource, input.actor.userId))) {
+      return refuse({ code: 'not_an_approver', resource: resource.name, attempted: 'extend' });
+    }
+  }
+  return checkExtendable(ctx, grant, input);
+}
 
 /**
  * The owner asks for more time on an active grant: an approval like any other
@@ -117,12 +141,7 @@ export async function requestExtension(
   ctx: AccessContext,
   input: ExtendInput,
 ): Promise<Outcome<DecisionResult>> {
-  const unfit = input.reason === undefined ? undefined : checkUserText(input.reason, 'reason');
-  if (unfit) return unfit;
-  const grant = await findGrant(ctx.db, input.grantId);
-  if (!grant) return refuse({ code: 'grant_not_found' });
-  if (grant.userId !== input.actor.userId) return refuse({ code: 'not_grant_owner', attempted: 'extend' });
-  const ask = await checkExtendable(ctx, grant, input);
+  const ask = await askFor(ctx, input, 'owner');
   if (isRefusal(ask)) return ask;
   const auto = autoApproves(ask.scope, input.durationSeconds);
   return commit<DecisionResult>(ctx, async (tx, effects) => {
@@ -142,17 +161,7 @@ export async function extendByApprover(
   ctx: AccessContext,
   input: ExtendInput,
 ): Promise<Outcome<DecisionResult>> {
-  const unfit = input.reason === undefined ? undefined : checkUserText(input.reason, 'reason');
-  if (unfit) return unfit;
-  const grant = await findGrant(ctx.db, input.grantId);
-  if (!grant) return refuse({ code: 'grant_not_found' });
-  if (grant.userId === input.actor.userId) return refuse({ code: 'self_approval', attempted: 'approve' });
-  const resource = resourceOf(ctx, grant.resource);
-  if (!resource) return refuse({ code: 'unknown_resource', resource: grant.resource });
-  if (!(await isApproverOf(ctx, resource, input.actor.userId))) {
-    return refuse({ code: 'not_an_approver', resource: resource.name, attempted: 'extend' });
-  }
-  const ask = await checkExtendable(ctx, grant, input);
+  const ask = await askFor(ctx, input, 'approver');
   if (isRefusal(ask)) return ask;
   return commit<DecisionResult>(ctx, async (tx, effects) => {
     const request = await insertExtension(ctx, tx, effects, ask, input, false);

@@ -125,7 +125,7 @@ export async function revokeAll(
   ctx: AccessContext,
   input: RevokeAllInput,
 ): Promise<Outcome<RevokeAllResult>> {
-  const unfit = input.reason === undefined ? undefined : checkUserText(input.reason, 'reason');
+  const unfit = checkUserText(input.reason, 'reason');
   if (unfit) return unfit;
   const reason = input.reason?.trim() ? input.reason : `revoke-all by ${input.actor.userId}`;
   if (await isConsoleAdmin(ctx, input.actor)) {

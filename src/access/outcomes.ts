@@ -49,3 +49,6 @@ export type Outcome<T> = { ok: true; value: T } | Refusal;
 
 export const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
 export const refuse = (refusal: AccessRefusal): Refusal => ({ ok: false, ...refusal });
+
+/** Whether a step's answer is a refusal rather than the thing it looked for. */
+export const isRefusal = (value: object): value is Refusal => 'ok' in value && value.ok === false;

@@ -12,8 +12,9 @@ const CONTROL = /(?![\t\n\r])\p{Cc}/u;
 /** Bidi marks, embeddings, overrides and isolates (U+202E shows `txt.exe` as `exe.txt`). */
 const BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
 
-/** Why `text` cannot be taken as the `field`, or undefined when it can. */
-export function checkUserText(text: string, field: FreeTextField): Refusal | undefined {
+/** Why `text` cannot be taken as the `field`, or undefined when it can (or none was given). */
+export function checkUserText(text: string | undefined, field: FreeTextField): Refusal | undefined {
+  if (text === undefined) return undefined;
   const found = CONTROL.exec(text);
   if (!found) return undefined;
   return refuse({ code: 'text_has_control_characters', field, codePoint: found[0].charCodeAt(0) });

@@ -52,26 +52,27 @@ export function createBacklog(deps: { db: Db; clock: Clock }): Backlog {
   };
 }
 
-/** The backlog as gauges, sampled at scrape time. */
+/** The backlog as gauges, sampled at scrape time: name, help, and the reading behind each. */
 export function registerBacklogGauges(metrics: Metrics, backlog: Backlog): void {
-  metrics.addGauge('jitgate_pending_requests', 'Access requests waiting for a decision', () =>
-    backlog.pendingRequests(),
-  );
-  metrics.addGauge('jitgate_active_grants', 'Grants active and unexpired', () => backlog.activeGrants());
-  metrics.addGauge('jitgate_outbox_backlog', 'Slack messages not yet delivered', () =>
-    backlog.undeliveredMessages(),
-  );
-  metrics.addGauge(
-    'jitgate_scheduler_lag_seconds',
-    'Longest time an expiry or request time-out has been overdue without being processed',
-    () => backlog.schedulerLagSeconds(),
-  );
-  metrics.addGauge('jitgate_outbox_lag_seconds', 'Age of the oldest Slack message not yet delivered', () =>
-    backlog.outboxLagSeconds(),
-  );
-  metrics.addGauge(
-    'jitgate_outbox_dead_letters',
-    'Outbox events with a Slack message given up: refused for good, or still failing after every attempt',
-    () => backlog.deadLetters(),
-  );
+  const gauges: [string, string, () => Promise<number>][] = [
+    ['jitgate_pending_requests', 'Access requests waiting for a decision', backlog.pendingRequests],
+    ['jitgate_active_grants', 'Grants active and unexpired', backlog.activeGrants],
+    ['jitgate_outbox_backlog', 'Slack messages not yet delivered', backlog.undeliveredMessages],
+    [
+      'jitgate_scheduler_lag_seconds',
+      'Longest time an expiry or request time-out has been overdue without being processed',
+      backlog.schedulerLagSeconds,
+    ],
+    [
+      'jitgate_outbox_lag_seconds',
+      'Age of the oldest Slack message not yet delivered',
+      backlog.outboxLagSeconds,
+    ],
+    [
+      'jitgate_outbox_dead_letters',
+      'Outbox events with a Slack message given up: refused for good, or still failing after every attempt',
+      backlog.deadLetters,
+    ],
+  ];
+  for (const [name, help, read] of gauges) metrics.addGauge(name, help, read);
 }
