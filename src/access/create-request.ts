@@ -7,6 +7,7 @@ import { commit } from './commit.ts';
 import type { AccessContext } from './context.ts';
 import { type Outcome, refuse } from './outcomes.ts';
 import { isRequester } from './people.ts';
+import { REQUEST_MACHINE } from './transitions.ts';
 import { checkUserText, cleanUserText } from './user-text.ts';
 
 export interface CreateRequestInput {
@@ -44,6 +45,7 @@ export async function createRequest(
       scope: scope.name,
       durationSeconds: input.durationSeconds,
       reason,
+      status: REQUEST_MACHINE.initial,
       approvalsRequired: resource.approvalsRequired,
       createdAt: now,
       timeoutAt: new Date(now.getTime() + resource.requestTimeoutSeconds * 1000),

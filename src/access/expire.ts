@@ -18,7 +18,8 @@ function recordExpiry(effects: Effects, grant: Grant, now: Date): void {
 }
 
 /** Mark a grant expired once its time is up. The proxy never waits for this: it checks the clock. */
-export async function expireGrant(ctx: AccessContext, grantId: string): Promise<Outcome<Grant>> {
+export async function expireGrant(ctx: AccessContext, input: { grantId: string }): Promise<Outcome<Grant>> {
+  const { grantId } = input;
   return commit(ctx, async (tx, effects) => {
     const now = ctx.clock.now();
     const expired = await expireGrantRow(tx, grantId, GRANT_MOVES.expire, ending(now));
@@ -40,7 +41,8 @@ export async function expireGrant(ctx: AccessContext, grantId: string): Promise<
  * cost one lock on the audit chain instead of one each; rows another transaction holds
  * are skipped, not waited for. Returns the ids it expired.
  */
-export async function expireDueGrants(ctx: AccessContext, limit = 500): Promise<string[]> {
+export async function expireDueGrants(ctx: AccessContext, input: { limit?: number } = {}): Promise<string[]> {
+  const limit = input.limit ?? 500;
   const result = await commit<string[]>(ctx, async (tx, effects) => {
     const now = ctx.clock.now();
     const expired = await expireGrantsPastExpiry(tx, GRANT_MOVES.expire, ending(now), limit);

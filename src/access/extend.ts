@@ -10,7 +10,7 @@ import { commit, type Effects } from './commit.ts';
 import { type AccessContext, resourceOf } from './context.ts';
 import { isRefusal, type Outcome, type Refusal, refuse } from './outcomes.ts';
 import { isApproverOf } from './people.ts';
-import { isGrantLive } from './transitions.ts';
+import { isGrantLive, REQUEST_MACHINE } from './transitions.ts';
 import { checkUserText, cleanUserText } from './user-text.ts';
 
 export interface ExtendInput {
@@ -79,6 +79,7 @@ async function insertExtension(
     scope: grant.scope,
     durationSeconds: input.durationSeconds,
     reason: ask.reason,
+    status: REQUEST_MACHINE.initial,
     approvalsRequired: resource.approvalsRequired,
     extendsGrantId: grant.id,
     createdAt: now,

@@ -14,7 +14,8 @@ import { GRANT_MOVES } from './transitions.ts';
  * the `grant_revoked` message. `last_used_at` is written per audit batch, so a grant in
  * use is seen as used within the appender's flush interval. Returns the revoked grants.
  */
-export async function revokeIdleGrants(ctx: AccessContext, limit = 500): Promise<Grant[]> {
+export async function revokeIdleGrants(ctx: AccessContext, input: { limit?: number } = {}): Promise<Grant[]> {
+  const limit = input.limit ?? 500;
   const idle = Object.values(ctx.policy.current().resources).filter(
     (r): r is ResourcePolicy & { idleTimeoutSeconds: number } => r.idleTimeoutSeconds !== undefined,
   );

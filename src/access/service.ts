@@ -41,12 +41,12 @@ export function createAccessService(deps: AccessDeps) {
     revokeGrant: (input: Parameters<typeof revokeGrant>[1]) => revokeGrant(ctx, input),
     offboardUser: (input: Parameters<typeof offboardUser>[1]) => offboardUser(ctx, input),
     revokeAll: (input: Parameters<typeof revokeAll>[1]) => revokeAll(ctx, input),
-    expireGrant: (grantId: string) => expireGrant(ctx, grantId),
-    expireDueGrants: (limit?: number) => expireDueGrants(ctx, limit),
+    expireGrant: (grantId: string) => expireGrant(ctx, { grantId }),
+    expireDueGrants: (limit?: number) => expireDueGrants(ctx, { limit }),
     /** A request nobody decided in time (the scheduler's time-out). */
-    expireRequest: (requestId: string) => timeOutRequest(ctx, requestId),
+    expireRequest: (requestId: string) => timeOutRequest(ctx, { requestId }),
     remindGrant: (grantId: string, version: number) => remindGrant(ctx, { grantId, version }),
-    revokeIdleGrants: (limit?: number) => revokeIdleGrants(ctx, limit),
+    revokeIdleGrants: (limit?: number) => revokeIdleGrants(ctx, { limit }),
     /** The audit appender's quota step (grant state is written by access only). */
     settleQuotaUse: quotaSettler(ctx),
   };

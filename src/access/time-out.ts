@@ -11,7 +11,11 @@ import { REQUEST_MOVES } from './transitions.ts';
 const TIMED_OUT = 'timeout';
 
 /** A request nobody decided in time. Refused before its deadline: the scheduler may fire early. */
-export async function timeOutRequest(ctx: AccessContext, requestId: string): Promise<Outcome<AccessRequest>> {
+export async function timeOutRequest(
+  ctx: AccessContext,
+  input: { requestId: string },
+): Promise<Outcome<AccessRequest>> {
+  const { requestId } = input;
   return commit(ctx, async (tx, effects) => {
     const now = ctx.clock.now();
     const expired = await decideRequestPastTimeout(tx, requestId, REQUEST_MOVES.timeOut, {

@@ -43,19 +43,6 @@ export const GRANT_MACHINE = {
 export const REQUEST_MOVES = REQUEST_MACHINE.transitions;
 export const GRANT_MOVES = GRANT_MACHINE.transitions;
 
-/** Whether some transition of `machine` takes a row from `from` to `to`. */
-export function canMove<S extends string>(machine: Machine<S, string>, from: S, to: S): boolean {
-  return Object.values<Transition<S>>(machine.transitions).some((t) => t.to === to && t.from.includes(from));
-}
-
-/** The states a row can move to from `state` (itself included where a transition keeps it). */
-export function exitsOf<S extends string>(machine: Machine<S, string>, state: S): S[] {
-  const exits = Object.values<Transition<S>>(machine.transitions)
-    .filter((t) => t.from.includes(state))
-    .map((t) => t.to);
-  return [...new Set(exits)];
-}
-
 /** How long the grant lasts: the shortest of what was asked and what any approver allowed. */
 export function grantedSeconds(requestedSeconds: number, approverLimits: readonly (number | null)[]): number {
   return approverLimits.reduce<number>(

@@ -1,15 +1,27 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  canMove,
-  exitsOf,
   GRANT_MACHINE,
   grantedSeconds,
   isGrantLive,
   type Machine,
   REQUEST_MACHINE,
+  type Transition,
 } from '../../src/access/transitions.ts';
 import { GRANT_STATUSES, REQUEST_STATUSES } from '../../src/db/schema/index.ts';
+
+/** Whether some transition of `machine` takes a row from `from` to `to`. */
+function canMove<S extends string>(machine: Machine<S, string>, from: S, to: S): boolean {
+  return Object.values<Transition<S>>(machine.transitions).some((t) => t.to === to && t.from.includes(from));
+}
+
+/** The states a row can move to from `state` (itself included where a transition keeps it). */
+function exitsOf<S extends string>(machine: Machine<S, string>, state: S): S[] {
+  const exits = Object.values<Transition<S>>(machine.transitions)
+    .filter((t) => t.from.includes(state))
+    .map((t) => t.to);
+  return [...new Set(exits)];
+}
 
 /** The states a machine can reach from its initial state. */
 function reachable<S extends string>(machine: Machine<S, string>): Set<S> {
