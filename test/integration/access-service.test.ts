@@ -446,6 +446,92 @@ describe('grants', () => {
     expect(committed).toContain('grant_extended');
   });
 
+  it("an approver extends someone's grant: their approval counts, N-of-M holds, the audit names them", async () => {
+    const grant = await activeGrant();
+    const by = (userId: string, durationSeconds = 600) =>
+      access.extendByApprover({
+        grantId: grant.id,
+        actor: slackUser(userId),
+        durationSeconds,
+        reason: 'late batch',
+      });
+    expect(await by('UCONTRACTOR')).toMatchObject({ ok: false, code: 'self_approval' });
+    expect(await by('USTRANGER')).toMatchObject({ ok: false, code: 'not_an_approver', attempted: 'extend' });
+    expect(await by('UAPPROVER2', 9 * 3600)).toMatchObject({ ok: false, code: 'duration_too_long' });
+    const done = await by('UAPPROVER2');
+    if (!done.ok) throw new Error(done.code);
+    expect(done.value.grant).toMatchObject({
+      id: grant.id,
+      extensions: 1,
+      expiresAt: new Date(grant.expiresAt.getTime() + 600_000),
+    });
+    const rows = await database.db
+      .select()
+      .from(auditEvents)
+      .where(eq(auditEvents.requestId, done.value.request.id))
+      .orderBy(asc(auditEvents.seq));
+    expect(rows.map((r) => [r.kind, r.actor])).toEqual([
+      ['request.created', 'slack:UAPPROVER2'],
+      ['request.approval_added', 'slack:UAPPROVER2'],
+      ['grant.extended', 'slack:UAPPROVER2'],
+      ['request.approved', 'slack:UAPPROVER2'],
+    ]);
+    expect(rows[0]?.data).toMatchObject({ extension: true, byApprover: true, reason: 'late batch' });
+    expect(done.value.request).toMatchObject({ requesterId: 'UCONTRACTOR', extendsGrantId: grant.id });
+    // The owner's DM about the new expiry goes out through the outbox, as for any extension.
+    const queued = await database.db
+      .select()
+      .from(outbox)
+      .where(eq(outbox.dedupeKey, `grant_extended:${grant.id}:${grant.version + 1}`));
+    expect(queued).toHaveLength(1);
+
+    // admin-api needs two approvals: the extending approver's is the first.
+    const asked = await pendingWrite('UCONTRACTOR', 'admin-api');
+    await access.approve({ requestId: asked.id, actor: slackUser('UAPPROVER1') });
+    const made = await access.approve({ requestId: asked.id, actor: slackUser('UAPPROVER2') });
+    if (!made.ok || !made.value.grant) throw new Error('no admin grant');
+    const adminGrant = made.value.grant;
+    const first = await access.extendByApprover({
+      grantId: adminGrant.id,
+      actor: slackUser('UAPPROVER3'),
+      durationSeconds: 600,
+    });
+    if (!first.ok) throw new Error(first.code);
+    expect(first.value).toMatchObject({ grant: undefined, approvals: 1, required: 2 });
+    expect(
+      await access.extendByApprover({
+        grantId: adminGrant.id,
+        actor: slackUser('UAPPROVER1'),
+        durationSeconds: 600,
+      }),
+    ).toMatchObject({ ok: false, code: 'extension_pending' });
+    expect(
+      await access.approve({ requestId: first.value.request.id, actor: slackUser('UAPPROVER3') }),
+    ).toMatchObject({ ok: false, code: 'already_approved' });
+    const second = await access.approve({
+      requestId: first.value.request.id,
+      actor: slackUser('UAPPROVER1'),
+    });
+    expect(second.ok && second.value.grant).toMatchObject({ id: adminGrant.id, extensions: 1 });
+  });
+
+  it('extendGrant asks as the owner and gives as an approver', async () => {
+    const grant = await activeGrant();
+    const asked = await access.extendGrant({
+      grantId: grant.id,
+      actor: slackUser('UCONTRACTOR'),
+      durationSeconds: 600,
+    });
+    expect(asked.ok && asked.value).toMatchObject({ grant: undefined, approvals: 0, required: 1 });
+    const given = await access.extendGrant({
+      grantId: grant.id,
+      actor: slackUser('UAPPROVER1'),
+      durationSeconds: 600,
+    });
+    // The owner's own extension is waiting: an approver approves that one rather than add another.
+    expect(given).toMatchObject({ ok: false, code: 'extension_pending' });
+  });
+
   it('a reminder is queued once per grant version', async () => {
     const grant = await activeGrant();
     await access.remindGrant(grant.id, grant.version);
