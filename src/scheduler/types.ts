@@ -3,7 +3,6 @@ import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { OutboxMessage } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
-import type { SweepResult } from './reconcile.ts';
 
 /** The part of pino the scheduler uses; a pino Logger fits as is. */
 export interface SchedulerLogger {
@@ -36,6 +35,22 @@ export interface SchedulerBaseDeps {
   sweepEveryMs?: number;
   /** Queues last week's report per resource when due; run by the sweep. Off when omitted. */
   weeklyReport?: { runDue(): Promise<number> };
+}
+
+/** What one reconcile sweep did (src/scheduler/reconcile.ts). */
+export interface SweepResult {
+  expiredGrants: number;
+  expiredRequests: number;
+  reminded: number;
+  /** Grants revoked for going unused longer than their resource's `idle_timeout`. */
+  idleRevoked: number;
+  /** Weekly report messages queued by this sweep. */
+  weeklyReports: number;
+  /** Live grants / pending requests whose jobs were (re-)added; a present job is a no-op. */
+  scheduledGrants: number;
+  scheduledRequests: number;
+  /** Steps that threw (database or Redis trouble); the next sweep tries again. */
+  failures: number;
 }
 
 /**
