@@ -10,6 +10,9 @@ import { parseConfiguredKey, SigningKeyConfigError } from './tokens/keys.ts';
  */
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** What a proxy does with a quota grant's call while Redis cannot confirm the shared count. */
+const QUOTA_WHEN_REDIS_DOWN = ['fail_closed', 'local'] as const;
+export type QuotaWhenRedisDown = (typeof QUOTA_WHEN_REDIS_DOWN)[number];
 
 const port = (fallback: number) =>
   z.coerce
@@ -120,6 +123,10 @@ const envSchema = z.object({
   JITGATE_SESSION_SECRET: optionalText.refine((v) => v === undefined || v.length >= 32, {
     message: 'expects at least 32 characters (e.g. openssl rand -base64 32)',
   }),
+  JITGATE_QUOTA_WHEN_REDIS_DOWN: optionalText.refine(
+    (v) => v === undefined || (QUOTA_WHEN_REDIS_DOWN as readonly string[]).includes(v),
+    { message: `expects one of ${QUOTA_WHEN_REDIS_DOWN.join(', ')}` },
+  ),
   JITGATE_OFFBOARDING_RECHECK: optionalText.refine(
     (v) => v === undefined || v === 'off' || parseDuration(v) !== undefined,
     { message: 'expects a duration like 15m or 1h, or off' },
@@ -165,8 +172,16 @@ export interface Config {
   databaseUrl: string | undefined;
   /** Where embedded mode keeps its database. */
   dataDir: string;
-  /** redis:// URL; undefined means the in-process scheduler (one instance only). */
+  /**
+   * redis:// URL; undefined means the in-process scheduler (one instance only) and per-process
+   * rate limits and quotas. Set: BullMQ, and rate limits and quotas shared by every proxy.
+   */
   redisUrl: string | undefined;
+  /**
+   * With REDIS_URL, while Redis cannot confirm a quota: `fail_closed` (default) refuses the call
+   * with 503 `quota_unconfirmed`; `local` admits it against this process's own count.
+   */
+  quotaWhenRedisDown: QuotaWhenRedisDown;
   slack: {
     botToken: string | undefined;
     signingSecret: string | undefined;
@@ -252,6 +267,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     dataDir: e.JITGATE_DATA_DIR ?? './.jitgate',
     redisUrl: e.REDIS_URL,
+    quotaWhenRedisDown: (e.JITGATE_QUOTA_WHEN_REDIS_DOWN as QuotaWhenRedisDown | undefined) ?? 'fail_closed',
     slack: {
       botToken: e.SLACK_BOT_TOKEN,
       signingSecret: e.SLACK_SIGNING_SECRET,

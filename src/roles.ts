@@ -11,6 +11,7 @@ import { createGrantSummarizer } from './audit/summary.ts';
 import { createWeeklyReporter } from './audit/weekly-report.ts';
 import { type Config, ConfigError } from './config.ts';
 import { installPostgresCrashGuard } from './db/postgres-crash-guard.ts';
+import { grantQuotaUse } from './db/queries/grants.ts';
 import type { Grant } from './db/schema/index.ts';
 import {
   createAdminServer,
@@ -29,6 +30,7 @@ import {
   tlsLogFields,
 } from './ops/tls.ts';
 import { createActiveGrantView } from './proxy/active-grants.ts';
+import { createRedisLimits } from './proxy/limits/redis-limits.ts';
 import { createQuotaTracker } from './proxy/quota.ts';
 import { aggregateRefusals } from './proxy/refusal-aggregator.ts';
 import { createProxyServer } from './proxy/server.ts';
@@ -42,6 +44,7 @@ import {
 import { fanOut } from './shared/call-record.ts';
 import { refusalText } from './slack/blocks/refusals.ts';
 import { createOutboxDispatcher, createSlackApp, type SlackApp } from './slack/index.ts';
+import { connectReplayRedis } from './tokens/dpop-replay.ts';
 import { createVerifier, issueTokenForGrant } from './tokens/index.ts';
 
 export const ROLES = ['bot', 'proxy', 'worker'] as const;
@@ -250,7 +253,24 @@ export async function startRoles(config: Config, options: StartOptions): Promise
       stops.push({ name: 'grant view', run: () => view.close() });
       checks.push({ name: 'grant_feed', check: () => view.isLive() });
       // One quota tracker per process, shared by the proxy (admits) and the appender (settles).
-      const quota = createQuotaTracker();
+      const tracker = createQuotaTracker();
+      // With Redis, rate limits and quotas hold across every proxy (src/proxy/limits/); stopped
+      // after the audit writer (stops run in reverse), so its last settlements reach Redis.
+      const limits = config.redisUrl
+        ? createRedisLimits({
+            redis: connectReplayRedis(config.redisUrl),
+            quota: tracker,
+            clock,
+            whenRedisDown: config.quotaWhenRedisDown,
+            readGrantUse: (grantId) => grantQuotaUse(database.db, grantId),
+            logger: logger.child({ component: 'limits' }),
+          })
+        : undefined;
+      if (limits) {
+        await limits.start();
+        stops.push({ name: 'shared limits', run: () => limits.close() });
+      }
+      const quota = limits ?? tracker;
       const appender = createAuditAppender({
         db: database.db,
         logger,
@@ -289,6 +309,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         sink: fanOut([refusals, monitor, metricsCallSink(metrics)]),
         logger,
         quota,
+        ...(limits ? { limits } : {}),
         issuer: config.issuer,
         ...(proxyTlsMaterial ? { tls: proxyTlsMaterial } : {}),
       });

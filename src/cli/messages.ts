@@ -51,6 +51,8 @@ export function sentenceFor(code: CliCode): string {
       return 'Calls to this resource are not allowed from your network address.';
     case 'quota_exhausted':
       return 'This grant has used up its quota; ask for a new grant.';
+    case 'quota_unconfirmed':
+      return "The proxy cannot confirm this grant's quota right now, so it forwards nothing; try again in a moment.";
     case 'mask_unsupported':
       return 'The answer could not be masked as the policy requires, so the proxy withheld it.';
     case 'mask_too_large':
@@ -190,6 +192,7 @@ export const ALL_CODES = [
   'upstream_unreachable',
   'ip_not_allowed',
   'quota_exhausted',
+  'quota_unconfirmed',
   'mask_unsupported',
   'mask_too_large',
   'unknown_resource',

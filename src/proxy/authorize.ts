@@ -6,9 +6,8 @@ import type { Clock } from '../shared/clock.ts';
 import type { GrantClaims, VerifyResult } from '../tokens/index.ts';
 import type { ActiveGrant, ActiveGrantView } from './active-grants.ts';
 import type { Denial } from './denial.ts';
+import type { CallLimits, LimitDecision } from './limits/call-limits.ts';
 import { MAX_PATH_LENGTH, type NormalizedPath, normalizePath } from './normalize-path.ts';
-import type { QuotaTracker } from './quota.ts';
-import type { RateLimiter } from './rate-limit.ts';
 
 export interface AuthorizeDeps {
   policy: PolicyStore;
@@ -22,9 +21,9 @@ export interface AuthorizeDeps {
     peek?(token: string, now?: number): VerifyResult | undefined;
   };
   clock: Clock;
-  rateLimiter: RateLimiter;
   sink: CallSink;
-  quota: QuotaTracker;
+  /** Rate limit and quota: this process's own, or shared through Redis (src/proxy/limits/). */
+  limits: CallLimits;
 }
 
 /** Filled in as the checks learn things, so a denial's call record says as much as is known. */
@@ -102,9 +101,10 @@ export function identifyTarget(ctx: CallContext, url: string): CallTarget {
  * outcomes are values; only faults (a broken key store) throw or reject. Nothing here touches
  * the database: the grant comes from the live in-memory view, the token from a cached verify.
  *
- * Synchronous when the token is in the verifier's cache (every call after a token's first):
- * the hot path then allocates no promise and takes no microtask hop. Only a cache miss
- * returns a promise, for the signature check.
+ * Synchronous when the token is in the verifier's cache (every call after a token's first) and
+ * the limits are this process's own: the hot path then allocates no promise and takes no
+ * microtask hop. A cache miss returns a promise, for the signature check; so do shared limits
+ * (REDIS_URL), for their one round trip.
  */
 export function authorizeCall(
   deps: AuthorizeDeps,
@@ -153,7 +153,7 @@ function afterVerify(
   normalized: NormalizedPath,
   resource: ResourcePolicy,
   verified: VerifyResult,
-): Authorization {
+): Authorization | Promise<Authorization> {
   if (!verified.ok) {
     if (verified.expiredClaims) ctx.claimed = verified.expiredClaims;
     // An unknown signing key is, to the client, an invalid token.
@@ -200,32 +200,30 @@ function afterVerify(
   // 6b. The scope's IP allowlist, in addition to the resource's.
   if (scope.ipAllow && !ipAllowed(scope.ipAllow, ctx.clientIp)) return ipDenied(ctx.clientIp, name);
 
-  // 7. Per-grant rate limit.
-  const rate = deps.rateLimiter.take(grant.id, resource.rateLimit, now);
-  if (!rate.ok) {
-    return {
-      ok: false,
-      denial: {
-        code: 'rate_limited',
-        message: 'Too many calls for this grant.',
-        retryAfterSeconds: rate.retryAfterSeconds,
-      },
-    };
-  }
-
-  // 8. The call can be recorded: an unaudited call is not forwarded.
+  // 7. The call can be recorded: an unaudited call is not forwarded (nor counted).
   if (!deps.sink.hasCapacity()) {
     return deny('audit_unavailable', 'The proxy cannot record calls right now; try again shortly.');
   }
 
-  // 9. The grant's quota, last: only a call that will be forwarded counts against it.
-  if (grant.quotaRequests !== undefined || grant.quotaResponseBytes !== undefined) {
-    if (!deps.quota.admit(grant)) {
-      return deny('quota_exhausted', 'This grant has used up its quota; ask for a new grant.');
-    }
-    ctx.quotaCounted = true;
-  }
-  return { ok: true, resource, scope, grant, upstreamPath: normalized.upstreamPath, query: normalized.query };
+  // 8. The grant's rate limit and quota, last, in one step: only a call that will be forwarded
+  // counts against them. With REDIS_URL this is the call's one Redis round trip.
+  const allowed: Authorization = {
+    ok: true,
+    resource,
+    scope,
+    grant,
+    upstreamPath: normalized.upstreamPath,
+    query: normalized.query,
+  };
+  const limited = deps.limits.take(grant, resource.rateLimit, now);
+  if (limited instanceof Promise) return limited.then((decision) => afterLimits(ctx, decision, allowed));
+  return afterLimits(ctx, limited, allowed);
+}
+
+function afterLimits(ctx: CallContext, decision: LimitDecision, allowed: Authorization): Authorization {
+  if (!decision.ok) return { ok: false, denial: decision.denial };
+  if (decision.quotaCounted) ctx.quotaCounted = true;
+  return allowed;
 }
 
 function ipAllowed(list: { allows(address: string): boolean }, address: string | undefined): boolean {

@@ -19,6 +19,9 @@ export type DenialCode =
   | 'upstream_unreachable'
   | 'ip_not_allowed'
   | 'quota_exhausted'
+  // Issue 18: a grant with a quota whose shared count cannot be confirmed (Redis unreachable or
+  // recovering from lost data), under JITGATE_QUOTA_WHEN_REDIS_DOWN=fail_closed.
+  | 'quota_unconfirmed'
   | 'mask_unsupported'
   | 'mask_too_large'
   // Issue 14: refusals that used to come from the router, Node's parser or a crash.
@@ -75,8 +78,9 @@ export function denialStatus(code: DenialCode): number {
     case 'mask_too_large':
     case 'ambiguous_response':
       return 502;
-    // Fail closed: we cannot confirm the grant, or cannot record the call.
+    // Fail closed: we cannot confirm the grant or its quota, or cannot record the call.
     case 'grant_unconfirmed':
+    case 'quota_unconfirmed':
     case 'audit_unavailable':
       return 503;
     default:

@@ -1,7 +1,10 @@
 import type { ActiveGrant } from './active-grants.ts';
 
 /**
- * Per-grant quotas as one proxy process sees them.
+ * Per-grant quotas as one proxy process sees them: the whole check without Redis; with REDIS_URL
+ * the shared count decides (src/proxy/limits/redis-limits.ts) and this tracker keeps what this
+ * process admitted and PostgreSQL has not committed yet (re-registered after Redis loses its data,
+ * and the `local` fallback while Redis is down).
  *
  * The count of record is `grants.used_requests` / `used_response_bytes`, added to by every
  * proxy's audit batch in the batch's own transaction (src/audit/appender.ts), which also
@@ -21,6 +24,13 @@ import type { ActiveGrant } from './active-grants.ts';
 export interface QuotaTracker {
   /** True, and counts the call as pending, when the grant has room for one more call. */
   admit(grant: ActiveGrant): boolean;
+  /**
+   * Counts a call as pending that the shared count (src/proxy/limits/redis-limits.ts) admitted,
+   * without checking: this process still knows what it has admitted and not yet committed.
+   */
+  reserve(grantId: string): void;
+  /** Each grant's calls and bytes this process admitted or sent that no committed batch holds yet. */
+  unsettled(): Map<string, { requests: number; bytes: number }>;
   /** Response bytes of an admitted call, once known. */
   addBytes(grantId: string, bytes: number): void;
   /**
@@ -69,6 +79,17 @@ export function createQuotaTracker(): QuotaTracker {
       }
       c.pendingRequests++;
       return true;
+    },
+    reserve(grantId) {
+      entry(grantId).pendingRequests++;
+    },
+    unsettled() {
+      const out = new Map<string, { requests: number; bytes: number }>();
+      for (const [id, c] of counts) {
+        if (c.pendingRequests > 0 || c.pendingBytes > 0)
+          out.set(id, { requests: c.pendingRequests, bytes: c.pendingBytes });
+      }
+      return out;
     },
     addBytes(grantId, bytes) {
       entry(grantId).pendingBytes += bytes;

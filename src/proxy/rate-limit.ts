@@ -5,11 +5,11 @@ import type { Clock } from '../shared/clock.ts';
  * client may burst up to `requests` and then gets a steady rate. Time comes from the
  * injected Clock, so tests move time instead of sleeping.
  *
- * Per process: each proxy instance keeps its own buckets, so N instances behind a load
- * balancer allow up to N × the policy's rate for one grant. That is a deliberate trade:
- * a shared counter would put a Redis or Postgres round trip on every call. The limit is
- * abuse control, not the security boundary (the grant and scope checks are); operators
- * who scale out can divide the policy's rate by the instance count.
+ * Per process: each proxy instance keeps its own buckets, so without Redis N instances behind
+ * a load balancer allow up to N × the policy's rate for one grant. With REDIS_URL the proxies
+ * share one bucket per grant (src/proxy/limits/redis-limits.ts, the same arithmetic in Lua) and
+ * these buckets are only the fallback while Redis cannot be reached, at the policy's rate
+ * divided by the number of live proxies.
  */
 
 export interface RateLimit {

@@ -14,6 +14,7 @@ import { BodyCapture } from './body-capture.ts';
 import { Call, type CallRecording, CLIENT_CLOSED, OpenCalls, recordCall, watchCallEnd } from './call.ts';
 import type { Denial } from './denial.ts';
 import { resolveClientIp } from './ip-allow.ts';
+import { type CallLimits, createLocalLimits } from './limits/call-limits.ts';
 import { createQuotaTracker, type QuotaTracker } from './quota.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limit.ts';
 import {
@@ -67,6 +68,11 @@ export interface ProxyServerDeps {
   logger: Logger;
   /** Default: a per-process limiter on `clock`. */
   rateLimiter?: RateLimiter;
+  /**
+   * Rate limit and quota together; with REDIS_URL the shared ones (src/proxy/limits/redis-limits.ts).
+   * Default: this process's `rateLimiter` and `quota`.
+   */
+  limits?: CallLimits;
   /** Fastify `trustProxy`, for the client IP in call records behind a load balancer. Default false. */
   trustProxy?: boolean | string | string[];
   /** Upstream connection pool per origin (undici). Default 128 connections, 5 min timeouts. */
@@ -110,15 +116,14 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     { redact: { paths: PROXY_LOG_REDACT, censor: '[redacted]' } },
   );
   const rateLimiter = deps.rateLimiter ?? createRateLimiter({ clock: deps.clock });
-  const quota = deps.quota ?? createQuotaTracker();
+  const limits = deps.limits ?? createLocalLimits(rateLimiter, deps.quota ?? createQuotaTracker());
   const authorizeDeps: AuthorizeDeps = {
     policy: deps.policy,
     grants: deps.grants,
     verifier: deps.verifier,
     clock: deps.clock,
-    rateLimiter,
     sink: deps.sink,
-    quota,
+    limits,
   };
   const headersTimeoutMs = deps.clientHeadersTimeoutMs ?? DEFAULT_CLIENT_HEADERS_TIMEOUT_MS;
   // Node's own bounds on the request head, stated rather than inherited from its defaults (and
@@ -226,7 +231,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
   function countResponseBytes(call: Call, bytes: number): void {
     if (call.recorded) return;
     call.responseBytes += bytes;
-    if (call.quotaCounted && call.grant) quota.addBytes(call.grant.id, bytes);
+    if (call.quotaCounted && call.grant) limits.addBytes(call.grant.id, bytes);
   }
 
   // Shared by every forwarded call; each callback finds its call on `request.jitgate`.

@@ -22,10 +22,10 @@ import autocannon, { type AutocannonResult } from 'autocannon';
 import { sql } from 'drizzle-orm';
 import { verifyAuditChain } from '../../src/audit/verify.ts';
 import {
+  benchApiPolicy,
   type Child,
-  DATABASE_URL,
-  ISSUER,
   insertGrants,
+  jitgateChildEnv,
   median,
   openBenchWorld,
   rowsOf,
@@ -170,23 +170,8 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
     ctx.log('audit under load: starting upstream, jitgate with a discarding sink, jitgate with the appender');
     const upstream = await spawnChild(ctx, 'upstream', 0, {});
     children.push(upstream);
-    const policy = `
-resources:
-  bench-api:
-    upstream: http://127.0.0.1:${upstream.port}
-    credential: { header: Authorization, value: "Bearer \${BENCH_SECRET}" }
-    approvers: { users: [U0BENCH] }
-    approval_channel: C0BENCH
-    scopes:
-      read: { allow: ["GET /items/**"] }
-    rate_limit: { requests: 1000000000, per: 1m }
-`;
     const env = {
-      BENCH_DATABASE_URL: DATABASE_URL,
-      BENCH_SCHEMA: schema,
-      BENCH_SIGNING_KEY: signingKey,
-      BENCH_ISSUER: ISSUER,
-      BENCH_POLICY: policy,
+      ...jitgateChildEnv({ schema, signingKey }, benchApiPolicy(upstream.port)),
       BENCH_AUDIT_LIMITS: JSON.stringify(AUDIT_LIMITS),
     };
     const [grantId] = await insertGrants(database, 1, true);

@@ -4,6 +4,9 @@
  * port and, when asked over IPC, its own CPU time, so the bench charges each server
  * exactly the CPU it used.
  *
+ * With `BENCH_LIMITS_REDIS_URL` (and `BENCH_LIMITS_PREFIX`) `jitgate` takes rate limits and
+ * quotas from Redis (src/proxy/limits/redis-limits.ts) instead of this process's own.
+ *
  * `jitgate` hands its call records to a discarding stand-in (`BENCH_SINK=discard`, the
  * default) or to the real audit appender writing the hash chain to PostgreSQL
  * (`BENCH_SINK=audit`, as src/roles.ts wires it). IPC commands, each answered with a
@@ -19,13 +22,16 @@ import pino from 'pino';
 import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/appender.ts';
 import { openDatabase } from '../../src/db/client.ts';
+import { grantQuotaUse } from '../../src/db/queries/grants.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView } from '../../src/proxy/active-grants.ts';
+import { createRedisLimits } from '../../src/proxy/limits/redis-limits.ts';
 import { createQuotaTracker } from '../../src/proxy/quota.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
 import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
 import { systemClock } from '../../src/shared/clock.ts';
+import { connectReplayRedis } from '../../src/tokens/dpop-replay.ts';
 import { createMemoryKeyStore, createVerifier } from '../../src/tokens/index.ts';
 
 const role = process.argv[2];
@@ -184,6 +190,20 @@ async function start(): Promise<number> {
       };
       sink = counted;
     } else sink = queueSink(10_000);
+    // `BENCH_LIMITS_REDIS_URL` set: the rate limit and quota shared through Redis, as roles.ts wires them
+    // with REDIS_URL; otherwise this process's own.
+    const limits = process.env.BENCH_LIMITS_REDIS_URL
+      ? createRedisLimits({
+          redis: connectReplayRedis(process.env.BENCH_LIMITS_REDIS_URL),
+          quota,
+          clock,
+          whenRedisDown: 'fail_closed',
+          readGrantUse: (id) => grantQuotaUse(database.db, id),
+          logger,
+          prefix: env('BENCH_LIMITS_PREFIX'),
+        })
+      : undefined;
+    await limits?.start();
     const app = createProxyServer({
       policy: staticPolicyStore(
         parsePolicy(env('BENCH_POLICY'), { file: 'bench.yml', env: { BENCH_SECRET: 'bench-secret' } }),
@@ -195,6 +215,7 @@ async function start(): Promise<number> {
       sink,
       logger,
       quota,
+      ...(limits ? { limits } : {}),
     });
     await app.listen({ port: Number(process.env.BENCH_PORT ?? 0), host: '127.0.0.1' });
     return (app.server.address() as AddressInfo).port;

@@ -24,7 +24,7 @@ export const DATABASE_URL =
   process.env.JITGATE_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const ISSUER = 'https://jitgate.bench';
 const CHILD = fileURLToPath(new URL('./proxy-bench-child.ts', import.meta.url));
-const LATENCY_REQUESTS = 2000;
+export const LATENCY_REQUESTS = 2000;
 /**
  * Throughput is measured in rounds of short slices, one slice per target per round, in an
  * order that alternates between rounds. On a shared 2-core machine the background load drifts
@@ -32,9 +32,9 @@ const LATENCY_REQUESTS = 2000;
  * (the same code measured 0.67×, 1.19× and 0.94× bare in three runs). Interleaved, every target
  * sees the same drift, and the per-round ratio compares slices seconds apart.
  */
-const ROUNDS = 5;
-const SLICE_SECONDS = 2;
-const CONNECTIONS = 50;
+export const ROUNDS = 5;
+export const SLICE_SECONDS = 2;
+export const CONNECTIONS = 50;
 const REVOCATIONS = 100;
 
 export interface Child {
@@ -113,7 +113,7 @@ const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 
 /** One connection, sequential: microsecond latency (autocannon's histogram is whole ms). */
-async function latency(port: number, path: string, headers: Record<string, string>) {
+export async function latency(port: number, path: string, headers: Record<string, string>) {
   for (let i = 0; i < 300; i++) await get(port, path, headers);
   const samples: number[] = [];
   for (let i = 0; i < LATENCY_REQUESTS; i++) {
@@ -126,7 +126,7 @@ async function latency(port: number, path: string, headers: Record<string, strin
   return { p50us: pct(samples, 50), p99us: pct(samples, 99) };
 }
 
-interface Target {
+export interface Target {
   name: string;
   child: Child;
   port: number;
@@ -134,7 +134,7 @@ interface Target {
   headers: Record<string, string>;
 }
 
-interface ThroughputResult {
+export interface ThroughputResult {
   rps: number;
   /** Requests per second of each round's slice, in round order. */
   roundRps: number[];
@@ -146,7 +146,7 @@ interface ThroughputResult {
 export const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 /** Interleaved rounds (see ROUNDS); each target is warmed for a second first. */
-async function throughputRounds(targets: Target[]): Promise<ThroughputResult[]> {
+export async function throughputRounds(targets: Target[]): Promise<ThroughputResult[]> {
   const url = (t: Target) => `http://127.0.0.1:${t.port}${t.path}`;
   for (const t of targets) {
     await autocannon({ url: url(t), connections: CONNECTIONS, duration: 1, headers: t.headers });
@@ -222,6 +222,28 @@ export const tokenFor = (keyStore: KeyStore, grantId: string, resource = 'bench-
     issuer: ISSUER,
   });
 
+/** The one-resource policy the benches' jitgate children serve; its rate limit is never reached. */
+export const benchApiPolicy = (upstreamPort: number) => `
+resources:
+  bench-api:
+    upstream: http://127.0.0.1:${upstreamPort}
+    credential: { header: Authorization, value: "Bearer \${BENCH_SECRET}" }
+    approvers: { users: [U0BENCH] }
+    approval_channel: C0BENCH
+    scopes:
+      read: { allow: ["GET /items/**"] }
+    rate_limit: { requests: 1000000000, per: 1m }
+`;
+
+/** What a jitgate bench child needs: the bench's schema, signing key and issuer, and a policy. */
+export const jitgateChildEnv = (world: { schema: string; signingKey: string }, policy: string) => ({
+  BENCH_DATABASE_URL: DATABASE_URL,
+  BENCH_SCHEMA: world.schema,
+  BENCH_SIGNING_KEY: world.signingKey,
+  BENCH_ISSUER: ISSUER,
+  BENCH_POLICY: policy,
+});
+
 /** `global.gc`, enabled at run time (the bench is not started with --expose-gc). */
 function exposeGc(): () => void {
   setFlagsFromString('--expose_gc');
@@ -283,17 +305,7 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
     const upstream = await spawnChild(ctx, 'upstream', 0, {});
     children.push(upstream);
     const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
-    const policy = `
-resources:
-  bench-api:
-    upstream: ${upstreamUrl}
-    credential: { header: Authorization, value: "Bearer \${BENCH_SECRET}" }
-    approvers: { users: [U0BENCH] }
-    approval_channel: C0BENCH
-    scopes:
-      read: { allow: ["GET /items/**"] }
-    rate_limit: { requests: 1000000000, per: 1m }
-  bench-masked:
+    const policy = `${benchApiPolicy(upstream.port)}  bench-masked:
     upstream: ${upstreamUrl}
     credential: { header: Authorization, value: "Bearer \${BENCH_SECRET}" }
     approvers: { users: [U0BENCH] }
@@ -302,13 +314,7 @@ resources:
       read: { allow: ["GET /items/**"], mask: ["items[*].email", "**.ssn"] }
     rate_limit: { requests: 1000000000, per: 1m }
 `;
-    const jitgateEnv = {
-      BENCH_DATABASE_URL: DATABASE_URL,
-      BENCH_SCHEMA: schema,
-      BENCH_SIGNING_KEY: signingKey,
-      BENCH_ISSUER: ISSUER,
-      BENCH_POLICY: policy,
-    };
+    const jitgateEnv = jitgateChildEnv({ schema, signingKey }, policy);
     const [grantId] = await insertGrants(database, 1, true);
     const token = await tokenFor(keyStore, grantId!);
     const bare = await spawnChild(ctx, 'bare', 0, { BENCH_UPSTREAM: upstreamUrl });

@@ -8,17 +8,17 @@
  *
  * Standalone: `tsx test/bench/scheduler.bench.ts` (SCHEDULER_BENCH_GRANTS=n to resize).
  */
-import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { inArray } from 'drizzle-orm';
 import { createAccessService, staticDirectory } from '../../src/access/index.ts';
-import { accessRequests, grants, outbox } from '../../src/db/schema/index.ts';
+import { grants, outbox } from '../../src/db/schema/index.ts';
 import type { OutboxMessage } from '../../src/outbox/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createBullScheduler, createSchedulerStore } from '../../src/scheduler/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { testPolicy } from '../helpers/policy.ts';
+import { insertGrantsExpiringIn } from '../helpers/proxy-fixtures.ts';
 import { obliterateQueue, randomPrefix } from '../helpers/redis-fixtures.ts';
 import { TEST_REDIS_URL } from '../helpers/redis-server.ts';
 import type { BenchContext, BenchModule, BenchTable } from './run.ts';
@@ -97,50 +97,17 @@ export async function runSchedulerBench(options: SchedulerBenchOptions = {}): Pr
     await scheduler.start();
     // The grants are written directly (as approvals would have made them) so that all of them
     // share one expiry second regardless of how long creating them takes.
-    const now = Date.now();
-    const second = Math.ceil((now + leadMs) / 1000) * 1000;
-    const ids = Array.from({ length: count }, () => ({ request: randomUUID(), grant: randomUUID() }));
-    const startsAt = new Date(now);
-    for (let i = 0; i < ids.length; i += 250) {
-      const chunk = ids.slice(i, i + 250);
-      await database.db.insert(accessRequests).values(
-        chunk.map((id) => ({
-          id: id.request,
-          requesterId: 'UCONTRACTOR',
-          resource: 'billing-api',
-          scope: 'read',
-          durationSeconds: 60,
-          reason: 'bench',
-          status: 'approved' as const,
-          approvalsRequired: 1,
-          createdAt: startsAt,
-          timeoutAt: new Date(now + 3_600_000),
-          decidedAt: startsAt,
-          decidedBy: 'policy',
-        })),
-      );
-      const rows = await database.db
-        .insert(grants)
-        .values(
-          chunk.map((id, j) => ({
-            id: id.grant,
-            requestId: id.request,
-            userId: 'UCONTRACTOR',
-            resource: 'billing-api',
-            scope: 'read',
-            startsAt,
-            // Spread over the one second, as real approvals would be.
-            expiresAt: new Date(second + Math.floor(((i + j) * 1000) / count)),
-          })),
-        )
-        .returning();
-      await Promise.all(rows.map((g) => scheduler.scheduleGrant(g)));
-    }
+    const second = Math.ceil((Date.now() + leadMs) / 1000) * 1000;
+    const rows = await insertGrantsExpiringIn(database.db, {
+      second,
+      users: Array.from({ length: count }, () => 'UCONTRACTOR'),
+    });
+    await Promise.all(rows.map((g) => scheduler.scheduleGrant(g)));
     log(`${count} grants scheduled; they expire in [${new Date(second).toISOString()}, +1 s)`);
     const deadline = second + 1_000 + 60_000;
     while (committedAt.size < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const allExpiredMs = Date.now() - (second + 1_000);
-    const grantIds = ids.map((id) => id.grant);
+    const grantIds = rows.map((g) => g.id);
     const ended = await database.db
       .select({ id: grants.id, expiresAt: grants.expiresAt, endedAt: grants.endedAt, status: grants.status })
       .from(grants)

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { sql } from 'drizzle-orm';
 import { type Database, openDatabase } from '../../src/db/client.ts';
-import { accessRequests, grants } from '../../src/db/schema/index.ts';
+import { accessRequests, type Grant, grants } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import type { Policy } from '../../src/policy/schema.ts';
 import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
@@ -82,6 +82,43 @@ export async function startEchoUpstream(): Promise<{
   };
 }
 
+/**
+ * An upstream that counts the calls it gets per `X-Test-Grant` header (tests set it to the grant
+ * id), answers `?n=N` with N bytes (default 2) after `?ms=N` ms (default at once).
+ */
+export async function startCountingUpstream(): Promise<{
+  url: string;
+  hits: Map<string, number>;
+  close(): Promise<void>;
+}> {
+  const hits = new Map<string, number>();
+  const server: Server = createServer((req, res) => {
+    const query = new URL(req.url ?? '/', 'http://upstream').searchParams;
+    const grant = String(req.headers['x-test-grant'] ?? '');
+    hits.set(grant, (hits.get(grant) ?? 0) + 1);
+    const body = 'x'.repeat(Number(query.get('n') ?? 2));
+    req.resume();
+    setTimeout(
+      () => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+        res.end(body);
+      },
+      Number(query.get('ms') ?? 0),
+    );
+  });
+  server.keepAliveTimeout = 30_000;
+  const { url } = await listenOnLoopback(server);
+  return {
+    url,
+    hits,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 /** The policy the proxy tests use: two resources on the given upstream. */
 export function testPolicy(upstreamUrl: string, options: { rateRequests?: number } = {}): Policy {
   // tiny-api: 2 calls a minute (rate-limit tests); down-api: nothing listens (502 tests).
@@ -141,6 +178,8 @@ export async function insertGrant(
     id?: string;
     /** A request quota fixed on the grant, as approval would. */
     quotaRequests?: number;
+    /** A response-byte quota fixed on the grant, as approval would. */
+    quotaResponseBytes?: number;
   },
 ): Promise<TestGrant> {
   const grant: TestGrant = {
@@ -178,10 +217,60 @@ export async function insertGrant(
       startsAt: grant.startsAt,
       expiresAt: grant.expiresAt,
       ...(input.quotaRequests !== undefined ? { quotaRequests: input.quotaRequests } : {}),
+      ...(input.quotaResponseBytes !== undefined ? { quotaResponseBytes: input.quotaResponseBytes } : {}),
     });
     await tx.execute(sql`select pg_notify(${database.channel('grants')}, ${grant.id})`);
   });
   return grant;
+}
+
+/**
+ * Inserts `users.length` approved requests and active grants (one per user, as approvals would
+ * have made them) whose expiries are spread over the one second starting at `second` (epoch ms),
+ * 250 rows a statement, without notifying the feed. Resolves with the grant rows.
+ */
+export async function insertGrantsExpiringIn(
+  db: Database['db'],
+  input: { second: number; users: readonly string[]; resource?: string; scope?: string },
+): Promise<Grant[]> {
+  const startsAt = new Date();
+  const out: Grant[] = [];
+  const { users } = input;
+  for (let i = 0; i < users.length; i += 250) {
+    const chunk = users.slice(i, i + 250).map((user) => ({ user, request: randomUUID() }));
+    await db.insert(accessRequests).values(
+      chunk.map((c) => ({
+        id: c.request,
+        requesterId: c.user,
+        resource: input.resource ?? 'billing-api',
+        scope: input.scope ?? 'read',
+        durationSeconds: 60,
+        reason: 'expiring together',
+        status: 'approved' as const,
+        approvalsRequired: 1,
+        createdAt: startsAt,
+        timeoutAt: new Date(startsAt.getTime() + 3_600_000),
+        decidedAt: startsAt,
+        decidedBy: 'policy',
+      })),
+    );
+    const rows = await db
+      .insert(grants)
+      .values(
+        chunk.map((c, j) => ({
+          id: randomUUID(),
+          requestId: c.request,
+          userId: c.user,
+          resource: input.resource ?? 'billing-api',
+          scope: input.scope ?? 'read',
+          startsAt,
+          expiresAt: new Date(input.second + Math.floor(((i + j) * 1000) / users.length)),
+        })),
+      )
+      .returning();
+    out.push(...rows);
+  }
+  return out;
 }
 
 /** Revokes a grant as the access service would: update + notify in one transaction. */

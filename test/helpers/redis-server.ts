@@ -38,6 +38,10 @@ export interface OwnRedis {
   kill(): Promise<void>;
   /** Start it again on the same port, empty (no persistence). */
   restart(): Promise<void>;
+  /** SIGSTOP: the server keeps its sockets open and answers nothing (a hung host). */
+  freeze(): void;
+  /** SIGCONT after `freeze`. */
+  thaw(): void;
   /** FLUSHALL — only ever on this private server. */
   flushAll(): Promise<void>;
   /** Stop for good (test teardown). */
@@ -86,6 +90,8 @@ export async function startOwnRedis(): Promise<OwnRedis> {
     port,
     kill,
     restart: launch,
+    freeze: () => child?.kill('SIGSTOP'),
+    thaw: () => child?.kill('SIGCONT'),
     async flushAll() {
       const client = new Redis(url, { maxRetriesPerRequest: 1 });
       try {

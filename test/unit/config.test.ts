@@ -161,6 +161,15 @@ describe('config', () => {
     expect(problems({ ADMIN_TOKEN: token }).join('\n')).not.toContain(token);
   });
 
+  it('JITGATE_QUOTA_WHEN_REDIS_DOWN: fail_closed unless told local; anything else is named (issue 18)', () => {
+    expect(loadConfig({}).quotaWhenRedisDown).toBe('fail_closed');
+    expect(loadConfig({ JITGATE_QUOTA_WHEN_REDIS_DOWN: 'local' }).quotaWhenRedisDown).toBe('local');
+    expect(loadConfig({ JITGATE_QUOTA_WHEN_REDIS_DOWN: ' ' }).quotaWhenRedisDown).toBe('fail_closed');
+    expect(problems({ JITGATE_QUOTA_WHEN_REDIS_DOWN: 'open' })).toEqual([
+      'JITGATE_QUOTA_WHEN_REDIS_DOWN: expects one of fail_closed, local',
+    ]);
+  });
+
   it('treats empty values as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', REDIS_URL: ' ' })).toMatchObject({
       databaseUrl: undefined,

@@ -20,6 +20,7 @@ describe('denials', () => {
       upstream_unreachable: 502,
       ip_not_allowed: 403,
       quota_exhausted: 403,
+      quota_unconfirmed: 503,
       mask_unsupported: 502,
       mask_too_large: 502,
       bad_request: 400,

@@ -374,6 +374,21 @@ export async function addGrantQuotaUse(
 }
 
 /**
+ * A grant's committed quota use (every audit batch adds to it): what the proxies' shared count in
+ * Redis is seeded from (src/proxy/limits/redis-limits.ts). Undefined: no such grant.
+ */
+export async function grantQuotaUse(
+  db: Db | Tx,
+  grantId: string,
+): Promise<{ requests: number; bytes: number } | undefined> {
+  const [row] = await db
+    .select({ requests: grants.usedRequests, bytes: grants.usedResponseBytes })
+    .from(grants)
+    .where(eq(grants.id, grantId));
+  return row ? { requests: Number(row.requests), bytes: Number(row.bytes) } : undefined;
+}
+
+/**
  * Moves `last_used_at` forward to each grant's latest call in ONE statement, rows locked in
  * id order so two proxies' batches cannot deadlock each other. `greatest` ignores NULL and
  * never moves the time back, so batches landing out of order are harmless. Raw SQL for the
