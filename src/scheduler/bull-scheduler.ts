@@ -2,10 +2,10 @@ import { DelayedError, type Job, Queue, Worker } from 'bullmq';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { JobBackend } from './job-backend.ts';
 import { type JobOutcome, runJob } from './jobs.ts';
-import { createPlanning, type SweepResult } from './reconcile.ts';
+import { createPlanning } from './reconcile.ts';
 import type { SchedulerStore } from './store.ts';
 import { delayUntil, parseJob, redelayMs, type SchedulerJob } from './timing.ts';
-import { type Scheduler, type SchedulerBaseDeps, silentLogger } from './types.ts';
+import { type Scheduler, type SchedulerBaseDeps, type SweepResult, silentLogger } from './types.ts';
 import { withTimeout } from './with-timeout.ts';
 
 export interface BullSchedulerDeps extends SchedulerBaseDeps {

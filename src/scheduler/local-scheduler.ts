@@ -1,10 +1,10 @@
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { JobBackend } from './job-backend.ts';
 import { runJob } from './jobs.ts';
-import { createPlanning, type SweepResult } from './reconcile.ts';
+import { createPlanning } from './reconcile.ts';
 import type { SchedulerStore } from './store.ts';
 import { delayUntil, type PlannedJob, redelayMs, timerStep } from './timing.ts';
-import { type Scheduler, type SchedulerBaseDeps, silentLogger } from './types.ts';
+import { type Scheduler, type SchedulerBaseDeps, type SweepResult, silentLogger } from './types.ts';
 
 export interface LocalSchedulerDeps extends SchedulerBaseDeps {
   store: SchedulerStore;

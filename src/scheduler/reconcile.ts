@@ -1,26 +1,12 @@
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import { reminderKey } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import { createPlanner, type JobBackend, type Planner } from './job-backend.ts';
 import { remindBeforeOf } from './jobs.ts';
-import { reminderKey, type SchedulerStore } from './store.ts';
+import type { SchedulerStore } from './store.ts';
 import { reminderAt } from './timing.ts';
-import type { SchedulerAccess, SchedulerLogger } from './types.ts';
-
-export interface SweepResult {
-  expiredGrants: number;
-  expiredRequests: number;
-  reminded: number;
-  /** Grants revoked for going unused longer than their resource's `idle_timeout`. */
-  idleRevoked: number;
-  /** Weekly report messages queued by this sweep. */
-  weeklyReports: number;
-  /** Live grants / pending requests whose jobs were (re-)added; a present job is a no-op. */
-  scheduledGrants: number;
-  scheduledRequests: number;
-  /** Steps that threw (database or Redis trouble); the next sweep tries again. */
-  failures: number;
-}
+import type { SchedulerAccess, SchedulerLogger, SweepResult } from './types.ts';
 
 export interface ReconcilerDeps {
   access: SchedulerAccess;

@@ -1,8 +1,8 @@
-import type { AccessEvent, AccessService } from '../access/index.ts';
+import type { AccessService } from '../access/index.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import type { OutboxMessage } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
-import type { SweepResult } from './reconcile.ts';
 
 /** The part of pino the scheduler uses; a pino Logger fits as is. */
 export interface SchedulerLogger {
@@ -37,6 +37,22 @@ export interface SchedulerBaseDeps {
   weeklyReport?: { runDue(): Promise<number> };
 }
 
+/** What one reconcile sweep did (src/scheduler/reconcile.ts). */
+export interface SweepResult {
+  expiredGrants: number;
+  expiredRequests: number;
+  reminded: number;
+  /** Grants revoked for going unused longer than their resource's `idle_timeout`. */
+  idleRevoked: number;
+  /** Weekly report messages queued by this sweep. */
+  weeklyReports: number;
+  /** Live grants / pending requests whose jobs were (re-)added; a present job is a no-op. */
+  scheduledGrants: number;
+  scheduledRequests: number;
+  /** Steps that threw (database or Redis trouble); the next sweep tries again. */
+  failures: number;
+}
+
 /**
  * Time-driven work on grants and requests: expire, remind, time out, reconcile. It tidies
  * state and triggers notifications; it never keeps an expired grant out (the proxy checks
@@ -52,7 +68,7 @@ export interface Scheduler {
    * Pass as the access service's `onCommitted`. Never throws and never blocks the caller:
    * scheduling runs in the background, failures are logged and left to the sweep.
    */
-  onAccessEvents(events: readonly AccessEvent[]): void;
+  onAccessEvents(events: readonly OutboxMessage[]): void;
   /** Make sure the expiry (and reminder) jobs of the grant's current version exist. */
   scheduleGrant(grant: Grant): Promise<void>;
   /** Make sure a pending request's timeout job exists. */

@@ -1,11 +1,11 @@
 import { and, eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enqueueEvents } from '../../src/access/index.ts';
 import { createAnomalyMonitor } from '../../src/anomaly/monitor.ts';
 import { appendAuditEvents } from '../../src/audit/append.ts';
 import { callAuditEvent } from '../../src/audit/appender.ts';
 import { auditEvents, outbox } from '../../src/db/schema/index.ts';
+import { enqueue } from '../../src/outbox/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import type { RecordedCall } from '../fakes/slack-api.ts';
@@ -681,7 +681,7 @@ describe('alerts, App Home, audit and quotas over signed HTTP', () => {
 
   it('an alert naming a malformed grant id, queued without call or evidence, is still delivered', async () => {
     await q.database.db.transaction((tx) =>
-      enqueueEvents(
+      enqueue(
         tx,
         [
           {
