@@ -1,7 +1,8 @@
 import type { PolicyStore } from '../policy/index.ts';
 import type { Actor } from '../shared/actor.ts';
 import type { Directory } from './directory.ts';
-import type { AccessService, OffboardResult } from './service.ts';
+import type { OffboardResult } from './offboard.ts';
+import type { AccessService } from './service.ts';
 
 /**
  * Offboarding: a person whose Slack account is deactivated, or who is no longer among the

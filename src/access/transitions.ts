@@ -1,31 +1,47 @@
 import type { GrantStatus, RequestStatus } from '../db/schema/index.ts';
 
+/** One named change of status: from any of `from` to `to`. */
+export interface Transition<S extends string> {
+  readonly from: readonly S[];
+  readonly to: S;
+}
+
+/** A state machine as data: where a row starts, and every change an action may make to it. */
+export interface Machine<S extends string, T extends string> {
+  readonly initial: S;
+  readonly transitions: { readonly [name in T]: Transition<S> };
+}
+
 /**
- * The state machine, as data. Every write in the access service is a conditional UPDATE
- * whose WHERE clause is the `from` state here, so a transition that loses a race changes
- * nothing; these tables are what the unit tests and the service agree on.
+ * The state machines the actions consult. Every status write is a conditional UPDATE whose
+ * `WHERE status IN (…)` is the transition's `from` and whose new status is its `to`, taken
+ * from here (the queries take the transition; none names a status of its own). So a
+ * transition that loses a race changes nothing, and an action can only make the changes
+ * listed: test/unit/transitions.test.ts checks the tables' shape, and
+ * test/integration/state-machine.test.ts that the actions move rows only along them.
  */
-export const REQUEST_TRANSITIONS: Readonly<Record<RequestStatus, readonly RequestStatus[]>> = {
-  pending: ['approved', 'denied', 'expired', 'cancelled'],
-  approved: [],
-  denied: [],
-  expired: [],
-  cancelled: [],
-};
+export const REQUEST_MACHINE = {
+  initial: 'pending',
+  transitions: {
+    approve: { from: ['pending'], to: 'approved' },
+    deny: { from: ['pending'], to: 'denied' },
+    cancel: { from: ['pending'], to: 'cancelled' },
+    timeOut: { from: ['pending'], to: 'expired' },
+  },
+} as const satisfies Machine<RequestStatus, string>;
 
-export const GRANT_TRANSITIONS: Readonly<Record<GrantStatus, readonly GrantStatus[]>> = {
-  active: ['expired', 'revoked'],
-  expired: [],
-  revoked: [],
-};
+export const GRANT_MACHINE = {
+  initial: 'active',
+  transitions: {
+    /** A longer expiry; the status stays. */
+    extend: { from: ['active'], to: 'active' },
+    revoke: { from: ['active'], to: 'revoked' },
+    expire: { from: ['active'], to: 'expired' },
+  },
+} as const satisfies Machine<GrantStatus, string>;
 
-export function canMoveRequest(from: RequestStatus, to: RequestStatus): boolean {
-  return REQUEST_TRANSITIONS[from].includes(to);
-}
-
-export function canMoveGrant(from: GrantStatus, to: GrantStatus): boolean {
-  return GRANT_TRANSITIONS[from].includes(to);
-}
+export const REQUEST_MOVES = REQUEST_MACHINE.transitions;
+export const GRANT_MOVES = GRANT_MACHINE.transitions;
 
 /** How long the grant lasts: the shortest of what was asked and what any approver allowed. */
 export function grantedSeconds(requestedSeconds: number, approverLimits: readonly (number | null)[]): number {
@@ -49,7 +65,7 @@ export interface GrantQuota {
 /**
  * The quota a grant gets: for each of calls and response bytes, the lowest of the policy's
  * figure and any approver's choice. An approver may cap what the policy leaves open; nobody
- * can raise a cap (the service refuses a choice above the policy before it is stored).
+ * can raise a cap (the approve action refuses a choice above the policy before it is stored).
  */
 export function grantedQuota(
   policy: { requests?: number | undefined; responseBytes?: number | undefined } | undefined,

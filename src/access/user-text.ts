@@ -1,4 +1,4 @@
-import { type Refusal, refuse } from './outcomes.ts';
+import { type FreeTextField, type Refusal, refuse } from './outcomes.ts';
 
 /**
  * Free text people give jitgate (reasons, deny notes): what may be stored, and how it is
@@ -12,15 +12,12 @@ const CONTROL = /(?![\t\n\r])\p{Cc}/u;
 /** Bidi marks, embeddings, overrides and isolates (U+202E shows `txt.exe` as `exe.txt`). */
 const BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
 
-/** Why `text` cannot be taken as the `what` (e.g. "reason"), or undefined when it can. */
-export function checkUserText(text: string, what: string): Refusal | undefined {
+/** Why `text` cannot be taken as the `field`, or undefined when it can (or none was given). */
+export function checkUserText(text: string | undefined, field: FreeTextField): Refusal | undefined {
+  if (text === undefined) return undefined;
   const found = CONTROL.exec(text);
   if (!found) return undefined;
-  const code = found[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
-  return refuse(
-    'text_has_control_characters',
-    `The ${what} contains a control character (U+${code}${code === '0000' ? ', NUL' : ''}); remove it and try again.`,
-  );
+  return refuse({ code: 'text_has_control_characters', field, codePoint: found[0].charCodeAt(0) });
 }
 
 /** `text` as stored: bidi controls dropped, line breaks as `\n`. */

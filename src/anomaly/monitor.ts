@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { AccessEvent } from '../access/events.ts';
-import { dedupeKey, enqueueEvents } from '../access/events.ts';
+import type { Refusal } from '../access/outcomes.ts';
 import type { AccessService } from '../access/service.ts';
 import { appendAuditEvents } from '../audit/append.ts';
 import type { Db } from '../db/client.ts';
 import { lockAuditChain } from '../db/queries/audit-events.ts';
-import { isQueued } from '../db/queries/outbox.ts';
+import { enqueue, isEnqueued, type OutboxMessageOf } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/store.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
@@ -26,6 +25,12 @@ export interface AnomalyMonitorDeps {
   policy: PolicyStore;
   clock: Clock;
   access: Pick<AccessService, 'revokeGrant'>;
+  /**
+   * Words for a refused automatic revoke, kept in the alert's evidence (`revokeNote`) and
+   * shown with it; the composition root passes Slack's (src/slack/blocks/refusals.ts).
+   * Without it the note is the refusal's code.
+   */
+  describeRefusal?: (refusal: Refusal) => string;
   logger: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** Records waiting to be examined at most; past it new records are dropped (and counted). */
   maxQueue?: number;
@@ -57,7 +62,7 @@ export interface AnomalyMonitor extends CallSink {
 
 interface RaisedAlert {
   alertId: string;
-  event: Extract<AccessEvent, { kind: 'anomaly_alert' }>;
+  event: OutboxMessageOf<'anomaly_alert'>;
 }
 
 interface Subject {
@@ -131,7 +136,7 @@ export function createAnomalyMonitor(deps: AnomalyMonitorDeps): AnomalyMonitor {
         reason: `anomaly rule ${finding.rule}: ${finding.summary}`,
       });
       revoked = result.ok;
-      if (!result.ok) revokeNote = result.message;
+      if (!result.ok) revokeNote = deps.describeRefusal?.(result) ?? result.code;
     }
     const event: RaisedAlert['event'] = {
       kind: 'anomaly_alert',
@@ -158,7 +163,7 @@ export function createAnomalyMonitor(deps: AnomalyMonitorDeps): AnomalyMonitor {
     const written = await db.transaction(async (tx) => {
       // The audit lock serialises this check with any other process raising the same alert.
       await lockAuditChain(tx);
-      if (await isQueued(tx, dedupeKey(event))) return false;
+      if (await isEnqueued(tx, event)) return false;
       await appendAuditEvents(tx, [
         {
           kind: 'anomaly.alert',
@@ -178,7 +183,7 @@ export function createAnomalyMonitor(deps: AnomalyMonitorDeps): AnomalyMonitor {
           },
         },
       ]);
-      await enqueueEvents(tx, [event], now);
+      await enqueue(tx, [event], now);
       return true;
     });
     if (written) {

@@ -1,9 +1,7 @@
-import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import { enqueueEvents } from '../access/events.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { auditHashAt, lockAuditChain } from '../db/queries/audit-events.ts';
-import { addGrantQuotaUse, recordGrantsLastUse } from '../db/queries/grants.ts';
+import { recordGrantsLastUse } from '../db/queries/grants.ts';
 import type { QuotaTracker } from '../proxy/quota.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 import { isUuid } from '../shared/ids.ts';
@@ -30,15 +28,16 @@ export interface AuditAppenderOptions {
   /** Injected for tests; defaults to setTimeout. */
   sleep?: (ms: number) => Promise<void>;
   /**
-   * The grant change feed's channel (`database.channel('grants')`): a batch that adds to a
-   * grant's quota use NOTIFYs it, so every proxy's live view re-reads the new totals.
+   * Settles each batch's calls against their grants' quotas in the batch's transaction: the
+   * access action that owns grant state (src/access/quota.ts), passed in. Without it (tests of
+   * the chain alone) calls count toward no quota.
    */
-  grantChannel?: string;
+  settleQuota?: SettleQuotaUse;
   /** The proxy's quota tracker, told after each commit what this batch settled. */
   quota?: QuotaTracker;
 }
 
-interface AuditAppenderStats {
+export interface AuditAppenderStats {
   queued: number;
   written: number;
   batches: number;
@@ -95,14 +94,16 @@ export function callAuditEvent(record: CallRecord): AuditEventInput {
   };
 }
 
-/** One grant's share of a batch, for its quota. */
-interface QuotaUse {
+/** One grant's share of a batch of proxied calls. */
+export interface QuotaUse {
+  grantId: string;
   requests: number;
   bytes: number;
-  at: number;
+  /** The latest call's time. */
+  at: Date;
 }
 
-interface QuotaSettlement {
+export interface QuotaSettlement {
   grantId: string;
   requests: number;
   bytes: number;
@@ -114,85 +115,35 @@ interface QuotaSettlement {
   resource: string;
 }
 
-function quotaUse(records: readonly CallRecord[]): Map<string, QuotaUse> {
+/**
+ * Adds a batch's quota use to its grants inside the batch's transaction, BEFORE the audit
+ * chain's lock is taken, and says what it settled plus the audit rows to append with the
+ * batch (the grant that reached its quota).
+ */
+export type SettleQuotaUse = (
+  tx: Tx,
+  uses: readonly QuotaUse[],
+) => Promise<{ settlements: QuotaSettlement[]; audit: AuditEventInput[] }>;
+
+/** Each grant's share of the records that count toward quotas. */
+export function quotaUseOf(records: readonly CallRecord[]): QuotaUse[] {
   const use = new Map<string, QuotaUse>();
   for (const record of records) {
     if (!record.quotaCounted || !isUuid(record.grantId)) continue;
-    const at = record.at.getTime();
     const u = use.get(record.grantId);
     if (u) {
       u.requests += 1;
       u.bytes += record.responseBytes;
-      if (at > u.at) u.at = at;
-    } else use.set(record.grantId, { requests: 1, bytes: record.responseBytes, at });
-  }
-  return use;
-}
-
-/**
- * Adds a batch's calls to the quota totals of their grants, in the batch's transaction and
- * BEFORE the audit chain's lock is taken (the access service takes grant rows first and the
- * chain second; the same order here cannot deadlock with it). `quota_exhausted_at` is set by
- * the one batch whose totals reach the quota; that batch also enqueues the requester's notice
- * (the outbox's dedupe key is a second guard) and the audit row. Every touched grant is
- * NOTIFYed so other proxies see the new totals.
- */
-async function addQuotaUse(
-  tx: Tx,
-  records: readonly CallRecord[],
-  grantChannel: string | undefined,
-): Promise<{ settlements: QuotaSettlement[]; audit: AuditEventInput[] }> {
-  const use = quotaUse(records);
-  if (use.size === 0) return { settlements: [], audit: [] };
-  const totals = await addGrantQuotaUse(
-    tx,
-    [...use].map(([id, u]) => ({ id, requests: u.requests, bytes: u.bytes, at: new Date(u.at) })),
-  );
-  const settlements: QuotaSettlement[] = [];
-  const audit: AuditEventInput[] = [];
-  const events: Parameters<typeof enqueueEvents>[1][number][] = [];
-  let latest = 0;
-  for (const row of totals) {
-    const id = row.id;
-    const u = use.get(id)!;
-    const exhausted = row.exhausted;
-    const settlement: QuotaSettlement = {
-      grantId: id,
-      requests: u.requests,
-      bytes: u.bytes,
-      usedRequests: row.usedRequests,
-      usedBytes: row.usedBytes,
-      exhausted,
-      userId: row.userId,
-      resource: row.resource,
-    };
-    settlements.push(settlement);
-    if (u.at > latest) latest = u.at;
-    if (exhausted) {
-      events.push({ kind: 'grant_quota_exhausted', grantId: id });
-      audit.push({
-        kind: 'grant.quota_exhausted',
-        actor: { type: 'system', component: 'proxy' },
-        at: new Date(u.at),
-        resource: settlement.resource,
-        grantId: id,
-        data: {
-          usedRequests: settlement.usedRequests,
-          usedResponseBytes: settlement.usedBytes,
-          quotaRequests: row.quotaRequests,
-          quotaResponseBytes: row.quotaBytes,
-        },
+      if (record.at > u.at) u.at = record.at;
+    } else
+      use.set(record.grantId, {
+        grantId: record.grantId,
+        requests: 1,
+        bytes: record.responseBytes,
+        at: record.at,
       });
-    }
   }
-  await enqueueEvents(tx, events, new Date(latest));
-  if (grantChannel !== undefined && settlements.length > 0) {
-    const ids = JSON.stringify(settlements.map((s) => s.grantId));
-    await tx.execute(
-      sql`select pg_notify(${grantChannel}, id) from jsonb_array_elements_text(${ids}::jsonb) as id`,
-    );
-  }
-  return { settlements, audit };
+  return [...use.values()];
 }
 
 /** Thrown inside a retry's transaction to roll back its quota update when the batch had committed after all. */
@@ -290,8 +241,10 @@ export function createAuditAppender(options: AuditAppenderOptions): AuditAppende
     let settlements: QuotaSettlement[] = [];
     try {
       await db.transaction(async (tx) => {
-        // Quota totals first: grant rows before the chain lock, as the access service does.
-        const quota = await addQuotaUse(tx, records, options.grantChannel);
+        // Quota totals first: grant rows before the chain lock, as the access actions do.
+        const quota = options.settleQuota
+          ? await options.settleQuota(tx, quotaUseOf(records))
+          : { settlements: [], audit: [] };
         if (previous) {
           // Holding the lock means the earlier attempt's transaction has ended one way or
           // the other (it held the same lock), so the tail is settled.

@@ -1,7 +1,7 @@
-import { type AccessEvent, dedupeKey, enqueueEvents } from '../access/events.ts';
 import type { Db } from '../db/client.ts';
 import { weeklyCountsByResource } from '../db/queries/audit-events.ts';
-import { enqueueOutboxRows, queuedDedupeKeys } from '../db/queries/outbox.ts';
+import { queuedDedupeKeys } from '../db/queries/outbox.ts';
+import { dedupeKey, enqueue, type OutboxMessageOf, type WeeklyReportCounts } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 
@@ -18,18 +18,6 @@ import type { Clock } from '../shared/clock.ts';
  * - idleRevoked: `grant.revoked` rows marked idle; offboarded: `user.offboarded`-driven
  *   grant revocations (rows carrying an `offboardId`)
  */
-
-/** The week's numbers for one resource; also the payload of its `weekly_report` event. */
-export interface WeeklyReportCounts {
-  grantsMade: number;
-  grantsUsed: number;
-  grantsUnused: number;
-  calls: number;
-  deniedCalls: number;
-  alerts: number;
-  idleRevoked: number;
-  offboarded: number;
-}
 
 export interface WeeklyReport extends WeeklyReportCounts {
   resource: string;
@@ -89,7 +77,7 @@ function isQuiet(report: WeeklyReport): boolean {
   );
 }
 
-function toReportEvent(report: WeeklyReport): Extract<AccessEvent, { kind: 'weekly_report' }> {
+function toReportEvent(report: WeeklyReport): OutboxMessageOf<'weekly_report'> {
   return {
     kind: 'weekly_report',
     resource: report.resource,
@@ -142,23 +130,8 @@ export function createWeeklyReporter(deps: {
       const loud = reports.filter((r) => !isQuiet(r));
       const quiet = reports.filter(isQuiet);
       await db.transaction(async (tx) => {
-        await enqueueEvents(tx, loud.map(toReportEvent), now);
-        if (quiet.length > 0) {
-          await enqueueOutboxRows(
-            tx,
-            quiet.map((r) => {
-              const event = toReportEvent(r);
-              return {
-                dedupeKey: dedupeKey(event),
-                kind: event.kind,
-                payload: { ...event, quiet: true } as Record<string, unknown>,
-                createdAt: now,
-                nextAttemptAt: now,
-                sentAt: now,
-              };
-            }),
-          );
-        }
+        await enqueue(tx, loud.map(toReportEvent), now);
+        await enqueue(tx, quiet.map(toReportEvent), now, { quiet: true });
       });
       return loud.length;
     },

@@ -1,13 +1,8 @@
-import {
-  type AccessEvent,
-  type AccessService,
-  cachedDirectory,
-  createAccessService,
-  type Directory,
-} from '../access/index.ts';
+import { type AccessService, cachedDirectory, createAccessService, type Directory } from '../access/index.ts';
 import type { Config } from '../config.ts';
 import { type Database, openDatabase } from '../db/client.ts';
 import { createMetrics, type Metrics } from '../ops/metrics.ts';
+import type { OutboxMessage } from '../outbox/index.ts';
 import { filePolicyStore, type PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import { systemClock } from '../shared/clock.ts';
@@ -37,7 +32,7 @@ export interface Core {
   close(): Promise<void>;
 }
 
-type AccessEventListener = (events: readonly AccessEvent[]) => void;
+type AccessEventListener = (events: readonly OutboxMessage[]) => void;
 
 export interface CoreOverrides {
   clock?: Clock;

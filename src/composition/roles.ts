@@ -18,6 +18,7 @@ import {
   createServiceServer,
   type ReadinessCheck,
 } from '../ops/admin-server.ts';
+import { createBacklog, registerBacklogGauges } from '../ops/backlog.ts';
 import { metricsCallSink } from '../ops/metrics.ts';
 import { createRedisReadiness } from '../ops/redis-readiness.ts';
 import {
@@ -40,6 +41,7 @@ import {
   type Scheduler,
 } from '../scheduler/index.ts';
 import { fanOut } from '../shared/call-record.ts';
+import { refusalText } from '../slack/blocks/refusals.ts';
 import { createOutboxDispatcher, createSlackApp, type SlackApp } from '../slack/index.ts';
 import { connectReplayRedis } from '../tokens/dpop-replay.ts';
 import { createVerifier, issueTokenForGrant } from '../tokens/index.ts';
@@ -273,7 +275,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         db: database.db,
         logger,
         quota,
-        grantChannel: database.channel('grants'),
+        settleQuota: access.settleQuotaUse,
       });
       stops.push({ name: 'audit', run: () => appender.close() });
       // Refusals without a verified token reach the audit log bounded (src/proxy/refusal-aggregator.ts);
@@ -283,7 +285,14 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         knownResource: (name) => Object.hasOwn(policy.current().resources, name),
       });
       stops.push({ name: 'refusal summaries', run: () => refusals.close() });
-      const monitor = createAnomalyMonitor({ db: database.db, policy, clock, access, logger });
+      const monitor = createAnomalyMonitor({
+        db: database.db,
+        policy,
+        clock,
+        access,
+        logger,
+        describeRefusal: refusalText,
+      });
       stops.push({ name: 'anomaly', run: () => monitor.close() });
       metrics.addGauge(
         'jitgate_audit_backlog',
@@ -329,28 +338,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
       );
     }
 
-    metrics.addGauge('jitgate_pending_requests', 'Access requests waiting for a decision', () =>
-      access.countPending(),
-    );
-    metrics.addGauge('jitgate_active_grants', 'Grants active and unexpired', () =>
-      access.countActiveGrants(),
-    );
-    metrics.addGauge('jitgate_outbox_backlog', 'Slack messages not yet delivered', () =>
-      access.countUndelivered(),
-    );
-    metrics.addGauge(
-      'jitgate_scheduler_lag_seconds',
-      'Longest time an expiry or request time-out has been overdue without being processed',
-      () => access.schedulerLagSeconds(),
-    );
-    metrics.addGauge('jitgate_outbox_lag_seconds', 'Age of the oldest Slack message not yet delivered', () =>
-      access.outboxLagSeconds(),
-    );
-    metrics.addGauge(
-      'jitgate_outbox_dead_letters',
-      'Outbox events with a Slack message given up: refused for good, or still failing after every attempt',
-      () => access.countDeadLetters(),
-    );
+    registerBacklogGauges(metrics, createBacklog({ db: database.db, clock }));
 
     // The web console and /api/v1 share the bot's port (Sign in with Slack is a bot-side feature).
     let web: FastifyInstance | undefined;

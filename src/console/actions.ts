@@ -1,6 +1,9 @@
-import type { AccessErrorCode } from '../access/outcomes.ts';
-import type { AccessService, LowerQuota } from '../access/service.ts';
+import type { AccessErrorCode, Outcome } from '../access/outcomes.ts';
+import type { LowerQuota } from '../access/quota.ts';
+import type { AccessService } from '../access/service.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import type { PersonActor } from '../shared/actor.ts';
+import { refusalText } from '../slack/blocks/refusals.ts';
 import type { Viewer } from './viewer.ts';
 
 /**
@@ -9,8 +12,8 @@ import type { Viewer } from './viewer.ts';
  * N-of-M, replay-safe), the same transaction writing the audit row (actor `console:U…`)
  * and the outbox rows that update Slack in place and send the DMs.
  *
- * Deliberately thin: the access refactor (one action per file around one commit()) only
- * re-points `accessServiceActions` at the new actions; routes and pages keep this interface.
+ * Deliberately thin: the viewer becomes the actor, a refusal gets its sentence; every rule is
+ * the actions' own.
  */
 export type ConsoleOutcome<T> =
   | { ok: true; value: T }
@@ -40,63 +43,72 @@ export interface ConsoleActions {
   deny(viewer: Viewer, input: { requestId: string; reason: string }): Promise<ConsoleOutcome<AccessRequest>>;
   /** End a grant now: its approvers, console admins, or its owner (giving it up). */
   revokeGrant(viewer: Viewer, input: { grantId: string; reason: string }): Promise<ConsoleOutcome<Grant>>;
-  /** Ask for more time on one's own grant (approved like any request, or by policy). */
+  /**
+   * More time on a grant: its owner asks (approved like any request, or by policy); an
+   * approver of its resource gives it (their approval counted, the owner told in Slack).
+   */
   extendGrant(
     viewer: Viewer,
     input: { grantId: string; durationSeconds: number; reason?: string },
   ): Promise<ConsoleOutcome<ApprovalDone>>;
-  /** End a person's grants and pending requests on what the viewer acts on (everything for an admin). */
+  /** End a person's grants and pending requests on what the viewer approves (everything for an admin). */
   revokeAll(
     viewer: Viewer,
     input: { userId: string; reason: string },
   ): Promise<ConsoleOutcome<RevokeAllDone>>;
 }
 
-/** ConsoleActions over today's access service (src/access/service.ts). */
+/** A refusal of the access actions, with the sentence Slack shows for it. */
+function worded<T>(outcome: Outcome<T>): ConsoleOutcome<T> {
+  return outcome.ok ? outcome : { ok: false, code: outcome.code, message: refusalText(outcome) };
+}
+
+/** The signed-in person as the actor of what they do here: the audit rows say `console:U…`. */
+const actorOf = (viewer: Viewer): PersonActor => ({
+  type: 'console',
+  userId: viewer.userId,
+  admin: viewer.admin,
+});
+
+/** ConsoleActions over the access actions (src/access/): each takes the viewer as its actor. */
 export function accessServiceActions(access: AccessService): ConsoleActions {
   return {
-    approve: (viewer, input) =>
-      access.approve({
-        requestId: input.requestId,
-        approverId: viewer.userId,
-        ...(input.durationSeconds !== undefined ? { durationSeconds: input.durationSeconds } : {}),
-        ...(input.quota !== undefined ? { quota: input.quota } : {}),
-        channel: 'console',
-      }),
-    deny: (viewer, input) =>
-      access.deny({
-        requestId: input.requestId,
-        approverId: viewer.userId,
-        note: input.reason,
-        channel: 'console',
-      }),
-    revokeGrant: (viewer, input) =>
-      access.revokeGrant({
-        grantId: input.grantId,
-        // The service checks the admin claim against the policy again before honouring it.
-        actor: { type: 'console', userId: viewer.userId, admin: viewer.admin },
-        reason: input.reason.trim() || `revoked in the console by ${viewer.userId}`,
-      }),
-    extendGrant: (viewer, input) =>
-      access.requestExtension({
-        grantId: input.grantId,
-        userId: viewer.userId,
-        durationSeconds: input.durationSeconds,
-        ...(input.reason?.trim() ? { reason: input.reason } : {}),
-        channel: 'console',
-      }),
-    async revokeAll(viewer, input) {
-      const reason = input.reason.trim() || `revoke-all in the console by ${viewer.userId}`;
-      if (viewer.admin) {
-        // An admin ends everything, like the CLI; offboardUser records the console admin as actor.
-        const result = await access.offboardUser({
-          userId: input.userId,
-          reason,
-          actor: { type: 'console', userId: viewer.userId, admin: true },
-        });
-        return result.ok ? { ok: true, value: { ...result.value, untouchedResources: [] } } : result;
-      }
-      return access.revokeAll({ targetId: input.userId, actorId: viewer.userId, reason, channel: 'console' });
-    },
+    approve: async (viewer, input) =>
+      worded(
+        await access.approve({
+          actor: actorOf(viewer),
+          requestId: input.requestId,
+          ...(input.durationSeconds !== undefined ? { durationSeconds: input.durationSeconds } : {}),
+          ...(input.quota !== undefined ? { quota: input.quota } : {}),
+        }),
+      ),
+    deny: async (viewer, input) =>
+      worded(await access.deny({ actor: actorOf(viewer), requestId: input.requestId, note: input.reason })),
+    revokeGrant: async (viewer, input) =>
+      worded(
+        await access.revokeGrant({
+          // The action checks an admin claim against the policy again before honouring it.
+          actor: actorOf(viewer),
+          grantId: input.grantId,
+          reason: input.reason.trim() || `revoked in the console by ${viewer.userId}`,
+        }),
+      ),
+    extendGrant: async (viewer, input) =>
+      worded(
+        await access.extendGrant({
+          actor: actorOf(viewer),
+          grantId: input.grantId,
+          durationSeconds: input.durationSeconds,
+          ...(input.reason?.trim() ? { reason: input.reason } : {}),
+        }),
+      ),
+    revokeAll: async (viewer, input) =>
+      worded(
+        await access.revokeAll({
+          actor: actorOf(viewer),
+          targetId: input.userId,
+          reason: input.reason.trim() || `revoke-all in the console by ${viewer.userId}`,
+        }),
+      ),
   };
 }

@@ -44,6 +44,8 @@ export interface GrantDetail {
   stats: GrantCallStats;
   calls: { from: Date; to: Date; bucketMs: number; buckets: AuditBucket[] };
   canRevoke: boolean;
+  /** Its owner may ask for more time; an approver of its resource may give it. */
+  canExtend: boolean;
 }
 
 export interface PendingRequest {
@@ -162,6 +164,7 @@ export function createConsoleReads(deps: { db: Db; clock: Clock; policy: PolicyS
         calls,
         canRevoke:
           live && (viewer.admin || viewer.approves.has(grant.resource) || grant.userId === viewer.userId),
+        canExtend: live && (viewer.approves.has(grant.resource) || grant.userId === viewer.userId),
       });
     },
 

@@ -1,4 +1,3 @@
-import { describeDuration } from './duration.ts';
 import { rulesAllow } from './scope-rules.ts';
 import type { People, Policy, ResourcePolicy, ScopePolicy } from './types.ts';
 
@@ -20,23 +19,24 @@ export function isApprover(resource: ResourcePolicy, userId: string, inGroup: In
 
 export const MAX_REASON_LENGTH = 2000;
 
-type RequestCheckCode =
-  | 'unknown_resource'
-  | 'unknown_scope'
-  | 'duration_too_short'
-  | 'duration_too_long'
-  | 'reason_empty'
-  | 'reason_too_long';
+/**
+ * Why an ask does not fit the policy, with what a sentence about it needs (names, limits):
+ * the words are the transport's (src/slack/blocks/refusals.ts), never the policy's.
+ */
+export type RequestCheckRefusal =
+  /** `known` lists the policy's resources when the name was typed; absent when a stored one left the policy. */
+  | { code: 'unknown_resource'; resource: string; known?: readonly string[] }
+  | { code: 'unknown_scope'; resource: string; scope: string; known: readonly string[] }
+  | { code: 'duration_too_short'; resource: string; minSeconds: number }
+  | { code: 'duration_too_long'; resource: string; maxSeconds: number }
+  | { code: 'reason_empty' }
+  | { code: 'reason_too_long'; length: number; max: number };
+
+export type RequestCheckCode = RequestCheckRefusal['code'];
 
 export type RequestCheck =
   | { ok: true; resource: ResourcePolicy; scope: ScopePolicy; reason: string }
-  | { ok: false; code: RequestCheckCode; message: string };
-
-/** `a, b, c and 40 more`: a policy can name many resources, and an answer should stay short. */
-function someOf(names: readonly string[], shown = 10): string {
-  const listed = names.slice(0, shown).join(', ');
-  return names.length > shown ? `${listed} and ${names.length - shown} more` : listed;
-}
+  | ({ ok: false } & RequestCheckRefusal);
 
 /** Validate an ask against the policy: resource and scope exist, duration in bounds, a real reason. */
 export function checkRequest(
@@ -47,45 +47,44 @@ export function checkRequest(
     ? policy.resources[input.resource]
     : undefined;
   if (!resource) {
-    const known = someOf(Object.keys(policy.resources).sort());
     return {
       ok: false,
       code: 'unknown_resource',
-      message: `Unknown resource "${input.resource}". Known: ${known}.`,
+      resource: input.resource,
+      known: Object.keys(policy.resources).sort(),
     };
   }
   const scopeName = input.scope ?? resource.defaultScope;
   const scope = Object.hasOwn(resource.scopes, scopeName) ? resource.scopes[scopeName] : undefined;
   if (!scope) {
-    const known = someOf(Object.keys(resource.scopes));
     return {
       ok: false,
       code: 'unknown_scope',
-      message: `Unknown scope "${scopeName}" for ${resource.name}. Scopes: ${known}.`,
+      resource: resource.name,
+      scope: scopeName,
+      known: Object.keys(resource.scopes),
     };
   }
   if (input.durationSeconds < resource.minDurationSeconds) {
     return {
       ok: false,
       code: 'duration_too_short',
-      message: `${resource.name} grants last at least ${describeDuration(resource.minDurationSeconds)}.`,
+      resource: resource.name,
+      minSeconds: resource.minDurationSeconds,
     };
   }
   if (input.durationSeconds > resource.maxDurationSeconds) {
     return {
       ok: false,
       code: 'duration_too_long',
-      message: `${resource.name} grants last at most ${describeDuration(resource.maxDurationSeconds)}.`,
+      resource: resource.name,
+      maxSeconds: resource.maxDurationSeconds,
     };
   }
   const reason = input.reason.trim();
-  if (reason === '') return { ok: false, code: 'reason_empty', message: 'Say why you need access.' };
+  if (reason === '') return { ok: false, code: 'reason_empty' };
   if (reason.length > MAX_REASON_LENGTH) {
-    return {
-      ok: false,
-      code: 'reason_too_long',
-      message: `The reason is ${reason.length} characters; keep it under ${MAX_REASON_LENGTH}.`,
-    };
+    return { ok: false, code: 'reason_too_long', length: reason.length, max: MAX_REASON_LENGTH };
   }
   return { ok: true, resource, scope, reason };
 }

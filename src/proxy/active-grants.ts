@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
 import { activeGrantsForView, type GrantViewRow, grantsForView } from '../db/queries/grants.ts';
+import { publishOnGrantFeed } from '../outbox/index.ts';
 import { isUuid } from '../shared/ids.ts';
 
 /**
@@ -323,7 +323,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
     if (!connected) return;
     const payload = `${pingPrefix}${++pingSeq}`;
     outstanding = { payload, sentAt: now };
-    db.execute(sql`select pg_notify(${channel}, ${payload})`).catch((error: unknown) => {
+    publishOnGrantFeed(db, channel, [payload]).catch((error: unknown) => {
       // The database itself is unreachable: nothing can be confirmed.
       logger.warn({ err: error }, 'grant feed ping failed');
       setLive(false);

@@ -1,5 +1,5 @@
-import type { AccessEvent } from '../access/index.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import type { OutboxMessage } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import { remindBeforeOf } from './jobs.ts';
 import { grantJobIds, grantJobs, type PlannedJob, requestJob } from './timing.ts';
@@ -17,7 +17,7 @@ export interface Planner {
   scheduleGrants(grants: readonly Grant[]): Promise<void>;
   scheduleRequest(request: AccessRequest): Promise<void>;
   scheduleRequests(requests: readonly AccessRequest[]): Promise<void>;
-  onAccessEvents(events: readonly AccessEvent[]): void;
+  onAccessEvents(events: readonly OutboxMessage[]): void;
   idle(): Promise<void>;
 }
 
@@ -45,7 +45,7 @@ export function createPlanner(deps: {
     if (jobs.length > 0) await backend.add(jobs);
   };
 
-  async function handle(event: AccessEvent): Promise<void> {
+  async function handle(event: OutboxMessage): Promise<void> {
     switch (event.kind) {
       case 'request_created': {
         const request = await access.getRequest(event.requestId);

@@ -1,9 +1,10 @@
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import { reminderKey } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import { remindBeforeOf } from './jobs.ts';
 import { createPlanner, type JobBackend, type Planner } from './planner.ts';
-import { reminderKey, type SchedulerStore } from './store.ts';
+import type { SchedulerStore } from './store.ts';
 import { reminderAt } from './timing.ts';
 import type { SchedulerAccess, SchedulerLogger, SweepResult } from './types.ts';
 

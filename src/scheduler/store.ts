@@ -1,9 +1,9 @@
-import { dedupeKey } from '../access/events.ts';
 import type { Db } from '../db/client.ts';
 import { waitingRequestsPage } from '../db/queries/access-requests.ts';
 import { liveGrantsPage } from '../db/queries/grants.ts';
 import { queuedDedupeKeys } from '../db/queries/outbox.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import { reminderKey } from '../outbox/index.ts';
 
 /**
  * Read-only queries the sweep needs beyond the access service: walking every live grant
@@ -17,9 +17,6 @@ export interface SchedulerStore {
   /** Of these grant versions, the ones whose reminder is already in the outbox. */
   remindedVersions(keys: readonly { grantId: string; version: number }[]): Promise<Set<string>>;
 }
-
-export const reminderKey = (grantId: string, version: number): string =>
-  dedupeKey({ kind: 'grant_reminder', grantId, version });
 
 export function createSchedulerStore(db: Db): SchedulerStore {
   return {

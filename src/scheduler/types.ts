@@ -1,5 +1,6 @@
-import type { AccessEvent, AccessService } from '../access/index.ts';
+import type { AccessService } from '../access/index.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import type { OutboxMessage } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 
@@ -67,7 +68,7 @@ export interface Scheduler {
    * Pass as the access service's `onCommitted`. Never throws and never blocks the caller:
    * scheduling runs in the background, failures are logged and left to the sweep.
    */
-  onAccessEvents(events: readonly AccessEvent[]): void;
+  onAccessEvents(events: readonly OutboxMessage[]): void;
   /** Make sure the expiry (and reminder) jobs of the grant's current version exist. */
   scheduleGrant(grant: Grant): Promise<void>;
   /** Make sure a pending request's timeout job exists. */

@@ -7,11 +7,14 @@ export type Actor =
    * it against the policy again before it lets the claim widen anything.
    */
   | { type: 'console'; userId: string; admin?: boolean }
-  | { type: 'system'; component: 'scheduler' | 'proxy' | 'anomaly' | 'policy' | 'offboarding' | 'outbox' }
+  | { type: 'system'; component: SystemComponent }
   | { type: 'cli' };
 
-/** Where a person acted: the channel of a person's actor. */
-export type PersonChannel = 'slack' | 'console';
+/** The parts of jitgate that act on their own. */
+export type SystemComponent = 'scheduler' | 'proxy' | 'anomaly' | 'policy' | 'offboarding' | 'outbox';
+
+/** A person's actor: the one kind whose actions need a person's rights. */
+export type PersonActor = Extract<Actor, { userId: string }>;
 
 export function actorLabel(actor: Actor): string {
   switch (actor.type) {
@@ -31,9 +34,32 @@ export function personOf(actor: Actor): string | undefined {
   return actor.type === 'slack' || actor.type === 'console' ? actor.userId : undefined;
 }
 
-/** The actor of a person acting through `channel` (Slack unless said otherwise). */
-export function personActor(userId: string, channel: PersonChannel = 'slack'): Actor {
-  return channel === 'console' ? { type: 'console', userId } : { type: 'slack', userId };
+/** How each part of jitgate is spelled where a row says who ended or decided something. */
+const SYSTEM_SPELLING: { readonly [C in SystemComponent]: string } = {
+  scheduler: 'scheduler',
+  proxy: 'proxy',
+  // Revocations by anomaly rules have always been stored as `system`; kept, so old and new rows read alike.
+  anomaly: 'system',
+  policy: 'policy',
+  offboarding: 'offboarding',
+  outbox: 'outbox',
+};
+
+/**
+ * Who ended or decided something, as `grants.ended_by` and `access_requests.decided_by`
+ * store it and `grant_revoked` messages carry it: a person's Slack user id (whichever
+ * channel they used), `cli`, or the part of the system. The one spelling of it.
+ */
+export function endedByOf(actor: Actor): string {
+  switch (actor.type) {
+    case 'slack':
+    case 'console':
+      return actor.userId;
+    case 'cli':
+      return 'cli';
+    case 'system':
+      return SYSTEM_SPELLING[actor.component];
+  }
 }
 
 /** Every label a person's own actions carry in the audit log, whichever channel they used. */

@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
-import { type AccessEvent, type AccessService, approvalMessageTs } from '../access/index.ts';
+import type { AccessService } from '../access/index.ts';
 import type { Db } from '../db/client.ts';
 import { findGrantOfRequest } from '../db/queries/grants.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import type { OutboxMessage } from '../outbox/index.ts';
 import type { PolicyStore, ResourcePolicy } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
+import { approvalMessageTs, createApprovalMessageClaims } from './approval-message-claims.ts';
 import {
   anomalyAlert,
   approvalMessage,
@@ -69,6 +71,7 @@ export class PostingElsewhere extends Error {
 
 export function createDeliveries(deps: DeliveryDeps) {
   const { db, access, notifier, clock, logger } = deps;
+  const claims = createApprovalMessageClaims({ db, clock });
 
   const resourceOf = (name: string): ResourcePolicy | undefined => {
     const resources = deps.policy.current().resources;
@@ -96,7 +99,7 @@ export function createDeliveries(deps: DeliveryDeps) {
       await notifier.updateMessage(channel, ts, await render(request));
       return;
     }
-    const claim = await access.claimApprovalMessage(request.id);
+    const claim = await claims.claim(request.id);
     if (claim === 'posting_elsewhere') throw new PostingElsewhere();
     if (claim === 'already_posted') {
       const fresh = await access.getRequest(request.id);
@@ -109,11 +112,10 @@ export function createDeliveries(deps: DeliveryDeps) {
       posted = await notifier.postMessage(channel, await render(request));
     } catch (error) {
       // A timeout or a dropped connection may have posted it: keep the claim until it goes stale.
-      if (!(error instanceof SlackCallError && error.maybeDone))
-        await access.releaseApprovalMessage(request.id);
+      if (!(error instanceof SlackCallError && error.maybeDone)) await claims.release(request.id);
       throw error;
     }
-    await access.setApprovalMessage(request.id, posted.channel, posted.ts);
+    await claims.record(request.id, posted.channel, posted.ts);
   }
 
   const fullApprovalMessage = async (request: AccessRequest): Promise<SlackMessage> =>
@@ -187,7 +189,8 @@ export function createDeliveries(deps: DeliveryDeps) {
     };
   }
 
-  async function plan(event: AccessEvent): Promise<Delivery> {
+  /** What a message sends: one case per kind of the outbox's union (a new kind does not compile until it is here). */
+  async function plan(event: OutboxMessage): Promise<Delivery> {
     switch (event.kind) {
       case 'request_created':
       case 'request_approval_added':

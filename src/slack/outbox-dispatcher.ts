@@ -1,4 +1,3 @@
-import type { AccessEvent, AccessEventKind } from '../access/index.ts';
 import { appendAuditEvents } from '../audit/append.ts';
 import {
   claimDueOutboxRows,
@@ -8,6 +7,7 @@ import {
   scheduleOutboxRetry,
 } from '../db/queries/outbox.ts';
 import type { OutboxRow } from '../db/schema/index.ts';
+import { readOutboxMessage } from '../outbox/index.ts';
 import type { HomeTabs } from './home.ts';
 import { createDeliveries, type DeliveryDeps, type Step } from './outbox-deliveries.ts';
 import { isPermanent, SlackCallError } from './slack-errors.ts';
@@ -45,40 +45,6 @@ export interface OutboxDispatcher {
   start(): void;
   /** Stop polling and wait for the delivery in progress. */
   stop(): Promise<void>;
-}
-
-const KINDS: ReadonlySet<string> = new Set<AccessEventKind>([
-  'request_created',
-  'request_approval_added',
-  'request_approved',
-  'request_denied',
-  'request_expired',
-  'request_cancelled',
-  'grant_created',
-  'grant_extended',
-  'grant_revoked',
-  'grant_expired',
-  'grant_reminder',
-  'grant_quota_exhausted',
-  'anomaly_alert',
-  'user_offboarded',
-  'weekly_report',
-]);
-
-/** String fields each kind's renderer relies on (beyond `kind`). */
-function requiredFields(kind: string): string[] {
-  if (kind === 'anomaly_alert') return ['alertId', 'resource', 'rule', 'summary'];
-  if (kind === 'user_offboarded') return ['offboardId', 'resource', 'userId', 'reason', 'by'];
-  if (kind === 'weekly_report') return ['resource', 'periodStart', 'periodEnd'];
-  return kind.startsWith('grant_') ? ['grantId'] : ['requestId'];
-}
-
-/** The outbox stores events as JSON; check the fields the renderers rely on before trusting the kind. */
-export function toAccessEvent(payload: Record<string, unknown>): AccessEvent | undefined {
-  const kind = payload.kind;
-  if (typeof kind !== 'string' || !KINDS.has(kind)) return undefined;
-  if (!requiredFields(kind).every((field) => typeof payload[field] === 'string')) return undefined;
-  return payload as unknown as AccessEvent;
 }
 
 /** 1 s, 2 s, 4 s … after each failed attempt, capped at `maxMs`. */
@@ -169,7 +135,7 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
   }
 
   async function handle(row: OutboxRow): Promise<boolean> {
-    const event = toAccessEvent(row.payload);
+    const event = readOutboxMessage(row.payload);
     if (!event) {
       await giveUp(
         row,

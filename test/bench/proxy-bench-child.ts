@@ -19,6 +19,7 @@ import type { AddressInfo } from 'node:net';
 import fastifyHttpProxy from '@fastify/http-proxy';
 import Fastify from 'fastify';
 import pino from 'pino';
+import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
 import { openDatabase } from '../../src/db/client.ts';
 import { grantQuotaUse } from '../../src/db/queries/grants.ts';
@@ -168,7 +169,7 @@ async function start(): Promise<number> {
         db: database.db,
         logger,
         quota,
-        grantChannel: database.channel('grants'),
+        settleQuota: quotaSettler({ grantChannel: database.channel('grants') }),
         // maxQueue, headroom, batchSize: set by the bench so it can report them.
         ...(JSON.parse(env('BENCH_AUDIT_LIMITS')) as {
           maxQueue: number;

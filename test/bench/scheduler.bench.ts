@@ -10,8 +10,9 @@
  */
 import { pathToFileURL } from 'node:url';
 import { inArray } from 'drizzle-orm';
-import { type AccessEvent, createAccessService, staticDirectory } from '../../src/access/index.ts';
+import { createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { grants, outbox } from '../../src/db/schema/index.ts';
+import type { OutboxMessage } from '../../src/outbox/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createBullScheduler, createSchedulerStore } from '../../src/scheduler/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
@@ -68,7 +69,7 @@ export async function runSchedulerBench(options: SchedulerBenchOptions = {}): Pr
   const database = await openTestDatabase('schedbench');
   const prefix = randomPrefix();
   const committedAt = new Map<string, number>();
-  let onEvents: (events: readonly AccessEvent[]) => void = () => {};
+  let onEvents: (events: readonly OutboxMessage[]) => void = () => {};
   const policy = staticPolicyStore(testPolicy());
   const access = createAccessService({
     db: database.db,

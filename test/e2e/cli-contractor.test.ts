@@ -12,6 +12,7 @@ import { linkDeviceByCode, rejectPairing } from '../../src/devices/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { accessTokenHash } from '../../src/tokens/dpop.ts';
 import { verifyGrantToken } from '../../src/tokens/index.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { type DeviceWorld, ISSUER, openDeviceWorld } from '../helpers/device-world.ts';
 import { waitFor } from '../helpers/redis-fixtures.ts';
 
@@ -143,13 +144,13 @@ describe('jitgate request', () => {
       (await world.access.listForApprover()).pending.find((r) => r.requesterId === 'UALICE');
     const ask = await waitFor(pendingOf, { what: 'the pending request' });
     expect(approved.stderr()).toContain('Waiting for approval of billing-api (1h) in Slack');
-    await world.access.approve({ requestId: ask.id, approverId: 'UAPPROVER1' });
+    await world.access.approve({ requestId: ask.id, actor: slackUser('UAPPROVER1') });
     expect(await approved.exit).toBe(0);
     expect(approved.stdout()).toContain('Approved: billing-api (write)');
 
     const denied = jitgate(['request', 'admin-api', '1h', 'look', 'around']);
     const second = await waitFor(pendingOf, { what: 'the second request' });
-    await world.access.deny({ requestId: second.id, approverId: 'UAPPROVER1', note: 'not today' });
+    await world.access.deny({ requestId: second.id, actor: slackUser('UAPPROVER1'), note: 'not today' });
     expect(await denied.exit).toBe(3);
     expect(denied.stdout()).toContain('Denied by UAPPROVER1: not today');
   });

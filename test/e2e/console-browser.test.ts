@@ -4,6 +4,7 @@ import { type Browser, type BrowserContext, chromium, type Page } from 'playwrig
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_APPROVER, DEMO_AUDITOR, type Stack, startStack } from '../../src/demo/stack.ts';
 import { issueTokenForGrant } from '../../src/tokens/index.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { blockText } from '../helpers/slack-harness.ts';
 
 /**
@@ -160,7 +161,7 @@ describe('the console in a browser', () => {
     const context = await browser.newContext();
     const auditor = await signIn(context, DEMO_AUDITOR);
     const granted = await stack.running.core.access.createRequest({
-      requesterId: CONTRACTOR,
+      actor: slackUser(CONTRACTOR),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 600,

@@ -1,7 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enqueueEvents } from '../../src/access/index.ts';
 import { createAnomalyMonitor } from '../../src/anomaly/monitor.ts';
 import { appendAuditEvents } from '../../src/audit/append.ts';
 import { callAuditEvent } from '../../src/audit/call-writer.ts';
@@ -15,6 +14,7 @@ import {
   staticSelectState,
 } from '../../src/dev/slack-stand-in/signed-requests.ts';
 import type { RecordedCall } from '../../src/dev/slack-stand-in/web-api.ts';
+import { enqueue } from '../../src/outbox/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
@@ -681,7 +681,7 @@ describe('alerts, App Home, audit and quotas over signed HTTP', () => {
 
   it('an alert naming a malformed grant id, queued without call or evidence, is still delivered', async () => {
     await q.database.db.transaction((tx) =>
-      enqueueEvents(
+      enqueue(
         tx,
         [
           {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TRIGGER_LIFETIME_MS, triggerIssuedAt } from '../../src/dev/slack-stand-in/signed-requests.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 import { blockText, openedViewId, type SlackHarness, startSlackHarness } from '../helpers/slack-harness.ts';
 
@@ -51,13 +52,13 @@ describe('a trigger id lives 3 s', () => {
 
   it('Deny opens in time when the approver-group lookup is rate-limited, then shows the deny form', async () => {
     const created = await h.access.createRequest({
-      requesterId: REQUESTER,
+      actor: slackUser(REQUESTER),
       resource: 'billing-api',
       scope: 'write',
       durationSeconds: 3600,
       reason: 'deny me through a group T-1',
     });
-    if (!created.ok) throw new Error(created.message);
+    if (!created.ok) throw new Error(created.code);
     await h.dispatcher.drain();
     h.directory.invalidate();
     h.api.failNext('usergroups.users.list', { status: 429, retryAfter: 4 });

@@ -3,6 +3,8 @@ import { appendAuditEvents } from '../../src/audit/append.ts';
 import { callAuditEvent } from '../../src/audit/call-writer.ts';
 import type { Grant } from '../../src/db/schema/index.ts';
 import type { RecordedCall } from '../../src/dev/slack-stand-in/web-api.ts';
+import { refusalText } from '../../src/slack/blocks/refusals.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { testPolicy } from '../helpers/policy.ts';
 import { blockText, openedViewId, type SlackHarness, startSlackHarness } from '../helpers/slack-harness.ts';
 import { hygieneProblems } from '../helpers/slack-text-hygiene.ts';
@@ -104,7 +106,7 @@ describe('long, escape-heavy and hostile reasons', () => {
 
   it.each(cases)('%s: the approval message is accepted, and a cut reason says so', async (_name, reason) => {
     const created = await h.access.createRequest({
-      requesterId: ASKER,
+      actor: slackUser(ASKER),
       resource: SECOND,
       scope: 'read',
       durationSeconds: 9 * 3600 - 3600,
@@ -127,7 +129,7 @@ describe('long, escape-heavy and hostile reasons', () => {
       const answer = await ask(ASKER, `request ${SECOND} read 1h ${'r'.repeat(length)}`);
       expect(blockText(answer)).toMatch(/\d+ characters[^;]*; keep it under/);
       const direct = await h.access.createRequest({
-        requesterId: ASKER,
+        actor: slackUser(ASKER),
         resource: SECOND,
         scope: 'read',
         durationSeconds: 3600,
@@ -141,16 +143,16 @@ describe('long, escape-heavy and hostile reasons', () => {
 
   it('a deny note of 2,000 < reaches the requester and the message, escaped, in full or said to be cut', async () => {
     const created = await h.access.createRequest({
-      requesterId: ASKER,
+      actor: slackUser(ASKER),
       resource: SECOND,
       scope: LONG_SCOPE,
       durationSeconds: 3600,
       reason: 'needs a decision',
     });
-    if (!created.ok) throw new Error(created.message);
+    if (!created.ok) throw new Error(created.code);
     const denied = await h.access.deny({
       requestId: created.value.request.id,
-      approverId: DECIDER,
+      actor: slackUser(DECIDER),
       note: '<'.repeat(2000),
     });
     expect(denied.ok).toBe(true);
@@ -209,24 +211,24 @@ describe('a person with 60 grants', () => {
   beforeAll(async () => {
     for (const name of NAMES.slice(0, 60)) {
       const made = await h.access.createRequest({
-        requesterId: OWNER,
+        actor: slackUser(OWNER),
         resource: name,
         scope: 'read',
         durationSeconds: 4 * 3600,
         reason: `work on ${name.slice(0, 4)}`,
       });
-      if (!made.ok) throw new Error(made.message);
+      if (!made.ok) throw new Error(made.code);
     }
     // Requests for the owner (an approver) to decide, beside their own grants.
     for (const name of NAMES.slice(60, 66)) {
       const made = await h.access.createRequest({
-        requesterId: ASKER,
+        actor: slackUser(ASKER),
         resource: name,
         scope: LONG_SCOPE,
         durationSeconds: 2 * 3600,
         reason: `${'please '.repeat(60)}decide`,
       });
-      if (!made.ok) throw new Error(made.message);
+      if (!made.ok) throw new Error(made.code);
       pending.push(made.value.request.id);
     }
     await h.dispatcher.drain();
@@ -300,15 +302,18 @@ describe('a person with 60 grants', () => {
 describe('ten approvals of forty approvers', () => {
   it('every step of the approval message is accepted and the last one names all ten', async () => {
     const created = await h.access.createRequest({
-      requesterId: ASKER,
+      actor: slackUser(ASKER),
       resource: FIRST,
       scope: LONG_SCOPE,
       durationSeconds: 2 * 3600,
       reason: 'ten people must agree',
     });
-    if (!created.ok) throw new Error(created.message);
+    if (!created.ok) throw new Error(created.code);
     for (const approver of APPROVERS.slice(0, 10)) {
-      const approved = await h.access.approve({ requestId: created.value.request.id, approverId: approver });
+      const approved = await h.access.approve({
+        requestId: created.value.request.id,
+        actor: slackUser(approver),
+      });
       expect(approved.ok).toBe(true);
     }
     const message = await approvalMessageOf(created.value.request.id);
@@ -320,7 +325,7 @@ describe('ten approvals of forty approvers', () => {
 describe('long audited paths', () => {
   it('/access audit shows the top paths cut, and says how many more there are', async () => {
     const made = await h.access.createRequest({
-      requesterId: ASKER,
+      actor: slackUser(ASKER),
       resource: NAMES[100]!,
       scope: 'read',
       durationSeconds: 3600,
@@ -357,13 +362,13 @@ describe('long audited paths', () => {
 describe('user text that tries to pass for jitgate', () => {
   it('a reason with newlines cannot draw a second *Duration:* line under the real one', async () => {
     const created = await h.access.createRequest({
-      requesterId: ASKER,
+      actor: slackUser(ASKER),
       resource: NAMES[110]!,
       scope: 'read',
       durationSeconds: 2 * 3600,
       reason: 'INC-9\n*Duration:* 5m\n*Resource:* harmless',
     });
-    if (!created.ok) throw new Error(created.message);
+    if (!created.ok) throw new Error(created.code);
     const text = sectionTexts(await approvalMessageOf(created.value.request.id)).join('\n');
     expect(text.match(/^\*Duration:\*/gm)).toHaveLength(1);
     expect(text.match(/^\*Resource:\*/gm)).toHaveLength(1);
@@ -374,27 +379,27 @@ describe('user text that tries to pass for jitgate', () => {
     const before = await h.counts();
     for (const reason of ['fix\u0000it', 'bell\u0007', 'esc\u001b[31m']) {
       const refused = await h.access.createRequest({
-        requesterId: ASKER,
+        actor: slackUser(ASKER),
         resource: NAMES[111]!,
         scope: 'read',
         durationSeconds: 3600,
         reason,
       });
       expect(refused).toMatchObject({ ok: false, code: 'text_has_control_characters' });
-      if (!refused.ok) expect(refused.message).toMatch(/control character/);
+      if (!refused.ok) expect(refusalText(refused)).toMatch(/control character/);
     }
     const answer = await ask(ASKER, `request ${NAMES[111]} read 1h fix\u0007it`);
     expect(blockText(answer)).toMatch(/control character/);
     expect(await h.counts()).toEqual(before);
 
     const created = await h.access.createRequest({
-      requesterId: ASKER,
+      actor: slackUser(ASKER),
       resource: NAMES[111]!,
       scope: 'read',
       durationSeconds: 3600,
       reason: 'pay \u202Eevil\u202C invoice',
     });
-    if (!created.ok) throw new Error(created.message);
+    if (!created.ok) throw new Error(created.code);
     expect(created.value.request.reason).toBe('pay evil invoice');
     expect(blockText(await approvalMessageOf(created.value.request.id))).not.toMatch(
       /[\u202A-\u202E\u2066-\u2069]/,

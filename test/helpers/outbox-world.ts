@@ -1,10 +1,5 @@
 import { pino } from 'pino';
-import {
-  type AccessEvent,
-  type AccessService,
-  createAccessService,
-  staticDirectory,
-} from '../../src/access/index.ts';
+import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import type { Db } from '../../src/db/client.ts';
 import { countUndelivered } from '../../src/db/queries/outbox.ts';
 import {
@@ -12,6 +7,7 @@ import {
   type RecordedCall,
   startFakeSlackApi,
 } from '../../src/dev/slack-stand-in/web-api.ts';
+import type { OutboxMessage } from '../../src/outbox/index.ts';
 import { type PolicyStore, staticPolicyStore } from '../../src/policy/index.ts';
 import { createSchedulerStore, type SchedulerStore } from '../../src/scheduler/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
@@ -46,7 +42,7 @@ export function slackProcess(input: {
   api: FakeSlackApi;
   botToken: string;
   batchSize?: number;
-  onCommitted?: (events: readonly AccessEvent[]) => void;
+  onCommitted?: (events: readonly OutboxMessage[]) => void;
 }): SlackProcess {
   const logger = pino({ level: 'silent' });
   const access = createAccessService({
@@ -86,7 +82,7 @@ export interface OutboxWorld extends SlackProcess {
   api: FakeSlackApi;
   store: SchedulerStore;
   /** Where the access service's onCommitted goes besides nothing; tests point it at a scheduler. */
-  setListener(listener: ((events: readonly AccessEvent[]) => void) | undefined): void;
+  setListener(listener: ((events: readonly OutboxMessage[]) => void) | undefined): void;
   undelivered(): Promise<number>;
   close(): Promise<void>;
 }
@@ -102,7 +98,7 @@ export async function openOutboxWorld(
   const api = await startFakeSlackApi();
   const clock = manualClock(new Date());
   const policy = staticPolicyStore(testPolicy((options.yamlEdit ?? ((y) => y))(TEST_POLICY_YAML)));
-  let listener: ((events: readonly AccessEvent[]) => void) | undefined;
+  let listener: ((events: readonly OutboxMessage[]) => void) | undefined;
   const process = slackProcess({
     db: database.db,
     grantChannel: database.channel('grants'),

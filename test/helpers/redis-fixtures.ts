@@ -1,13 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { and, eq } from 'drizzle-orm';
-import {
-  type AccessEvent,
-  type AccessService,
-  createAccessService,
-  staticDirectory,
-} from '../../src/access/index.ts';
+import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { auditEvents, type Grant, outbox } from '../../src/db/schema/index.ts';
+import type { OutboxMessage } from '../../src/outbox/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import {
   createSchedulerStore,
@@ -15,6 +11,7 @@ import {
   type SchedulerStore,
 } from '../../src/scheduler/index.ts';
 import { type Clock, systemClock } from '../../src/shared/clock.ts';
+import { slackUser } from './actors.ts';
 import { openTestDatabase } from './db.ts';
 import { TEST_POLICY_YAML, testPolicy } from './policy.ts';
 
@@ -74,7 +71,7 @@ export interface SchedulerWorld {
   store: SchedulerStore;
   policy: ReturnType<typeof staticPolicyStore>;
   /** Where the access service's onCommitted goes; tests point it at a scheduler. */
-  setListener(listener: ((events: readonly AccessEvent[]) => void) | undefined): void;
+  setListener(listener: ((events: readonly OutboxMessage[]) => void) | undefined): void;
   /** A 2-second (or `seconds`) auto-approved grant on billing-api. */
   grant(seconds?: number): Promise<Grant>;
   outboxCount(dedupeKey: string): Promise<number>;
@@ -89,7 +86,7 @@ export async function openSchedulerWorld(
 ): Promise<SchedulerWorld> {
   const database = await openTestDatabase('sched');
   const policy = staticPolicyStore(testPolicy(yamlEdit(TEST_POLICY_YAML)));
-  let listener: ((events: readonly AccessEvent[]) => void) | undefined;
+  let listener: ((events: readonly OutboxMessage[]) => void) | undefined;
   const access = createAccessService({
     db: database.db,
     policy,
@@ -107,7 +104,7 @@ export async function openSchedulerWorld(
     },
     async grant(seconds = 2) {
       const result = await access.createRequest({
-        requesterId: 'UCONTRACTOR',
+        actor: slackUser('UCONTRACTOR'),
         resource: 'billing-api',
         scope: 'read',
         durationSeconds: seconds,

@@ -5,6 +5,8 @@ import { approvals, auditEvents } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { approvalMessage, grantQuotaExhaustedDm, myAccessPage } from '../../src/slack/blocks/index.ts';
+import { refusalText } from '../../src/slack/blocks/refusals.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { testPolicy } from '../helpers/policy.ts';
 
@@ -45,13 +47,13 @@ afterAll(async () => {
 
 async function request(scope: string) {
   const created = await access.createRequest({
-    requesterId: 'UCONTRACTOR',
+    actor: slackUser('UCONTRACTOR'),
     resource: 'billing-api',
     scope,
     durationSeconds: 7200,
     reason: 'INC-1',
   });
-  if (!created.ok) throw new Error(created.message);
+  if (!created.ok) throw new Error(created.code);
   return created.value.request;
 }
 
@@ -76,13 +78,13 @@ describe('grant quotas', () => {
     const pending = await request('read');
     const above = await access.approve({
       requestId: pending.id,
-      approverId: 'UAPPROVER1',
+      actor: slackUser('UAPPROVER1'),
       quota: { requests: 1001 },
     });
     expect(above).toMatchObject({ ok: false, code: 'quota_above_policy' });
     const first = await access.approve({
       requestId: pending.id,
-      approverId: 'UAPPROVER1',
+      actor: slackUser('UAPPROVER1'),
       quota: { requests: 250 },
     });
     expect(first.ok).toBe(true);
@@ -97,8 +99,8 @@ describe('grant quotas', () => {
       now: clock.now(),
     });
     expect(waiting.text).toContain('read, 2h, 250 calls');
-    const second = await access.approve({ requestId: pending.id, approverId: 'UAPPROVER2' });
-    if (!second.ok) throw new Error(second.message);
+    const second = await access.approve({ requestId: pending.id, actor: slackUser('UAPPROVER2') });
+    if (!second.ok) throw new Error(second.code);
     const grant = second.value.grant!;
     expect(grant).toMatchObject({
       quotaRequests: 250,
@@ -127,22 +129,21 @@ describe('grant quotas', () => {
       { requests: 10, responseBytes: 11 * MB },
       {},
     ]) {
-      const refused = await access.approve({ requestId: pending.id, approverId: 'UAPPROVER1', quota });
+      const refused = await access.approve({ requestId: pending.id, actor: slackUser('UAPPROVER1'), quota });
       expect(refused, JSON.stringify(quota)).toMatchObject({ ok: false, code: 'quota_above_policy' });
     }
     const above = await access.approve({
       requestId: pending.id,
-      approverId: 'UAPPROVER1',
+      actor: slackUser('UAPPROVER1'),
       quota: { responseBytes: 10 * MB + 1 },
     });
-    expect(above).toMatchObject({
-      message: expect.stringContaining('10,485,760 response bytes, not raise it'),
-    });
+    expect(above).toMatchObject({ ok: false, problem: 'above_policy', unit: 'response bytes', cap: 10 * MB });
+    expect(above.ok ? '' : refusalText(above)).toContain('10,485,760 response bytes, not raise it');
     expect(await approvalRows()).toEqual([]);
 
     const first = await access.approve({
       requestId: pending.id,
-      approverId: 'UAPPROVER1',
+      actor: slackUser('UAPPROVER1'),
       quota: { responseBytes: MB },
     });
     expect(first.ok).toBe(true);
@@ -150,10 +151,10 @@ describe('grant quotas', () => {
     // The policy sets no call cap on `write`; an approver may still add one.
     const second = await access.approve({
       requestId: pending.id,
-      approverId: 'UAPPROVER2',
+      actor: slackUser('UAPPROVER2'),
       quota: { requests: 50 },
     });
-    if (!second.ok) throw new Error(second.message);
+    if (!second.ok) throw new Error(second.code);
     expect(second.value.grant).toMatchObject({ quotaRequests: 50, quotaResponseBytes: MB });
 
     const audit = await database.db
@@ -186,23 +187,23 @@ describe('grant quotas', () => {
     const pending = await request('read');
     await access.approve({
       requestId: pending.id,
-      approverId: 'UAPPROVER1',
+      actor: slackUser('UAPPROVER1'),
       quota: { requests: 500, responseBytes: MB },
     });
     const done = await access.approve({
       requestId: pending.id,
-      approverId: 'UAPPROVER2',
+      actor: slackUser('UAPPROVER2'),
       quota: { requests: 100, responseBytes: 5 * MB },
     });
-    if (!done.ok) throw new Error(done.message);
+    if (!done.ok) throw new Error(done.code);
     expect(done.value.grant).toMatchObject({ quotaRequests: 100, quotaResponseBytes: MB });
   });
 
   it("a scope without its own quota takes the resource's", async () => {
     const pending = await request('write');
-    await access.approve({ requestId: pending.id, approverId: 'UAPPROVER1' });
-    const done = await access.approve({ requestId: pending.id, approverId: 'UAPPROVER2' });
-    if (!done.ok) throw new Error(done.message);
+    await access.approve({ requestId: pending.id, actor: slackUser('UAPPROVER1') });
+    const done = await access.approve({ requestId: pending.id, actor: slackUser('UAPPROVER2') });
+    if (!done.ok) throw new Error(done.code);
     expect(done.value.grant).toMatchObject({ quotaRequests: null, quotaResponseBytes: 10 * 1024 * 1024 });
   });
 });

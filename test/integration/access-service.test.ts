@@ -5,6 +5,9 @@ import { chainHash, GENESIS_HASH } from '../../src/audit/chain.ts';
 import { accessRequests, approvals, auditEvents, grants, outbox } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
+import { createApprovalMessageClaims } from '../../src/slack/approval-message-claims.ts';
+import { refusalText } from '../../src/slack/blocks/refusals.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { testPolicy } from '../helpers/policy.ts';
 
@@ -45,13 +48,13 @@ async function rowCounts() {
 
 async function pendingWrite(requesterId = 'UCONTRACTOR', resource = 'billing-api') {
   const created = await access.createRequest({
-    requesterId,
+    actor: slackUser(requesterId),
     resource,
     scope: resource === 'billing-api' ? 'write' : 'admin',
     durationSeconds: 7200,
     reason: 'fix invoice 42',
   });
-  if (!created.ok) throw new Error(created.message);
+  if (!created.ok) throw new Error(created.code);
   expect(created.value.grant).toBeUndefined();
   return created.value.request;
 }
@@ -77,7 +80,7 @@ describe('requests', () => {
   ])('refuses %j with %s and writes nothing', async (override, code) => {
     const before = await rowCounts();
     const result = await access.createRequest({
-      requesterId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       resource: 'billing-api',
       scope: 'write',
       durationSeconds: 3600,
@@ -90,7 +93,7 @@ describe('requests', () => {
 
   it('auto-approves a read scope within its limit', async () => {
     const result = await access.createRequest({
-      requesterId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 1800,
@@ -106,7 +109,7 @@ describe('requests', () => {
 
   it('does not auto-approve beyond the auto-approval limit', async () => {
     const result = await access.createRequest({
-      requesterId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 7200,
@@ -125,11 +128,11 @@ describe('requests', () => {
       grantChannel: database.channel('grants'),
     });
     const input = { resource: 'billing-api', scope: 'write', durationSeconds: 600, reason: 'x' };
-    expect(await guarded.createRequest({ requesterId: 'USTRANGER', ...input })).toMatchObject({
+    expect(await guarded.createRequest({ actor: slackUser('USTRANGER'), ...input })).toMatchObject({
       ok: false,
       code: 'not_allowed_to_request',
     });
-    expect((await guarded.createRequest({ requesterId: 'UMEMBER', ...input })).ok).toBe(true);
+    expect((await guarded.createRequest({ actor: slackUser('UMEMBER'), ...input })).ok).toBe(true);
   });
 });
 
@@ -137,7 +140,7 @@ describe('free text with control characters', () => {
   it('is refused at every way in, naming the character, and nothing reaches the database', async () => {
     const request = await pendingWrite();
     const approved = await access.createRequest({
-      requesterId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 600,
@@ -149,22 +152,22 @@ describe('free text with control characters', () => {
     const nul = 'drop\u0000table';
     const outcomes = [
       await access.createRequest({
-        requesterId: 'UCONTRACTOR',
+        actor: slackUser('UCONTRACTOR'),
         resource: 'billing-api',
         scope: 'write',
         durationSeconds: 600,
         reason: nul,
       }),
-      await access.deny({ requestId: request.id, approverId: 'UAPPROVER1', note: nul }),
+      await access.deny({ requestId: request.id, actor: slackUser('UAPPROVER1'), note: nul }),
       await access.revokeGrant({
         grantId: grant.id,
         actor: { type: 'slack', userId: 'UAPPROVER1' },
         reason: nul,
       }),
-      await access.revokeAll({ targetId: 'UCONTRACTOR', actorId: 'UAPPROVER1', reason: nul }),
+      await access.revokeAll({ targetId: 'UCONTRACTOR', actor: slackUser('UAPPROVER1'), reason: nul }),
       await access.requestExtension({
         grantId: grant.id,
-        userId: 'UCONTRACTOR',
+        actor: slackUser('UCONTRACTOR'),
         durationSeconds: 600,
         reason: nul,
       }),
@@ -172,7 +175,7 @@ describe('free text with control characters', () => {
     ];
     for (const outcome of outcomes) {
       expect(outcome).toMatchObject({ ok: false, code: 'text_has_control_characters' });
-      if (!outcome.ok) expect(outcome.message).toMatch(/control character \(U\+00(00, NUL|07)\)/);
+      if (!outcome.ok) expect(refusalText(outcome)).toMatch(/control character \(U\+00(00, NUL|07)\)/);
     }
     expect(await rowCounts()).toEqual(before);
     expect((await access.getRequest(request.id))?.status).toBe('pending');
@@ -181,13 +184,13 @@ describe('free text with control characters', () => {
 
   it('keeps tabs and line breaks, and drops bidi controls before storing', async () => {
     const created = await access.createRequest({
-      requesterId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       resource: 'billing-api',
       scope: 'write',
       durationSeconds: 600,
       reason: 'line one\r\nline\ttwo \u202Egnp.exe\u202C',
     });
-    if (!created.ok) throw new Error(created.message);
+    if (!created.ok) throw new Error(created.code);
     expect(created.value.request.reason).toBe('line one\nline\ttwo gnp.exe');
   });
 });
@@ -198,7 +201,7 @@ describe('approvals', () => {
     const approvers = ['UAPPROVER1', 'UAPPROVER2', 'UGROUPAPPROVER'];
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        access.approve({ requestId: request.id, approverId: approvers[i % approvers.length]! }),
+        access.approve({ requestId: request.id, actor: slackUser(approvers[i % approvers.length]!) }),
       ),
     );
     const granted = results.filter((r) => r.ok && r.value.grant);
@@ -218,15 +221,15 @@ describe('approvals', () => {
 
   it("refuses the requester's own approval and a non-approver's", async () => {
     const request = await pendingWrite('UAPPROVER1');
-    expect(await access.approve({ requestId: request.id, approverId: 'UAPPROVER1' })).toMatchObject({
+    expect(await access.approve({ requestId: request.id, actor: slackUser('UAPPROVER1') })).toMatchObject({
       ok: false,
       code: 'self_approval',
     });
-    expect(await access.approve({ requestId: request.id, approverId: 'URANDOM' })).toMatchObject({
+    expect(await access.approve({ requestId: request.id, actor: slackUser('URANDOM') })).toMatchObject({
       ok: false,
       code: 'not_an_approver',
     });
-    expect(await access.deny({ requestId: request.id, approverId: 'URANDOM' })).toMatchObject({
+    expect(await access.deny({ requestId: request.id, actor: slackUser('URANDOM') })).toMatchObject({
       ok: false,
       code: 'not_an_approver',
     });
@@ -237,20 +240,20 @@ describe('approvals', () => {
 
   it('accepts an approver through a user group', async () => {
     const request = await pendingWrite();
-    const result = await access.approve({ requestId: request.id, approverId: 'UGROUPAPPROVER' });
+    const result = await access.approve({ requestId: request.id, actor: slackUser('UGROUPAPPROVER') });
     expect(result.ok && result.value.grant?.userId).toBe('UCONTRACTOR');
   });
 
   it('2-of-N needs two distinct people', async () => {
     const request = await pendingWrite('UCONTRACTOR', 'admin-api');
-    const first = await access.approve({ requestId: request.id, approverId: 'UAPPROVER1' });
+    const first = await access.approve({ requestId: request.id, actor: slackUser('UAPPROVER1') });
     expect(first).toMatchObject({ ok: true, value: { approvals: 1, required: 2, grant: undefined } });
-    expect(await access.approve({ requestId: request.id, approverId: 'UAPPROVER1' })).toMatchObject({
+    expect(await access.approve({ requestId: request.id, actor: slackUser('UAPPROVER1') })).toMatchObject({
       ok: false,
       code: 'already_approved',
     });
     expect((await access.getRequest(request.id))?.status).toBe('pending');
-    const second = await access.approve({ requestId: request.id, approverId: 'UAPPROVER2' });
+    const second = await access.approve({ requestId: request.id, actor: slackUser('UAPPROVER2') });
     expect(second.ok && second.value.grant).toBeTruthy();
     expect(second.ok && second.value.request.status).toBe('approved');
   });
@@ -258,12 +261,12 @@ describe('approvals', () => {
   it('grants the shortest duration any approver allowed, and never longer than asked', async () => {
     const request = await pendingWrite('UCONTRACTOR', 'admin-api');
     expect(
-      await access.approve({ requestId: request.id, approverId: 'UAPPROVER1', durationSeconds: 9000 }),
+      await access.approve({ requestId: request.id, actor: slackUser('UAPPROVER1'), durationSeconds: 9000 }),
     ).toMatchObject({ ok: false, code: 'duration_longer_than_requested' });
-    await access.approve({ requestId: request.id, approverId: 'UAPPROVER1', durationSeconds: 1800 });
+    await access.approve({ requestId: request.id, actor: slackUser('UAPPROVER1'), durationSeconds: 1800 });
     const done = await access.approve({
       requestId: request.id,
-      approverId: 'UAPPROVER2',
+      actor: slackUser('UAPPROVER2'),
       durationSeconds: 3600,
     });
     expect(done.ok && done.value.grant!.expiresAt.getTime() - done.value.grant!.startsAt.getTime()).toBe(
@@ -275,15 +278,15 @@ describe('approvals', () => {
     const request = await pendingWrite();
     const denied = await access.deny({
       requestId: request.id,
-      approverId: 'UAPPROVER2',
+      actor: slackUser('UAPPROVER2'),
       note: 'use staging',
     });
     expect(denied).toMatchObject({ ok: true, value: { status: 'denied', decisionNote: 'use staging' } });
-    expect(await access.approve({ requestId: request.id, approverId: 'UAPPROVER1' })).toMatchObject({
+    expect(await access.approve({ requestId: request.id, actor: slackUser('UAPPROVER1') })).toMatchObject({
       ok: false,
       code: 'request_not_pending',
     });
-    expect(await access.deny({ requestId: request.id, approverId: 'UAPPROVER1' })).toMatchObject({
+    expect(await access.deny({ requestId: request.id, actor: slackUser('UAPPROVER1') })).toMatchObject({
       ok: false,
       code: 'request_not_pending',
     });
@@ -291,12 +294,14 @@ describe('approvals', () => {
 
   it('cancel only by the requester, only while pending', async () => {
     const request = await pendingWrite();
-    expect(await access.cancel({ requestId: request.id, userId: 'UAPPROVER1' })).toMatchObject({
+    expect(await access.cancel({ requestId: request.id, actor: slackUser('UAPPROVER1') })).toMatchObject({
       ok: false,
       code: 'not_grant_owner',
     });
-    expect(await access.cancel({ requestId: request.id, userId: 'UCONTRACTOR' })).toMatchObject({ ok: true });
-    expect(await access.cancel({ requestId: request.id, userId: 'UCONTRACTOR' })).toMatchObject({
+    expect(await access.cancel({ requestId: request.id, actor: slackUser('UCONTRACTOR') })).toMatchObject({
+      ok: true,
+    });
+    expect(await access.cancel({ requestId: request.id, actor: slackUser('UCONTRACTOR') })).toMatchObject({
       ok: false,
       code: 'request_not_pending',
     });
@@ -308,7 +313,7 @@ describe('approvals', () => {
     clock.advance(3600_000);
     expect(await access.expireRequest(request.id)).toMatchObject({ ok: true, value: { status: 'expired' } });
     expect(await access.expireRequest(request.id)).toMatchObject({ ok: false, code: 'request_not_pending' });
-    expect(await access.approve({ requestId: request.id, approverId: 'UAPPROVER1' })).toMatchObject({
+    expect(await access.approve({ requestId: request.id, actor: slackUser('UAPPROVER1') })).toMatchObject({
       ok: false,
       code: 'request_not_pending',
     });
@@ -318,7 +323,7 @@ describe('approvals', () => {
 describe('grants', () => {
   async function activeGrant() {
     const request = await pendingWrite();
-    const result = await access.approve({ requestId: request.id, approverId: 'UAPPROVER1' });
+    const result = await access.approve({ requestId: request.id, actor: slackUser('UAPPROVER1') });
     if (!result.ok || !result.value.grant) throw new Error('no grant');
     return result.value.grant;
   }
@@ -374,7 +379,7 @@ describe('grants', () => {
     const second = await activeGrant();
     clock.set(second.expiresAt);
     const later = await access.createRequest({
-      requesterId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 3600,
@@ -414,15 +419,22 @@ describe('grants', () => {
   it('extends through approval, up to max_extensions', async () => {
     const grant = await activeGrant();
     const ask = () =>
-      access.requestExtension({ grantId: grant.id, userId: 'UCONTRACTOR', durationSeconds: 1800 });
+      access.requestExtension({ grantId: grant.id, actor: slackUser('UCONTRACTOR'), durationSeconds: 1800 });
     expect(
-      await access.requestExtension({ grantId: grant.id, userId: 'USTRANGER', durationSeconds: 1800 }),
+      await access.requestExtension({
+        grantId: grant.id,
+        actor: slackUser('USTRANGER'),
+        durationSeconds: 1800,
+      }),
     ).toMatchObject({ ok: false, code: 'not_grant_owner' });
     for (let i = 1; i <= 2; i++) {
       const asked = await ask();
-      if (!asked.ok) throw new Error(asked.message);
+      if (!asked.ok) throw new Error(asked.code);
       expect(await ask()).toMatchObject({ ok: false, code: 'extension_pending' });
-      const approved = await access.approve({ requestId: asked.value.request.id, approverId: 'UAPPROVER2' });
+      const approved = await access.approve({
+        requestId: asked.value.request.id,
+        actor: slackUser('UAPPROVER2'),
+      });
       expect(approved.ok && approved.value.grant).toMatchObject({
         id: grant.id,
         extensions: i,
@@ -432,6 +444,92 @@ describe('grants', () => {
     }
     expect(await ask()).toMatchObject({ ok: false, code: 'extension_limit_reached' });
     expect(committed).toContain('grant_extended');
+  });
+
+  it("an approver extends someone's grant: their approval counts, N-of-M holds, the audit names them", async () => {
+    const grant = await activeGrant();
+    const by = (userId: string, durationSeconds = 600) =>
+      access.extendByApprover({
+        grantId: grant.id,
+        actor: slackUser(userId),
+        durationSeconds,
+        reason: 'late batch',
+      });
+    expect(await by('UCONTRACTOR')).toMatchObject({ ok: false, code: 'self_approval' });
+    expect(await by('USTRANGER')).toMatchObject({ ok: false, code: 'not_an_approver', attempted: 'extend' });
+    expect(await by('UAPPROVER2', 9 * 3600)).toMatchObject({ ok: false, code: 'duration_too_long' });
+    const done = await by('UAPPROVER2');
+    if (!done.ok) throw new Error(done.code);
+    expect(done.value.grant).toMatchObject({
+      id: grant.id,
+      extensions: 1,
+      expiresAt: new Date(grant.expiresAt.getTime() + 600_000),
+    });
+    const rows = await database.db
+      .select()
+      .from(auditEvents)
+      .where(eq(auditEvents.requestId, done.value.request.id))
+      .orderBy(asc(auditEvents.seq));
+    expect(rows.map((r) => [r.kind, r.actor])).toEqual([
+      ['request.created', 'slack:UAPPROVER2'],
+      ['request.approval_added', 'slack:UAPPROVER2'],
+      ['grant.extended', 'slack:UAPPROVER2'],
+      ['request.approved', 'slack:UAPPROVER2'],
+    ]);
+    expect(rows[0]?.data).toMatchObject({ extension: true, byApprover: true, reason: 'late batch' });
+    expect(done.value.request).toMatchObject({ requesterId: 'UCONTRACTOR', extendsGrantId: grant.id });
+    // The owner's DM about the new expiry goes out through the outbox, as for any extension.
+    const queued = await database.db
+      .select()
+      .from(outbox)
+      .where(eq(outbox.dedupeKey, `grant_extended:${grant.id}:${grant.version + 1}`));
+    expect(queued).toHaveLength(1);
+
+    // admin-api needs two approvals: the extending approver's is the first.
+    const asked = await pendingWrite('UCONTRACTOR', 'admin-api');
+    await access.approve({ requestId: asked.id, actor: slackUser('UAPPROVER1') });
+    const made = await access.approve({ requestId: asked.id, actor: slackUser('UAPPROVER2') });
+    if (!made.ok || !made.value.grant) throw new Error('no admin grant');
+    const adminGrant = made.value.grant;
+    const first = await access.extendByApprover({
+      grantId: adminGrant.id,
+      actor: slackUser('UAPPROVER3'),
+      durationSeconds: 600,
+    });
+    if (!first.ok) throw new Error(first.code);
+    expect(first.value).toMatchObject({ grant: undefined, approvals: 1, required: 2 });
+    expect(
+      await access.extendByApprover({
+        grantId: adminGrant.id,
+        actor: slackUser('UAPPROVER1'),
+        durationSeconds: 600,
+      }),
+    ).toMatchObject({ ok: false, code: 'extension_pending' });
+    expect(
+      await access.approve({ requestId: first.value.request.id, actor: slackUser('UAPPROVER3') }),
+    ).toMatchObject({ ok: false, code: 'already_approved' });
+    const second = await access.approve({
+      requestId: first.value.request.id,
+      actor: slackUser('UAPPROVER1'),
+    });
+    expect(second.ok && second.value.grant).toMatchObject({ id: adminGrant.id, extensions: 1 });
+  });
+
+  it('extendGrant asks as the owner and gives as an approver', async () => {
+    const grant = await activeGrant();
+    const asked = await access.extendGrant({
+      grantId: grant.id,
+      actor: slackUser('UCONTRACTOR'),
+      durationSeconds: 600,
+    });
+    expect(asked.ok && asked.value).toMatchObject({ grant: undefined, approvals: 0, required: 1 });
+    const given = await access.extendGrant({
+      grantId: grant.id,
+      actor: slackUser('UAPPROVER1'),
+      durationSeconds: 600,
+    });
+    // The owner's own extension is waiting: an approver approves that one rather than add another.
+    expect(given).toMatchObject({ ok: false, code: 'extension_pending' });
   });
 
   it('a reminder is queued once per grant version', async () => {
@@ -527,13 +625,14 @@ describe('audit', () => {
 describe('approval message slot', () => {
   it('lets one instance post, and takes over a stale claim', async () => {
     const request = await pendingWrite();
-    const claims = await Promise.all([1, 2, 3].map(() => access.claimApprovalMessage(request.id)));
+    const slot = createApprovalMessageClaims({ db: database.db, clock });
+    const claims = await Promise.all([1, 2, 3].map(() => slot.claim(request.id)));
     expect(claims.filter((c) => c === 'claimed')).toHaveLength(1);
     expect(claims.filter((c) => c === 'posting_elsewhere')).toHaveLength(2);
     clock.advance(61_000);
-    expect(await access.claimApprovalMessage(request.id)).toBe('claimed');
-    await access.setApprovalMessage(request.id, 'CAPPROVALS', '1700000000.000100');
-    expect(await access.claimApprovalMessage(request.id)).toBe('already_posted');
-    expect(await access.claimApprovalMessage('00000000-0000-4000-8000-000000000000')).toBe('not_found');
+    expect(await slot.claim(request.id)).toBe('claimed');
+    await slot.record(request.id, 'CAPPROVALS', '1700000000.000100');
+    expect(await slot.claim(request.id)).toBe('already_posted');
+    expect(await slot.claim('00000000-0000-4000-8000-000000000000')).toBe('not_found');
   });
 });

@@ -9,6 +9,7 @@ import { auditEvents, grants, outbox } from '../../src/db/schema/index.ts';
 import { type PolicyStore, staticPolicyStore } from '../../src/policy/index.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';
 import { manualClock } from '../../src/shared/clock.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 
@@ -69,7 +70,7 @@ describe('anomaly monitor', () => {
       grantChannel: database.channel('grants'),
     });
     const made = await access.createRequest({
-      requesterId: 'UALICE',
+      actor: slackUser('UALICE'),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 3600,

@@ -16,6 +16,7 @@ import { auditEvents } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';
 import { manualClock } from '../../src/shared/clock.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { testPolicy } from '../helpers/policy.ts';
 
@@ -91,7 +92,7 @@ describe('export, summary and the audit CLI', () => {
     });
     const make = async (user: string) => {
       const made = await access.createRequest({
-        requesterId: user,
+        actor: slackUser(user),
         resource: 'billing-api',
         scope: 'read',
         durationSeconds: 1800,

@@ -5,6 +5,7 @@ import { createTokenSource, startForwarder } from '../../src/cli/contractor/forw
 import { linkDeviceByCode } from '../../src/devices/index.ts';
 import { manualClock, systemClock } from '../../src/shared/clock.ts';
 import { verifyGrantToken } from '../../src/tokens/index.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { type DeviceWorld, ISSUER, openDeviceWorld } from '../helpers/device-world.ts';
 
 let world: DeviceWorld;
@@ -36,7 +37,7 @@ describe('token renewal in the CLI', () => {
   it('keeps its token while it lasts, and near expiry fetches one carrying the extended expiry', async () => {
     const { api } = await linkedClient('URENEW');
     const asked = await world.access.createRequest({
-      requesterId: 'URENEW',
+      actor: slackUser('URENEW'),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 120,
@@ -53,7 +54,7 @@ describe('token renewal in the CLI', () => {
 
     const extended = await world.access.requestExtension({
       grantId: grant.id,
-      userId: 'URENEW',
+      actor: slackUser('URENEW'),
       durationSeconds: 1800,
     });
     expect(extended).toMatchObject({ ok: true });
@@ -69,7 +70,7 @@ describe('token renewal in the CLI', () => {
   it('a refused token is forgotten, so the next forwarded call carries a fresh one', async () => {
     const { key, api } = await linkedClient('UREFUSE');
     await world.access.createRequest({
-      requesterId: 'UREFUSE',
+      actor: slackUser('UREFUSE'),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 600,

@@ -10,6 +10,7 @@ import { auditEvents, devices } from '../../src/db/schema/index.ts';
 import { findPairing, linkDeviceByCode, revokeDevice, revokeDevicesOf } from '../../src/devices/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { verifyGrantToken } from '../../src/tokens/index.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { API_PREFIX, type DeviceWorld, ISSUER, openDeviceWorld } from '../helpers/device-world.ts';
 
 /** The parts of the API's answers these tests read. */
@@ -130,7 +131,7 @@ describe('device pairing (happy)', () => {
     expect(asked.json.request).toMatchObject({ status: 'pending' });
     expect(asked.json.request!.grant).toBeUndefined();
     const id = asked.json.request!.id;
-    expect(await world.access.approve({ requestId: id, approverId: 'UAPPROVER1' })).toMatchObject({
+    expect(await world.access.approve({ requestId: id, actor: slackUser('UAPPROVER1') })).toMatchObject({
       ok: true,
     });
     expect((await call(key, 'GET', `/requests/${id}`)).json.request).toMatchObject({

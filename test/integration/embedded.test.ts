@@ -9,6 +9,7 @@ import { type Database, openDatabase } from '../../src/db/client.ts';
 import { auditEvents, grants } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { testPolicy } from '../helpers/policy.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'jitgate-embedded-'));
@@ -40,16 +41,16 @@ describe('embedded database (PGlite)', () => {
       grantChannel: database.channel('grants'),
     });
     const created = await access.createRequest({
-      requesterId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       resource: 'billing-api',
       scope: 'write',
       durationSeconds: 600,
       reason: 'embedded',
     });
-    if (!created.ok) throw new Error(created.message);
+    if (!created.ok) throw new Error(created.code);
     const results = await Promise.all(
       ['UAPPROVER1', 'UAPPROVER2', 'UAPPROVER1', 'UAPPROVER2'].map((approverId) =>
-        access.approve({ requestId: created.value.request.id, approverId }),
+        access.approve({ requestId: created.value.request.id, actor: slackUser(approverId) }),
       ),
     );
     expect(results.filter((r) => r.ok && r.value.grant)).toHaveLength(1);

@@ -9,6 +9,7 @@ import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createLocalScheduler, createSchedulerStore } from '../../src/scheduler/index.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';
 import { manualClock } from '../../src/shared/clock.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 
@@ -49,17 +50,17 @@ function sweeper() {
 
 async function grantOn(resource: 'billing-api' | 'admin-api', userId = 'UDEV'): Promise<Grant> {
   const created = await access.createRequest({
-    requesterId: userId,
+    actor: slackUser(userId),
     resource,
     scope: resource === 'billing-api' ? 'read' : 'admin',
     // billing-api read up to 1h is auto-approved; admin-api needs two approvers.
     durationSeconds: resource === 'billing-api' ? 3600 : 8 * 3600,
     reason: 'work',
   });
-  if (!created.ok) throw new Error(created.message);
+  if (!created.ok) throw new Error(created.code);
   if (created.value.grant) return created.value.grant;
-  await access.approve({ requestId: created.value.request.id, approverId: 'UAPPROVER1' });
-  const done = await access.approve({ requestId: created.value.request.id, approverId: 'UAPPROVER2' });
+  await access.approve({ requestId: created.value.request.id, actor: slackUser('UAPPROVER1') });
+  const done = await access.approve({ requestId: created.value.request.id, actor: slackUser('UAPPROVER2') });
   if (!done.ok || !done.value.grant) throw new Error('no grant');
   return done.value.grant;
 }
@@ -165,7 +166,7 @@ describe('weekly report', () => {
       });
       const made = async (userId: string) => {
         const r = await svc.createRequest({
-          requesterId: userId,
+          actor: slackUser(userId),
           resource: 'billing-api',
           scope: 'read',
           durationSeconds: 3600,

@@ -9,6 +9,7 @@ import {
   type Scheduler,
   type SchedulerJob,
 } from '../../src/scheduler/index.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { callsSince, type OutboxWorld, openOutboxWorld } from '../helpers/outbox-world.ts';
 import { obliterateQueue, randomPrefix, waitFor } from '../helpers/redis-fixtures.ts';
 import { TEST_REDIS_URL } from '../helpers/redis-server.ts';
@@ -129,13 +130,13 @@ describe.each(backends)('lifecycle notifications ($name)', (backend) => {
     const w = await world();
     const running = await backend.start(w);
     const created = await w.access.createRequest({
-      requesterId: REQUESTER,
+      actor: slackUser(REQUESTER),
       resource: 'billing-api',
       scope: 'write',
       durationSeconds: 3600,
       reason: 'nobody answers T-1',
     });
-    if (!created.ok) throw new Error(created.message);
+    if (!created.ok) throw new Error(created.code);
     const request = created.value.request;
     expect(request.status).toBe('pending');
     const job: SchedulerJob = { kind: 'timeout-request', requestId: request.id };
@@ -187,7 +188,7 @@ describe.each(backends)('lifecycle notifications ($name)', (backend) => {
     w.homes.noteViewer(REQUESTER);
     w.homes.noteViewer(APPROVER);
     const created = await w.access.createRequest({
-      requesterId: REQUESTER,
+      actor: slackUser(REQUESTER),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 1800,

@@ -16,6 +16,7 @@ import {
   issueTokenForGrant,
   type KeyStore,
 } from '../../src/tokens/index.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 import { arraySink, eventually, rawRequest, startEchoUpstream } from '../helpers/proxy-fixtures.ts';
 import { blockText, SIGNING_SECRET, type SlackHarness, startSlackHarness } from '../helpers/slack-harness.ts';
@@ -73,7 +74,7 @@ afterAll(async () => {
 /** An auto-approved read grant on billing-api (the policy approves read ≤ 1h by itself). */
 async function readGrant(userId: string): Promise<Grant> {
   const result = await h.access.createRequest({
-    requesterId: userId,
+    actor: slackUser(userId),
     resource: 'billing-api',
     scope: 'read',
     durationSeconds: 1800,
@@ -86,7 +87,7 @@ async function readGrant(userId: string): Promise<Grant> {
 /** A request that waits for an approver (write scope, or admin-api). */
 async function pendingRequest(userId: string, resource = 'billing-api', scope = 'write'): Promise<string> {
   const result = await h.access.createRequest({
-    requesterId: userId,
+    actor: slackUser(userId),
     resource,
     scope,
     durationSeconds: 3600,
@@ -220,7 +221,7 @@ describe('offboarding: leaving the requester groups (subteam_members_changed)', 
     );
     // A later request by the leaver is refused by the fresh membership.
     const again = await h.access.createRequest({
-      requesterId: 'ULEAVER',
+      actor: slackUser('ULEAVER'),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 600,
@@ -293,8 +294,8 @@ describe('offboarding: the re-check timer (startOffboardingRecheck)', () => {
 describe('/access revoke-all', () => {
   async function adminGrant(userId: string): Promise<Grant> {
     const requestId = await pendingRequest(userId, 'admin-api', 'admin');
-    await h.access.approve({ requestId, approverId: 'UAPPROVER1' });
-    const done = await h.access.approve({ requestId, approverId: 'UAPPROVER2' });
+    await h.access.approve({ requestId, actor: slackUser('UAPPROVER1') });
+    const done = await h.access.approve({ requestId, actor: slackUser('UAPPROVER2') });
     if (!done.ok || !done.value.grant) throw new Error('admin grant not made');
     return done.value.grant;
   }

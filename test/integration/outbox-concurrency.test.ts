@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.ts';
+import { countUndelivered } from '../../src/db/queries/outbox.ts';
 import type { Grant } from '../../src/db/schema/index.ts';
 import {
   type FakeSlackApi,
@@ -8,6 +9,7 @@ import {
 } from '../../src/dev/slack-stand-in/web-api.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase, TEST_DATABASE_URL } from '../helpers/db.ts';
 import { type SlackProcess, slackProcess } from '../helpers/outbox-world.ts';
 import { testPolicy } from '../helpers/policy.ts';
@@ -54,10 +56,10 @@ afterAll(async () => {
 async function drainBoth(): Promise<void> {
   for (let round = 0; round < 30; round++) {
     await Promise.all([a.dispatcher.drain(), b.dispatcher.drain()]);
-    if ((await a.access.countUndelivered()) === 0) return;
+    if ((await countUndelivered(primary.db)) === 0) return;
     clock.advance(5 * 60_000);
   }
-  throw new Error(`outbox not empty after 30 rounds: ${await a.access.countUndelivered()} left`);
+  throw new Error(`outbox not empty after 30 rounds: ${await countUndelivered(primary.db)} left`);
 }
 
 const userOf = (i: number) => `UCONTRACTOR${String(i).padStart(2, '0')}`;
@@ -73,7 +75,7 @@ describe('two outbox dispatchers on one database', () => {
     const created = await Promise.all(
       Array.from({ length: GRANTS }, (_, i) =>
         (i % 2 === 0 ? a : b).access.createRequest({
-          requesterId: userOf(i),
+          actor: slackUser(userOf(i)),
           resource: 'billing-api',
           scope: 'read',
           durationSeconds: 1800,
@@ -142,6 +144,6 @@ describe('two outbox dispatchers on one database', () => {
       expect(updates.length, `updates of ${grant.id}'s approval message`).toBeGreaterThan(0);
       expect(blockText(updates.at(-1)!)).toContain(`Grant \`${grant.id}\` expired`);
     }
-    expect(await a.access.countUndelivered()).toBe(0);
+    expect(await countUndelivered(primary.db)).toBe(0);
   });
 });

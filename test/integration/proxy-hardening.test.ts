@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { decodeJwt } from 'jose';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
 import { resultRows } from '../../src/db/queries/result-rows.ts';
 import { grants } from '../../src/db/schema/index.ts';
@@ -167,7 +168,7 @@ beforeAll(async () => {
     db: database.db,
     flushIntervalMs: 5,
     quota,
-    grantChannel: database.channel('grants'),
+    settleQuota: quotaSettler({ grantChannel: database.channel('grants') }),
   });
   port = await startProxy(appender);
 });

@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
 import { grantQuotaUse } from '../../src/db/queries/grants.ts';
 import { grants } from '../../src/db/schema/index.ts';
@@ -100,7 +101,7 @@ async function startProxy(whenRedisDown: 'fail_closed' | 'local' = 'fail_closed'
     db: database.db,
     flushIntervalMs: 5,
     quota: limits,
-    grantChannel: database.channel('grants'),
+    settleQuota: quotaSettler({ grantChannel: database.channel('grants') }),
   });
   const server = createProxyServer({
     policy: staticPolicyStore(parsePolicy(policyText(upstream.url), { file: 'limits.yml', env: {} })),

@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { quotaSettler } from '../../src/access/quota.ts';
 import { callAuditEvent, createAuditAppender } from '../../src/audit/call-writer.ts';
 import { grants, outbox } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
@@ -341,7 +342,7 @@ describe('quotas', () => {
       db: database.db,
       flushIntervalMs: 5,
       quota,
-      grantChannel: database.channel('grants'),
+      settleQuota: quotaSettler({ grantChannel: database.channel('grants') }),
     });
     const quotaPort = await startProxy('', appender, quota);
     const { grant, auth } = await grantWithToken('quota-api', 'read', { requests: 3 });
@@ -385,7 +386,7 @@ describe('quotas', () => {
         db: database.db,
         flushIntervalMs: 5,
         quota,
-        grantChannel: database.channel('grants'),
+        settleQuota: quotaSettler({ grantChannel: database.channel('grants') }),
       });
       return { appender, port: await startProxy('', appender, quota) };
     };

@@ -8,6 +8,7 @@ import {
   type SchedulerJob,
 } from '../../src/scheduler/index.ts';
 import { type Clock, manualClock, systemClock } from '../../src/shared/clock.ts';
+import { slackUser } from '../helpers/actors.ts';
 import {
   obliterateQueue,
   openSchedulerWorld,
@@ -130,13 +131,13 @@ describe('BullMQ scheduler (real Redis)', () => {
     const w = await world((y) => y.replace('request_timeout: 1h', 'request_timeout: 1s'));
     await scheduler(w);
     const created = await w.access.createRequest({
-      requesterId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       resource: 'billing-api',
       scope: 'write',
       durationSeconds: 600,
       reason: 'needs a human',
     });
-    if (!created.ok) throw new Error(created.message);
+    if (!created.ok) throw new Error(created.code);
     const id = created.value.request.id;
     expect(created.value.request.status).toBe('pending');
     await waitFor(async () => (await w.access.getRequest(id))?.status === 'expired', {
@@ -156,7 +157,7 @@ describe('BullMQ scheduler (real Redis)', () => {
     const grant = await w.grant(2);
     const extended = await w.access.requestExtension({
       grantId: grant.id,
-      userId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       durationSeconds: 3,
     });
     if (!extended.ok || !extended.value.grant) throw new Error('extension not auto-approved');

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLocalScheduler } from '../../src/scheduler/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { openSchedulerWorld, type SchedulerWorld, waitFor } from '../helpers/redis-fixtures.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -44,18 +45,18 @@ describe('in-process scheduler (embedded mode)', () => {
     const grant = await w.grant(1);
     const ext = await w.access.requestExtension({
       grantId: grant.id,
-      userId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       durationSeconds: 2,
     });
     if (!ext.ok || !ext.value.grant) throw new Error('no extension');
     const req = await w.access.createRequest({
-      requesterId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       resource: 'billing-api',
       scope: 'write',
       durationSeconds: 60,
       reason: 'x',
     });
-    if (!req.ok) throw new Error(req.message);
+    if (!req.ok) throw new Error(req.code);
     await waitFor(async () => (await status(w, grant.id)) === 'expired', { what: 'expired' });
     const ended = await w.access.getGrant(grant.id);
     expect(ended!.endedAt!.getTime()).toBeGreaterThanOrEqual(ext.value.grant.expiresAt.getTime());

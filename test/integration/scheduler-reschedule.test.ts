@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AccessRequest, Grant } from '../../src/db/schema/index.ts';
 import { createBullScheduler, jobIdOf, type SchedulerJob } from '../../src/scheduler/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
+import { slackUser } from '../helpers/actors.ts';
 import {
   obliterateQueue,
   openSchedulerWorld,
@@ -61,7 +62,7 @@ async function setup(redisUrl = TEST_REDIS_URL) {
 async function futureWork(w: SchedulerWorld): Promise<{ grant: Grant; request: AccessRequest }> {
   const grant = await w.grant(3600);
   const created = await w.access.createRequest({
-    requesterId: 'UCONTRACTOR',
+    actor: slackUser('UCONTRACTOR'),
     resource: 'billing-api',
     scope: 'write',
     durationSeconds: 600,
@@ -178,7 +179,7 @@ describe('reconcile sweep re-adds missing future jobs (BullMQ, real Redis)', () 
     clock.advance(5 * 60_000);
     const extended = await w.access.requestExtension({
       grantId: grant.id,
-      userId: 'UCONTRACTOR',
+      actor: slackUser('UCONTRACTOR'),
       durationSeconds: 1800,
     });
     if (!extended.ok || !extended.value.grant) throw new Error('expected an auto-approved extension');

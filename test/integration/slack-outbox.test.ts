@@ -1,18 +1,15 @@
 import { eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type AccessService,
-  createAccessService,
-  enqueueEvents,
-  staticDirectory,
-} from '../../src/access/index.ts';
+import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { outbox } from '../../src/db/schema/index.ts';
 import { type FakeSlackApi, startFakeSlackApi } from '../../src/dev/slack-stand-in/web-api.ts';
+import { enqueue } from '../../src/outbox/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { createNotifier } from '../../src/slack/notifier.ts';
 import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
+import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { testPolicy } from '../helpers/policy.ts';
 import { blockText } from '../helpers/slack-harness.ts';
@@ -64,7 +61,7 @@ describe('outbox dispatcher', () => {
   it('keeps messages through a Slack outage and delivers each exactly once when Slack is back', async () => {
     api.failNext('chat.postMessage', { status: 500 }, 100);
     const created = await access.createRequest({
-      requesterId: 'UREQ',
+      actor: slackUser('UREQ'),
       resource: 'billing-api',
       scope: 'write',
       durationSeconds: 3600,
@@ -97,7 +94,7 @@ describe('outbox dispatcher', () => {
     const [row] = await rows();
     const requestId = String(row!.payload.requestId);
     await database.db.transaction((tx) =>
-      enqueueEvents(tx, [{ kind: 'request_created', requestId, autoApproved: false }], clock.now()),
+      enqueue(tx, [{ kind: 'request_created', requestId, autoApproved: false }], clock.now()),
     );
     expect(await rows()).toHaveLength(1);
 
@@ -115,7 +112,7 @@ describe('outbox dispatcher', () => {
   it('renders from current state: a grant revoked before its approval DM went out gets only the revoked DM', async () => {
     api.reset();
     const created = await access.createRequest({
-      requesterId: 'UREQ2',
+      actor: slackUser('UREQ2'),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 600,
@@ -131,7 +128,7 @@ describe('outbox dispatcher', () => {
   it('reminders and expiry: DM with Extend, then an expiry DM; a stale reminder is dropped', async () => {
     api.reset();
     const created = await access.createRequest({
-      requesterId: 'UREQ3',
+      actor: slackUser('UREQ3'),
       resource: 'billing-api',
       scope: 'read',
       durationSeconds: 900,

@@ -1,5 +1,6 @@
 import type { AccessService } from '../../access/service.ts';
 import type { AccessRequest, Grant } from '../../db/schema/index.ts';
+import { refusalText } from '../../slack/blocks/refusals.ts';
 import type { DeviceAccess, GrantView, RequestView } from './deps.ts';
 
 const grantView = (grant: Grant): GrantView => ({
@@ -24,7 +25,7 @@ function requestView(request: AccessRequest, grant: Grant | undefined): RequestV
   };
 }
 
-/** The device API's view of today's access service (`createAccessService`). */
+/** The device API's view of the access actions; a refusal comes with the sentence Slack shows for it. */
 export function deviceAccessFrom(access: AccessService): DeviceAccess {
   /** The live grant an approved request made, or the one an approved extension extended. */
   async function grantOf(request: AccessRequest): Promise<Grant | undefined> {
@@ -35,9 +36,10 @@ export function deviceAccessFrom(access: AccessService): DeviceAccess {
     );
   }
   return {
-    async createRequest(input) {
-      const result = await access.createRequest(input);
-      if (!result.ok) return result;
+    async createRequest({ requesterId, ...ask }) {
+      // Audited as the person's Slack identity: the device is one they linked in Slack.
+      const result = await access.createRequest({ ...ask, actor: { type: 'slack', userId: requesterId } });
+      if (!result.ok) return { ok: false, code: result.code, message: refusalText(result) };
       return { ok: true, value: requestView(result.value.request, result.value.grant) };
     },
     async requestStatus(requestId) {

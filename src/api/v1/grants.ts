@@ -133,7 +133,8 @@ export function grantRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context):
     '/grants/:id/extend',
     {
       schema: {
-        summary: "Ask for more time on one's own grant (approved like a request, or by policy)",
+        summary:
+          'More time on a grant: its owner asks (approved like a request, or by policy); an approver of its resource gives it',
         tags: ['grants'],
         params: idParam,
         body: z.object({ duration: durationText, reason: z.string().max(2000).optional() }),

@@ -32,6 +32,7 @@ const NOTICES: Record<string, string> = {
   revoked: 'Revoked: every proxy refuses the grant from now on.',
   extension_requested: 'Extension requested: the approvers are asked in Slack.',
   extended: 'Extended by policy.',
+  extended_by_you: 'Extended: the owner is told in Slack.',
   revoked_all: "Done: the person's access on your resources has ended.",
   verified: 'The chain was checked; the result is below.',
 };
@@ -192,7 +193,11 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
       ...(reason ? { reason } : {}),
     });
     if (!result.ok) return refusedPage(request, reply, statusOfRefusal(result.code), result.message, back);
-    return done(reply, back, result.value.grant ? 'extended' : 'extension_requested');
+    const { request: asked, grant } = result.value;
+    if (asked.requesterId !== viewerOf(request).userId) {
+      return done(reply, back, grant ? 'extended_by_you' : 'approval_added');
+    }
+    return done(reply, back, grant ? 'extended' : 'extension_requested');
   });
 
   app.get('/requests', async (request, reply) => {

@@ -131,10 +131,10 @@ ${csrf(input.csrfToken)}<label>Reason <input name="reason" maxlength="2000" requ
     : ''
 }
 ${
-  live && input.isOwner
+  input.detail.canExtend
     ? html`<form method="post" action="/console/grants/${grant.id}/extend" class="action">
 ${csrf(input.csrfToken)}<label>More time <input name="duration" value="1h" pattern="[1-9][0-9]*[smhd]" required></label>
-<label>Reason <input name="reason" maxlength="2000"></label><button type="submit">Ask for an extension</button></form>`
+<label>Reason <input name="reason" maxlength="2000"></label><button type="submit">${input.isOwner ? 'Ask for an extension' : 'Extend grant'}</button></form>`
     : ''
 }
 <section aria-labelledby="g-calls"><h2 id="g-calls">Calls over time</h2>

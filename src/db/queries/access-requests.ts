@@ -1,6 +1,6 @@
 import { and, asc, count, desc, eq, gt, inArray, isNull, like, lte, min, or, type SQL } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
-import { type AccessRequest, accessRequests } from '../schema/index.ts';
+import { type AccessRequest, accessRequests, type RequestStatus } from '../schema/index.ts';
 import type { Reach } from './reach.ts';
 
 export type NewAccessRequest = typeof accessRequests.$inferInsert;
@@ -24,61 +24,62 @@ export async function insertRequest(
   return row;
 }
 
-type Decision = Pick<NewAccessRequest, 'status' | 'decidedAt' | 'decidedBy' | 'decisionNote'>;
+/**
+ * A change of status as the access state machine names it (src/access/transitions.ts): the
+ * row changes only while its status is one of `from`. The table knows no transitions.
+ */
+export interface RequestMove {
+  readonly from: readonly RequestStatus[];
+  readonly to: RequestStatus;
+}
+
+type Decision = Pick<NewAccessRequest, 'decidedAt' | 'decidedBy' | 'decisionNote'>;
 
 /**
- * Decides a request only while it is pending: of two racing decisions exactly one gets the
- * row back; undefined means it was no longer pending (or `also` did not hold).
+ * Decides a request only while its status is one of `move.from`: of two racing decisions
+ * exactly one gets the row back; undefined means it had moved on (or `also` did not hold).
  */
-async function decidePending(
+async function decide(
   tx: Db | Tx,
   requestId: string,
+  move: RequestMove,
   decision: Decision,
   also?: SQL,
 ): Promise<AccessRequest | undefined> {
   const [row] = await tx
     .update(accessRequests)
-    .set(decision)
-    .where(and(eq(accessRequests.id, requestId), eq(accessRequests.status, 'pending'), also))
+    .set({ ...decision, status: move.to })
+    .where(and(eq(accessRequests.id, requestId), inArray(accessRequests.status, [...move.from]), also))
     .returning();
   return row;
 }
 
-export const markRequestApproved = (tx: Db | Tx, requestId: string, now: Date, decidedBy: string) =>
-  decidePending(tx, requestId, { status: 'approved', decidedAt: now, decidedBy });
+export const decideRequest = (tx: Db | Tx, requestId: string, move: RequestMove, decision: Decision) =>
+  decide(tx, requestId, move, decision);
 
-export const markRequestDenied = (
+/** Decides a request only once its deadline has passed (the scheduler may fire early). */
+export const decideRequestPastTimeout = (
   tx: Db | Tx,
   requestId: string,
-  now: Date,
-  decidedBy: string,
-  note: string | null,
-) => decidePending(tx, requestId, { status: 'denied', decidedAt: now, decidedBy, decisionNote: note });
+  move: RequestMove,
+  decision: Decision & { decidedAt: Date },
+) => decide(tx, requestId, move, decision, lte(accessRequests.timeoutAt, decision.decidedAt));
 
-export const markRequestCancelled = (tx: Db | Tx, requestId: string, now: Date, decidedBy: string) =>
-  decidePending(tx, requestId, { status: 'cancelled', decidedAt: now, decidedBy });
-
-/** Times a request out, only once its deadline has passed (the scheduler may fire early). */
-export const markRequestTimedOut = (tx: Db | Tx, requestId: string, now: Date) =>
-  decidePending(
-    tx,
-    requestId,
-    { status: 'expired', decidedAt: now, decidedBy: 'timeout' },
-    lte(accessRequests.timeoutAt, now),
-  );
-
-/** Cancels every pending request of a person (on `resources` only, when given); returns those it ended. */
-export function cancelPendingRequestsOf(
+/** Decides every request of a person that `move` applies to (on `resources` only, when given). */
+export function decideRequestsOf(
   tx: Db | Tx,
   userId: string,
-  change: { now: Date; by: string; reason: string },
+  move: RequestMove,
+  decision: Decision,
   resources?: readonly string[],
 ): Promise<AccessRequest[]> {
   const onRequests = resources ? inArray(accessRequests.resource, [...resources]) : undefined;
   return tx
     .update(accessRequests)
-    .set({ status: 'cancelled', decidedAt: change.now, decidedBy: change.by, decisionNote: change.reason })
-    .where(and(eq(accessRequests.requesterId, userId), eq(accessRequests.status, 'pending'), onRequests))
+    .set({ ...decision, status: move.to })
+    .where(
+      and(eq(accessRequests.requesterId, userId), inArray(accessRequests.status, [...move.from]), onRequests),
+    )
     .returning();
 }
 

@@ -1,6 +1,6 @@
 import { and, asc, count, desc, eq, gt, inArray, lte, min, or, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
-import { type Grant, grants } from '../schema/index.ts';
+import { type Grant, type GrantStatus, grants } from '../schema/index.ts';
 import type { Reach } from './reach.ts';
 import { resultRows } from './result-rows.ts';
 
@@ -41,69 +41,89 @@ export async function insertGrant(tx: Db | Tx, values: NewGrant): Promise<Grant 
 }
 
 /**
- * Moves an active grant's expiry to `expiresAt`, only if it is still the version read as
- * `current`: undefined when it ended or changed in between.
+ * A change of status as the access state machine names it (src/access/transitions.ts): the
+ * row changes only while its status is one of `from`. The table knows no transitions.
  */
-export async function extendGrant(tx: Db | Tx, current: Grant, expiresAt: Date): Promise<Grant | undefined> {
-  const [row] = await tx
-    .update(grants)
-    .set({ expiresAt, extensions: current.extensions + 1, version: current.version + 1 })
-    .where(and(eq(grants.id, current.id), eq(grants.status, 'active'), eq(grants.version, current.version)))
-    .returning();
-  return row;
+export interface GrantMove {
+  readonly from: readonly GrantStatus[];
+  readonly to: GrantStatus;
 }
 
-/** Revokes one grant if it is still active; undefined when it had already ended. */
-export async function markGrantRevoked(
+/** How a grant ended: when, who (as stored in `ended_by`) and why. */
+export interface GrantEnding {
+  now: Date;
+  by: string;
+  reason: string;
+}
+
+const inFromStates = (move: GrantMove) => inArray(grants.status, [...move.from]);
+
+/**
+ * Moves a grant's expiry to `expiresAt`, only if it is still the version read as `current`
+ * and `move` applies: undefined when it ended or changed in between.
+ */
+export async function extendGrant(
   tx: Db | Tx,
-  grantId: string,
-  change: { now: Date; by: string; reason: string; version: number },
+  current: Grant,
+  move: GrantMove,
+  expiresAt: Date,
 ): Promise<Grant | undefined> {
   const [row] = await tx
     .update(grants)
-    .set({
-      status: 'revoked',
-      endedAt: change.now,
-      endedBy: change.by,
-      endReason: change.reason,
-      version: change.version,
-    })
-    .where(and(eq(grants.id, grantId), eq(grants.status, 'active')))
+    .set({ status: move.to, expiresAt, extensions: current.extensions + 1, version: current.version + 1 })
+    .where(and(eq(grants.id, current.id), inFromStates(move), eq(grants.version, current.version)))
     .returning();
   return row;
 }
 
-/** The columns a revocation sets on many rows at once; the version bump is done in SQL, row by row. */
-const revokedSet = (now: Date, by: string, reason: string) => ({
-  status: 'revoked' as const,
-  endedAt: now,
-  endedBy: by,
-  endReason: reason,
+/** The columns an ending sets; the version bump is done in SQL, row by row. */
+const endedSet = (move: GrantMove, ending: GrantEnding) => ({
+  status: move.to,
+  endedAt: ending.now,
+  endedBy: ending.by,
+  endReason: ending.reason,
   version: sql`${grants.version} + 1`,
 });
 
-/** Revokes every active grant of a person (on `resources` only, when given); returns those it revoked. */
-export function revokeActiveGrantsOf(
+/** Ends one grant if `move` applies to it; undefined when it had already moved on. */
+export async function endGrant(
+  tx: Db | Tx,
+  grantId: string,
+  move: GrantMove,
+  ending: GrantEnding,
+): Promise<Grant | undefined> {
+  const [row] = await tx
+    .update(grants)
+    .set(endedSet(move, ending))
+    .where(and(eq(grants.id, grantId), inFromStates(move)))
+    .returning();
+  return row;
+}
+
+/** Ends every grant of a person that `move` applies to (on `resources` only, when given). */
+export function endGrantsOf(
   tx: Db | Tx,
   userId: string,
-  change: { now: Date; by: string; reason: string },
+  move: GrantMove,
+  ending: GrantEnding,
   resources?: readonly string[],
 ): Promise<Grant[]> {
   const onGrants = resources ? inArray(grants.resource, [...resources]) : undefined;
   return tx
     .update(grants)
-    .set(revokedSet(change.now, change.by, change.reason))
-    .where(and(eq(grants.userId, userId), eq(grants.status, 'active'), onGrants))
+    .set(endedSet(move, ending))
+    .where(and(eq(grants.userId, userId), inFromStates(move), onGrants))
     .returning();
 }
 
 /**
- * Revokes, for the scheduler, up to `limit` live grants on `resource` not used since `cutoff`
- * (counted from the start when never used). Rows another transaction holds are skipped.
+ * Ends up to `limit` unexpired grants on `resource` not used since `cutoff` (counted from the
+ * start when never used). Rows another transaction holds are skipped.
  */
-export function revokeIdleGrantsOn(
+export function endIdleGrantsOn(
   tx: Db | Tx,
-  input: { resource: string; cutoff: Date; now: Date; reason: string; limit: number },
+  move: GrantMove,
+  input: GrantEnding & { resource: string; cutoff: Date; limit: number },
 ): Promise<Grant[]> {
   const { now } = input;
   const lastUse = sql`coalesce(${grants.lastUsedAt}, ${grants.startsAt})`;
@@ -112,60 +132,63 @@ export function revokeIdleGrantsOn(
   const due = tx
     .select({ id: grants.id })
     .from(grants)
-    .where(
-      and(
-        eq(grants.resource, input.resource),
-        eq(grants.status, 'active'),
-        gt(grants.expiresAt, now),
-        idleSince,
-      ),
-    )
+    .where(and(eq(grants.resource, input.resource), inFromStates(move), gt(grants.expiresAt, now), idleSince))
     .limit(input.limit)
     .for('update', { skipLocked: true });
   return (
     tx
       .update(grants)
-      .set(revokedSet(now, 'scheduler', input.reason))
+      .set(endedSet(move, input))
       // The idle test again under the row lock: a batch of calls may have landed since.
-      .where(and(inArray(grants.id, due), eq(grants.status, 'active'), idleSince))
+      .where(and(inArray(grants.id, due), inFromStates(move), idleSince))
       .returning()
   );
 }
 
-/** What the scheduler sets on a grant it expires. */
-const expiredSet = (now: Date) => ({
-  status: 'expired' as const,
-  endedAt: now,
-  endedBy: 'scheduler',
-  endReason: 'expired',
+/** The columns an expiry sets (the version stays: the token's own `exp` already says so). */
+const expiredSet = (move: GrantMove, ending: GrantEnding) => ({
+  status: move.to,
+  endedAt: ending.now,
+  endedBy: ending.by,
+  endReason: ending.reason,
 });
 
-/** Expires one grant if it is active and past its expiry; undefined otherwise. */
-export async function markGrantExpired(tx: Db | Tx, grantId: string, now: Date): Promise<Grant | undefined> {
+/** Expires one grant if `move` applies and it is past its expiry; undefined otherwise. */
+export async function expireGrant(
+  tx: Db | Tx,
+  grantId: string,
+  move: GrantMove,
+  ending: GrantEnding,
+): Promise<Grant | undefined> {
   const [row] = await tx
     .update(grants)
-    .set(expiredSet(now))
-    .where(and(eq(grants.id, grantId), eq(grants.status, 'active'), lte(grants.expiresAt, now)))
+    .set(expiredSet(move, ending))
+    .where(and(eq(grants.id, grantId), inFromStates(move), lte(grants.expiresAt, ending.now)))
     .returning();
   return row;
 }
 
 /**
- * Expires up to `limit` active grants past their expiry, soonest first, in one statement;
- * rows another transaction holds are skipped, not waited for.
+ * Expires up to `limit` grants past their expiry, soonest first, in one statement; rows
+ * another transaction holds are skipped, not waited for.
  */
-export function expireGrantsPastExpiry(tx: Db | Tx, now: Date, limit: number): Promise<Grant[]> {
+export function expireGrantsPastExpiry(
+  tx: Db | Tx,
+  move: GrantMove,
+  ending: GrantEnding,
+  limit: number,
+): Promise<Grant[]> {
   const due = tx
     .select({ id: grants.id })
     .from(grants)
-    .where(and(eq(grants.status, 'active'), lte(grants.expiresAt, now)))
+    .where(and(inFromStates(move), lte(grants.expiresAt, ending.now)))
     .orderBy(asc(grants.expiresAt))
     .limit(limit)
     .for('update', { skipLocked: true });
   return tx
     .update(grants)
-    .set(expiredSet(now))
-    .where(and(inArray(grants.id, due), eq(grants.status, 'active')))
+    .set(expiredSet(move, ending))
+    .where(and(inArray(grants.id, due), inFromStates(move)))
     .returning();
 }
 

@@ -1,6 +1,6 @@
-import type { AlertCall } from '../../access/events.ts';
 import type { WeeklyReport } from '../../audit/weekly-report.ts';
 import type { Grant } from '../../db/schema/index.ts';
+import type { AlertCall } from '../../outbox/index.ts';
 import { SLACK_USER_ID_PATTERN } from '../../shared/ids.ts';
 import { ACTIONS, versioned } from './ids.ts';
 import { type Block, button, confirmDialog, context, type SlackMessage, section } from './kit.ts';

@@ -13,5 +13,6 @@ export * from './home.ts';
 export * from './ids.ts';
 export * from './kit.ts';
 export * from './lists.ts';
+export * from './refusals.ts';
 export * from './text.ts';
 export * from './views.ts';

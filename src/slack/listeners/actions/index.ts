@@ -8,6 +8,8 @@ import {
   notARequesterModal,
   noticeMessage,
   REQUEST_FIELDS,
+  refusalMessage,
+  refusalText,
   requestModal,
   tokenModal,
 } from '../../blocks/index.ts';
@@ -77,13 +79,13 @@ export function register(app: App, deps: SlackDeps): void {
   const approve = async (click: Click, requestId: string, durationSeconds?: number, quota?: QuotaChoice) => {
     if (!isUuid(requestId)) return;
     const result = await access.approve({
+      actor: { type: 'slack', userId: click.userId },
       requestId,
-      approverId: click.userId,
       ...(durationSeconds === undefined ? {} : { durationSeconds }),
       ...(quota === undefined ? {} : { quota }),
     });
     // The approval message itself is updated by the outbox dispatcher; only refusals need words here.
-    if (!result.ok) await tell(deps, click.body, errorMessage(result.message, false));
+    if (!result.ok) await tell(deps, click.body, refusalMessage(result));
     else await deps.homes.refresh([click.userId]);
   };
 
@@ -116,20 +118,31 @@ export function register(app: App, deps: SlackDeps): void {
     // ask Slack for a user group, so the modal opens first when that is slow.
     await modal(click, 'Deny request', async () => {
       const request = await access.getRequest(requestId);
-      if (!request) return { refusal: 'No such request.' };
-      if (request.requesterId === click.userId) return { refusal: 'Nobody decides their own request.' };
-      if (!(await access.isApproverOf(request.resource, click.userId))) {
-        return { refusal: `Only approvers of ${request.resource} can decide this request.` };
+      if (!request) return { refusal: refusalText({ code: 'request_not_found' }) };
+      if (request.requesterId === click.userId) {
+        return { refusal: refusalText({ code: 'self_approval', attempted: 'deny' }) };
       }
-      if (request.status !== 'pending') return { refusal: `This request was already ${request.status}.` };
+      if (!(await access.isApproverOf(request.resource, click.userId))) {
+        return {
+          refusal: refusalText({ code: 'not_an_approver', resource: request.resource, attempted: 'decide' }),
+        };
+      }
+      if (request.status !== 'pending') {
+        return {
+          refusal: refusalText({ code: 'request_not_pending', status: request.status, decidedBy: null }),
+        };
+      }
       return { view: denyModal(request) };
     });
   });
 
   onAction(app, deps, ACTIONS.cancel, async (click) => {
     if (!isUuid(click.value)) return;
-    const result = await access.cancel({ requestId: click.value, userId: click.userId });
-    if (!result.ok) await tell(deps, click.body, errorMessage(result.message, false));
+    const result = await access.cancel({
+      actor: { type: 'slack', userId: click.userId },
+      requestId: click.value,
+    });
+    if (!result.ok) await tell(deps, click.body, refusalMessage(result));
   });
 
   onAction(app, deps, ACTIONS.showToken, async (click) => {
@@ -158,7 +171,7 @@ export function register(app: App, deps: SlackDeps): void {
       actor: { type: 'slack', userId: click.userId },
       reason: 'given up by its owner',
     });
-    if (!result.ok) await tell(deps, click.body, errorMessage(result.message, false));
+    if (!result.ok) await tell(deps, click.body, refusalMessage(result));
   });
 
   onAction(app, deps, ACTIONS.revoke, async (click) => {
@@ -168,7 +181,7 @@ export function register(app: App, deps: SlackDeps): void {
       actor: { type: 'slack', userId: click.userId },
       reason: 'revoked in Slack',
     });
-    if (!result.ok) await tell(deps, click.body, errorMessage(result.message, false));
+    if (!result.ok) await tell(deps, click.body, refusalMessage(result));
     else await deps.homes.refresh([click.userId]);
   });
 
@@ -176,11 +189,11 @@ export function register(app: App, deps: SlackDeps): void {
     const decoded = decodeValue(click.value);
     if (!decoded || !isUuid(decoded.id)) return;
     const result = await access.requestExtension({
+      actor: { type: 'slack', userId: click.userId },
       grantId: decoded.id,
-      userId: click.userId,
       durationSeconds: decoded.seconds,
     });
-    if (!result.ok) return tell(deps, click.body, errorMessage(result.message, false));
+    if (!result.ok) return tell(deps, click.body, refusalMessage(result));
     if (result.value.grant === undefined) {
       await tell(
         deps,

@@ -1,5 +1,4 @@
 import type { App, SlashCommand } from '@slack/bolt';
-import type { AccessErrorCode } from '../../../access/index.ts';
 import { type AccessCommand, parseAccessCommand } from '../../access-command-parser.ts';
 import {
   activeMessage,
@@ -9,6 +8,7 @@ import {
   listMessage,
   NOT_A_REQUESTER_TEXT,
   noticeMessage,
+  refusalMessage,
   requestModal,
   requestSubmittedMessage,
   revokeAllMessage,
@@ -16,17 +16,6 @@ import {
 } from '../../blocks/index.ts';
 import { errorText, type SlackDeps } from '../../deps.ts';
 import { openModal } from '../../open-modal.ts';
-
-/** Refusals caused by what was typed get usage too; the others are about state, not syntax. */
-const INPUT_ERRORS: ReadonlySet<AccessErrorCode> = new Set([
-  'unknown_resource',
-  'unknown_scope',
-  'duration_too_short',
-  'duration_too_long',
-  'reason_empty',
-  'reason_too_long',
-  'text_has_control_characters',
-]);
 
 const ephemeral = (message: SlackMessage) => ({ response_type: 'ephemeral' as const, ...message });
 
@@ -68,13 +57,13 @@ async function run(
       return helpMessage();
     case 'request': {
       const result = await deps.access.createRequest({
-        requesterId: userId,
+        actor: { type: 'slack', userId },
         resource: command.resource,
         scope: command.scope,
         durationSeconds: command.durationSeconds,
         reason: command.reason,
       });
-      if (!result.ok) return errorMessage(result.message, INPUT_ERRORS.has(result.code));
+      if (!result.ok) return refusalMessage(result, true);
       return requestSubmittedMessage(result.value.request, result.value.grant !== undefined);
     }
     case 'list':
@@ -92,18 +81,18 @@ async function run(
         actor: { type: 'slack', userId },
         reason: command.reason ?? (self ? 'given up by its owner' : 'revoked in Slack'),
       });
-      if (!result.ok) return errorMessage(result.message, false);
+      if (!result.ok) return refusalMessage(result);
       return noticeMessage(
         `Grant ${result.value.id} on ${result.value.resource} is revoked; its token no longer works.`,
       );
     }
     case 'extend': {
       const result = await deps.access.requestExtension({
+        actor: { type: 'slack', userId },
         grantId: command.grantId,
-        userId,
         durationSeconds: command.durationSeconds,
       });
-      if (!result.ok) return errorMessage(result.message, INPUT_ERRORS.has(result.code));
+      if (!result.ok) return refusalMessage(result, true);
       return result.value.grant !== undefined
         ? noticeMessage(
             `Extended: your grant on ${result.value.request.resource} now lasts longer. Check your DMs.`,
@@ -115,11 +104,11 @@ async function run(
     case 'revoke-all': {
       // Approvers only: the service ends what lies on the resources the caller approves.
       const result = await deps.access.revokeAll({
+        actor: { type: 'slack', userId },
         targetId: command.userId,
-        actorId: userId,
         ...(command.reason !== undefined ? { reason: command.reason } : {}),
       });
-      if (!result.ok) return errorMessage(result.message, false);
+      if (!result.ok) return refusalMessage(result);
       return revokeAllMessage({ userId: command.userId, ...result.value });
     }
     case 'audit': {

@@ -5,6 +5,9 @@ import {
   DENY_FIELDS,
   errorMessage,
   REQUEST_FIELDS,
+  refusalMessage,
+  refusalText,
+  requestFieldOf,
   requestModal,
   requestSubmittedMessage,
   VIEWS,
@@ -49,22 +52,12 @@ export function register(app: App, deps: SlackDeps): void {
     // Validation is pure (policy only), so it runs before the ack and its errors stay in the modal.
     const errors: Record<string, string> = {};
     const unfit = checkUserText(reason, 'reason');
-    if (unfit) errors[REQUEST_FIELDS.reason.block] = unfit.message;
+    if (unfit) errors[REQUEST_FIELDS.reason.block] = refusalText(unfit);
     if (!Number.isSafeInteger(durationSeconds) || durationSeconds <= 0) {
       errors[REQUEST_FIELDS.duration.block] = 'Choose a duration.';
     } else if (!unfit) {
       const checked = checkRequest(policy, { resource, scope, durationSeconds, reason });
-      if (!checked.ok) {
-        const block =
-          checked.code === 'unknown_resource'
-            ? REQUEST_FIELDS.resource.block
-            : checked.code === 'unknown_scope'
-              ? REQUEST_FIELDS.scope.block
-              : checked.code.startsWith('duration')
-                ? REQUEST_FIELDS.duration.block
-                : REQUEST_FIELDS.reason.block;
-        errors[block] = checked.message.slice(0, 2000);
-      }
+      if (!checked.ok) errors[requestFieldOf(checked.code)] = refusalText(checked).slice(0, 2000);
     }
     if (Object.keys(errors).length > 0) {
       await ack({ response_action: 'errors', errors });
@@ -73,7 +66,7 @@ export function register(app: App, deps: SlackDeps): void {
     await ack();
     try {
       const result = await deps.access.createRequest({
-        requesterId: userId,
+        actor: { type: 'slack', userId },
         resource,
         scope,
         durationSeconds,
@@ -84,7 +77,7 @@ export function register(app: App, deps: SlackDeps): void {
         body,
         result.ok
           ? requestSubmittedMessage(result.value.request, result.value.grant !== undefined)
-          : errorMessage(result.message, false),
+          : refusalMessage(result),
       );
     } catch (error) {
       deps.logger.error({ err: errorText(error) }, 'request submission failed');
@@ -99,15 +92,19 @@ export function register(app: App, deps: SlackDeps): void {
     if (note === '' || unfit) {
       await ack({
         response_action: 'errors',
-        errors: { [DENY_FIELDS.reason.block]: unfit?.message ?? 'Say why, for the requester.' },
+        errors: { [DENY_FIELDS.reason.block]: unfit ? refusalText(unfit) : 'Say why, for the requester.' },
       });
       return;
     }
     await ack();
     if (!isUuid(requestId)) return;
     try {
-      const result = await deps.access.deny({ requestId, approverId: body.user.id, note });
-      if (!result.ok) await tell(deps, body, errorMessage(result.message, false));
+      const result = await deps.access.deny({
+        actor: { type: 'slack', userId: body.user.id },
+        requestId,
+        note,
+      });
+      if (!result.ok) await tell(deps, body, refusalMessage(result));
     } catch (error) {
       deps.logger.error({ err: errorText(error) }, 'deny failed');
       await tell(deps, body, errorMessage('Something went wrong on our side; try again in a moment.', false));

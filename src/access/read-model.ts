@@ -1,0 +1,90 @@
+import {
+  findRequest,
+  pendingRequestsOf,
+  pendingRequestsOn,
+  requestsPastTimeout,
+  usersWithPendingRequests,
+} from '../db/queries/access-requests.ts';
+import { approvalsOf, type GivenApproval } from '../db/queries/approvals.ts';
+import {
+  activeGrantsPastExpiry,
+  findGrant,
+  liveGrantsOf,
+  liveGrantsOn,
+  usersWithLiveGrants,
+} from '../db/queries/grants.ts';
+import type { AccessRequest, Grant } from '../db/schema/index.ts';
+import { type AccessContext, resourceOf } from './context.ts';
+import { approvedResources, isApproverOf, isRequester } from './people.ts';
+
+/** Pending requests and live (active, unexpired) grants. */
+export interface AccessList {
+  pending: AccessRequest[];
+  active: Grant[];
+}
+
+/**
+ * What the access state looks like to those who ask: Slack's `/access list` and `active`,
+ * App Home, the outbox's renderers, the device API and the scheduler's sweep. Reads only;
+ * the console's own reads, filtered to each viewer's reach, are in src/console/reads.ts.
+ */
+export function accessReads(ctx: AccessContext) {
+  const { db, clock } = ctx;
+
+  async function pendingAndLive(
+    requests: Promise<AccessRequest[]>,
+    live: Promise<Grant[]>,
+  ): Promise<AccessList> {
+    const [pending, active] = await Promise.all([requests, live]);
+    return { pending, active };
+  }
+
+  return {
+    getRequest: (requestId: string): Promise<AccessRequest | undefined> => findRequest(db, requestId),
+
+    getGrant: (grantId: string): Promise<Grant | undefined> => findGrant(db, grantId),
+
+    approvalsOf: (requestId: string): Promise<GivenApproval[]> => approvalsOf(db, requestId),
+
+    /** A person's pending requests and live grants, for `/access list` and App Home. */
+    listForUser: (userId: string): Promise<AccessList> =>
+      pendingAndLive(pendingRequestsOf(db, userId), liveGrantsOf(db, userId, clock.now())),
+
+    /** Live grants and pending requests on the resources `userId` approves (all when `userId` is omitted). */
+    async listForApprover(userId?: string): Promise<AccessList> {
+      const names =
+        userId === undefined
+          ? Object.values(ctx.policy.current().resources).map((r) => r.name)
+          : await approvedResources(ctx, userId);
+      if (names.length === 0) return { pending: [], active: [] };
+      return pendingAndLive(pendingRequestsOn(db, names), liveGrantsOn(db, names, clock.now()));
+    },
+
+    isApproverOf: async (resourceName: string, userId: string): Promise<boolean> => {
+      const resource = resourceOf(ctx, resourceName);
+      return resource !== undefined && (await isApproverOf(ctx, resource, userId));
+    },
+
+    /** Whether this person may ask for access at all, so Slack need not offer a form in vain. */
+    mayRequestAccess: (userId: string): Promise<boolean> => isRequester(ctx, userId),
+
+    /** Everyone holding a live grant or a pending request: whom the offboarding re-check asks Slack about. */
+    async usersWithAccess(): Promise<string[]> {
+      const [holders, askers] = await Promise.all([
+        usersWithLiveGrants(db, clock.now()),
+        usersWithPendingRequests(db),
+      ]);
+      return [...new Set([...holders.map((r) => r.userId), ...askers.map((r) => r.userId)])].sort();
+    },
+
+    /** Grants past their expiry still marked active, and requests past their timeout: for the sweep. */
+    async findOverdue(limit = 500): Promise<{ grants: Grant[]; requests: AccessRequest[] }> {
+      const now = clock.now();
+      const [grants, requests] = await Promise.all([
+        activeGrantsPastExpiry(db, now, limit),
+        requestsPastTimeout(db, now, limit),
+      ]);
+      return { grants, requests };
+    },
+  };
+}

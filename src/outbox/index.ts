@@ -1,0 +1,3 @@
+export * from './enqueue.ts';
+export * from './grant-feed.ts';
+export * from './messages.ts';
