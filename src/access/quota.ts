@@ -1,5 +1,5 @@
-import type { AuditEventInput } from '../audit/append.ts';
 import type { QuotaSettlement, SettleQuotaUse } from '../audit/call-writer.ts';
+import type { AuditEventInput } from '../audit/chain-append.ts';
 import { addGrantQuotaUse } from '../db/queries/proxy-grants.ts';
 import { enqueue, type OutboxMessage, publishOnGrantFeed } from '../outbox/index.ts';
 import type { Quota } from '../policy/index.ts';

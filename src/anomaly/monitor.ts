@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Refusal } from '../access/outcomes.ts';
 import type { AccessService } from '../access/service.ts';
-import { appendAuditEvents } from '../audit/append.ts';
+import { appendAuditEvents } from '../audit/chain-append.ts';
 import type { Db } from '../db/client.ts';
 import { lockAuditChain } from '../db/queries/audit-events.ts';
 import { enqueue, isEnqueued, type OutboxMessageOf } from '../outbox/index.ts';

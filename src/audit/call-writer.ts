@@ -5,7 +5,7 @@ import { recordGrantsLastUse } from '../db/queries/proxy-grants.ts';
 import type { QuotaTracker } from '../proxy/quota.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 import { isUuid } from '../shared/ids.ts';
-import { type AppendedBatch, type AuditEventInput, appendAuditBatch } from './append.ts';
+import { type AppendedBatch, type AuditEventInput, appendAuditBatch } from './chain-append.ts';
 
 export interface AuditAppenderOptions {
   db: Db;

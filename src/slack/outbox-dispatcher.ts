@@ -1,4 +1,4 @@
-import { appendAuditEvents } from '../audit/append.ts';
+import { appendAuditEvents } from '../audit/chain-append.ts';
 import {
   claimDueOutboxRows,
   markOutboxSent,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendAuditEvents } from '../../src/audit/append.ts';
 import { callAuditEvent } from '../../src/audit/call-writer.ts';
+import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import type { Grant } from '../../src/db/schema/index.ts';
 import type { RecordedCall } from '../../src/dev/slack-stand-in/web-api.ts';
 import { refusalText } from '../../src/slack/blocks/refusals.ts';

@@ -1,8 +1,8 @@
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccessService, staticDirectory } from '../../src/access/index.ts';
-import { appendAuditEvents } from '../../src/audit/append.ts';
 import { createAuditAppender } from '../../src/audit/call-writer.ts';
+import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import {
   CSV_COLUMNS,
   csvText,
