@@ -60,6 +60,9 @@ export function accessReads(ctx: AccessContext) {
       return pendingAndLive(pendingRequestsOn(db, names), liveGrantsOn(db, names, clock.now()));
     },
 
+    /** The resources this person approves (none: they approve nothing), in policy order. */
+    approvedResources: (userId: string): Promise<string[]> => approvedResources(ctx, userId),
+
     isApproverOf: async (resourceName: string, userId: string): Promise<boolean> => {
       const resource = resourceOf(ctx, resourceName);
       return resource !== undefined && (await isApproverOf(ctx, resource, userId));

@@ -17,6 +17,16 @@ export function isApprover(resource: ResourcePolicy, userId: string, inGroup: In
   return isListed(resource.approvers, userId, inGroup);
 }
 
+/**
+ * The names of the resources this person approves, in policy order: the one answer to "does
+ * this person approve anything, and what" (access/people.ts asks it with Slack's user groups).
+ */
+export function resourcesApprovedBy(policy: Policy, userId: string, inGroup: InGroup): string[] {
+  return Object.values(policy.resources)
+    .filter((resource) => isApprover(resource, userId, inGroup))
+    .map((resource) => resource.name);
+}
+
 export const MAX_REASON_LENGTH = 2000;
 
 /**

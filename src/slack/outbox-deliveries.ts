@@ -6,6 +6,8 @@ import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { OutboxMessage } from '../outbox/index.ts';
 import type { PolicyStore, ResourcePolicy } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
+import { isUuid } from '../shared/ids.ts';
+import { isRecord } from '../shared/is-record.ts';
 import { approvalMessageTs, createApprovalMessageClaims } from './approval-message-claims.ts';
 import {
   anomalyAlert,
@@ -26,7 +28,6 @@ import {
   weeklyReportMessage,
 } from './blocks/index.ts';
 import type { Notifier } from './notifier.ts';
-import { isRecord, isUuid } from './payloads.ts';
 import { isChannelRefusal, isPayloadRefusal, SlackCallError } from './slack-errors.ts';
 
 /**
