@@ -5,7 +5,7 @@ import type { RequestCheckRefusal } from '../policy/index.ts';
 export type FreeTextField = 'reason' | 'note';
 
 /** What was being done with a grant when it turned out to have ended. */
-export type GrantAttempt = 'extend' | 'approve_extension' | 'revoke' | 'expire' | 'remind';
+type GrantAttempt = 'extend' | 'approve_extension' | 'revoke' | 'expire' | 'remind';
 
 /**
  * Every reason the access actions refuse, as a closed union of values: a code and the facts

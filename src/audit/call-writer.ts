@@ -37,7 +37,7 @@ export interface AuditAppenderOptions {
   quota?: QuotaTracker;
 }
 
-export interface AuditAppenderStats {
+interface AuditAppenderStats {
   queued: number;
   written: number;
   batches: number;
@@ -95,7 +95,7 @@ export function callAuditEvent(record: CallRecord): AuditEventInput {
 }
 
 /** One grant's share of a batch of proxied calls. */
-export interface QuotaUse {
+interface QuotaUse {
   grantId: string;
   requests: number;
   bytes: number;
@@ -126,7 +126,7 @@ export type SettleQuotaUse = (
 ) => Promise<{ settlements: QuotaSettlement[]; audit: AuditEventInput[] }>;
 
 /** Each grant's share of the records that count toward quotas. */
-export function quotaUseOf(records: readonly CallRecord[]): QuotaUse[] {
+function quotaUseOf(records: readonly CallRecord[]): QuotaUse[] {
   const use = new Map<string, QuotaUse>();
   for (const record of records) {
     if (!record.quotaCounted || !isUuid(record.grantId)) continue;

@@ -1,8 +1,4 @@
 export { createSlackApp, type SlackApp } from './app.ts';
 export { slackGroupMembers } from './directory.ts';
 export { createNotifier, type Notifier } from './notifier.ts';
-export {
-  createOutboxDispatcher,
-  type OutboxDispatcher,
-  type OutboxDispatcherDeps,
-} from './outbox-dispatcher.ts';
+export { createOutboxDispatcher } from './outbox-dispatcher.ts';

@@ -64,7 +64,7 @@ export interface DeliveryDeps {
 }
 
 /** Thrown while another instance holds the claim to post an approval message; retried later. */
-export class PostingElsewhere extends Error {
+class PostingElsewhere extends Error {
   constructor() {
     super('approval message is being posted by another instance');
   }

@@ -5,10 +5,6 @@
 
 import { isRecord } from '../shared/is-record.ts';
 
-export { isUuid } from '../shared/ids.ts';
-// Until every listener imports them from src/shared.
-export { isRecord };
-
 function field(value: unknown, ...path: string[]): unknown {
   let current = value;
   for (const key of path) {

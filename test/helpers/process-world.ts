@@ -22,13 +22,13 @@ import { type OwnRedis, startOwnRedis } from './redis-server.ts';
  * thawed (SIGCONT) one by one.
  */
 
-export const ISSUER = 'jitgate';
-export const BOT_TOKEN = 'xoxb-process-world';
-export const SIGNING_SECRET = 'process-world-signing-secret';
+const ISSUER = 'jitgate';
+const BOT_TOKEN = 'xoxb-process-world';
+const SIGNING_SECRET = 'process-world-signing-secret';
 
-export type ProcessRole = 'proxy' | 'worker' | 'bot' | 'serve';
+type ProcessRole = 'proxy' | 'worker' | 'bot' | 'serve';
 
-export interface CountingUpstream {
+interface CountingUpstream {
   url: string;
   /** Calls seen per `X-Test-Grant` header (the test sets it to the grant id). */
   hits: Map<string, number>;
