@@ -6,13 +6,13 @@ import {
   usersWithPendingRequests,
 } from '../db/queries/access-requests.ts';
 import { approvalsOf, type GivenApproval } from '../db/queries/approvals.ts';
-import { findGrant } from '../db/queries/grants.ts';
+import { findGrant } from '../db/queries/grants/lifecycle.ts';
 import {
   activeGrantsPastExpiry,
   liveGrantsOf,
   liveGrantsOn,
   usersWithLiveGrants,
-} from '../db/queries/live-grants.ts';
+} from '../db/queries/grants/live.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { type AccessContext, resourceOf } from './context.ts';
 import { approvedResources, isApproverOf, isRequester } from './people.ts';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { toExportedRow } from '../audit/export.ts';
 import type { AuditSearchFilter } from '../db/queries/audit-events.ts';
-import type { GrantState } from '../db/queries/grant-lists.ts';
+import type { GrantState } from '../db/queries/grants/console-list.ts';
 import type { AccessRequest, AuditEventRow, Grant } from '../db/schema/index.ts';
 import { parseDuration } from '../policy/duration.ts';
 import { SLACK_USER_ID } from '../shared/ids.ts';

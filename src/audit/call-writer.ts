@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Db, Tx } from '../db/client.ts';
 import { auditHashAt, lockAuditChain } from '../db/queries/audit-events.ts';
-import { recordGrantsLastUse } from '../db/queries/proxy-grants.ts';
+import { recordGrantsLastUse } from '../db/queries/grants/proxy-use.ts';
 import type { QuotaTracker } from '../proxy/quota.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 import { isUuid } from '../shared/ids.ts';

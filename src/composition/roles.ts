@@ -10,7 +10,7 @@ import { createGrantSummarizer } from '../audit/summary.ts';
 import { createWeeklyReporter } from '../audit/weekly-report.ts';
 import { type Config, ConfigError } from '../config.ts';
 import { installPostgresCrashGuard } from '../db/postgres-crash-guard.ts';
-import { grantQuotaUse } from '../db/queries/proxy-grants.ts';
+import { grantQuotaUse } from '../db/queries/grants/proxy-use.ts';
 import type { Grant } from '../db/schema/index.ts';
 import {
   createAdminServer,

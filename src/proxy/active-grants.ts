@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
-import { activeGrantsForView, type GrantViewRow, grantsForView } from '../db/queries/proxy-grants.ts';
+import { activeGrantsForView, type GrantViewRow, grantsForView } from '../db/queries/grants/proxy-use.ts';
 import { publishOnGrantFeed } from '../outbox/grant-feed.ts';
 import { isUuid } from '../shared/ids.ts';
 

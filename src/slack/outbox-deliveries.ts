@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { AccessService } from '../access/index.ts';
 import type { Db } from '../db/client.ts';
-import { findGrantOfRequest } from '../db/queries/grants.ts';
+import { findGrantOfRequest } from '../db/queries/grants/lifecycle.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { OutboxMessage } from '../outbox/index.ts';
 import type { PolicyStore, ResourcePolicy } from '../policy/index.ts';

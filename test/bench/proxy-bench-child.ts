@@ -22,7 +22,7 @@ import pino from 'pino';
 import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
 import { openDatabase } from '../../src/db/client.ts';
-import { grantQuotaUse } from '../../src/db/queries/proxy-grants.ts';
+import { grantQuotaUse } from '../../src/db/queries/grants/proxy-use.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView } from '../../src/proxy/active-grants.ts';

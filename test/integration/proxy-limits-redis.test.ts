@@ -8,7 +8,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
-import { grantQuotaUse } from '../../src/db/queries/proxy-grants.ts';
+import { grantQuotaUse } from '../../src/db/queries/grants/proxy-use.ts';
 import { grants } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';

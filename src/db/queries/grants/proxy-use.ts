@@ -1,7 +1,7 @@
 import { eq, inArray, sql } from 'drizzle-orm';
-import type { Db, Tx } from '../client.ts';
-import { type Grant, grants } from '../schema/index.ts';
-import { resultRows } from './result-rows.ts';
+import type { Db, Tx } from '../../client.ts';
+import { type Grant, grants } from '../../schema/index.ts';
+import { resultRows } from '../result-rows.ts';
 
 /** Grants as the proxy uses them: the rows its live view keeps, and the quota and last use its calls add. */
 

@@ -1,6 +1,12 @@
 import { and, asc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
-import type { Db, Tx } from '../client.ts';
-import { type Grant, type GrantStatus, grants } from '../schema/index.ts';
+import type { Db, Tx } from '../../client.ts';
+import { type Grant, type GrantStatus, grants } from '../../schema/index.ts';
+
+/**
+ * The `grants` table's queries live in this folder, by concern: a grant's life here (find,
+ * lock, insert, extend, end, expire), who holds what now in live.ts, what the proxy reads and
+ * adds in proxy-use.ts, the console's list in console-list.ts.
+ */
 
 export type NewGrant = typeof grants.$inferInsert;
 

@@ -1,6 +1,6 @@
 import { and, asc, count, eq, gt, inArray, lte, min, sql } from 'drizzle-orm';
-import type { Db, Tx } from '../client.ts';
-import { type Grant, grants } from '../schema/index.ts';
+import type { Db, Tx } from '../../client.ts';
+import { type Grant, grants } from '../../schema/index.ts';
 
 /** Grants live now (active, unexpired) and those still active past their expiry: who holds what, and what the sweep re-expires. */
 

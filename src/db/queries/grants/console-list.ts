@@ -1,7 +1,7 @@
 import { and, desc, eq, gt, inArray, lte, or, sql } from 'drizzle-orm';
-import type { Db, Tx } from '../client.ts';
-import { type Grant, grants } from '../schema/index.ts';
-import type { Reach } from './reach.ts';
+import type { Db, Tx } from '../../client.ts';
+import { type Grant, grants } from '../../schema/index.ts';
+import type { Reach } from '../reach.ts';
 
 /** The web console's grant list: filters by resource, person, state and scope, paged newest first. */
 
