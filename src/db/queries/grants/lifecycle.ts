@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, lte, type SQL, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../../client.ts';
 import { type Grant, type GrantStatus, grants } from '../../schema/index.ts';
 
@@ -80,28 +80,44 @@ export async function extendGrant(
   return row;
 }
 
-/** The columns an ending sets; the version bump is done in SQL, row by row. */
-const endedSet = (move: GrantMove, ending: GrantEnding) => ({
+/** The columns an expiry sets (the version stays: the token's own `exp` already says so). */
+const expiredSet = (move: GrantMove, ending: GrantEnding) => ({
   status: move.to,
   endedAt: ending.now,
   endedBy: ending.by,
   endReason: ending.reason,
+});
+
+/** The columns any other ending sets; the version bump is done in SQL, row by row. */
+const endedSet = (move: GrantMove, ending: GrantEnding) => ({
+  ...expiredSet(move, ending),
   version: sql`${grants.version} + 1`,
 });
 
+/** Moves one grant if `move` applies to it (and `also` holds); undefined when it had already moved on. */
+async function moveOne(
+  tx: Db | Tx,
+  grantId: string,
+  move: GrantMove,
+  columns: ReturnType<typeof expiredSet> & { version?: SQL },
+  also?: SQL,
+): Promise<Grant | undefined> {
+  const [row] = await tx
+    .update(grants)
+    .set(columns)
+    .where(and(eq(grants.id, grantId), inFromStates(move), also))
+    .returning();
+  return row;
+}
+
 /** Ends one grant if `move` applies to it; undefined when it had already moved on. */
-export async function endGrant(
+export function endGrant(
   tx: Db | Tx,
   grantId: string,
   move: GrantMove,
   ending: GrantEnding,
 ): Promise<Grant | undefined> {
-  const [row] = await tx
-    .update(grants)
-    .set(endedSet(move, ending))
-    .where(and(eq(grants.id, grantId), inFromStates(move)))
-    .returning();
-  return row;
+  return moveOne(tx, grantId, move, endedSet(move, ending));
 }
 
 /** Ends every grant of a person that `move` applies to (on `resources` only, when given). */
@@ -149,27 +165,14 @@ export function endIdleGrantsOn(
   );
 }
 
-/** The columns an expiry sets (the version stays: the token's own `exp` already says so). */
-const expiredSet = (move: GrantMove, ending: GrantEnding) => ({
-  status: move.to,
-  endedAt: ending.now,
-  endedBy: ending.by,
-  endReason: ending.reason,
-});
-
 /** Expires one grant if `move` applies and it is past its expiry; undefined otherwise. */
-export async function expireGrant(
+export function expireGrant(
   tx: Db | Tx,
   grantId: string,
   move: GrantMove,
   ending: GrantEnding,
 ): Promise<Grant | undefined> {
-  const [row] = await tx
-    .update(grants)
-    .set(expiredSet(move, ending))
-    .where(and(eq(grants.id, grantId), inFromStates(move), lte(grants.expiresAt, ending.now)))
-    .returning();
-  return row;
+  return moveOne(tx, grantId, move, expiredSet(move, ending), lte(grants.expiresAt, ending.now));
 }
 
 /**
