@@ -90,9 +90,18 @@ describe('the map of src/ (README, "Where things are")', () => {
     expect(forbiddenReach(['proxy'], (file) => inFolder('slack')(file) || outboxButFeed(file))).toEqual([]);
   });
 
-  it('policy is pure: no database, no network', () => {
+  it('policy is pure: no database, no network, no other part but shared/', () => {
     expect(forbiddenReach(['policy'], inFolder('db'))).toEqual([]);
     expect(forbiddenPackages(['policy'], doesIo)).toEqual([]);
+    // The proxy, say, uses the policy's parsers; the policy never uses the proxy's.
+    const outside = graph.imports.filter(
+      (edge) =>
+        inFolder('policy')(edge.from) &&
+        edge.local &&
+        !inFolder('policy')(edge.to) &&
+        !inFolder('shared')(edge.to),
+    );
+    expect(outside.map((edge) => `${edge.from} imports ${edge.to}`)).toEqual([]);
   });
 
   it('tables know no behaviour: db/schema imports drizzle and itself only', () => {
