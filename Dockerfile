@@ -3,14 +3,20 @@
 #   docker run --rm -e DATABASE_URL=… -e REDIS_URL=… -e JITGATE_POLICY=… jitgate proxy
 # test/ is never copied (and .dockerignore keeps it out of the build context too).
 
-# Stage 1: the application files the image ships, and nothing else.
+# Stage 1: the application files the image ships, and nothing else, type-checked. src/ compiles
+# on its own (tsconfig.build.json holds src only; test/ is not here), so an import of test code
+# fails the build at this step. The dev dependencies tsc needs are removed in the same step:
+# what stage 2 copies from here is the application files alone.
 FROM node:20-slim AS app
 WORKDIR /app
-COPY package.json package-lock.json tsconfig.json tsconfig.build.json manifest.yml ./
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json manifest.yml ./
 COPY bin ./bin
 COPY src ./src
 COPY drizzle ./drizzle
 COPY examples ./examples
+RUN npx tsc -p tsconfig.build.json --noEmit && rm -rf node_modules
 
 # Stage 2: production dependencies only, then the files from stage 1.
 FROM node:20-slim
@@ -27,9 +33,10 @@ USER 1000:1000
 
 # Every module the service roles and CLI commands load must resolve here, with production
 # dependencies and without test/: a stray import of test or dev-only code fails the build, not
-# a pod's start. (`jitgate demo` still imports the Slack stand-in from test/fakes and does not
-# run in this image until that moves under src/.)
-RUN TSX_DISABLE_CACHE=1 node --import tsx --input-type=module -e "await import('/app/src/commands.ts')"
+# a pod's start. The demo's module loads too; its web console's local Sign in with Slack needs
+# oidc-provider, a dev dependency, which it loads only then (and names when it is missing).
+RUN TSX_DISABLE_CACHE=1 node --import tsx --input-type=module \
+  -e "await import('/app/src/cli/server/run-command.ts'); await import('/app/src/demo/run-demo.ts')"
 
 # PORT: /slack/events (bot), /healthz, /readyz; PROXY_PORT: the proxy; ADMIN_PORT: /metrics.
 EXPOSE 3000 8080 9090

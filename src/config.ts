@@ -41,7 +41,7 @@ const urlWith = (protocols: readonly string[], what: string) =>
   );
 
 /** Whether a URL names this machine (plain http is tolerated there, for tests and the demo). */
-export function isLoopbackUrl(value: string): boolean {
+function isLoopbackUrl(value: string): boolean {
   try {
     const host = new URL(value).hostname;
     return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
@@ -165,7 +165,7 @@ export interface ConsoleConfig {
 }
 
 /** Slack's OpenID Connect issuer (Sign in with Slack). */
-export const SLACK_OIDC_ISSUER = 'https://slack.com';
+const SLACK_OIDC_ISSUER = 'https://slack.com';
 
 export interface Config {
   /** postgres:// URL; undefined means the embedded database in `dataDir`. */

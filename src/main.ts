@@ -1,4 +1,4 @@
-import { isClientCommand } from './cli/commands.ts';
+import { isClientCommand } from './cli/contractor/command-names.ts';
 import { ConfigError, loadClientConfig, loadConfig } from './config.ts';
 import { PolicyError } from './policy/index.ts';
 
@@ -31,7 +31,7 @@ async function run(argv: string[]): Promise<CommandResult> {
   const [command, ...rest] = argv;
   // Contractor commands need none of the server's configuration: dispatched before it is read.
   if (command !== undefined && isClientCommand(command)) {
-    const { runClient } = await import('./cli/main.ts');
+    const { runClient } = await import('./cli/contractor/run-client.ts');
     return runClient(command, rest, {
       config: loadClientConfig(),
       stdout: process.stdout,
@@ -47,7 +47,7 @@ async function run(argv: string[]): Promise<CommandResult> {
     return 0;
   }
   const config = loadConfig();
-  const { runCommand } = await import('./commands.ts');
+  const { runCommand } = await import('./cli/server/run-command.ts');
   return runCommand(command, rest, config);
 }
 

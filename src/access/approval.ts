@@ -1,7 +1,7 @@
 import type { Tx } from '../db/client.ts';
 import { decideRequest, findRequest } from '../db/queries/access-requests.ts';
 import { addApproval, approvalsOf } from '../db/queries/approvals.ts';
-import { extendGrant, insertGrant, lockGrant } from '../db/queries/grants.ts';
+import { extendGrant, insertGrant, lockGrant } from '../db/queries/grants/lifecycle.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { ResourcePolicy } from '../policy/index.ts';
 import { type Actor, endedByOf, type PersonActor } from '../shared/actor.ts';

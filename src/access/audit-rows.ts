@@ -1,4 +1,4 @@
-import type { AuditEventInput } from '../audit/append.ts';
+import type { AuditEventInput } from '../audit/chain-append.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { Actor } from '../shared/actor.ts';
 

@@ -1,5 +1,5 @@
-import type { AuditEventInput } from '../audit/append.ts';
-import { appendAuditEvents } from '../audit/append.ts';
+import type { AuditEventInput } from '../audit/chain-append.ts';
+import { appendAuditEvents } from '../audit/chain-append.ts';
 import type { Tx } from '../db/client.ts';
 import { enqueue, type OutboxMessage, publishOnGrantFeed } from '../outbox/index.ts';
 import type { AccessContext } from './context.ts';

@@ -1,4 +1,8 @@
-import { expireGrant as expireGrantRow, expireGrantsPastExpiry, findGrant } from '../db/queries/grants.ts';
+import {
+  expireGrant as expireGrantRow,
+  expireGrantsPastExpiry,
+  findGrant,
+} from '../db/queries/grants/lifecycle.ts';
 import type { Grant } from '../db/schema/index.ts';
 import { endedByOf } from '../shared/actor.ts';
 import { grantRow, SCHEDULER } from './audit-rows.ts';

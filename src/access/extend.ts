@@ -1,6 +1,6 @@
 import type { Tx } from '../db/client.ts';
 import { insertRequest, pendingExtensionOf } from '../db/queries/access-requests.ts';
-import { findGrant } from '../db/queries/grants.ts';
+import { findGrant } from '../db/queries/grants/lifecycle.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { autoApproves, checkRequest, type ResourcePolicy, type ScopePolicy } from '../policy/index.ts';
 import type { PersonActor } from '../shared/actor.ts';

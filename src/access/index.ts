@@ -1,17 +1,6 @@
-export type { DecisionResult } from './approval.ts';
-export type { ApproveInput } from './approve.ts';
-export type { CancelInput } from './cancel.ts';
-export type { AccessContext, AccessDeps } from './context.ts';
-export type { CreateRequestInput } from './create-request.ts';
-export type { DenyInput } from './deny.ts';
 export * from './directory.ts';
-export type { ExtendInput } from './extend.ts';
-export type { OffboardInput, OffboardResult, RevokeAllInput, RevokeAllResult } from './offboard.ts';
 export * from './offboarding.ts';
 export * from './outcomes.ts';
-export { checkLowerQuota, type LowerQuota } from './quota.ts';
-export type { AccessList } from './read-model.ts';
-export type { RevokeInput } from './revoke.ts';
 export * from './service.ts';
 export * from './transitions.ts';
 export * from './user-text.ts';

@@ -1,5 +1,6 @@
 import { decideRequestsOf, resourcesWithPendingRequestsOf } from '../db/queries/access-requests.ts';
-import { endGrantsOf, resourcesWithLiveGrantsOf } from '../db/queries/grants.ts';
+import { endGrantsOf } from '../db/queries/grants/lifecycle.ts';
+import { resourcesWithLiveGrantsOf } from '../db/queries/grants/live.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { type Actor, actorLabel, endedByOf, type PersonActor } from '../shared/actor.ts';
 import { grantRow, requestRow, userOffboardedRow } from './audit-rows.ts';

@@ -14,9 +14,9 @@ import type { AccessService } from './service.ts';
  * not know", and the person keeps access until a later check can prove otherwise.
  */
 
-export const DEACTIVATED_REASON = 'offboarded: account deactivated';
+const DEACTIVATED_REASON = 'offboarded: account deactivated';
 
-export function leftGroupsReason(groupIds: readonly string[]): string {
+function leftGroupsReason(groupIds: readonly string[]): string {
   return groupIds.length === 1
     ? `offboarded: left requester group ${groupIds[0]}`
     : `offboarded: left requester groups ${groupIds.join(', ')}`;
@@ -38,7 +38,7 @@ export interface OffboardingDeps {
   logger: OffboardingLogger;
 }
 
-export interface RecheckResult {
+interface RecheckResult {
   checked: number;
   deactivated: string[];
   leftGroups: string[];

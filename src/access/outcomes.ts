@@ -5,13 +5,13 @@ import type { RequestCheckRefusal } from '../policy/index.ts';
 export type FreeTextField = 'reason' | 'note';
 
 /** What was being done with a grant when it turned out to have ended. */
-export type GrantAttempt = 'extend' | 'approve_extension' | 'revoke' | 'expire' | 'remind';
+type GrantAttempt = 'extend' | 'approve_extension' | 'revoke' | 'expire' | 'remind';
 
 /**
  * Every reason the access actions refuse, as a closed union of values: a code and the facts
  * a sentence about it needs (names, numbers, states), never the sentence. Each transport
  * words them in one switch (Slack: src/slack/blocks/refusals.ts) and maps the code once
- * (HTTP status: src/api/refusals.ts and src/api/device/errors.ts; the CLI: src/cli/messages.ts),
+ * (HTTP status: src/api/refusals.ts and src/api/device/errors.ts; the CLI: src/cli/contractor/messages.ts),
  * so a code added here does not compile until each of them says what it means. A broken
  * database is a fault and throws.
  */

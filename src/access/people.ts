@@ -1,4 +1,10 @@
-import { isApprover, isListed, mayRequest, type ResourcePolicy } from '../policy/index.ts';
+import {
+  isApprover,
+  isListed,
+  mayRequest,
+  type ResourcePolicy,
+  resourcesApprovedBy,
+} from '../policy/index.ts';
 import type { Actor } from '../shared/actor.ts';
 import type { AccessContext } from './context.ts';
 
@@ -14,16 +20,17 @@ export async function isApproverOf(
   return isApprover(resource, userId, (g) => groups.has(g));
 }
 
-/** The names of the resources `userId` approves, in policy order. */
+/** The names of the resources `userId` approves, in policy order; empty for someone who approves nothing. */
 export async function approvedResources(
   ctx: Pick<AccessContext, 'directory' | 'policy'>,
   userId: string,
 ): Promise<string[]> {
-  const names: string[] = [];
-  for (const resource of Object.values(ctx.policy.current().resources)) {
-    if (await isApproverOf(ctx, resource, userId)) names.push(resource.name);
-  }
-  return names;
+  const policy = ctx.policy.current();
+  // Only the groups of resources that do not list the person by id need asking of Slack.
+  const unlisted = Object.values(policy.resources).filter((r) => !r.approvers.users.includes(userId));
+  const wanted = [...new Set(unlisted.flatMap((r) => r.approvers.groups))];
+  const groups = wanted.length > 0 ? await ctx.directory.groupsOf(userId, wanted) : new Set<string>();
+  return resourcesApprovedBy(policy, userId, (g) => groups.has(g));
 }
 
 /** Whether the policy's `requesters` (people or groups) include this person. */

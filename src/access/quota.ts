@@ -1,6 +1,6 @@
-import type { AuditEventInput } from '../audit/append.ts';
-import type { QuotaSettlement, SettleQuotaUse } from '../audit/appender.ts';
-import { addGrantQuotaUse } from '../db/queries/grants.ts';
+import type { QuotaSettlement, SettleQuotaUse } from '../audit/call-writer.ts';
+import type { AuditEventInput } from '../audit/chain-append.ts';
+import { addGrantQuotaUse } from '../db/queries/grants/proxy-use.ts';
 import { enqueue, type OutboxMessage, publishOnGrantFeed } from '../outbox/index.ts';
 import type { Quota } from '../policy/index.ts';
 import type { Actor } from '../shared/actor.ts';

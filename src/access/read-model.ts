@@ -6,13 +6,13 @@ import {
   usersWithPendingRequests,
 } from '../db/queries/access-requests.ts';
 import { approvalsOf, type GivenApproval } from '../db/queries/approvals.ts';
+import { findGrant } from '../db/queries/grants/lifecycle.ts';
 import {
   activeGrantsPastExpiry,
-  findGrant,
   liveGrantsOf,
   liveGrantsOn,
   usersWithLiveGrants,
-} from '../db/queries/grants.ts';
+} from '../db/queries/grants/live.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { type AccessContext, resourceOf } from './context.ts';
 import { approvedResources, isApproverOf, isRequester } from './people.ts';
@@ -59,6 +59,9 @@ export function accessReads(ctx: AccessContext) {
       if (names.length === 0) return { pending: [], active: [] };
       return pendingAndLive(pendingRequestsOn(db, names), liveGrantsOn(db, names, clock.now()));
     },
+
+    /** The resources this person approves (none: they approve nothing), in policy order. */
+    approvedResources: (userId: string): Promise<string[]> => approvedResources(ctx, userId),
 
     isApproverOf: async (resourceName: string, userId: string): Promise<boolean> => {
       const resource = resourceOf(ctx, resourceName);

@@ -1,4 +1,4 @@
-import { lockGrant } from '../db/queries/grants.ts';
+import { lockGrant } from '../db/queries/grants/lifecycle.ts';
 import type { Grant } from '../db/schema/index.ts';
 import { commit } from './commit.ts';
 import type { AccessContext } from './context.ts';

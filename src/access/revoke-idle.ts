@@ -1,4 +1,4 @@
-import { endIdleGrantsOn } from '../db/queries/grants.ts';
+import { endIdleGrantsOn } from '../db/queries/grants/lifecycle.ts';
 import type { Grant } from '../db/schema/index.ts';
 import { describeDuration, type ResourcePolicy } from '../policy/index.ts';
 import { endedByOf } from '../shared/actor.ts';

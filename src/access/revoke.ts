@@ -1,4 +1,4 @@
-import { endGrant, findGrant } from '../db/queries/grants.ts';
+import { endGrant, findGrant } from '../db/queries/grants/lifecycle.ts';
 import type { Grant } from '../db/schema/index.ts';
 import { type Actor, endedByOf, personOf } from '../shared/actor.ts';
 import { grantRow } from './audit-rows.ts';

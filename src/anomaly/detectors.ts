@@ -1,4 +1,4 @@
-import type { AnomalyAction, AnomalyRules } from '../policy/schema.ts';
+import type { AnomalyAction, AnomalyRules } from '../policy/types.ts';
 import type { CallRecord } from '../shared/call-record.ts';
 
 /**
@@ -8,7 +8,7 @@ import type { CallRecord } from '../shared/call-record.ts';
  * calls refused before a grant was known) and small by construction.
  */
 
-export const RULES = [
+const RULES = [
   'denied_burst',
   'rate_factor',
   'revoked_token_use',
@@ -70,11 +70,7 @@ export const DEFAULT_TUNING: DetectorTuning = {
 
 const MINUTE = 60_000;
 
-export const REVOKED_DECISIONS: ReadonlySet<string> = new Set([
-  'grant_revoked',
-  'grant_expired',
-  'token_expired',
-]);
+const REVOKED_DECISIONS: ReadonlySet<string> = new Set(['grant_revoked', 'grant_expired', 'token_expired']);
 
 const isDenied = (record: CallRecord) => record.decision !== 'allowed';
 

@@ -2,13 +2,14 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Refusal } from '../access/outcomes.ts';
 import type { AccessService } from '../access/service.ts';
-import { appendAuditEvents } from '../audit/append.ts';
+import { appendAuditEvents } from '../audit/chain-append.ts';
 import type { Db } from '../db/client.ts';
 import { lockAuditChain } from '../db/queries/audit-events.ts';
 import { enqueue, isEnqueued, type OutboxMessageOf } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/store.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
+import { isUuid } from '../shared/ids.ts';
 import {
   DEFAULT_TUNING,
   type DetectorState,
@@ -40,7 +41,7 @@ export interface AnomalyMonitorDeps {
   tuning?: Partial<DetectorTuning>;
 }
 
-export interface AnomalyMonitorStats {
+interface AnomalyMonitorStats {
   queued: number;
   processed: number;
   dropped: number;
@@ -59,7 +60,7 @@ export interface AnomalyMonitor extends CallSink {
   stats(): AnomalyMonitorStats;
 }
 
-export interface RaisedAlert {
+interface RaisedAlert {
   alertId: string;
   event: OutboxMessageOf<'anomaly_alert'>;
 }
@@ -71,14 +72,12 @@ interface Subject {
   lastSeen: number;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * The same subject, rule and window always give the same alert id, so two proxy
  * processes that both see a burst write one alert: the outbox's dedupe key catches the
  * second (checked under the audit lock, so its audit row is not written either).
  */
-export function alertIdFor(subject: string, rule: RuleName, windowStartMs: number): string {
+function alertIdFor(subject: string, rule: RuleName, windowStartMs: number): string {
   const h = createHash('sha256').update(`${subject}|${rule}|${windowStartMs}`).digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
@@ -127,7 +126,7 @@ export function createAnomalyMonitor(deps: AnomalyMonitorDeps): AnomalyMonitor {
   async function raise(record: CallRecord, subjectKey: string, finding: Finding): Promise<void> {
     const t = record.at.getTime();
     const alertId = alertIdFor(subjectKey, finding.rule, Math.floor(t / finding.windowMs) * finding.windowMs);
-    const grantId = record.grantId !== undefined && UUID.test(record.grantId) ? record.grantId : undefined;
+    const grantId = isUuid(record.grantId) ? record.grantId : undefined;
     let revoked = false;
     let revokeNote: string | undefined;
     if (finding.action === 'revoke' && grantId) {

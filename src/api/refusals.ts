@@ -1,4 +1,26 @@
+import type { FastifyReply } from 'fastify';
 import type { AccessErrorCode } from '../access/outcomes.ts';
+import { errorBody } from './schemas.ts';
+
+/** The refusals a route may answer, for its OpenAPI description. */
+export const refusalResponses = {
+  400: errorBody,
+  401: errorBody,
+  403: errorBody,
+  404: errorBody,
+  409: errorBody,
+  422: errorBody,
+};
+
+/** `{ error, message }` with the status, as every refusal of /api/v1 is written. */
+export function refuse(reply: FastifyReply, status: number, error: string, message: string) {
+  return reply.code(status).send({ error, message });
+}
+
+/** A refusal from the access service, as the API states it: the code, and the service's sentence. */
+export function refused(reply: FastifyReply, result: { code: AccessErrorCode; message: string }) {
+  return refuse(reply, statusOfRefusal(result.code), result.code, result.message);
+}
 
 /** The HTTP status of each refusal the access service can give: one switch, every code. */
 export function statusOfRefusal(code: AccessErrorCode): number {

@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { toExportedRow } from '../audit/export.ts';
 import type { AuditSearchFilter } from '../db/queries/audit-events.ts';
-import type { GrantState } from '../db/queries/grants.ts';
+import type { GrantState } from '../db/queries/grants/console-list.ts';
 import type { AccessRequest, AuditEventRow, Grant } from '../db/schema/index.ts';
 import { parseDuration } from '../policy/duration.ts';
+import { SLACK_USER_ID } from '../shared/ids.ts';
 
 /**
  * `/api/v1`'s shapes, as zod schemas: fastify validates requests and serialises responses
@@ -12,7 +13,7 @@ import { parseDuration } from '../policy/duration.ts';
  */
 
 const iso = z.string().describe('ISO 8601 time (UTC)');
-const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, 'expects a Slack user ID like U0123ABCD');
+const slackUserId = z.string().regex(SLACK_USER_ID, 'expects a Slack user ID like U0123ABCD');
 const uuid = z.uuid();
 /** Empty query fields (an untouched form input) mean "not given". */
 const optional = <T extends z.ZodType>(schema: T) =>
@@ -154,7 +155,7 @@ export function bucketsDto(h: {
   };
 }
 
-export const GRANT_STATES = ['live', 'expired', 'revoked'] as const satisfies readonly GrantState[];
+const GRANT_STATES = ['live', 'expired', 'revoked'] as const satisfies readonly GrantState[];
 
 export const grantListQuery = z.object({
   resource: optional(z.string().max(64)),
@@ -218,3 +219,6 @@ export const lowerQuota = z
     responseBytes: z.number().int().min(1).optional(),
   })
   .describe('a lower quota than the policy gives');
+
+/** `/:id` of a grant or request. */
+export const idParam = z.object({ id: z.uuid() });

@@ -60,7 +60,7 @@ export function canonicalRow(row: ChainedFields): string {
 }
 
 /** canonicalRow with `at` already as ISO 8601 (milliseconds, `Z`), as verify reads it. */
-export function canonicalRowAt(row: Omit<ChainedFields, 'at'>, atIso: string): string {
+function canonicalRowAt(row: Omit<ChainedFields, 'at'>, atIso: string): string {
   return canonicalRowText(
     row.seq,
     atIso,

@@ -1,9 +1,10 @@
 import type { Db } from '../db/client.ts';
 import { grantCallStats } from '../db/queries/audit-events.ts';
-import { findGrantOwner } from '../db/queries/grants.ts';
+import { findGrantOwner } from '../db/queries/grants/lifecycle.ts';
 import type { GrantCallSummary, SummarizeGrant } from '../shared/grant-summary.ts';
+import { isUuid } from '../shared/ids.ts';
 
-export const CALL_KINDS = ['proxy.call', 'proxy.denied'] as const;
+const CALL_KINDS = ['proxy.call', 'proxy.denied'] as const;
 
 export interface GrantSummarizerOptions {
   /** How many method + path pairs to list. */
@@ -21,7 +22,7 @@ export function createGrantSummarizer(db: Db, options: GrantSummarizerOptions = 
   const topN = options.topPaths ?? 10;
   const maxIps = options.maxIps ?? 20;
   return async (grantId) => {
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(grantId)) return undefined;
+    if (!isUuid(grantId)) return undefined;
     const grant = await findGrantOwner(db, grantId);
     if (!grant) return undefined;
     const {

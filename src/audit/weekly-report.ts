@@ -65,7 +65,7 @@ export async function buildWeeklyReports(
 }
 
 /** A week with nothing in it is not worth a message. */
-export function isQuiet(report: WeeklyReport): boolean {
+function isQuiet(report: WeeklyReport): boolean {
   return (
     report.grantsMade +
       report.grantsUsed +
@@ -77,7 +77,7 @@ export function isQuiet(report: WeeklyReport): boolean {
   );
 }
 
-export function toReportEvent(report: WeeklyReport): OutboxMessageOf<'weekly_report'> {
+function toReportEvent(report: WeeklyReport): OutboxMessageOf<'weekly_report'> {
   return {
     kind: 'weekly_report',
     resource: report.resource,

@@ -15,11 +15,9 @@ import type { Viewer } from './viewer.ts';
  * Deliberately thin: the viewer becomes the actor, a refusal gets its sentence; every rule is
  * the actions' own.
  */
-export type ConsoleOutcome<T> =
-  | { ok: true; value: T }
-  | { ok: false; code: AccessErrorCode; message: string };
+type ConsoleOutcome<T> = { ok: true; value: T } | { ok: false; code: AccessErrorCode; message: string };
 
-export interface ApprovalDone {
+interface ApprovalDone {
   request: AccessRequest;
   /** Set when this approval completed the request and made (or extended) a grant. */
   grant: Grant | undefined;
@@ -27,7 +25,7 @@ export interface ApprovalDone {
   required: number;
 }
 
-export interface RevokeAllDone {
+interface RevokeAllDone {
   grants: Grant[];
   requests: AccessRequest[];
   /** Resources where the person still holds something the viewer does not act on. */

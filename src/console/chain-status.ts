@@ -1,4 +1,4 @@
-import { appendAuditEvents } from '../audit/append.ts';
+import { appendAuditEvents } from '../audit/chain-append.ts';
 import { verifyAuditChain } from '../audit/verify.ts';
 import type { Db } from '../db/client.ts';
 import { auditChainTail, lastChainCheck } from '../db/queries/audit-events.ts';

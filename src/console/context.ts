@@ -6,7 +6,7 @@ import type { ChainStatusReader } from './chain-status.ts';
 import type { ConsoleReads } from './reads.ts';
 import type { Viewer } from './viewer.ts';
 
-/** What the `/api/v1` routes and the console's pages share (built once in app.ts). */
+/** What the `/api/v1` routes and the console's pages share (built once in src/console/app.ts). */
 export interface WebContext {
   reads: ConsoleReads;
   actions: ConsoleActions;

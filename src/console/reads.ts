@@ -16,7 +16,9 @@ import {
   grantCallStats,
   grantTimelineRows,
 } from '../db/queries/audit-events.ts';
-import { findGrant, type GrantListFilter, grantsMatching, liveGrantHolders } from '../db/queries/grants.ts';
+import { type GrantListFilter, grantsMatching } from '../db/queries/grants/console-list.ts';
+import { findGrant } from '../db/queries/grants/lifecycle.ts';
+import { liveGrantHolders } from '../db/queries/grants/live.ts';
 import type { AccessRequest, AuditEventRow, Grant } from '../db/schema/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';

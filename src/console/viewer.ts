@@ -1,6 +1,6 @@
 import type { Directory } from '../access/directory.ts';
 import type { Reach } from '../db/queries/reach.ts';
-import { isListed, type People, type Policy } from '../policy/index.ts';
+import { isListed, type People, type Policy, resourcesApprovedBy } from '../policy/index.ts';
 
 /**
  * What a signed-in person may see and do, worked out from the policy on every request (so a
@@ -40,11 +40,7 @@ export async function viewerOf(
     name: person.name,
     admin: listed(policy.console.admins),
     auditor: listed(policy.console.auditors),
-    approves: new Set(
-      Object.values(policy.resources)
-        .filter((r) => listed(r.approvers))
-        .map((r) => r.name),
-    ),
+    approves: new Set(resourcesApprovedBy(policy, person.userId, (g) => groups.has(g))),
   };
 }
 

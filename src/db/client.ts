@@ -20,7 +20,7 @@ export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
  * The committed `drizzle/` folder: the nearest one above this module, so the same code finds
  * it when run from `src/` (tsx) and from the build's `dist/src/`.
  */
-export const MIGRATIONS_FOLDER = findMigrationsFolder(dirname(fileURLToPath(import.meta.url)));
+const MIGRATIONS_FOLDER = findMigrationsFolder(dirname(fileURLToPath(import.meta.url)));
 
 function findMigrationsFolder(from: string): string {
   for (let dir = from; ; dir = dirname(dir)) {
@@ -30,7 +30,7 @@ function findMigrationsFolder(from: string): string {
   }
 }
 
-export interface ListenHandlers {
+interface ListenHandlers {
   onMessage: (payload: string) => void;
   /** Called when the subscription is (re)established; callers reload state here. */
   onConnect: () => void;

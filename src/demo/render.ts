@@ -1,14 +1,12 @@
+import { isRecord } from '../shared/is-record.ts';
+
 /**
  * Renders Block Kit as plain text, the way a reader would see it in Slack, for the demo's
  * transcript: mentions as @U…, dates by their fallback, buttons as [ Label ].
  */
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** Slack mrkdwn → what a reader sees. */
-export function readMrkdwn(text: string): string {
+function readMrkdwn(text: string): string {
   return text
     .replace(/<!date\^\d+\^[^|>]*\|([^>]*)>/g, '$1')
     .replace(/<@([A-Z0-9]+)>/g, '@$1')

@@ -1,6 +1,7 @@
 import { pino } from 'pino';
-import type { RecordedCall } from '../../test/fakes/slack-api.ts';
 import { verifyAuditChain } from '../audit/verify.ts';
+import { MissingDevDependency } from '../dev/load-openid-provider.ts';
+import type { RecordedCall } from '../dev/slack-stand-in/web-api.ts';
 import { createLogger } from '../shared/logger.ts';
 import { findButton, renderBlocks } from './render.ts';
 import { DEMO_APPROVER, DEMO_UPSTREAM_SECRET, type Stack, startStack } from './stack.ts';
@@ -255,9 +256,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   } catch (error) {
     if (!(error instanceof StepFailed) && failed === 0) {
       failed++;
-      out(
-        `\n✗ the demo could not run: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
-      );
+      out(`\n✗ the demo could not run: ${describeFailure(error)}`);
     }
   } finally {
     kept = options.keepOpen === true && stack?.consoleUrl !== undefined;
@@ -272,4 +271,10 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     out(`\n${failed === 0 ? '✓' : '✗'} ${passed} steps passed, ${failed} failed`);
   }
   return failed === 0 ? 0 : 1;
+}
+
+/** A missing development package is the reader's to fix, so its sentence alone; anything else with its stack. */
+function describeFailure(error: unknown): string {
+  if (error instanceof MissingDevDependency) return error.message;
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
 }

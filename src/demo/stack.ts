@@ -4,19 +4,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
-import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../../test/fakes/slack-api.ts';
+import { type Running, startRoles } from '../composition/roles.ts';
+import { loadConfig } from '../config.ts';
+import { loadOpenIdProviderStandIn } from '../dev/load-openid-provider.ts';
+import type { SlackOpenIdProvider } from '../dev/slack-stand-in/openid-provider.ts';
 import {
   blockActionsBody,
   issueTriggerId,
   postSigned,
   slashCommandBody,
-} from '../../test/fakes/slack-signing.ts';
-import {
-  type SlackOpenIdProvider,
-  startSlackOpenIdProvider,
-} from '../../test/helpers/slack-openid-provider.ts';
-import { loadConfig } from '../config.ts';
-import { type Running, startRoles } from '../roles.ts';
+} from '../dev/slack-stand-in/signed-requests.ts';
+import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../dev/slack-stand-in/web-api.ts';
 import { type SampleUpstream, startSampleUpstream } from './sample-upstream.ts';
 
 /**
@@ -26,13 +24,13 @@ import { type SampleUpstream, startSampleUpstream } from './sample-upstream.ts';
  */
 
 export const DEMO_SIGNING_SECRET = 'demo-signing-secret';
-export const DEMO_BOT_TOKEN = 'xoxb-demo';
+const DEMO_BOT_TOKEN = 'xoxb-demo';
 export const DEMO_UPSTREAM_SECRET = 'upstream-secret-never-shown';
 export const DEMO_APPROVER = 'UAPPROVER';
 export const DEMO_AUDITOR = 'UAUDITOR';
-export const DEMO_TEAM = 'TDEMO';
+const DEMO_TEAM = 'TDEMO';
 
-export const demoPolicyYaml = (upstream: string) => `
+const demoPolicyYaml = (upstream: string) => `
 resources:
   billing-api:
     description: Invoices and customers (the demo's sample API)
@@ -114,6 +112,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const adminPort = options.console ? await freePort() : 0;
     const consoleUrl = options.console ? `http://127.0.0.1:${adminPort}` : undefined;
     if (options.console && consoleUrl) {
+      const { startSlackOpenIdProvider } = await loadOpenIdProviderStandIn();
       provider = await startSlackOpenIdProvider({
         redirectUri: `${consoleUrl}/console/auth/callback`,
         teamId: DEMO_TEAM,

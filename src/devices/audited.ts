@@ -1,4 +1,4 @@
-import { type AuditEventInput, appendAuditEvents } from '../audit/append.ts';
+import { type AuditEventInput, appendAuditEvents } from '../audit/chain-append.ts';
 import type { Tx } from '../db/client.ts';
 import type { Device } from '../db/schema/index.ts';
 import type { DeviceDeps } from './deps.ts';

@@ -1,4 +1,4 @@
-import { appendAuditEvents } from '../audit/append.ts';
+import { appendAuditEvents } from '../audit/chain-append.ts';
 import { findDevice, revokeDeviceRow, revokeLinkedDevicesOf } from '../db/queries/devices.ts';
 import type { Device } from '../db/schema/index.ts';
 import { type Actor, actorLabel } from '../shared/actor.ts';

@@ -6,7 +6,7 @@ import type { DeviceDeps } from './deps.ts';
 import { type DeviceOutcome, deviceOk, deviceRefusal } from './outcomes.ts';
 import { newPairingCode, pairingSecretHash } from './pairing-code.ts';
 
-export const DEFAULT_PAIRING_SECONDS = 10 * 60;
+const DEFAULT_PAIRING_SECONDS = 10 * 60;
 const MAX_NAME_LENGTH = 64;
 // Printable text only: the name is shown in Slack and in terminals.
 const CONTROL = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;

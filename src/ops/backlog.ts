@@ -1,6 +1,6 @@
 import type { Db } from '../db/client.ts';
 import { countPendingRequests, oldestOverdueRequestTimeout } from '../db/queries/access-requests.ts';
-import { countLiveGrants, oldestOverdueGrantExpiry } from '../db/queries/grants.ts';
+import { countLiveGrants, oldestOverdueGrantExpiry } from '../db/queries/grants/live.ts';
 import { countDeadLetters, countUndelivered, oldestUndeliveredAt } from '../db/queries/outbox.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { Metrics } from './metrics.ts';

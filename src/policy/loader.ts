@@ -2,14 +2,9 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { isNode, LineCounter, parseDocument } from 'yaml';
-import {
-  type CaFileReader,
-  type CredentialResolver,
-  type Policy,
-  policyFileSchema,
-  type ResourcePolicy,
-  toPolicy,
-} from './schema.ts';
+import { toPolicy } from './compile.ts';
+import { policyFileSchema } from './file-schema.ts';
+import type { CaFileReader, CredentialResolver, Policy, ResourcePolicy } from './types.ts';
 
 export class PolicyError extends Error {
   constructor(
@@ -22,7 +17,7 @@ export class PolicyError extends Error {
 }
 
 /** `resources.billing-api.scopes.read.allow[1]` */
-export function formatPath(path: readonly PropertyKey[]): string {
+function formatPath(path: readonly PropertyKey[]): string {
   return path
     .map((part, index) =>
       typeof part === 'number' ? `[${part}]` : index === 0 ? String(part) : `.${String(part)}`,

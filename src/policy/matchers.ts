@@ -1,5 +1,5 @@
-import type { People, Policy, ResourcePolicy, ScopePolicy } from './schema.ts';
 import { rulesAllow } from './scope-rules.ts';
+import type { People, Policy, ResourcePolicy, ScopePolicy } from './types.ts';
 
 /** Group membership already looked up for one person: `true` when they are in the group. */
 export type InGroup = (groupId: string) => boolean;
@@ -15,6 +15,16 @@ export function mayRequest(policy: Policy, userId: string, inGroup: InGroup): bo
 
 export function isApprover(resource: ResourcePolicy, userId: string, inGroup: InGroup): boolean {
   return isListed(resource.approvers, userId, inGroup);
+}
+
+/**
+ * The names of the resources this person approves, in policy order: the one answer to "does
+ * this person approve anything, and what" (access/people.ts asks it with Slack's user groups).
+ */
+export function resourcesApprovedBy(policy: Policy, userId: string, inGroup: InGroup): string[] {
+  return Object.values(policy.resources)
+    .filter((resource) => isApprover(resource, userId, inGroup))
+    .map((resource) => resource.name);
 }
 
 export const MAX_REASON_LENGTH = 2000;

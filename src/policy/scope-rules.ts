@@ -7,7 +7,7 @@
  */
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
-export type HttpMethod = (typeof HTTP_METHODS)[number];
+type HttpMethod = (typeof HTTP_METHODS)[number];
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 type SegmentPattern =
@@ -86,7 +86,7 @@ function matchSegments(patterns: SegmentPattern[], pi: number, segments: string[
   return ok && matchSegments(patterns, pi + 1, segments, si + 1);
 }
 
-export function ruleAllows(rule: ScopeRule, method: string, segments: string[]): boolean {
+function ruleAllows(rule: ScopeRule, method: string, segments: string[]): boolean {
   if (rule.method !== '*' && rule.method !== method) {
     // HEAD is a GET without a body: a rule that allows GET allows HEAD.
     if (!(rule.method === 'GET' && method === 'HEAD')) return false;

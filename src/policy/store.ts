@@ -1,5 +1,5 @@
 import { loadPolicyFile } from './loader.ts';
-import type { Policy } from './schema.ts';
+import type { Policy } from './types.ts';
 
 export interface PolicyStore {
   current(): Policy;

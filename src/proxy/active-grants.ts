@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
-import { activeGrantsForView, type GrantViewRow, grantsForView } from '../db/queries/grants.ts';
-import { publishOnGrantFeed } from '../outbox/index.ts';
+import { activeGrantsForView, type GrantViewRow, grantsForView } from '../db/queries/grants/proxy-use.ts';
+import { publishOnGrantFeed } from '../outbox/grant-feed.ts';
+import { isUuid } from '../shared/ids.ts';
 
 /**
  * The proxy's in-memory view of active grants, kept live by the grant change feed.
@@ -47,7 +48,7 @@ export interface ActiveGrant {
   usedResponseBytes: number;
 }
 
-export type GrantLookup =
+type GrantLookup =
   | { kind: 'active'; grant: ActiveGrant }
   /** The feed is down or not yet loaded: nothing can be confirmed. */
   | { kind: 'unconfirmed' }
@@ -61,7 +62,7 @@ export interface ActiveGrantView {
   isLive(): boolean;
 }
 
-export interface ActiveGrantViewStats {
+interface ActiveGrantViewStats {
   live: boolean;
   active: number;
   ended: number;
@@ -91,7 +92,6 @@ export interface ActiveGrantViewOptions {
   retryDelayMs?: number;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const UNCONFIRMED: GrantLookup = Object.freeze({ kind: 'unconfirmed' });
 const UNKNOWN: GrantLookup = Object.freeze({ kind: 'unknown' });
 const REVOKED: GrantLookup = Object.freeze({ kind: 'ended', status: 'revoked' });
@@ -255,7 +255,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
         return;
       }
       if (payload.startsWith('ping:')) return;
-      if (!UUID.test(payload)) {
+      if (!isUuid(payload)) {
         logger.warn(
           { payload: payload.slice(0, 64) },
           'ignoring a grant notification that is not a grant id',

@@ -1,6 +1,6 @@
-import type { ResourcePolicy, ScopePolicy } from '../policy/schema.ts';
 import { rulesAllow } from '../policy/scope-rules.ts';
 import type { PolicyStore } from '../policy/store.ts';
+import type { ResourcePolicy, ScopePolicy } from '../policy/types.ts';
 import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { GrantClaims, VerifyResult } from '../tokens/index.ts';

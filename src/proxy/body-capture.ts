@@ -1,5 +1,6 @@
+import type { MaskRules } from '../policy/mask-paths.ts';
 import type { CapturedBody } from '../shared/call-record.ts';
-import { type MaskRules, maskJsonPrefix, maskValue, stringifyJson } from './mask.ts';
+import { maskJsonPrefix, maskValue, stringifyJson } from './json-mask.ts';
 
 /**
  * Call capture (policy `capture: { bodies: true, max_bytes }`): the first `max_bytes` of a

@@ -1,17 +1,18 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { ScopePolicy } from '../policy/schema.ts';
+import type { MaskRules } from '../policy/mask-paths.ts';
+import type { ScopePolicy } from '../policy/types.ts';
 import type { CallRecord, CallSink, CapturedBody } from '../shared/call-record.ts';
 import type { ActiveGrant } from './active-grants.ts';
 import type { CallContext, CallTarget } from './authorize.ts';
 import type { BodyCapture } from './body-capture.ts';
-import type { MaskRules } from './mask.ts';
+import type { CallLimits } from './limits/call-limits.ts';
 
 /**
  * The status a call's record carries when the client left before any answer was written
  * (nginx's "client closed request"); no client ever receives it.
  */
-export const CLIENT_CLOSED_STATUS = 499;
+const CLIENT_CLOSED_STATUS = 499;
 
 const NO_TARGET: CallTarget = {
   name: '',
@@ -110,6 +111,25 @@ export class OpenCalls {
       });
     });
   }
+}
+
+/** What the functions that handle a call share; built once per server (src/proxy/server.ts). */
+export interface CallRuntime {
+  logger: Logger;
+  recording: CallRecording;
+  limits: CallLimits;
+}
+
+/**
+ * Counts response bytes as they leave (or, with a content-length, when the headers do),
+ * not when the call is over: the response's end reaches the client before the call's record
+ * is made, so a client that calls again at once must already find its bytes counted against
+ * a byte quota. Nothing is counted once the record is made (its bytes are settled with it).
+ */
+export function countResponseBytes(limits: CallLimits, call: Call, bytes: number): void {
+  if (call.recorded) return;
+  call.responseBytes += bytes;
+  if (call.quotaCounted && call.grant) limits.addBytes(call.grant.id, bytes);
 }
 
 /**

@@ -7,7 +7,7 @@ import type { ActiveGrant } from './active-grants.ts';
  * and the `local` fallback while Redis is down).
  *
  * The count of record is `grants.used_requests` / `used_response_bytes`, added to by every
- * proxy's audit batch in the batch's own transaction (src/audit/appender.ts), which also
+ * proxy's audit batch in the batch's own transaction (src/audit/call-writer.ts), which also
  * NOTIFYs the grant so every proxy's live view re-reads the row. Between two batches this
  * process adds what it has admitted but not yet committed (`pending`), so its own calls are
  * counted at once and exactly; other processes' calls arrive with the next re-read.

@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { MaskRules } from '../policy/mask-paths.ts';
 import { isJsonType } from './body-capture.ts';
 import type { Denial } from './denial.ts';
-import { type MaskRules, maskValue, stringifyJson } from './mask.ts';
+import { maskValue, stringifyJson } from './json-mask.ts';
 
 /**
  * Response masking (policy `mask` per scope). JSON bodies are buffered up to the resource's

@@ -1,19 +1,18 @@
-import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
-import { Readable, Transform } from 'node:stream';
-import fastifyReplyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
+import fastifyReplyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { PolicyStore } from '../policy/store.ts';
 import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
-import { type ActiveSigner, issueIdentityAssertion, type Jwks, type VerifyResult } from '../tokens/index.ts';
+import type { ActiveSigner, Jwks, VerifyResult } from '../tokens/index.ts';
 import type { ActiveGrantView } from './active-grants.ts';
 import { type Authorization, type AuthorizeDeps, authorizeCall, identifyTarget } from './authorize.ts';
-import { BodyCapture } from './body-capture.ts';
-import { Call, type CallRecording, CLIENT_CLOSED, OpenCalls, recordCall, watchCallEnd } from './call.ts';
+import { Call, type CallRecording, type CallRuntime, OpenCalls, watchCallEnd } from './call.ts';
+import { fail, methodNotAllowed, refuse } from './call-refusal.ts';
+import { resolveClientIp } from './client-ip.ts';
 import type { Denial } from './denial.ts';
-import { resolveClientIp } from './ip-allow.ts';
+import { createCallForwarder } from './forward-call.ts';
+import { createForwardHooks } from './forward-hooks.ts';
 import { type CallLimits, createLocalLimits } from './limits/call-limits.ts';
 import { createQuotaTracker, type QuotaTracker } from './quota.ts';
 import { createRateLimiter, type RateLimiter } from './rate-limit.ts';
@@ -22,15 +21,13 @@ import {
   MAX_CLIENT_HEADER_BYTES,
   MAX_CLIENT_HEADERS,
   tooManyHeaders,
-  upstreamRequestHeaders,
 } from './request-headers.ts';
-import { bufferAndMask, hasNoBody, planMask } from './response-mask.ts';
-import { type DenialReply, FORWARDED_METHODS, internalError, sendDenial } from './send-denial.ts';
+import { FORWARDED_METHODS, internalError } from './send-denial.ts';
 import { createUpstreamConnector } from './upstream-connector.ts';
 import { createWireRefusals } from './wire-refusals.ts';
 
 /** Paths the proxy's logger censors; the values are bearer tokens, cookies and upstream secrets. */
-export const PROXY_LOG_REDACT = [
+const PROXY_LOG_REDACT = [
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers["proxy-authorization"]',
@@ -136,9 +133,17 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
   };
   const wire = createWireRefusals({ sink: deps.sink, clock: deps.clock, logger });
   const recording: CallRecording = { sink: deps.sink, logger, open: new OpenCalls() };
+  const runtime: CallRuntime = { logger, recording, limits };
+  // Once the checks are decided: refuse, or set the call up and hand it to reply-from.
+  const proceed = createCallForwarder({
+    runtime,
+    hooks: createForwardHooks(runtime),
+    keyStore: deps.keyStore,
+    issuer: deps.issuer,
+  });
   const app = Fastify({
     // No logger on purpose: a logger makes fastify create a child per request (pino child +
-    // bindings, ~2 µs) even with request logging off. Denials and faults are logged below.
+    // bindings, ~2 µs) even with request logging off. Denials and faults are logged by this code.
     requestIdHeader: false,
     // Pass on a sane client request id, otherwise make one; it is returned and forwarded.
     genReqId: (req) => chooseRequestId(req.headers['x-request-id']),
@@ -222,259 +227,6 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     return call;
   }
 
-  /**
-   * Counts response bytes as they leave (or, with a content-length, when the headers do),
-   * not when the call is over: the response's end reaches the client before the call's record
-   * is made, so a client that calls again at once must already find its bytes counted against
-   * a byte quota. Nothing is counted once the record is made (its bytes are settled with it).
-   */
-  function countResponseBytes(call: Call, bytes: number): void {
-    if (call.recorded) return;
-    call.responseBytes += bytes;
-    if (call.quotaCounted && call.grant) limits.addBytes(call.grant.id, bytes);
-  }
-
-  // Shared by every forwarded call; each callback finds its call on `request.jitgate`.
-  const forward: FastifyReplyFromHooks = {
-    // One client call is one upstream call: no retry on 503, on a reset socket, or ever.
-    retryDelay: () => null,
-    queryString: (_search, _url, request) => request?.jitgate?.query.slice(1) ?? '',
-    rewriteRequestHeaders: (request, headers) => {
-      const call = request.jitgate;
-      // reply-from only adds headers when given a body to send, which this proxy never does
-      // (bodies stream), so everything it passes here came from the client.
-      return call ? upstreamRequestHeaders(request.raw.headers, headers, call, request.id) : {};
-    },
-    rewriteHeaders: (headers, request) => {
-      const out: IncomingHttpHeaders = {};
-      for (const name in headers) {
-        if (!dropResponseHeader(name)) out[name] = headers[name];
-      }
-      if (request) out['x-request-id'] = request.id;
-      return out;
-    },
-    onResponse: (request, reply, raw) => {
-      // reply-from's types call this a server response; at run time it is `{ statusCode, headers, stream }`.
-      const upstream = raw as unknown as UpstreamResponse;
-      const call = request.jitgate;
-      if (!call) {
-        reply.send(upstream.stream);
-        return;
-      }
-      call.upstreamBody = upstream.stream;
-      try {
-        if (call.mask || call.responseCapture) {
-          withPolicyFeatures(request, reply, call, upstream);
-          return;
-        }
-        const length = hasNoBody(call.method, upstream.statusCode)
-          ? 0
-          : Number(upstream.headers['content-length']);
-        if (Number.isFinite(length)) countResponseBytes(call, length);
-        else {
-          // Counting alongside the pipe: a second 'data' listener does not buffer anything.
-          upstream.stream.on('data', (chunk: Buffer) => {
-            countResponseBytes(call, chunk.length);
-          });
-        }
-        reply.send(upstream.stream);
-      } catch (error) {
-        // However odd the answer, a fault in handling it ends this call, never the process.
-        logger.error(
-          { reqId: request.id, resource: call.resourceName, err: error },
-          'response handling failed',
-        );
-        refuseResponse(request, reply, call, upstream, internalError(request.id));
-      }
-    },
-    onError: (reply, { error }) => {
-      const request = reply.request;
-      const call = request.jitgate;
-      logger.warn({ reqId: request.id, resource: call?.resourceName, err: error }, 'upstream call failed');
-      // A client that already left has its record; there is nobody to answer.
-      if (!call || call.recorded || reply.sent) return;
-      call.decision = 'upstream_unreachable';
-      sendDenial(reply, request.id, {
-        code: 'upstream_unreachable',
-        message: 'the upstream could not be reached',
-      });
-    },
-  };
-
-  function proceed(request: FastifyRequest, reply: FastifyReply, call: Call, outcome: Authorization): void {
-    if (call.clientGone) {
-      // The client left while its token was checked: record what was decided, forward nothing.
-      call.decision = outcome.ok ? CLIENT_CLOSED : outcome.denial.code;
-      recordCall(call, request, reply, recording);
-      return;
-    }
-    if (!outcome.ok) {
-      logger.debug(
-        { reqId: request.id, code: outcome.denial.code, resource: call.resourceName },
-        'call denied',
-      );
-      refuse(request, reply, call, outcome.denial);
-      return;
-    }
-    call.decision = 'allowed';
-    const { credential, upstream, identityAssertion, capture } = outcome.resource;
-    call.query = outcome.query;
-    if (credential) {
-      call.credentialHeader = credential.header.toLowerCase();
-      call.credentialValue = credential.value;
-    }
-    const scope = outcome.scope;
-    if (scope.mask || capture) {
-      call.scope = scope;
-      call.mask = scope.mask;
-      call.maskMaxBytes = outcome.resource.maskMaxBytes;
-    }
-    const url = `${upstream}${outcome.upstreamPath}`;
-    if (capture) {
-      call.requestCapture = new BodyCapture(capture.maxBytes);
-      call.responseCapture = new BodyCapture(capture.maxBytes);
-    }
-    if (identityAssertion) {
-      // Signing is asynchronous (WebCrypto), so only calls to such resources take this path.
-      const signer = deps.keyStore.activeSigner?.();
-      const grant = outcome.grant;
-      if (!signer || deps.issuer === undefined) {
-        fail(request, reply, call, new Error('identity_assertion needs the key store signer and issuer'));
-        return;
-      }
-      issueIdentityAssertion(signer, {
-        issuer: deps.issuer,
-        resource: call.resourceName,
-        userId: grant.userId,
-        grantId: grant.id,
-        scope: grant.scope,
-        requestId: request.id,
-        // The client chooses its request id: what must be unique is the proxy's own.
-        assertionId: randomUUID(),
-        now: new Date(call.now),
-        ttlSeconds: identityAssertion.ttlSeconds,
-      })
-        .then((token) => {
-          call.identityHeader = identityAssertion.header.toLowerCase();
-          call.identityValue = token;
-          send(request, reply, call, url);
-        })
-        // A rejection here would be unhandled, and an unhandled rejection ends the process.
-        .catch((error: unknown) => fail(request, reply, call, error));
-      return;
-    }
-    send(request, reply, call, url);
-  }
-
-  function send(request: FastifyRequest, reply: FastifyReply, call: Call, url: string): void {
-    // The client left while its identity assertion was signed: its record is made; forward nothing.
-    if (call.recorded) return;
-    const capture = call.requestCapture;
-    const body = request.body;
-    if (capture && body instanceof Readable) {
-      // A pass-through that copies the start of the body aside as reply-from pulls it: it
-      // reads only as fast as the upstream takes the body (a 'data' listener on the client
-      // stream would start it flowing before reply-from is reading, and lose chunks).
-      const tap = new Transform({
-        transform(chunk: Buffer, _encoding, done) {
-          capture.push(chunk);
-          done(null, chunk);
-        },
-      });
-      body.on('error', (error) => tap.destroy(error));
-      request.body = body.pipe(tap);
-    }
-    // The one point where the upstream may get the call: a durable intent record goes here.
-    call.forwarded = true;
-    try {
-      reply.from(url, forward);
-    } catch (error) {
-      fail(request, reply, call, error);
-    }
-  }
-
-  /** The reply-from response path when masking or capture is on for this call. */
-  function withPolicyFeatures(
-    request: ForwardRequest,
-    reply: ForwardReply,
-    call: Call,
-    upstream: UpstreamResponse,
-  ): void {
-    const capture = call.responseCapture;
-    const bodyless = hasNoBody(call.method, upstream.statusCode);
-    const plan = call.mask
-      ? planMask(upstream.headers, call.scope?.maskRequired ?? false, call.maskMaxBytes, bodyless)
-      : { kind: 'pass' as const };
-    if (plan.kind === 'refuse') {
-      refuseResponse(request, reply, call, upstream, plan.denial);
-      return;
-    }
-    if (plan.kind === 'buffer' && call.mask) {
-      bufferAndMask(upstream.stream, call.maskMaxBytes, call.mask, (result) => {
-        if (result.ok) {
-          countResponseBytes(call, result.body.length);
-          capture?.push(result.body);
-          // The body changed: the upstream's length and validators no longer describe it.
-          reply.removeHeader('content-length');
-          reply.removeHeader('etag');
-          reply.removeHeader('content-md5');
-          reply.send(result.body);
-        } else if ('denial' in result) {
-          refuseResponse(request, reply, call, upstream, result.denial);
-        } else {
-          forward.onError?.(reply, { error: result.error });
-        }
-      });
-      return;
-    }
-    const length = bodyless ? 0 : Number(upstream.headers['content-length']);
-    if (Number.isFinite(length)) countResponseBytes(call, length);
-    upstream.stream.on('data', (chunk: Buffer) => {
-      if (!Number.isFinite(length)) countResponseBytes(call, chunk.length);
-      capture?.push(chunk);
-    });
-    reply.send(upstream.stream);
-  }
-
-  function refuseResponse(
-    request: ForwardRequest,
-    reply: ForwardReply,
-    call: Call,
-    upstream: UpstreamResponse,
-    denial: Denial,
-  ): void {
-    (upstream.stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
-    call.responseCapture = undefined;
-    logger.debug({ reqId: request.id, code: denial.code, resource: call.resourceName }, 'response refused');
-    // reply-from already copied the upstream's headers onto the reply: none of them may go out.
-    for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
-    refuse(request, reply, call, denial);
-  }
-
-  /** Sends a denial and says so in the call's record (unless the client already left). */
-  function refuse(
-    request: { id: string },
-    reply: DenialReply & { sent: boolean },
-    call: Call,
-    denial: Denial,
-  ): void {
-    if (call.recorded || reply.sent) return;
-    call.decision = denial.code;
-    sendDenial(reply, request.id, denial);
-  }
-
-  function fail(request: FastifyRequest, reply: FastifyReply, call: Call, error: unknown): void {
-    // A fault, not an outcome (e.g. a broken key store): logged here because fastify has no
-    // logger; the client gets a code, a plain message and the request id, never the error.
-    logger.error({ reqId: request.id, resource: call.resourceName, err: error }, 'call failed');
-    if (call.clientGone) {
-      call.decision = 'internal_error';
-      recordCall(call, request, reply, recording);
-      return;
-    }
-    refuse(request, reply, call, internalError(request.id));
-  }
-
   // Synchronous on purpose, returning nothing: fastify then neither wraps a promise nor awaits
   // the reply as a thenable; the reply is sent by proceed() (or by reply-from's callbacks).
   // Also the not-found handler: a method the router has no route for (PROPFIND) comes here.
@@ -495,14 +247,14 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     try {
       outcome = authorizeCall(authorizeDeps, call, call.target, request.headers.authorization);
     } catch (error) {
-      fail(request, reply, call, error);
+      fail(runtime, request, reply, call, error);
       return;
     }
     if (outcome instanceof Promise) {
       // Only a token's first use takes this path; the catch also covers a throw in proceed().
       outcome
         .then((result) => proceed(request, reply, call, result))
-        .catch((error: unknown) => fail(request, reply, call, error));
+        .catch((error: unknown) => fail(runtime, request, reply, call, error));
     } else {
       proceed(request, reply, call, outcome);
     }
@@ -511,32 +263,4 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
   app.setNotFoundHandler(handle);
 
   return app;
-}
-
-function methodNotAllowed(method: string): Denial {
-  return { code: 'method_not_allowed', message: `The proxy does not forward ${method}.` };
-}
-
-function dropResponseHeader(name: string): boolean {
-  switch (name) {
-    case 'connection':
-    case 'keep-alive':
-    case 'proxy-connection':
-    case 'transfer-encoding':
-    case 'upgrade':
-    case 'trailer':
-    case 'te':
-      return true;
-    default:
-      return false;
-  }
-}
-
-type ForwardRequest = Parameters<NonNullable<FastifyReplyFromHooks['onResponse']>>[0];
-type ForwardReply = Parameters<NonNullable<FastifyReplyFromHooks['onResponse']>>[1];
-
-interface UpstreamResponse {
-  statusCode: number;
-  headers: IncomingHttpHeaders;
-  stream: NodeJS.ReadableStream;
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 
 /** How long calls in flight at shutdown get to finish before their connections are cut. */
-export const PROXY_DRAIN_MS = 5000;
+const PROXY_DRAIN_MS = 5000;
 
 /**
  * Stops the proxy: it takes no new connections, calls in flight get `drainMs` to finish, and

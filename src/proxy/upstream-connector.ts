@@ -1,10 +1,10 @@
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
-import type { Policy } from '../policy/schema.ts';
 import type { PolicyStore } from '../policy/store.ts';
+import type { Policy } from '../policy/types.ts';
 
 /** What undici passes a custom connector (its `buildConnector.Options`). */
-export interface UpstreamConnectOptions {
+interface UpstreamConnectOptions {
   hostname: string;
   host?: string;
   protocol: string;
@@ -13,7 +13,7 @@ export interface UpstreamConnectOptions {
   localAddress?: string | null;
 }
 
-export type UpstreamConnectCallback = (...args: [null, Socket] | [Error, null]) => void;
+type UpstreamConnectCallback = (...args: [null, Socket] | [Error, null]) => void;
 
 /** undici's `connect` option in its function form. */
 export type UpstreamConnector = (options: UpstreamConnectOptions, callback: UpstreamConnectCallback) => void;

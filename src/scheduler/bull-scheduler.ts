@@ -1,7 +1,7 @@
 import { DelayedError, type Job, Queue, Worker } from 'bullmq';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
-import type { JobBackend } from './job-backend.ts';
 import { type JobOutcome, runJob } from './jobs.ts';
+import type { JobBackend } from './planner.ts';
 import { createPlanning } from './reconcile.ts';
 import type { SchedulerStore } from './store.ts';
 import { delayUntil, parseJob, redelayMs, type SchedulerJob } from './timing.ts';

@@ -1,6 +1,6 @@
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
-import type { JobBackend } from './job-backend.ts';
 import { runJob } from './jobs.ts';
+import type { JobBackend } from './planner.ts';
 import { createPlanning } from './reconcile.ts';
 import type { SchedulerStore } from './store.ts';
 import { delayUntil, type PlannedJob, redelayMs, timerStep } from './timing.ts';

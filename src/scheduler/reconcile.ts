@@ -2,8 +2,8 @@ import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { reminderKey } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
-import { createPlanner, type JobBackend, type Planner } from './job-backend.ts';
 import { remindBeforeOf } from './jobs.ts';
+import { createPlanner, type JobBackend, type Planner } from './planner.ts';
 import type { SchedulerStore } from './store.ts';
 import { reminderAt } from './timing.ts';
 import type { SchedulerAccess, SchedulerLogger, SweepResult } from './types.ts';
@@ -47,7 +47,7 @@ async function forEachLimited<T>(
  * and every future deadline gets its job back. Each step is idempotent, so overlapping
  * sweeps (several workers, a restart) are harmless.
  */
-export function createReconciler(deps: ReconcilerDeps): { sweep(): Promise<SweepResult> } {
+function createReconciler(deps: ReconcilerDeps): { sweep(): Promise<SweepResult> } {
   const { access, store, clock, logger } = deps;
   const pageSize = deps.pageSize ?? 500;
 

@@ -1,6 +1,6 @@
 import type { Db } from '../db/client.ts';
 import { waitingRequestsPage } from '../db/queries/access-requests.ts';
-import { liveGrantsPage } from '../db/queries/grants.ts';
+import { liveGrantsPage } from '../db/queries/grants/live.ts';
 import { queuedDedupeKeys } from '../db/queries/outbox.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { reminderKey } from '../outbox/index.ts';

@@ -10,9 +10,7 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 export const MIN_REDELAY_MS = 100;
 
 /** Added to a re-delay so the retry lands just after the deadline rather than just before. */
-export const REDELAY_MARGIN_MS = 25;
-
-export type JobKind = 'expire-grant' | 'remind-grant' | 'timeout-request';
+const REDELAY_MARGIN_MS = 25;
 
 /** What a delayed job carries. Versions make a job stale once its grant is extended or revoked. */
 export type SchedulerJob =

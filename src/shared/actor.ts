@@ -11,7 +11,7 @@ export type Actor =
   | { type: 'cli' };
 
 /** The parts of jitgate that act on their own. */
-export type SystemComponent = 'scheduler' | 'proxy' | 'anomaly' | 'policy' | 'offboarding' | 'outbox';
+type SystemComponent = 'scheduler' | 'proxy' | 'anomaly' | 'policy' | 'offboarding' | 'outbox';
 
 /** A person's actor: the one kind whose actions need a person's rights. */
 export type PersonActor = Extract<Actor, { userId: string }>;

@@ -7,7 +7,7 @@ export type { Logger };
  * Paths pino blanks out wherever they appear in a log line. Tokens, credentials and
  * cookies must never reach logs (invariant 3), whichever module logs a request or error.
  */
-export const REDACTED_PATHS = [
+const REDACTED_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers["proxy-authorization"]',

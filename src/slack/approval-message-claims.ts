@@ -15,7 +15,7 @@ import type { Clock } from '../shared/clock.ts';
  */
 
 /** Stands in `approval_message_ts` while one instance posts the approval message. */
-export const POSTING_MARKER = 'posting:';
+const POSTING_MARKER = 'posting:';
 
 /** The Slack ts of a request's approval message, or undefined while none is recorded yet. */
 export function approvalMessageTs(request: AccessRequest): string | undefined {
@@ -23,7 +23,7 @@ export function approvalMessageTs(request: AccessRequest): string | undefined {
   return ts === null || ts.startsWith(POSTING_MARKER) ? undefined : ts;
 }
 
-export type ApprovalMessageClaim = 'claimed' | 'posting_elsewhere' | 'already_posted' | 'not_found';
+type ApprovalMessageClaim = 'claimed' | 'posting_elsewhere' | 'already_posted' | 'not_found';
 
 export interface ApprovalMessageClaims {
   /**

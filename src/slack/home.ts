@@ -30,11 +30,10 @@ export function createHomeTabs(deps: {
       deps.access.listForUser(userId),
       deps.access.listForApprover(userId),
     ]);
-    let approves = approver.pending.length > 0 || approver.active.length > 0;
-    for (const name of Object.keys(deps.policy.current().resources)) {
-      if (approves) break;
-      approves = await deps.access.isApproverOf(name, userId);
-    }
+    const approves =
+      approver.pending.length > 0 ||
+      approver.active.length > 0 ||
+      (await deps.access.approvedResources(userId)).length > 0;
     await deps.notifier.publishHome(
       userId,
       homeView(mine, approves ? approver : undefined, deps.clock.now()),

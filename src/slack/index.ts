@@ -1,10 +1,4 @@
-export { createSlackApp, type SlackApp, type SlackAppOptions } from './app.ts';
-export type { IssueToken } from './deps.ts';
+export { createSlackApp, type SlackApp } from './app.ts';
 export { slackGroupMembers } from './directory.ts';
-export { createHomeTabs, type HomeTabs } from './home.ts';
-export { createNotifier, type Notifier, type NotifierOptions, SlackCallError } from './notifier.ts';
-export {
-  createOutboxDispatcher,
-  type OutboxDispatcher,
-  type OutboxDispatcherDeps,
-} from './outbox-dispatcher.ts';
+export { createNotifier, type Notifier } from './notifier.ts';
+export { createOutboxDispatcher } from './outbox-dispatcher.ts';

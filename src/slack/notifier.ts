@@ -1,5 +1,6 @@
 import { webApi } from '@slack/bolt';
 import type { Logger } from 'pino';
+import { isRecord } from '../shared/is-record.ts';
 import type { HomeView, ModalView, SlackMessage } from './blocks/index.ts';
 import { classifySlackError, responseUrlError, SlackCallError } from './slack-errors.ts';
 
@@ -29,7 +30,7 @@ export interface NotifierOptions {
   onFailure?: (method: string) => void;
 }
 
-export interface PostedMessage {
+interface PostedMessage {
   channel: string;
   ts: string;
 }
@@ -55,12 +56,8 @@ export interface Notifier {
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
-}
-
 /** Where Slack put an opened or updated view, and the hash the next update must name. */
-export interface OpenedView {
+interface OpenedView {
   id: string;
   hash: string | undefined;
 }

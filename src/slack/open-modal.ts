@@ -15,7 +15,7 @@ export interface OpenModalDeps {
  * when Slack made it (https://api.slack.com/docs/triggers); some of that is spent before the
  * request reaches jitgate, and views.open itself takes a round trip.
  */
-export const MODAL_BUDGET_MS = 1200;
+const MODAL_BUDGET_MS = 1200;
 
 /**
  * Opens the modal `work` decides on, within the trigger's 3 s whatever `work` costs: when it

@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
 import type { AccessService } from '../access/index.ts';
 import type { Db } from '../db/client.ts';
-import { findGrantOfRequest } from '../db/queries/grants.ts';
+import { findGrantOfRequest } from '../db/queries/grants/lifecycle.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { OutboxMessage } from '../outbox/index.ts';
 import type { PolicyStore, ResourcePolicy } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
+import { isUuid } from '../shared/ids.ts';
+import { isRecord } from '../shared/is-record.ts';
 import { approvalMessageTs, createApprovalMessageClaims } from './approval-message-claims.ts';
 import {
   anomalyAlert,
@@ -26,7 +28,6 @@ import {
   weeklyReportMessage,
 } from './blocks/index.ts';
 import type { Notifier } from './notifier.ts';
-import { isRecord, isUuid } from './payloads.ts';
 import { isChannelRefusal, isPayloadRefusal, SlackCallError } from './slack-errors.ts';
 
 /**
@@ -63,7 +64,7 @@ export interface DeliveryDeps {
 }
 
 /** Thrown while another instance holds the claim to post an approval message; retried later. */
-export class PostingElsewhere extends Error {
+class PostingElsewhere extends Error {
   constructor() {
     super('approval message is being posted by another instance');
   }

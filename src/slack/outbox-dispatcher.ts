@@ -1,4 +1,4 @@
-import { appendAuditEvents } from '../audit/append.ts';
+import { appendAuditEvents } from '../audit/chain-append.ts';
 import {
   claimDueOutboxRows,
   markOutboxSent,
@@ -48,7 +48,7 @@ export interface OutboxDispatcher {
 }
 
 /** 1 s, 2 s, 4 s … after each failed attempt, capped at `maxMs`. */
-export function backoffMs(attempts: number, maxMs: number): number {
+function backoffMs(attempts: number, maxMs: number): number {
   return Math.min(maxMs, 1000 * 2 ** Math.min(Math.max(0, attempts - 1), 20));
 }
 

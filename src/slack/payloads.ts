@@ -3,9 +3,7 @@
  * pass an unchecked shape on. Anything missing or of the wrong type reads as undefined.
  */
 
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+import { isRecord } from '../shared/is-record.ts';
 
 function field(value: unknown, ...path: string[]): unknown {
   let current = value;
@@ -61,11 +59,4 @@ export function actionTsOf(body: unknown): number {
 
 export function privateMetadataOf(view: unknown): string {
   return text(view, 'private_metadata') ?? '';
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Ids come back from Slack in button values; only well-formed ones reach the database. */
-export function isUuid(value: string | undefined): value is string {
-  return value !== undefined && UUID.test(value);
 }

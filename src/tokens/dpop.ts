@@ -48,10 +48,10 @@ export const DPOP_REFUSAL_CODES = [
 
 export const DPOP_PROOF_TYPE = 'dpop+jwt';
 /** Asymmetric only: `none` and HMAC algorithms prove nothing about a key the client holds. */
-export const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'Ed25519'] as const;
-export type DpopAlgorithm = (typeof DPOP_ALGORITHMS)[number];
+const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'Ed25519'] as const;
+type DpopAlgorithm = (typeof DPOP_ALGORITHMS)[number];
 /** Proofs larger than this are refused unparsed; ours are about 600 bytes. */
-export const MAX_PROOF_BYTES = 4096;
+const MAX_PROOF_BYTES = 4096;
 const MAX_JTI_LENGTH = 128;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
@@ -63,7 +63,7 @@ export type DpopPublicJwk =
   | { kty: 'EC'; crv: 'P-256'; x: string; y: string }
   | { kty: 'OKP'; crv: 'Ed25519'; x: string };
 
-export type DpopResult =
+type DpopResult =
   | { ok: true; thumbprint: string; jwk: DpopPublicJwk; jti: string; issuedAt: Date }
   | { ok: false; code: DpopRefusalCode; message: string /** With `dpop_nonce_required`. */; nonce?: string };
 

@@ -43,7 +43,7 @@ export interface GrantClaims {
   boundKey?: string;
 }
 
-export type VerifyErrorCode = 'invalid_token' | 'token_expired' | 'unknown_key';
+type VerifyErrorCode = 'invalid_token' | 'token_expired' | 'unknown_key';
 
 export type VerifyResult =
   | {

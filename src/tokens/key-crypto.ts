@@ -50,7 +50,7 @@ export function sealPrivateJwk(json: string, kid: string, masterKey: MasterKey |
 }
 
 /** Thrown when a stored private key cannot be opened; the message never contains key material. */
-export class KeyDecryptionError extends Error {
+class KeyDecryptionError extends Error {
   override name = 'KeyDecryptionError';
 }
 

@@ -13,7 +13,7 @@ import type { Clock } from '../shared/clock.ts';
 export type { Clock };
 
 /** The only shape a published key has: no private member can slip in by spreading a JWK. */
-export interface PublicJwk {
+interface PublicJwk {
   kty: 'OKP';
   crv: 'Ed25519';
   x: string;
@@ -32,7 +32,7 @@ export interface ActiveSigner {
   key: CryptoKey;
 }
 
-export interface KeyStoreSummary {
+interface KeyStoreSummary {
   activeKid: string | null;
   kids: string[];
   configuredKey: boolean;

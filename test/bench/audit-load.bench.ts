@@ -3,8 +3,8 @@
  * to PostgreSQL, keep pace with the proxy's own throughput?
  *
  * Two jitgate processes serve the same grant through the same upstream: one hands its call
- * records to a discarding stand-in, the other to the real appender (src/audit/appender.ts,
- * wired as src/roles.ts wires it) writing to a schema of its own, dropped afterwards. As in
+ * records to a discarding stand-in, the other to the real appender (src/audit/call-writer.ts,
+ * wired as src/composition/roles.ts wires it) writing to a schema of its own, dropped afterwards. As in
  * the proxy bench, servers are pinned to core 0 and the load generator (this process) to
  * core 1 when `taskset` exists, and throughput is measured in short slices, one per target
  * per round, in an order that alternates between rounds, so both see the same drift of a
@@ -39,7 +39,7 @@ const ROUNDS = 5;
 const SLICE_SECONDS = 3;
 const CONNECTIONS = 50;
 /**
- * The appender's limits in the audited process: the defaults src/roles.ts runs with
+ * The appender's limits in the audited process: the defaults src/composition/roles.ts runs with
  * (createAuditAppender: maxQueue 50,000, headroom maxQueue / 10, batchSize 2,000), passed
  * explicitly so they can be reported. Calls are refused with 503 audit_unavailable once the
  * backlog reaches `maxQueue - headroom`.

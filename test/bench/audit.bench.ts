@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import { appendAuditEvents } from '../../src/audit/append.ts';
-import { callAuditEvent, createAuditAppender } from '../../src/audit/appender.ts';
+import { callAuditEvent, createAuditAppender } from '../../src/audit/call-writer.ts';
+import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import { type VerifyStats, verifyAuditChain } from '../../src/audit/verify.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';
 import { openTestDatabase } from '../helpers/db.ts';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import { appendAuditEvents } from '../../src/audit/append.ts';
-import { callAuditEvent } from '../../src/audit/appender.ts';
+import { callAuditEvent } from '../../src/audit/call-writer.ts';
+import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import {
   type AuditSearchFilter,
   auditSearchHistogram,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/device-key.ts';
+import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/contractor/device-key.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { createDpopVerifier, type ProofCheck } from '../../src/tokens/dpop.ts';
 import {

@@ -9,7 +9,7 @@
  *
  * `jitgate` hands its call records to a discarding stand-in (`BENCH_SINK=discard`, the
  * default) or to the real audit appender writing the hash chain to PostgreSQL
- * (`BENCH_SINK=audit`, as src/roles.ts wires it). IPC commands, each answered with a
+ * (`BENCH_SINK=audit`, as src/composition/roles.ts wires it). IPC commands, each answered with a
  * message of the same `type`: `cpu`; and for the appender `audit` (counters), `audit-reset`
  * (counters, then starts a new maximum-backlog window) and `flush` (waits until every record
  * offered so far is committed, then answers with the counters).
@@ -20,9 +20,9 @@ import fastifyHttpProxy from '@fastify/http-proxy';
 import Fastify from 'fastify';
 import pino from 'pino';
 import { quotaSettler } from '../../src/access/quota.ts';
-import { type AuditAppender, createAuditAppender } from '../../src/audit/appender.ts';
+import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
 import { openDatabase } from '../../src/db/client.ts';
-import { grantQuotaUse } from '../../src/db/queries/grants.ts';
+import { grantQuotaUse } from '../../src/db/queries/grants/proxy-use.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView } from '../../src/proxy/active-grants.ts';
@@ -161,7 +161,7 @@ async function start(): Promise<number> {
     const logger = pino({ level: 'warn' });
     const grants = createActiveGrantView({ database, logger });
     await grants.start();
-    // One quota tracker shared by proxy and appender, as in src/roles.ts.
+    // One quota tracker shared by proxy and appender, as in src/composition/roles.ts.
     const quota = createQuotaTracker();
     let sink: CallSink;
     if ((process.env.BENCH_SINK ?? 'discard') === 'audit') {

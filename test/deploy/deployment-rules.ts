@@ -180,7 +180,7 @@ function serviceRules(service: IService & KubeObject, all: readonly Workload[]):
 }
 
 /** The label a namespace carries when its scrapers may read /metrics (README "Running in production"). */
-export const MONITORING_NAMESPACE_LABELS: Labels = { 'jitgate-metrics-scraper': 'true' };
+const MONITORING_NAMESPACE_LABELS: Labels = { 'jitgate-metrics-scraper': 'true' };
 
 /** The metrics port is open only to the monitoring namespace, and a policy applies to every pod with one. */
 function adminPortRules(

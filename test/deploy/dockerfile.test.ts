@@ -33,6 +33,34 @@ describe('the Dockerfile', () => {
     expect(dockerfileProblems(single)).toContain('is not multi-stage');
   });
 
+  it('type-checks src without test/ in a stage the final one copies from', () => {
+    expect(DOCKERFILE).toMatch(/^RUN npx tsc -p tsconfig\.build\.json --noEmit && rm -rf node_modules$/m);
+    const build = JSON.parse(readFileSync('tsconfig.build.json', 'utf8')) as { include: string[] };
+    expect(build.include).toEqual(['src']);
+  });
+
+  it('notices src no longer type-checked, or type-checked in a stage a build skips', () => {
+    expect(dockerfileProblems(edited(/npx tsc -p tsconfig\.build\.json --noEmit && /, ''))).toEqual([
+      'no stage before the final one type-checks src (tsc -p tsconfig.build.json)',
+    ]);
+    expect(dockerfileProblems(edited(/^COPY --from=app \/app \.\/$/m, ''))).toEqual([
+      'the final stage copies nothing from stage app, the one that type-checks src, so a build skips it',
+    ]);
+  });
+
+  it('notices dev dependencies handed to the final stage by the type-check stage', () => {
+    const keepsThem = edited(/ && rm -rf node_modules$/m, '');
+    expect(dockerfileProblems(keepsThem)).toEqual([
+      'the final stage copies dev dependencies from stage app (/app holds node_modules)',
+    ]);
+    // Taking named application paths from such a stage is fine: node_modules stays behind.
+    const namedPaths = keepsThem.replace(/^COPY --from=app \/app \.\/$/m, 'COPY --from=app /app/src ./src');
+    expect(dockerfileProblems(namedPaths)).toEqual([]);
+    expect(dockerfileProblems(`${keepsThem}COPY --from=app /app/node_modules ./node_modules\n`).at(-1)).toBe(
+      'the final stage copies dev dependencies from stage app (/app/node_modules holds node_modules)',
+    );
+  });
+
   it('notices dev dependencies in the final stage', () => {
     expect(dockerfileProblems(edited(/npm ci --omit=dev/, 'npm ci'))).toEqual([
       'the final stage does not run npm ci --omit=dev',

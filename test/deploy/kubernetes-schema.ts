@@ -10,6 +10,7 @@ import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import { isRecord } from '../../src/shared/is-record.ts';
 import type { KubeObject } from './kustomize.ts';
 
 /**
@@ -63,10 +64,6 @@ export function schemaProblems(object: KubeObject): string[] {
 function clientTypeName(object: KubeObject): string {
   const version = object.apiVersion.split('/').pop() ?? object.apiVersion;
   return `${version.charAt(0).toUpperCase()}${version.slice(1)}${object.kind}`;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Paths present in `written` that `kept` lost: the fields the type does not have. */

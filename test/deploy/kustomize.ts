@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import fastJsonPatch, { type Operation } from 'fast-json-patch';
 import { parse, parseAllDocuments } from 'yaml';
+import { isRecord } from '../../src/shared/is-record.ts';
 
 /**
  * A renderer for the kustomize features deploy/kubernetes uses, and only those: `resources`
@@ -60,10 +61,6 @@ interface Generated {
 interface Build {
   objects: KubeObject[];
   generated: Generated[];
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function refuseUnknown(where: string, value: Record<string, unknown>, known: ReadonlySet<string>): void {

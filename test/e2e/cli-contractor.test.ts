@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/device-key.ts';
+import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/contractor/device-key.ts';
 import { devices } from '../../src/db/schema/index.ts';
 import { linkDeviceByCode, rejectPairing } from '../../src/devices/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';

@@ -1,4 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  blockActionsPayload,
+  interactiveBody,
+  postSigned,
+} from '../../src/dev/slack-stand-in/signed-requests.ts';
+import type { RecordedCall } from '../../src/dev/slack-stand-in/web-api.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import {
   createMemoryKeyStore,
@@ -6,8 +12,6 @@ import {
   type KeyStore,
   verifyGrantToken,
 } from '../../src/tokens/index.ts';
-import type { RecordedCall } from '../fakes/slack-api.ts';
-import { blockActionsPayload, interactiveBody, postSigned } from '../fakes/slack-signing.ts';
 import { waitFor } from '../helpers/redis-fixtures.ts';
 import { blockText, SIGNING_SECRET, type SlackHarness, startSlackHarness } from '../helpers/slack-harness.ts';
 

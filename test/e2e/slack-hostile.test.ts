@@ -5,8 +5,13 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accessRequests, auditEvents, grants } from '../../src/db/schema/index.ts';
 import { DEMO_SIGNING_SECRET, type Stack, startStack } from '../../src/demo/stack.ts';
+import {
+  interactiveBody,
+  postSigned,
+  signSlackRequest,
+  slashCommandBody,
+} from '../../src/dev/slack-stand-in/signed-requests.ts';
 import { MAX_SLACK_BODY_BYTES } from '../../src/ops/admin-server.ts';
-import { interactiveBody, postSigned, signSlackRequest, slashCommandBody } from '../fakes/slack-signing.ts';
 import { TEST_DATABASE_URL } from '../helpers/db.ts';
 
 const schemaName = `t_hostile_${randomBytes(5).toString('hex')}`;

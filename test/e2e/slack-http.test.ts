@@ -2,13 +2,9 @@ import { and, eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAnomalyMonitor } from '../../src/anomaly/monitor.ts';
-import { appendAuditEvents } from '../../src/audit/append.ts';
-import { callAuditEvent } from '../../src/audit/appender.ts';
+import { callAuditEvent } from '../../src/audit/call-writer.ts';
+import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import { auditEvents, outbox } from '../../src/db/schema/index.ts';
-import { enqueue } from '../../src/outbox/index.ts';
-import { staticPolicyStore } from '../../src/policy/index.ts';
-import { systemClock } from '../../src/shared/clock.ts';
-import type { RecordedCall } from '../fakes/slack-api.ts';
 import {
   interactiveBody,
   nowSeconds,
@@ -16,7 +12,11 @@ import {
   postSigned,
   staticSelectActionPayload,
   staticSelectState,
-} from '../fakes/slack-signing.ts';
+} from '../../src/dev/slack-stand-in/signed-requests.ts';
+import type { RecordedCall } from '../../src/dev/slack-stand-in/web-api.ts';
+import { enqueue } from '../../src/outbox/index.ts';
+import { staticPolicyStore } from '../../src/policy/index.ts';
+import { systemClock } from '../../src/shared/clock.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 import {
   blockText,
@@ -392,13 +392,13 @@ describe('/access over signed HTTP', () => {
   it('active (approvers only) and App Home', async () => {
     expect(await request(STRANGER, 'active')).toContain('for approvers');
     expect(await request(APPROVER1, 'active')).toContain('Active grants');
-    const event = (await import('../fakes/slack-signing.ts')).eventCallbackBody({
+    const event = (await import('../../src/dev/slack-stand-in/signed-requests.ts')).eventCallbackBody({
       type: 'app_home_opened',
       user: APPROVER1,
       tab: 'home',
       channel: 'DAPPROVER1',
     });
-    const { postSigned } = await import('../fakes/slack-signing.ts');
+    const { postSigned } = await import('../../src/dev/slack-stand-in/signed-requests.ts');
     const res = await postSigned(h.baseUrl, '/slack/events', event, 'test-signing-secret');
     expect(res.status).toBe(200);
     const home = await h.api.waitFor('views.publish', (c) => c.args.user_id === APPROVER1);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TRIGGER_LIFETIME_MS, triggerIssuedAt } from '../fakes/slack-signing.ts';
+import { TRIGGER_LIFETIME_MS, triggerIssuedAt } from '../../src/dev/slack-stand-in/signed-requests.ts';
 import { slackUser } from '../helpers/actors.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 import { blockText, openedViewId, type SlackHarness, startSlackHarness } from '../helpers/slack-harness.ts';

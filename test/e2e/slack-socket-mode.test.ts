@@ -60,7 +60,7 @@ describe('Socket Mode', () => {
     // Slack redelivers an envelope it did not see acked; the same click must not make a second grant.
     const redelivered = socket.send({
       type: 'interactive',
-      payload: (await import('../fakes/slack-signing.ts')).blockActionsPayload(click),
+      payload: (await import('../../src/dev/slack-stand-in/signed-requests.ts')).blockActionsPayload(click),
       envelopeId: first,
       retryAttempt: 1,
       retryReason: 'timeout',

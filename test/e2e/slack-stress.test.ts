@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendAuditEvents } from '../../src/audit/append.ts';
-import { callAuditEvent } from '../../src/audit/appender.ts';
+import { callAuditEvent } from '../../src/audit/call-writer.ts';
+import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import type { Grant } from '../../src/db/schema/index.ts';
+import type { RecordedCall } from '../../src/dev/slack-stand-in/web-api.ts';
 import { refusalText } from '../../src/slack/blocks/refusals.ts';
-import type { RecordedCall } from '../fakes/slack-api.ts';
 import { slackUser } from '../helpers/actors.ts';
 import { testPolicy } from '../helpers/policy.ts';
 import { blockText, openedViewId, type SlackHarness, startSlackHarness } from '../helpers/slack-harness.ts';

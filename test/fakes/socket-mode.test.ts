@@ -1,6 +1,6 @@
 import { App, type Logger, LogLevel, SocketModeReceiver } from '@slack/bolt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeSlackApi, startFakeSlackApi } from './slack-api.ts';
+import { type FakeSlackApi, startFakeSlackApi } from '../../src/dev/slack-stand-in/web-api.ts';
 import { type FakeSocketMode, startFakeSocketMode } from './socket-mode.ts';
 
 const APP_TOKEN = 'xapp-1-A1-123-test';

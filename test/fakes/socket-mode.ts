@@ -10,12 +10,13 @@ import {
   slashCommandPayload,
   type ViewSubmissionOptions,
   viewSubmissionPayload,
-} from './slack-signing.ts';
+} from '../../src/dev/slack-stand-in/signed-requests.ts';
+import { isRecord } from '../../src/shared/is-record.ts';
 
-export type SocketEnvelopeType = 'slash_commands' | 'interactive' | 'events_api';
+type SocketEnvelopeType = 'slash_commands' | 'interactive' | 'events_api';
 
 /** What Slack pushes over the socket for each request; the client must ack with the same `envelope_id`. */
-export interface SocketEnvelope {
+interface SocketEnvelope {
   envelope_id: string;
   type: SocketEnvelopeType;
   payload: Record<string, unknown>;
@@ -24,14 +25,14 @@ export interface SocketEnvelope {
   retry_reason?: string;
 }
 
-export interface SocketAck {
+interface SocketAck {
   envelope_id: string;
   /** Response payload (e.g. `{ text }` for a command, `{ response_action }` for a view submission). */
   payload?: unknown;
   at: Date;
 }
 
-export interface SendEnvelopeInput {
+interface SendEnvelopeInput {
   type: SocketEnvelopeType;
   payload: Record<string, unknown>;
   /** Defaults to Slack's behaviour: true for commands and interactions, false for events. */
@@ -70,10 +71,6 @@ export interface FakeSocketMode {
   /** Kills every socket without a close frame, like a network drop, to exercise reconnects. */
   dropConnections(): void;
   close(): Promise<void>;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Re-checks waiting probes whenever socket state changes, so tests wait on events rather than sleeps. */

@@ -5,23 +5,26 @@ import { staticDirectory } from '../../src/access/directory.ts';
 import type { ConsoleConfig } from '../../src/config.ts';
 import { accessServiceActions } from '../../src/console/actions.ts';
 import { createWebApp } from '../../src/console/app.ts';
+import {
+  type SlackOpenIdProvider,
+  startSlackOpenIdProvider,
+} from '../../src/dev/slack-stand-in/openid-provider.ts';
 import { createServiceServer, type RequestHandler } from '../../src/ops/admin-server.ts';
 import type { Policy } from '../../src/policy/index.ts';
-import { type Clock, manualClock, systemClock } from '../../src/shared/clock.ts';
+import { type Clock, systemClock } from '../../src/shared/clock.ts';
 import { TEST_POLICY_YAML, testPolicy } from './policy.ts';
 import { type SlackHarness, startSlackHarness } from './slack-harness.ts';
-import { type SlackOpenIdProvider, startSlackOpenIdProvider } from './slack-openid-provider.ts';
 
-export const TEAM_ID = 'T0TEAM';
+const TEAM_ID = 'T0TEAM';
 export const ADMIN = 'UADMIN';
 export const AUDITOR = 'UAUDITOR';
 export const APPROVER = 'UAPPROVER1';
 export const REQUESTER = 'UCONTRACTOR';
 export const OTHER_REQUESTER = 'UOTHER';
-export const SESSION_SECRET = 'console-test-session-secret-0123456789abcdef';
+const SESSION_SECRET = 'console-test-session-secret-0123456789abcdef';
 
 /** The test policy with console admins and auditors. */
-export function consolePolicy(): Policy {
+function consolePolicy(): Policy {
   return testPolicy(`${TEST_POLICY_YAML}
 console:
   admins: { users: [${ADMIN}] }
@@ -30,7 +33,7 @@ console:
 }
 
 /** A cookie jar per origin, as a browser keeps one (names and values only; enough for tests). */
-export class CookieJar {
+class CookieJar {
   private readonly jars = new Map<string, Map<string, string>>();
   store(url: string, response: Response): void {
     const origin = new URL(url).origin;
@@ -217,5 +220,3 @@ export async function startConsoleWorld(
     },
   };
 }
-
-export { manualClock };

@@ -91,7 +91,7 @@ export async function openDeviceWorld(
   };
 }
 
-export interface SeenCall {
+interface SeenCall {
   method: string;
   path: string;
   body: string;
@@ -100,7 +100,7 @@ export interface SeenCall {
   userId: string | undefined;
 }
 
-export interface BoundProxyStandIn {
+interface BoundProxyStandIn {
   url: string;
   calls: SeenCall[];
   verifier: DpopVerifier;
@@ -114,7 +114,7 @@ export interface BoundProxyStandIn {
  * CLI tests can check what reached "the upstream". (Today's proxy takes Bearer only; once it takes
  * DPoP, the CLI tests point at it instead.)
  */
-export async function startBoundProxyStandIn(keyStore: KeyStore, clock: Clock): Promise<BoundProxyStandIn> {
+async function startBoundProxyStandIn(keyStore: KeyStore, clock: Clock): Promise<BoundProxyStandIn> {
   const calls: SeenCall[] = [];
   const verifier = createDpopVerifier({ clock, replay: createMemoryReplayCache({ clock }) });
   const app = fastify();

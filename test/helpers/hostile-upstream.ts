@@ -26,7 +26,7 @@ import { listenOnLoopback } from './proxy-fixtures.ts';
  * - `not-modified` — 304 with JSON headers and an ETag;
  * - anything else — 200 JSON naming the path (so HEAD gets JSON headers and no body).
  */
-export interface HostileRequest {
+interface HostileRequest {
   method: string;
   url: string;
   headers: IncomingHttpHeaders;

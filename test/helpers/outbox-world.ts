@@ -2,6 +2,11 @@ import { pino } from 'pino';
 import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import type { Db } from '../../src/db/client.ts';
 import { countUndelivered } from '../../src/db/queries/outbox.ts';
+import {
+  type FakeSlackApi,
+  type RecordedCall,
+  startFakeSlackApi,
+} from '../../src/dev/slack-stand-in/web-api.ts';
 import type { OutboxMessage } from '../../src/outbox/index.ts';
 import { type PolicyStore, staticPolicyStore } from '../../src/policy/index.ts';
 import { createSchedulerStore, type SchedulerStore } from '../../src/scheduler/index.ts';
@@ -9,13 +14,12 @@ import { manualClock } from '../../src/shared/clock.ts';
 import { createHomeTabs, type HomeTabs } from '../../src/slack/home.ts';
 import { createNotifier } from '../../src/slack/notifier.ts';
 import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
-import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../fakes/slack-api.ts';
 import { openTestDatabase } from './db.ts';
 import { TEST_POLICY_YAML, testPolicy } from './policy.ts';
 
 export type ManualClock = ReturnType<typeof manualClock>;
 
-export const PROXY_URL = 'http://proxy.test:8080';
+const PROXY_URL = 'http://proxy.test:8080';
 
 /** One jitgate process's Slack side: its own access service, notifier (bot token) and dispatcher. */
 export interface SlackProcess {

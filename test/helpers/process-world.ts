@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { exportJWK, generateKeyPair } from 'jose';
 import { type Database, openDatabase } from '../../src/db/client.ts';
+import { signSlackRequest, slashCommandBody } from '../../src/dev/slack-stand-in/signed-requests.ts';
+import { type FakeSlackApi, startFakeSlackApi } from '../../src/dev/slack-stand-in/web-api.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { createMemoryKeyStore, issueGrantToken, type KeyStore } from '../../src/tokens/index.ts';
-import { type FakeSlackApi, startFakeSlackApi } from '../fakes/slack-api.ts';
-import { signSlackRequest, slashCommandBody } from '../fakes/slack-signing.ts';
 import { createScratchDatabase, type JitgateChild, startJitgate } from './jitgate-process.ts';
 import { eventually, rawRequest, startCountingUpstream, type TestGrant } from './proxy-fixtures.ts';
 import { type OwnRedis, startOwnRedis } from './redis-server.ts';
@@ -22,13 +22,13 @@ import { type OwnRedis, startOwnRedis } from './redis-server.ts';
  * thawed (SIGCONT) one by one.
  */
 
-export const ISSUER = 'jitgate';
-export const BOT_TOKEN = 'xoxb-process-world';
-export const SIGNING_SECRET = 'process-world-signing-secret';
+const ISSUER = 'jitgate';
+const BOT_TOKEN = 'xoxb-process-world';
+const SIGNING_SECRET = 'process-world-signing-secret';
 
-export type ProcessRole = 'proxy' | 'worker' | 'bot' | 'serve';
+type ProcessRole = 'proxy' | 'worker' | 'bot' | 'serve';
 
-export interface CountingUpstream {
+interface CountingUpstream {
   url: string;
   /** Calls seen per `X-Test-Grant` header (the test sets it to the grant id). */
   hits: Map<string, number>;

@@ -6,11 +6,10 @@ import { sql } from 'drizzle-orm';
 import { type Database, openDatabase } from '../../src/db/client.ts';
 import { accessRequests, type Grant, grants } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
-import type { Policy } from '../../src/policy/schema.ts';
+import type { Policy } from '../../src/policy/types.ts';
 import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
 
-export const TEST_DATABASE_URL =
-  process.env.JITGATE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const TEST_DATABASE_URL = process.env.JITGATE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const UPSTREAM_SECRET = 'upstream-secret-value-never-logged';
 
 /** A fresh schema per test file, migrated; `drop()` removes it. */

@@ -10,15 +10,7 @@ import {
 import { createGrantSummarizer } from '../../src/audit/summary.ts';
 import type { Database } from '../../src/db/client.ts';
 import { accessRequests, approvals, grants, outbox } from '../../src/db/schema/index.ts';
-import { type Policy, staticPolicyStore } from '../../src/policy/index.ts';
-import { systemClock } from '../../src/shared/clock.ts';
-import { createSlackApp, type SlackApp } from '../../src/slack/app.ts';
-import type { IssueToken } from '../../src/slack/deps.ts';
-import { slackGroupMembers } from '../../src/slack/directory.ts';
-import { createNotifier } from '../../src/slack/notifier.ts';
-import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
-import { checkMessage, slackErrorLines } from '../fakes/block-kit-limits.ts';
-import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../fakes/slack-api.ts';
+import { checkMessage, slackErrorLines } from '../../src/dev/slack-stand-in/block-kit-limits.ts';
 import {
   blockActionsBody,
   eventCallbackBody,
@@ -30,12 +22,24 @@ import {
   staticSelectActionPayload,
   type ViewStateValues,
   viewSubmissionBody,
-} from '../fakes/slack-signing.ts';
+} from '../../src/dev/slack-stand-in/signed-requests.ts';
+import {
+  type FakeSlackApi,
+  type RecordedCall,
+  startFakeSlackApi,
+} from '../../src/dev/slack-stand-in/web-api.ts';
+import { type Policy, staticPolicyStore } from '../../src/policy/index.ts';
+import { systemClock } from '../../src/shared/clock.ts';
+import { createSlackApp, type SlackApp } from '../../src/slack/app.ts';
+import type { IssueToken } from '../../src/slack/deps.ts';
+import { slackGroupMembers } from '../../src/slack/directory.ts';
+import { createNotifier } from '../../src/slack/notifier.ts';
+import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
 import { openTestDatabase } from './db.ts';
 import { testPolicy } from './policy.ts';
 
 export const SIGNING_SECRET = 'test-signing-secret';
-export const BOT_TOKEN = 'xoxb-test-bot-token';
+const BOT_TOKEN = 'xoxb-test-bot-token';
 export const APP_TOKEN = 'xapp-1-A1-123-test';
 export const PROXY_URL = 'http://proxy.test:8080';
 
@@ -136,7 +140,7 @@ export async function startSlackHarness(
     clock,
     notifier,
     issueToken: options.issueToken ?? (async (grant) => fakeToken(grant)),
-    // As production wires it (src/roles.ts), so `/access audit` answers from the audit log.
+    // As production wires it (src/composition/roles.ts), so `/access audit` answers from the audit log.
     summarizeGrant: createGrantSummarizer(database.db),
     offboarding,
     directory,
@@ -257,7 +261,7 @@ export async function startSlackHarness(
  * An ack that carries a message (Bolt answers a command with it) is shown by Slack like any
  * message, so it meets the same limits; a test fails here rather than on a refusal nobody sees.
  */
-export async function assertValidAck(response: Response): Promise<void> {
+async function assertValidAck(response: Response): Promise<void> {
   if (!(response.headers.get('content-type') ?? '').includes('json')) return;
   const body: unknown = await response.clone().json();
   if (typeof body !== 'object' || body === null || !('blocks' in body || 'text' in body)) return;

@@ -1,4 +1,4 @@
-import type { RecordedCall } from '../fakes/slack-api.ts';
+import type { RecordedCall } from '../../src/dev/slack-stand-in/web-api.ts';
 
 /**
  * jitgate's own rules for what it sends, on top of Slack's limits: no half of a surrogate pair

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createAuditAppender } from '../../src/audit/appender.ts';
+import { createAuditAppender } from '../../src/audit/call-writer.ts';
 import { verifyAuditChain } from '../../src/audit/verify.ts';
 import type { Db } from '../../src/db/client.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';

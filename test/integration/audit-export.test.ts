@@ -1,9 +1,8 @@
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccessService, staticDirectory } from '../../src/access/index.ts';
-import { appendAuditEvents } from '../../src/audit/append.ts';
-import { createAuditAppender } from '../../src/audit/appender.ts';
-import { runAuditCommand } from '../../src/audit/cli.ts';
+import { createAuditAppender } from '../../src/audit/call-writer.ts';
+import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import {
   CSV_COLUMNS,
   csvText,
@@ -12,6 +11,7 @@ import {
   toExportedRow,
 } from '../../src/audit/export.ts';
 import { createGrantSummarizer } from '../../src/audit/summary.ts';
+import { runAuditCommand } from '../../src/cli/server/audit.ts';
 import { auditEvents } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';

@@ -3,7 +3,7 @@
  * own appender, writing COUNT call records into SCHEMA. Run with `node --import tsx`.
  */
 import { randomUUID } from 'node:crypto';
-import { createAuditAppender } from '../../src/audit/appender.ts';
+import { createAuditAppender } from '../../src/audit/call-writer.ts';
 import { openDatabase } from '../../src/db/client.ts';
 
 const url = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ApiClient, createApiClient } from '../../src/cli/api-client.ts';
-import { generateDeviceKey, importDeviceKey } from '../../src/cli/device-key.ts';
-import { createTokenSource, startForwarder } from '../../src/cli/forwarder.ts';
+import { type ApiClient, createApiClient } from '../../src/cli/contractor/api-client.ts';
+import { generateDeviceKey, importDeviceKey } from '../../src/cli/contractor/device-key.ts';
+import { createTokenSource, startForwarder } from '../../src/cli/contractor/forwarder.ts';
 import { linkDeviceByCode } from '../../src/devices/index.ts';
 import { manualClock, systemClock } from '../../src/shared/clock.ts';
 import { verifyGrantToken } from '../../src/tokens/index.ts';

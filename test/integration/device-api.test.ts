@@ -1,6 +1,11 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DeviceKey, generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/device-key.ts';
+import {
+  type DeviceKey,
+  generateDeviceKey,
+  importDeviceKey,
+  makeProof,
+} from '../../src/cli/contractor/device-key.ts';
 import { auditEvents, devices } from '../../src/db/schema/index.ts';
 import { findPairing, linkDeviceByCode, revokeDevice, revokeDevicesOf } from '../../src/devices/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/device-key.ts';
+import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/contractor/device-key.ts';
 import { manualClock, systemClock } from '../../src/shared/clock.ts';
 import { createDpopVerifier } from '../../src/tokens/dpop.ts';
 import {

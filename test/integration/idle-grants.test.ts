@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
-import { createAuditAppender, recordGrantUse } from '../../src/audit/appender.ts';
+import { createAuditAppender, recordGrantUse } from '../../src/audit/call-writer.ts';
 import { buildWeeklyReports, createWeeklyReporter, reportPeriodEnd } from '../../src/audit/weekly-report.ts';
 import { type Grant, grants, outbox } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AccessRequest, Grant } from '../../src/db/schema/index.ts';
+import type { RecordedCall } from '../../src/dev/slack-stand-in/web-api.ts';
 import {
   createBullScheduler,
   createLocalScheduler,
@@ -8,7 +9,6 @@ import {
   type Scheduler,
   type SchedulerJob,
 } from '../../src/scheduler/index.ts';
-import type { RecordedCall } from '../fakes/slack-api.ts';
 import { slackUser } from '../helpers/actors.ts';
 import { callsSince, type OutboxWorld, openOutboxWorld } from '../helpers/outbox-world.ts';
 import { obliterateQueue, randomPrefix, waitFor } from '../helpers/redis-fixtures.ts';

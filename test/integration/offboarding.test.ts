@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOffboardingRecheck } from '../../src/access/index.ts';
 import { accessRequests, auditEvents, type Grant, grants } from '../../src/db/schema/index.ts';
+import { eventCallbackBody, postSigned } from '../../src/dev/slack-stand-in/signed-requests.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
@@ -15,7 +16,6 @@ import {
   issueTokenForGrant,
   type KeyStore,
 } from '../../src/tokens/index.ts';
-import { eventCallbackBody, postSigned } from '../fakes/slack-signing.ts';
 import { slackUser } from '../helpers/actors.ts';
 import { TEST_POLICY_YAML, testPolicy } from '../helpers/policy.ts';
 import { arraySink, eventually, rawRequest, startEchoUpstream } from '../helpers/proxy-fixtures.ts';

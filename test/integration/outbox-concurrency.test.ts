@@ -2,9 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.ts';
 import { countUndelivered } from '../../src/db/queries/outbox.ts';
 import type { Grant } from '../../src/db/schema/index.ts';
+import {
+  type FakeSlackApi,
+  type RecordedCall,
+  startFakeSlackApi,
+} from '../../src/dev/slack-stand-in/web-api.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
-import { type FakeSlackApi, type RecordedCall, startFakeSlackApi } from '../fakes/slack-api.ts';
 import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase, TEST_DATABASE_URL } from '../helpers/db.ts';
 import { type SlackProcess, slackProcess } from '../helpers/outbox-world.ts';

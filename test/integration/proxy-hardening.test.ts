@@ -7,7 +7,7 @@ import { decodeJwt } from 'jose';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quotaSettler } from '../../src/access/quota.ts';
-import { type AuditAppender, createAuditAppender } from '../../src/audit/appender.ts';
+import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
 import { resultRows } from '../../src/db/queries/result-rows.ts';
 import { grants } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';

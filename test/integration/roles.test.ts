@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.ts';
-import { type FakeSlackApi, startFakeSlackApi } from '../fakes/slack-api.ts';
+import { type FakeSlackApi, startFakeSlackApi } from '../../src/dev/slack-stand-in/web-api.ts';
 import { createScratchDatabase, type JitgateChild, startJitgate } from '../helpers/jitgate-process.ts';
 import { TEST_ENV } from '../helpers/policy.ts';
 import { eventually, insertGrant, rawRequest } from '../helpers/proxy-fixtures.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ALL_CODES, explain, sentenceFor } from '../../src/cli/messages.ts';
+import { ALL_CODES, explain, sentenceFor } from '../../src/cli/contractor/messages.ts';
 import { loadClientConfig } from '../../src/config.ts';
 import { DPOP_REFUSAL_CODES } from '../../src/tokens/dpop.ts';
 

@@ -2,7 +2,7 @@ import * as dpop from 'dpop';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import * as oauth from 'oauth4webapi';
 import { describe, expect, it } from 'vitest';
-import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/device-key.ts';
+import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/contractor/device-key.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { createDpopVerifier } from '../../src/tokens/dpop.ts';
 import { createMemoryReplayCache } from '../../src/tokens/dpop-replay.ts';

@@ -7,7 +7,7 @@ import {
   importDeviceKey,
   makeProof,
   type ProofFor,
-} from '../../src/cli/device-key.ts';
+} from '../../src/cli/contractor/device-key.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import {
   accessTokenHash,

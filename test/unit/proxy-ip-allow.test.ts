@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createIpAllowList, normalizeIp, parseCidr, resolveClientIp } from '../../src/proxy/ip-allow.ts';
+import { createIpAllowList, normalizeIp, parseCidr } from '../../src/policy/ip-allow.ts';
+import { resolveClientIp } from '../../src/proxy/client-ip.ts';
 
 const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((p) => p.join('.'));
 const toInt = (ip: string) => ip.split('.').reduce((n, part) => n * 256 + Number(part), 0);

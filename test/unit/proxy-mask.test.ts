@@ -1,16 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { createMaskRules, parseMaskPath, pathMatches } from '../../src/policy/mask-paths.ts';
 import { BodyCapture } from '../../src/proxy/body-capture.ts';
 import {
-  createMaskRules,
   MASKED,
   maskJsonPrefix,
   maskValue,
-  parseMaskPath,
-  pathMatches,
   stringifyJson,
   stringifyJsonIteratively,
-} from '../../src/proxy/mask.ts';
+} from '../../src/proxy/json-mask.ts';
 import { planMask } from '../../src/proxy/response-mask.ts';
 
 const rules = (paths: string[], style: 'replace' | 'remove' = 'replace') => createMaskRules(paths, style);

@@ -1,9 +1,9 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type FakeSlackApi, startFakeSlackApi } from '../../src/dev/slack-stand-in/web-api.ts';
 import { noticeMessage } from '../../src/slack/blocks/index.ts';
 import { createNotifier, SlackCallError } from '../../src/slack/notifier.ts';
-import { type FakeSlackApi, startFakeSlackApi } from '../fakes/slack-api.ts';
 
 const TOKEN = 'xoxb-secret-bot-token-123';
 let api: FakeSlackApi;

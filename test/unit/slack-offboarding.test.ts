@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Grant } from '../../src/db/schema/index.ts';
+import { parseAccessCommand } from '../../src/slack/access-command-parser.ts';
 import { lastUse, offboardedNote, weeklyReportMessage } from '../../src/slack/blocks/index.ts';
-import { parseAccessCommand } from '../../src/slack/commands.ts';
 import { removedUsersOf } from '../../src/slack/listeners/events/index.ts';
 
 describe('/access revoke-all parsing', () => {

@@ -16,7 +16,7 @@ export interface DeviceAccess {
   liveGrantsOf(userId: string): Promise<GrantView[]>;
 }
 
-export interface NewRequest {
+interface NewRequest {
   requesterId: string;
   resource: string;
   scope: string | undefined;
@@ -24,9 +24,9 @@ export interface NewRequest {
   reason: string;
 }
 
-export type AccessResult<T> = { ok: true; value: T } | { ok: false; code: AccessErrorCode; message: string };
+type AccessResult<T> = { ok: true; value: T } | { ok: false; code: AccessErrorCode; message: string };
 
-export type RequestState = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled';
+type RequestState = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled';
 
 export interface RequestView {
   id: string;

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Device } from '../../db/schema/index.ts';
+import { isUuid } from '../../shared/ids.ts';
 import { dpopChallengeHeaders, expectedHtu, isDpopRefusalCode } from '../../tokens/dpop.ts';
 import type { DeviceApiDeps, GrantView, RequestView } from './deps.ts';
 import { type DeviceApiRefusal, deviceApiStatus } from './errors.ts';
@@ -9,7 +10,6 @@ import { type DeviceApiRefusal, deviceApiStatus } from './errors.ts';
 const BODY_LIMIT = 8 * 1024;
 const RESOURCE = /^[a-z][a-z0-9-]{0,62}$/;
 const SCOPE = /^[a-z][a-z0-9_-]{0,31}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const pairingBody = z.object({ name: z.string().min(1).max(256) }).strict();
 const requestBody = z
@@ -133,7 +133,7 @@ export async function deviceApi(app: FastifyInstance, deps: DeviceApiDeps): Prom
     const auth = await linkedDevice(request);
     if (!auth.ok) return refuse(reply, auth.refusal);
     const id = request.params.id;
-    const found = UUID.test(id) ? await deps.access.requestStatus(id.toLowerCase()) : undefined;
+    const found = isUuid(id) ? await deps.access.requestStatus(id.toLowerCase()) : undefined;
     // Someone else's request does not exist, as far as this device can tell.
     if (!found || found.requesterId !== auth.device.userId) {
       return refuse(reply, { code: 'request_not_found', message: 'No such request of yours.' });

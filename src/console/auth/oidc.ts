@@ -1,5 +1,6 @@
 import * as client from 'openid-client';
 import type { ConsoleConfig } from '../../config.ts';
+import { isSlackUserId } from '../../shared/ids.ts';
 
 /**
  * Sign in with Slack: OpenID Connect authorization code flow with PKCE (S256), `state` and
@@ -21,7 +22,7 @@ export interface LoginAttempt {
   returnTo: string;
 }
 
-export type SignInResult =
+type SignInResult =
   | { ok: true; userId: string; teamId: string; name: string }
   | { ok: false; code: 'wrong_team' | 'no_user' | 'refused'; message: string };
 
@@ -95,7 +96,7 @@ export function createSignIn(config: ConsoleConfig): SignIn {
       if (teamId !== config.teamId) {
         return { ok: false, code: 'wrong_team', message: 'This console is for another Slack workspace.' };
       }
-      if (typeof userId !== 'string' || !/^[UW][A-Z0-9]{2,}$/.test(userId)) {
+      if (typeof userId !== 'string' || !isSlackUserId(userId)) {
         return { ok: false, code: 'no_user', message: 'The ID token names no Slack user.' };
       }
       const name = typeof claims.name === 'string' && claims.name.trim() ? claims.name : userId;

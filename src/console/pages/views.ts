@@ -2,6 +2,7 @@ import { renderPolicyResource } from '../../api/policy-view.ts';
 import type { AuditEventRow, Grant } from '../../db/schema/index.ts';
 import { describeDuration, formatDuration } from '../../policy/duration.ts';
 import type { ResourcePolicy } from '../../policy/index.ts';
+import { SLACK_USER_ID_PATTERN } from '../../shared/ids.ts';
 import type { ChainStatus } from '../chain-status.ts';
 import { barChart, type Series, timeChart } from '../charts.ts';
 import { html, query, type SafeHtml } from '../html.ts';
@@ -17,7 +18,7 @@ import {
 
 const csrf = (token: string) => html`<input type="hidden" name="_csrf" value="${token}">`;
 
-export function when(at: Date | null | undefined): SafeHtml {
+function when(at: Date | null | undefined): SafeHtml {
   if (!at) return html`<span class="muted">—</span>`;
   const iso = at.toISOString();
   return html`<time datetime="${iso}">${iso.slice(0, 16).replace('T', ' ')} UTC</time>`;
@@ -87,7 +88,7 @@ export function grantsView(input: {
     html`<option value="${value}"${value === (selected ?? '') ? html` selected` : ''}>${label}</option>`;
   return html`<form method="get" action="/console/grants" class="filters" role="search" aria-label="Filter grants">
 <label>Resource <select name="resource">${option('', 'any', f.resource)}${input.resources.map((r) => option(r, r, f.resource))}</select></label>
-<label>Person <input name="user" value="${f.user ?? ''}" placeholder="U0123ABCD" pattern="[UW][A-Z0-9]{2,}"></label>
+<label>Person <input name="user" value="${f.user ?? ''}" placeholder="U0123ABCD" pattern="${SLACK_USER_ID_PATTERN}"></label>
 <label>State <select name="state">${option('', 'any', f.state)}${option('live', 'live', f.state)}${option('expired', 'expired', f.state)}${option('revoked', 'revoked', f.state)}</select></label>
 <label>Scope <input name="scope" value="${f.scope ?? ''}"></label>
 <button type="submit">Filter</button></form>

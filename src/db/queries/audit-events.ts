@@ -76,7 +76,7 @@ async function insertChunk(tx: Tx, rows: readonly AuditEventRow[]): Promise<void
 // Reading for people: export, `/access audit`, the weekly report.
 
 /** Which rows an export takes; every field narrows. */
-export interface AuditEventFilter {
+interface AuditEventFilter {
   /** Rows at or after this instant. */
   since?: Date;
   /** Rows strictly before this instant. */

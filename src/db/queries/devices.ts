@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
+import { and, eq, gt, ne, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { type Device, devices, MAX_PAIRING_ATTEMPTS } from '../schema/index.ts';
 
@@ -131,13 +131,4 @@ export function revokeLinkedDevicesOf(
     .set({ status: 'revoked', revokedAt: input.now, revokedBy: input.by, revokeReason: input.reason })
     .where(and(eq(devices.userId, input.userId), eq(devices.status, 'linked')))
     .returning();
-}
-
-/** A person's linked devices, oldest first (`/access devices`). */
-export function linkedDevicesOf(db: Db | Tx, userId: string): Promise<Device[]> {
-  return db
-    .select()
-    .from(devices)
-    .where(and(eq(devices.userId, userId), eq(devices.status, 'linked')))
-    .orderBy(asc(devices.linkedAt), asc(devices.id));
 }

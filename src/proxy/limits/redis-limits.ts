@@ -43,7 +43,7 @@ export interface RedisLimitsOptions {
   flushMs?: number;
 }
 
-export interface RedisLimitsStats {
+interface RedisLimitsStats {
   /** Live proxy processes at the last heartbeat (at least 1: this one). */
   proxies: number;
   epoch: string | undefined;

@@ -1,6 +1,7 @@
 import type { WeeklyReport } from '../../audit/weekly-report.ts';
 import type { Grant } from '../../db/schema/index.ts';
 import type { AlertCall } from '../../outbox/index.ts';
+import { SLACK_USER_ID_PATTERN } from '../../shared/ids.ts';
 import { ACTIONS, versioned } from './ids.ts';
 import { type Block, button, confirmDialog, context, type SlackMessage, section } from './kit.ts';
 import {
@@ -13,6 +14,9 @@ import {
   plural,
   slackDate,
 } from './text.ts';
+
+/** The audit label of a person acting in Slack (`slack:U…`, see shared/actor.ts). */
+const SLACK_ACTOR = new RegExp(`^slack:(${SLACK_USER_ID_PATTERN})$`);
 
 /** What jitgate posts to channels on its own: anomaly alerts, offboarding notes, weekly reports. */
 
@@ -182,7 +186,7 @@ export function offboardedNote(input: {
   requestIds: readonly string[];
   at: Date;
 }): SlackMessage {
-  const byUser = /^slack:([UW][A-Z0-9]{2,})$/.exec(input.by)?.[1];
+  const byUser = SLACK_ACTOR.exec(input.by)?.[1];
   const lines = [
     `:door: *Access ended* for ${mention(input.userId)} on *${inlineText(input.resource, 100)}*`,
     `*Why:* ${inlineText(input.reason, 500)}${byUser ? ` (by ${mention(byUser)})` : ''}`,

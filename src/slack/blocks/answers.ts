@@ -20,7 +20,7 @@ import {
 /** What `/access` answers (ephemerally) and what a click answers. */
 
 /** Usage as typed: `<resource>` is escaped, or Slack would read it as a link or mention. */
-export const USAGE = [
+const USAGE = [
   '`/access` — open the request form',
   '`/access request <resource> [scope] <duration> <reason…>` — e.g. `/access request billing-api read 30m INC-123`',
   '`/access list` — your pending requests and active grants',

@@ -2,6 +2,7 @@ import type { types } from '@slack/bolt';
 import { grantedQuota } from '../../access/transitions.ts';
 import type { AccessRequest, Grant } from '../../db/schema/index.ts';
 import { describeDuration, type ResourcePolicy } from '../../policy/index.ts';
+import { isSlackUserId } from '../../shared/ids.ts';
 import { encodeQuotaValue, encodeValue } from '../listeners/actions/values.ts';
 import { durationsBetween, lowerQuotaChoices } from './choices.ts';
 import { ACTIONS, versioned } from './ids.ts';
@@ -9,7 +10,6 @@ import { type Block, button, context, LIMITS, option, plain, type SlackMessage, 
 import {
   describeQuota,
   inlineText,
-  isUserId,
   mention,
   notificationText,
   quotedText,
@@ -34,7 +34,7 @@ export interface ApprovalMessageInput {
 const REASON_LABEL = '*Reason:*\n';
 
 /** A request's reason as its own quoted section: no line of it can pass for one of the labels above. */
-export function reasonSection(reason: string): Block {
+function reasonSection(reason: string): Block {
   return section(`${REASON_LABEL}${quotedText(reason, LIMITS.sectionText - REASON_LABEL.length, 'reason')}`);
 }
 
@@ -158,7 +158,7 @@ export function noteSection(note: string): Block {
   return section(quotedText(note, LIMITS.sectionText, 'note'));
 }
 
-export function grantState(grant: Grant, now: Date): string {
+function grantState(grant: Grant, now: Date): string {
   switch (grant.status) {
     case 'active':
       return grant.expiresAt > now
@@ -175,5 +175,5 @@ export function grantState(grant: Grant, now: Date): string {
 
 /** ` by <@U…>` for a person; nothing for the system (the reason, like `idle for 30m`, says why). */
 export function revokedBy(endedBy: string | null): string {
-  return isUserId(endedBy) ? ` by ${mention(endedBy)}` : '';
+  return isSlackUserId(endedBy) ? ` by ${mention(endedBy)}` : '';
 }

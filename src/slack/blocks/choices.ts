@@ -5,7 +5,7 @@ import { encodeValue, type QuotaChoice } from '../listeners/actions/values.ts';
 import { option } from './kit.ts';
 
 /** Durations offered in menus; each menu keeps those that fit the policy. */
-export const DURATION_CHOICES: readonly number[] = [
+const DURATION_CHOICES: readonly number[] = [
   5 * 60,
   15 * 60,
   30 * 60,

@@ -10,7 +10,7 @@ import { mention, notificationText, scopeLabel } from './text.ts';
  */
 
 /** Why Slack would not post to a channel, in words someone can act on. */
-export function channelProblem(code: string): string {
+function channelProblem(code: string): string {
   switch (code) {
     case 'not_in_channel':
       return 'jitgate is not a member of that channel: invite it with `/invite @jitgate`';

@@ -20,9 +20,9 @@ export interface Lists {
 type Item = { request: AccessRequest; grant?: undefined } | { grant: Grant; request?: undefined };
 
 /** Items per page of `/access list` and `/access active`: at most 2 blocks each, well under 50 a message. */
-export const PAGE_ITEMS = 15;
+const PAGE_ITEMS = 15;
 
-export interface Paged<T> {
+interface Paged<T> {
   shown: T[];
   /** 1-based, clamped to the pages there are. */
   page: number;
@@ -31,7 +31,7 @@ export interface Paged<T> {
   to: number;
 }
 
-export function paginate<T>(items: readonly T[], page: number, size: number): Paged<T> {
+function paginate<T>(items: readonly T[], page: number, size: number): Paged<T> {
   const pages = Math.max(1, Math.ceil(items.length / size));
   const current = Math.min(Math.max(1, Math.floor(page)), pages);
   const start = (current - 1) * size;
@@ -176,7 +176,7 @@ export function approverPage(lists: Lists, now: Date, page = 1): Block[] {
 }
 
 /** How many items of each half App Home shows before summing up the rest. */
-export const HOME_LIMITS = { mine: 12, decide: 10, active: 25 } as const;
+const HOME_LIMITS = { mine: 12, decide: 10, active: 25 } as const;
 
 function moreLine(parts: string[], where: string): Block[] {
   return parts.length > 0 ? [context(`${parts.join(' and ')} — use ${where} to see them all.`)] : [];

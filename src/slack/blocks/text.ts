@@ -1,5 +1,6 @@
 import type { Grant } from '../../db/schema/index.ts';
 import { describeDuration } from '../../policy/index.ts';
+import { isSlackUserId } from '../../shared/ids.ts';
 import { LIMITS } from './kit.ts';
 
 /**
@@ -69,9 +70,6 @@ export function inlineText(text: string, max = 500): string {
   return fitRendered(flat, max, escapeText);
 }
 
-/** Kept for the many one-line uses: user text escaped, on one line, cut to `max`. */
-export const userText = inlineText;
-
 /**
  * User text as a block quote (every line starts with `>`), so no line of it can look like one
  * of jitgate's `*Label:*` lines. Cut to `max` with a note saying where the whole text is.
@@ -105,14 +103,9 @@ export function notificationText(text: string): string {
   return fitRendered(displayable(text).replace(/\s*\n\s*/g, ' '), LIMITS.fallbackText, escapeText);
 }
 
-const USER_ID = /^[UW][A-Z0-9]{2,}$/;
-
-export const isUserId = (value: string | null | undefined): value is string =>
-  value !== null && value !== undefined && USER_ID.test(value);
-
 /** A mention of a real user id; anything else (like `timeout` or `policy`) is shown as text. */
 export function mention(userId: string): string {
-  return USER_ID.test(userId) ? `<@${userId}>` : inlineText(userId, 100);
+  return isSlackUserId(userId) ? `<@${userId}>` : inlineText(userId, 100);
 }
 
 /** Each reader sees the time in their own zone; the fallback is UTC. */
@@ -143,7 +136,7 @@ export function describeQuota(quota: {
   return parts.length > 0 ? parts.join(', ') : undefined;
 }
 
-export function describeBytes(bytes: number): string {
+function describeBytes(bytes: number): string {
   for (const [unit, size] of [
     ['GB', 1024 ** 3],
     ['MB', 1024 ** 2],

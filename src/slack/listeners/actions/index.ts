@@ -1,4 +1,5 @@
 import type { AllMiddlewareArgs, App, SlackActionMiddlewareArgs } from '@slack/bolt';
+import { isUuid } from '../../../shared/ids.ts';
 import {
   ACTIONS,
   activeMessage,
@@ -15,15 +16,7 @@ import {
 } from '../../blocks/index.ts';
 import { errorText, type SlackDeps, tell } from '../../deps.ts';
 import { openModal } from '../../open-modal.ts';
-import {
-  actionTsOf,
-  actionValue,
-  isUuid,
-  responseUrlOf,
-  triggerIdOf,
-  userIdOf,
-  viewOf,
-} from '../../payloads.ts';
+import { actionTsOf, actionValue, responseUrlOf, triggerIdOf, userIdOf, viewOf } from '../../payloads.ts';
 import { isStaleView } from '../../slack-errors.ts';
 import { decodeListPage, decodeQuotaValue, decodeValue, type QuotaChoice } from './values.ts';
 

@@ -1,4 +1,5 @@
 import type { App, SlashCommand } from '@slack/bolt';
+import { type AccessCommand, parseAccessCommand } from '../../access-command-parser.ts';
 import {
   activeMessage,
   auditMessage,
@@ -13,17 +14,13 @@ import {
   revokeAllMessage,
   type SlackMessage,
 } from '../../blocks/index.ts';
-import { type AccessCommand, parseAccessCommand } from '../../commands.ts';
 import { errorText, type SlackDeps } from '../../deps.ts';
 import { openModal } from '../../open-modal.ts';
 
 const ephemeral = (message: SlackMessage) => ({ response_type: 'ephemeral' as const, ...message });
 
 async function approvesAnything(deps: SlackDeps, userId: string): Promise<boolean> {
-  for (const name of Object.keys(deps.policy.current().resources)) {
-    if (await deps.access.isApproverOf(name, userId)) return true;
-  }
-  return false;
+  return (await deps.access.approvedResources(userId)).length > 0;
 }
 
 /** Runs a parsed command after the ack; returns the answer to send through `response_url`. */

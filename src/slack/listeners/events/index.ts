@@ -1,18 +1,12 @@
 import type { App } from '@slack/bolt';
+import { isSlackUserId } from '../../../shared/ids.ts';
+import { isRecord } from '../../../shared/is-record.ts';
 import { errorText, type SlackDeps } from '../../deps.ts';
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
-}
-
-const USER_ID = /^[UW][A-Z0-9]{2,}$/;
 
 /** `removed_users` of a `subteam_members_changed` event, keeping only what looks like a user id. */
 export function removedUsersOf(event: unknown): string[] {
   const removed = isRecord(event) ? event.removed_users : undefined;
-  return Array.isArray(removed)
-    ? removed.filter((u): u is string => typeof u === 'string' && USER_ID.test(u))
-    : [];
+  return Array.isArray(removed) ? removed.filter((u): u is string => isSlackUserId(u)) : [];
 }
 
 export function register(app: App, deps: SlackDeps): void {
@@ -29,7 +23,7 @@ export function register(app: App, deps: SlackDeps): void {
   // Events are acked by Bolt before these run; a failure here is caught by the periodic re-check.
   app.event('user_change', async ({ event }) => {
     const user: unknown = event.user;
-    if (!isRecord(user) || user.deleted !== true || typeof user.id !== 'string' || !USER_ID.test(user.id))
+    if (!isRecord(user) || user.deleted !== true || typeof user.id !== 'string' || !isSlackUserId(user.id))
       return;
     if (!deps.offboarding) return;
     try {

@@ -1,6 +1,7 @@
 import type { App } from '@slack/bolt';
 import { checkUserText } from '../../../access/index.ts';
 import { checkRequest, type Policy } from '../../../policy/index.ts';
+import { isUuid } from '../../../shared/ids.ts';
 import {
   DENY_FIELDS,
   errorMessage,
@@ -13,7 +14,7 @@ import {
   VIEWS,
 } from '../../blocks/index.ts';
 import { errorText, type SlackDeps, tell } from '../../deps.ts';
-import { isUuid, privateMetadataOf, viewInput } from '../../payloads.ts';
+import { privateMetadataOf, viewInput } from '../../payloads.ts';
 
 /** The resource and scope chosen in the request form (or in the single select of an older form). */
 function chosenTarget(view: unknown): { resource: string; scope: string | undefined } {
