@@ -52,6 +52,13 @@ export interface Notifier {
    * failed call throws: an outage must never look like a deactivation (or its absence).
    */
   isDeactivated(userId: string): Promise<boolean>;
+  /** Who the bot token belongs to (`auth.test`): its user id and bot id. */
+  whoAmI(): Promise<BotIdentity>;
+}
+
+export interface BotIdentity {
+  botUserId: string;
+  botId: string;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -208,6 +215,12 @@ export function createNotifier(options: NotifierOptions): Notifier {
       const user: unknown = isRecord(result) ? result.user : undefined;
       if (!isRecord(user)) throw new SlackCallError('users.info', 'answer_without_user', false);
       return user.deleted === true;
+    },
+    async whoAmI() {
+      const result = await withRetry('auth.test', () => client.auth.test());
+      if (typeof result.user_id !== 'string' || typeof result.bot_id !== 'string')
+        throw new SlackCallError('auth.test', 'answer_without_identity', false);
+      return { botUserId: result.user_id, botId: result.bot_id };
     },
   };
 }

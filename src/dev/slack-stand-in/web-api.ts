@@ -46,6 +46,7 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
   const faults = new Map<string, PendingFault[]>();
   const responders = new Map<string, SlackResponder>();
   let waiters: Waiter[] = [];
+  let outage: { fault: SlackFault; method: string | undefined } | undefined;
 
   const record = (call: RecordedCall): void => {
     calls.push(call);
@@ -59,7 +60,13 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
   };
 
   const takeFault = (method: string): SlackFault | undefined =>
-    takeQueued(method) ?? (method === 'response_url' ? undefined : takeQueued('*'));
+    takeQueued(method) ?? (method === 'response_url' ? undefined : takeQueued('*')) ?? outageFault(method);
+
+  const outageFault = (method: string): SlackFault | undefined => {
+    if (!outage) return undefined;
+    if (outage.method === undefined ? method === 'response_url' : outage.method !== method) return undefined;
+    return outage.fault;
+  };
 
   const takeQueued = (method: string): SlackFault | undefined => {
     const queue = faults.get(method);
@@ -114,6 +121,12 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
       queue.push({ fault, remaining: times });
       faults.set(method, queue);
     },
+    startOutage(fault, method) {
+      outage = { fault, method };
+    },
+    endOutage() {
+      outage = undefined;
+    },
     respondTo(method, responder) {
       responders.set(method, responder);
     },
@@ -132,6 +145,7 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
       refusals.length = 0;
       warnings.length = 0;
       faults.clear();
+      outage = undefined;
       responders.clear();
     },
     close: () =>
@@ -183,6 +197,7 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
   };
 
   const sendFault = (req: IncomingMessage, res: ServerResponse, fault: SlackFault): void => {
+    if ('actsButNeverAnswers' in fault) return;
     if ('dropConnection' in fault) {
       req.socket.destroy();
     } else if ('error' in fault) {
@@ -195,11 +210,21 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
     }
   };
 
-  /** Answers `call` with the next injected fault for its method, if there is one. */
-  const answeredByFault = (req: IncomingMessage, res: ServerResponse, call: RecordedCall): boolean => {
+  /**
+   * Answers `call` with the next injected fault for its method, if there is one. A call that
+   * acts but never answers is done as Slack would do it (recorded, its message posted) and its
+   * answer withheld until the client gives up or the stand-in closes.
+   */
+  const answeredByFault = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    call: RecordedCall,
+    act: () => void,
+  ): boolean => {
     const fault = takeFault(call.method);
     if (!fault) return false;
     faultedCalls.push({ ...call, fault });
+    if ('actsButNeverAnswers' in fault) act();
     sendFault(req, res, fault);
     return true;
   };
@@ -218,7 +243,8 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
         token: undefined,
         at,
       };
-      if (answeredByFault(req, res, call)) return;
+      if (answeredByFault(req, res, call, () => recordAnswer(call, workspace.answerResponseUrl(args).body)))
+        return;
       const { status, body } = workspace.answerResponseUrl(args);
       recordAnswer(call, body);
       sendJson(res, status, body);
@@ -236,8 +262,9 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
       token: bearerToken(req, args),
       at,
     };
-    if (answeredByFault(req, res, call)) return;
-    const body = workspace.answer(call, responders.get(call.method));
+    const answerCall = () => workspace.answer(call, responders.get(call.method));
+    if (answeredByFault(req, res, call, () => recordAnswer(call, answerCall()))) return;
+    const body = answerCall();
     recordAnswer(call, body);
     sendJson(res, 200, body);
   };
