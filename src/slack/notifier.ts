@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { webApi } from '@slack/bolt';
 import type { Logger } from 'pino';
 import { isRecord } from '../shared/is-record.ts';
@@ -35,8 +36,22 @@ interface PostedMessage {
   ts: string;
 }
 
+/**
+ * What makes a post idempotent: `key` rides in the message's metadata, and a post that may
+ * already have happened (`mayHavePosted`, or an earlier try that timed out) is first looked
+ * up in the channel's history since `since` instead of being sent again.
+ */
+export interface PostOnce {
+  key: string;
+  /** A previous try of this post ended without Slack saying whether it posted (a timeout, a crash). */
+  mayHavePosted: boolean;
+  /** When the first try could have happened, at the earliest. */
+  since: Date;
+}
+
 export interface Notifier {
-  postMessage(channel: string, message: SlackMessage): Promise<PostedMessage>;
+  /** Posts `message`; with `once`, never a second copy of the same `once.key` (see {@link PostOnce}). */
+  postMessage(channel: string, message: SlackMessage, once?: PostOnce): Promise<PostedMessage>;
   updateMessage(channel: string, ts: string, message: SlackMessage): Promise<void>;
   postEphemeral(channel: string, user: string, message: SlackMessage): Promise<void>;
   /** Answers through a command's or action's `response_url` (ephemeral unless told otherwise). */
@@ -59,6 +74,20 @@ export interface Notifier {
 export interface BotIdentity {
   botUserId: string;
   botId: string;
+}
+
+/** The metadata `event_type` of every message jitgate posts; its payload's `key` names the post. */
+const DELIVERY_EVENT = 'jitgate_delivery';
+/** Slack's clock and ours may disagree: the history is read from a little before `since`. */
+const HISTORY_MARGIN_S = 120;
+const HISTORY_PAGES = 5;
+
+/** The key of a posted message, if it carries jitgate's delivery metadata. */
+function deliveryKeyOf(message: unknown): string | undefined {
+  const metadata: unknown = isRecord(message) ? message.metadata : undefined;
+  if (!isRecord(metadata) || metadata.event_type !== DELIVERY_EVENT) return undefined;
+  const payload = metadata.event_payload;
+  return isRecord(payload) && typeof payload.key === 'string' ? payload.key : undefined;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -127,15 +156,70 @@ export function createNotifier(options: NotifierOptions): Notifier {
     }
   }
 
+  /**
+   * The message carrying `key` posted to `channel` since `since`, read from the channel's
+   * history (a DM's by its conversation id). Undefined when none is found in the pages read.
+   */
+  async function findPosted(channel: string, key: string, since: Date): Promise<PostedMessage | undefined> {
+    let conversation = channel;
+    if (/^[UW]/.test(channel)) {
+      const opened = await client.conversations.open({ users: channel });
+      const id: unknown = isRecord(opened.channel) ? opened.channel.id : undefined;
+      if (typeof id !== 'string')
+        throw new SlackCallError('conversations.open', 'answer_without_channel', false);
+      conversation = id;
+    }
+    const oldest = String(Math.floor(since.getTime() / 1000) - HISTORY_MARGIN_S);
+    let cursor: string | undefined;
+    for (let page = 0; page < HISTORY_PAGES; page += 1) {
+      const result = await client.conversations.history({
+        channel: conversation,
+        oldest,
+        limit: 200,
+        include_all_metadata: true,
+        ...(cursor ? { cursor } : {}),
+      });
+      const found = (result.messages ?? []).find((m) => deliveryKeyOf(m) === key);
+      if (found && typeof found.ts === 'string') return { channel: conversation, ts: found.ts };
+      cursor = result.response_metadata?.next_cursor;
+      if (!result.has_more || !cursor) return undefined;
+    }
+    log.warn({ channel: conversation, pages: HISTORY_PAGES }, 'post not found in the history pages read');
+    return undefined;
+  }
+
   return {
-    async postMessage(channel, message) {
-      const result = await withRetry('chat.postMessage', () =>
-        client.chat.postMessage({ channel, ...messageArgs(message), unfurl_links: false }),
-      );
-      if (typeof result.ts !== 'string' || typeof result.channel !== 'string') {
-        throw new SlackCallError('chat.postMessage', 'answer_without_ts', false);
-      }
-      return { channel: result.channel, ts: result.ts };
+    async postMessage(channel, message, once) {
+      const key = once?.key ?? randomUUID();
+      const since = once?.since ?? new Date();
+      let mayHavePosted = once?.mayHavePosted ?? false;
+      return withRetry('chat.postMessage', async () => {
+        if (mayHavePosted) {
+          const found = await findPosted(channel, key, since);
+          if (found) {
+            log.info({ channel: found.channel, key }, 'message already posted: not sent again');
+            return found;
+          }
+        }
+        let result: Awaited<ReturnType<typeof client.chat.postMessage>>;
+        try {
+          result = await client.chat.postMessage({
+            channel,
+            ...messageArgs(message),
+            unfurl_links: false,
+            metadata: { event_type: DELIVERY_EVENT, event_payload: { key } },
+          });
+        } catch (raw) {
+          const error = classifySlackError('chat.postMessage', raw);
+          // No answer, or a server error: Slack may have posted it. Anything else it refused.
+          if (error.maybeDone || error.code.startsWith('http_5')) mayHavePosted = true;
+          throw error;
+        }
+        if (typeof result.ts !== 'string' || typeof result.channel !== 'string') {
+          throw new SlackCallError('chat.postMessage', 'answer_without_ts', false);
+        }
+        return { channel: result.channel, ts: result.ts };
+      });
     },
     async updateMessage(channel, ts, message) {
       await withRetry('chat.update', () =>

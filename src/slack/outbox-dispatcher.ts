@@ -115,14 +115,15 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
 
   /** Runs a step; says whether it is done (sent, or given up) or should be tried again. */
   async function runStep(row: OutboxRow, step: Step): Promise<Failure | undefined> {
+    const attempt = { key: `outbox:${row.id}:${step.name}`, retry: row.attempts > 1, since: row.createdAt };
     try {
-      await step.run();
+      await step.run(attempt);
       await markOutboxStepDone(db, row.id, step.name);
       return undefined;
     } catch (error) {
       if (!isPermanent(error)) return { step: step.name, error };
       try {
-        await step.refused?.(error);
+        await step.refused?.(error, attempt);
       } catch (fallback) {
         log.warn(
           { outboxId: row.id, step: step.name, err: describe(fallback) },
