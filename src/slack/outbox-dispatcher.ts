@@ -313,7 +313,7 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
         probe().then(kick, (error: unknown) => {
           log.error({ err: describe(error) }, 'outbox probe failed');
         });
-      }, deps.pollIntervalMs ?? 2000);
+      }, deps.pollIntervalMs ?? 1000);
       timer.unref();
       kick();
     },
