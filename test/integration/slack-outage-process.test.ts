@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openProcessWorld, type ProcessWorld } from '../helpers/process-world.ts';
+import { insertGrant } from '../helpers/proxy-fixtures.ts';
 
 /**
  * Issue 20: a bot process started while Slack's Web API answers 500 still acknowledges every
@@ -76,4 +77,26 @@ describe('a bot started during a Slack Web API outage', () => {
     );
     for (let i = 0; i < 3; i += 1) expect(approvalPostsWith(`outage reason ${i}`)).toHaveLength(1);
   }, 90_000);
+});
+
+describe('with Redis down', () => {
+  it('a grant still expires on time and its owner is told within seconds (worker and bot processes)', async () => {
+    if (world.running.bot.length === 0) await world.start('bot');
+    await world.start('worker');
+    await world.redis.kill();
+    const now = Date.now();
+    const grant = await insertGrant(world.database, {
+      resource: 'billing-api',
+      scope: 'read',
+      userId: 'UOWNER1',
+      startsAt: new Date(now - 60_000),
+      expiresAt: new Date(now + 3000),
+    });
+    const dm = await world.slack.waitFor('chat.postMessage', (c) => c.args.channel === grant.userId, 20_000);
+    const lateMs = dm.at.getTime() - grant.expiresAt.getTime();
+    console.info(`with Redis down, the expiry DM was posted ${lateMs} ms after the grant's expiry`);
+    expect(JSON.stringify(dm.args)).toContain('expired');
+    // The 30 s sweep would have been 22–32 s late.
+    expect(lateMs).toBeLessThan(5000);
+  }, 60_000);
 });
