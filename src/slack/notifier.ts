@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { webApi } from '@slack/bolt';
 import type { Logger } from 'pino';
+import { type ChannelRate, channelPace } from '../shared/channel-pace.ts';
 import { isRecord } from '../shared/is-record.ts';
 import type { HomeView, ModalView, SlackMessage } from './blocks/index.ts';
 import { classifySlackError, responseUrlError, SlackCallError } from './slack-errors.ts';
@@ -27,6 +28,11 @@ export interface NotifierOptions {
   /** Per HTTP request. */
   timeoutMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Posts to one channel are paced to Slack's per-channel rate (about 1 a second, short bursts
+   * allowed), so a catch-up after an outage is not answered with 429s. Off when omitted.
+   */
+  channelRate?: ChannelRate;
   /** Told of every call that failed for good (after its retries), e.g. to count it in metrics. */
   onFailure?: (method: string) => void;
 }
@@ -124,6 +130,13 @@ export function createNotifier(options: NotifierOptions): Notifier {
   };
   if (options.apiUrl) clientOptions.slackApiUrl = options.apiUrl;
   const client = new webApi.WebClient(options.botToken, clientOptions);
+  // A little under Slack's rate: requests sent on their turn may arrive closer together.
+  const pace = options.channelRate
+    ? channelPace({
+        perSecond: options.channelRate.perSecond * 0.8,
+        burst: Math.max(1, options.channelRate.burst - 1),
+      })
+    : undefined;
 
   async function withRetry<T>(method: string, call: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt += 1) {
@@ -202,6 +215,8 @@ export function createNotifier(options: NotifierOptions): Notifier {
           }
         }
         let result: Awaited<ReturnType<typeof client.chat.postMessage>>;
+        const turn = pace?.take(channel, Date.now()) ?? 0;
+        if (turn > 0) await sleep(turn);
         try {
           result = await client.chat.postMessage({
             channel,

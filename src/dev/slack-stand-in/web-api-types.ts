@@ -93,6 +93,11 @@ export interface FakeSlackApi {
   startOutage(fault: SlackFault, method?: string): void;
   /** Slack answers normally again (queued `failNext` faults still apply). */
   endOutage(): void;
+  /**
+   * From now on (until `reset`), `chat.postMessage` to one channel faster than `rate` is
+   * answered 429 with a Retry-After, as Slack answers a channel flooded by one app.
+   */
+  limitChannelPosts(rate: { perSecond: number; burst: number }): void;
   /** Replaces the built-in answer for `method` (until `reset`); payloads are still checked first. */
   respondTo(method: string, responder: SlackResponder): void;
   /** Refusals of payloads jitgate built (`invalid_blocks`, `msg_too_long`, …): a test expects none unless it says so. */

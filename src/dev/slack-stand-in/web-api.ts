@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type ChannelPace, channelPace } from '../../shared/channel-pace.ts';
 import type {
   FakeSlackApi,
   FakeSlackApiOptions,
@@ -47,6 +48,7 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
   const responders = new Map<string, SlackResponder>();
   let waiters: Waiter[] = [];
   let outage: { fault: SlackFault; method: string | undefined } | undefined;
+  let channelPosts: ChannelPace | undefined;
 
   const record = (call: RecordedCall): void => {
     calls.push(call);
@@ -127,6 +129,9 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
     endOutage() {
       outage = undefined;
     },
+    limitChannelPosts(rate) {
+      channelPosts = channelPace(rate);
+    },
     respondTo(method, responder) {
       responders.set(method, responder);
     },
@@ -146,6 +151,7 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
       warnings.length = 0;
       faults.clear();
       outage = undefined;
+      channelPosts = undefined;
       responders.clear();
     },
     close: () =>
@@ -262,6 +268,14 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
       token: bearerToken(req, args),
       at,
     };
+    const channel = typeof args.channel === 'string' ? args.channel : '';
+    const turn = call.method === 'chat.postMessage' ? (channelPosts?.tryTake(channel, now()) ?? 0) : 0;
+    if (turn > 0) {
+      const fault: SlackFault = { status: 429, retryAfter: Math.ceil(turn / 1000) };
+      faultedCalls.push({ ...call, fault });
+      sendFault(req, res, fault);
+      return;
+    }
     const answerCall = () => workspace.answer(call, responders.get(call.method));
     if (answeredByFault(req, res, call, () => recordAnswer(call, answerCall()))) return;
     const body = answerCall();
