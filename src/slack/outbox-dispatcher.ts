@@ -132,8 +132,9 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<number> | undefined;
   let again = false;
-  // Set while rows of ours wait out a Slack outage; cleared by the first call Slack answers.
-  let outage = false;
+  // Set while rows may wait out a Slack outage; cleared by the first call Slack answers, or when
+  // none waits. Set at start: rows of a process gone may be waiting out one.
+  let outage = true;
   let lastProbeAt = 0;
 
   /** Slack answered: what waits out the outage is due now. */
@@ -153,6 +154,7 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
     if (!outage || now.getTime() - lastProbeAt < probeIntervalMs) return;
     lastProbeAt = now.getTime();
     if (await probeWithOutageRow(db, now)) await drain();
+    else outage = false;
   }
 
   /** Gives up one message of `row`: recorded as done (never retried), audited, logged. */

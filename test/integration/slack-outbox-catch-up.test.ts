@@ -2,7 +2,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { outbox } from '../../src/db/schema/index.ts';
 import { slackUser } from '../helpers/actors.ts';
-import { type OutboxWorld, openOutboxWorld } from '../helpers/outbox-world.ts';
+import { type OutboxWorld, openOutboxWorld, slackProcess } from '../helpers/outbox-world.ts';
 
 /**
  * Issue 20: catching up after a Slack outage. Backoff grows while Slack fails, but the first
@@ -78,6 +78,28 @@ describe('after an outage', () => {
     w.clock.advance(300_000);
     await w.dispatcher.drain();
     expect(postsWith('rate limited C-2')).toHaveLength(1);
+  });
+
+  it('a bot started after the outage began probes the rows another bot left waiting', async () => {
+    w.api.startOutage({ status: 500 });
+    const left = await request('left waiting C-3');
+    await w.dispatcher.drain();
+    await w.dispatcher.drain();
+    w.clock.set((await rowOf(`request_created:${left.id}`)).nextAttemptAt);
+    await w.dispatcher.drain();
+    w.api.endOutage();
+    // The first bot is gone; a new one has seen no failure of its own.
+    const next = slackProcess({
+      db: w.database.db,
+      grantChannel: w.database.channel('grants'),
+      clock: w.clock,
+      policy: w.policy,
+      api: w.api,
+      botToken: 'xoxb-next',
+    });
+    await next.dispatcher.probe();
+    expect(postsWith('left waiting C-3')).toHaveLength(1);
+    await next.dispatcher.stop();
   });
 
   it('a call that hangs holds up its own message only', async () => {
