@@ -85,7 +85,13 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
 
   const sealer = createSealer(config.sessionSecret);
-  const sessions = createSessions({ sealer, clock, secure: config.secureCookies, ...deps.session });
+  const sessions = createSessions({
+    db: deps.db,
+    sealer,
+    clock,
+    secure: config.secureCookies,
+    ...deps.session,
+  });
   const signIn = deps.signIn ?? createSignIn(config);
   const consoleOrigin = new URL(config.publicUrl).origin;
   const loginCookie = config.secureCookies ? '__Host-jitgate_login' : 'jitgate_login';
@@ -149,7 +155,7 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
     if (!session) return;
     request.consoleSession = session;
     // Each use moves the idle deadline (re-sealed at most once a minute).
-    if (sessions.needsRefresh(session)) await sessions.write(reply, session);
+    if (sessions.needsRefresh(session)) await sessions.refresh(reply, session);
   });
   app.addHook('preHandler', async (request) => {
     const session = request.consoleSession;
@@ -264,12 +270,7 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
       request.log.warn({ code: result.code }, 'console sign-in refused');
       return page(403, 'Not signed in', result.message);
     }
-    await sessions.write(reply, {
-      userId: result.userId,
-      teamId: result.teamId,
-      name: result.name,
-      signedInAt: clock.now(),
-    });
+    await sessions.start(reply, { userId: result.userId, teamId: result.teamId, name: result.name });
     request.log.info({ userId: result.userId }, 'console sign-in');
     return reply.redirect(attempt.returnTo, 303);
   });
@@ -277,8 +278,8 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
   app.post(
     '/console/auth/logout',
     { schema: { hide: true }, preHandler: ctx.checkCsrf },
-    async (_request, reply) => {
-      sessions.clear(reply);
+    async (request, reply) => {
+      await sessions.end(reply, request.consoleSession);
       return reply.redirect('/console/auth/signed-out', 303);
     },
   );
