@@ -265,3 +265,33 @@ describe('Slack and the console show each other’s decisions', () => {
     expect(dm).toBeDefined();
   });
 });
+
+describe('approve for less from the requests page', () => {
+  it('takes a shorter duration and a lower quota; a quota it cannot read changes nothing', async () => {
+    const requestId = await pendingRequest('billing-api');
+    const page = await (await approver.get('/console/requests')).text();
+    expect(page).toContain('name="quota_requests"');
+    expect(page).toContain('name="quota_bytes"');
+
+    const bad = await approver.post(
+      `/console/requests/${requestId}/approve`,
+      { duration: '30m', quota_requests: 'many' },
+      { form: true },
+    );
+    expect(bad.status).toBe(422);
+    expect((await world.harness.access.getRequest(requestId))?.status).toBe('pending');
+
+    const done = await approver.post(
+      `/console/requests/${requestId}/approve`,
+      { duration: '30m', quota_requests: '50', quota_bytes: '2MB' },
+      { form: true },
+    );
+    expect(done.status).toBe(303);
+    const [grant] = await world.harness.database.db
+      .select()
+      .from(grants)
+      .where(eq(grants.requestId, requestId));
+    expect(grant).toMatchObject({ quotaRequests: 50, quotaResponseBytes: 2 * 1024 * 1024 });
+    expect(grant!.expiresAt.getTime() - grant!.startsAt.getTime()).toBe(30 * 60_000);
+  });
+});

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { LowerQuota } from '../../access/quota.ts';
 import { statusOfRefusal } from '../../api/refusals.ts';
 import {
   auditFilterOf,
@@ -7,7 +8,7 @@ import {
   grantListQuery,
   parseGrantCursor,
 } from '../../api/schemas.ts';
-import { parseDuration } from '../../policy/duration.ts';
+import { parseDuration, parseSize } from '../../policy/duration.ts';
 import type { WebContext } from '../context.ts';
 import { html, query } from '../html.ts';
 import { seesAll, seesOthers, type Viewer } from '../viewer.ts';
@@ -42,6 +43,20 @@ const text = (form: unknown, key: string): string => {
   const value = (form as Form | undefined)?.[key];
   return typeof value === 'string' ? value : '';
 };
+
+/** "Approve for less" on the form: empty fields leave the policy's quota; 'bad' when a field cannot be read. */
+function lowerQuotaOf(form: unknown): LowerQuota | undefined | 'bad' {
+  const calls = text(form, 'quota_requests').trim();
+  const bytes = text(form, 'quota_bytes').trim();
+  if (!calls && !bytes) return undefined;
+  const requests = calls ? (/^[0-9]{1,15}$/.test(calls) ? Number(calls) : undefined) : undefined;
+  const responseBytes = bytes ? parseSize(bytes) : undefined;
+  if ((calls && requests === undefined) || (bytes && responseBytes === undefined)) return 'bad';
+  return {
+    ...(requests !== undefined ? { requests } : {}),
+    ...(responseBytes !== undefined ? { responseBytes } : {}),
+  };
+}
 
 /**
  * The console's pages: server-rendered HTML over the same reads and actions as `/api/v1`.
@@ -218,9 +233,20 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
     if (duration && seconds === undefined) {
       return refusedPage(request, reply, 422, 'Give a duration like 30m or 2h.', '/console/requests');
     }
+    const quota = lowerQuotaOf(request.body);
+    if (quota === 'bad') {
+      return refusedPage(
+        request,
+        reply,
+        422,
+        'Give a quota as a whole number of calls, and bytes like 512KB or 10MB.',
+        '/console/requests',
+      );
+    }
     const result = await ctx.actions.approve(viewerOf(request), {
       requestId: id,
       ...(seconds !== undefined ? { durationSeconds: seconds } : {}),
+      ...(quota !== undefined ? { quota } : {}),
     });
     if (!result.ok) {
       return refusedPage(request, reply, statusOfRefusal(result.code), result.message, '/console/requests');

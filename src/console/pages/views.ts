@@ -161,6 +161,18 @@ ${stats.ips.length === 0 ? html`<p>None yet.</p>` : html`<ul>${stats.ips.map((i)
 <section aria-labelledby="g-timeline"><h2 id="g-timeline">Timeline</h2>${timelineTable(timeline)}</section>`;
 }
 
+/** A byte count as the quota field takes it back (`10MB`, `512KB`, `300`). */
+function describeBytes(bytes: number): string {
+  for (const [unit, size] of [
+    ['GB', 1024 ** 3],
+    ['MB', 1024 ** 2],
+    ['KB', 1024],
+  ] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return String(bytes);
+}
+
 /** Durations an approver may approve for: what was asked, and standard shorter ones. */
 function lessThan(seconds: number): number[] {
   const standard = [15 * 60, 30 * 60, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 86_400];
@@ -169,9 +181,10 @@ function lessThan(seconds: number): number[] {
 
 export function requestsView(input: { requests: readonly PendingRequest[]; csrfToken: string }): SafeHtml {
   if (input.requests.length === 0) return html`<p>No pending requests you can see.</p>`;
-  return html`<ul class="requests">${input.requests.map(({ request: r, approvals, canDecide }) => {
-    const id = `req-${r.id}`;
-    return html`<li><article aria-labelledby="${id}">
+  return html`<ul class="requests">${input.requests.map(
+    ({ request: r, approvals, canDecide, policyQuota }) => {
+      const id = `req-${r.id}`;
+      return html`<li><article aria-labelledby="${id}">
 <h2 id="${id}">${r.requesterId} asks for ${r.resource} · ${r.scope} for ${describeDuration(r.durationSeconds)}</h2>
 <p class="reason">${r.reason}</p>
 <p class="muted">Asked ${when(r.createdAt)} · times out ${when(r.timeoutAt)} · ${approvals.length} of ${r.approvalsRequired} approvals${r.extendsGrantId ? html` · extends grant <a href="/console/grants/${r.extendsGrantId}"><code>${r.extendsGrantId.slice(0, 8)}</code></a>` : ''}</p>
@@ -179,6 +192,8 @@ ${
   canDecide
     ? html`<div class="decide"><form method="post" action="/console/requests/${r.id}/approve" class="action">${csrf(input.csrfToken)}
 <label>Approve for <select name="duration">${lessThan(r.durationSeconds).map((s, i) => html`<option value="${formatDuration(s)}">${describeDuration(s)}${i === 0 ? ' (as asked)' : ''}</option>`)}</select></label>
+<label>At most <input name="quota_requests" inputmode="numeric" pattern="[1-9][0-9]*" size="7" placeholder="${policyQuota?.requests ?? 'no cap'}"> calls</label>
+<label>At most <input name="quota_bytes" pattern="[0-9]+([.][0-9]+)? ?([kKmMgG]?[bB])?" size="7" placeholder="${policyQuota?.responseBytes === undefined ? 'no cap' : describeBytes(policyQuota.responseBytes)}"> response bytes</label>
 <button type="submit">Approve</button></form>
 <form method="post" action="/console/requests/${r.id}/deny" class="action">${csrf(input.csrfToken)}
 <label>Reason for denying <input name="reason" maxlength="2000" required></label>
@@ -186,7 +201,8 @@ ${
     : ''
 }
 </article></li>`;
-  })}</ul>`;
+    },
+  )}</ul>`;
 }
 
 export function peopleView(input: {
