@@ -25,6 +25,7 @@ import { createSealer } from './auth/seal.ts';
 import { type ConsoleSession, createSessions } from './auth/session.ts';
 import { createChainStatus } from './chain-status.ts';
 import type { WebContext } from './context.ts';
+import { createPersonNames } from './names.ts';
 import { messagePage } from './pages/layout.ts';
 import { consolePages } from './pages/routes.ts';
 import { createConsoleReads } from './reads.ts';
@@ -49,6 +50,8 @@ export interface WebAppDeps {
   /** Session timeouts (defaults: 30 min idle, 12 h absolute). */
   session?: { idleMs?: number; absoluteMs?: number };
   signIn?: SignIn;
+  /** Asks Slack for a person's name (`users.info`), for the names cache; unset without Slack. */
+  lookupName?: (userId: string) => Promise<string | undefined>;
 }
 
 const STYLESHEET = readFileSync(new URL('./assets/console.css', import.meta.url), 'utf8');
@@ -185,10 +188,17 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
     });
   });
 
+  const names = createPersonNames({
+    db: deps.db,
+    clock,
+    logger: deps.logger,
+    lookup: deps.lookupName,
+  });
   const ctx: WebContext = {
     reads: createConsoleReads({ db: deps.db, clock, policy: deps.policy }),
     actions: deps.actions,
     chain: createChainStatus({ db: deps.db, clock }),
+    names,
     clock,
     policy: deps.policy,
     viewer: (request) => request.resolvedViewer ?? undefined,
@@ -271,6 +281,7 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
       return page(403, 'Not signed in', result.message);
     }
     await sessions.start(reply, { userId: result.userId, teamId: result.teamId, name: result.name });
+    await names.signedIn(result.userId, result.name);
     request.log.info({ userId: result.userId }, 'console sign-in');
     return reply.redirect(attempt.returnTo, 303);
   });
@@ -293,6 +304,8 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(async (scope) => apiV1(scope, ctx), { prefix: '/api/v1' });
   await app.register(async (scope) => consolePages(scope, ctx), { prefix: '/console' });
+  // Lookups under way finish before the database they write to is closed.
+  app.addHook('onClose', () => names.settled());
   await app.ready();
   return app;
 }

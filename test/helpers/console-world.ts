@@ -121,6 +121,7 @@ export async function startConsoleWorld(
     clock,
     logger: pino({ level: 'silent' }),
     actions: accessServiceActions(harness.access),
+    lookupName: (userId) => harness.notifier.userName(userId),
     ...(options.session ? { session: options.session } : {}),
   });
   handle = (req, res) => web.routing(req, res);

@@ -11,6 +11,7 @@ import {
 import { parseDuration, parseSize } from '../../policy/duration.ts';
 import type { WebContext } from '../context.ts';
 import { html, query } from '../html.ts';
+import { personIn } from '../names.ts';
 import { seesAll, seesOthers, type Viewer } from '../viewer.ts';
 import { page } from './layout.ts';
 import {
@@ -154,6 +155,7 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
         filter: Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined)),
         resources: resourceNames(),
         grants: result.grants,
+        names: await ctx.names.of(result.grants.map((g) => g.userId)),
         nextHref: result.next
           ? `/console/grants${query({ ...filter, cursor: grantCursor(result.next) })}`
           : undefined,
@@ -178,6 +180,10 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
         now: ctx.clock.now(),
         csrfToken: ctx.csrfToken(request, reply),
         isOwner: found.value.grant.userId === viewer.userId,
+        names: await ctx.names.of([
+          found.value.grant.userId,
+          ...found.value.timeline.map((r) => personIn(r.actor) ?? ''),
+        ]),
       }),
     );
   });
@@ -222,7 +228,11 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
       reply,
       'Pending requests',
       '/console/requests',
-      requestsView({ requests, csrfToken: ctx.csrfToken(request, reply) }),
+      requestsView({
+        requests,
+        csrfToken: ctx.csrfToken(request, reply),
+        names: await ctx.names.of(requests.map((r) => r.request.requesterId)),
+      }),
     );
   });
 
@@ -278,6 +288,7 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
         people: people.value,
         canRevokeAll: viewer.admin || viewer.approves.size > 0,
         csrfToken: ctx.csrfToken(request, reply),
+        names: await ctx.names.of(people.value.map((p) => p.userId)),
       }),
     );
   });
@@ -300,7 +311,11 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
       reply,
       'Alerts',
       '/console/alerts',
-      alertsView({ alerts, csrfToken: ctx.csrfToken(request, reply) }),
+      alertsView({
+        alerts,
+        csrfToken: ctx.csrfToken(request, reply),
+        names: await ctx.names.of(alerts.map((a) => String(a.row.data.userId ?? ''))),
+      }),
     );
   });
 
@@ -326,7 +341,15 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
         reply,
         'Audit search',
         '/console/audit',
-        auditView({ form, problem, rows: [], histogram: undefined, nextHref: undefined, exportQuery: '' }),
+        auditView({
+          form,
+          problem,
+          rows: [],
+          histogram: undefined,
+          nextHref: undefined,
+          exportQuery: '',
+          names: new Map(),
+        }),
         400,
       );
     }
@@ -353,6 +376,9 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
         nextHref:
           result.next === undefined ? undefined : `/console/audit${query({ ...form, cursor: result.next })}`,
         exportQuery,
+        names: await ctx.names.of(
+          result.rows.flatMap((r) => [personIn(r.actor) ?? '', String(r.data.userId ?? '')]),
+        ),
       }),
     );
   });
@@ -367,7 +393,11 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
       reply,
       'Audit chain',
       '/console/chain',
-      chainView({ status, csrfToken: ctx.csrfToken(request, reply) }),
+      chainView({
+        status,
+        csrfToken: ctx.csrfToken(request, reply),
+        names: await ctx.names.of([personIn(status.lastCheck?.by) ?? '']),
+      }),
     );
   });
 
