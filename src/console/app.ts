@@ -131,8 +131,8 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
     sessionPlugin: '@fastify/cookie',
     cookieKey: config.secureCookies ? '__Host-jitgate_csrf' : 'jitgate_csrf',
     cookieOpts: { path: '/', sameSite: 'strict', httpOnly: true, secure: config.secureCookies },
-    // Tokens are bound to the signed-in person: a token from one session is void in another.
-    getUserInfo: (request) => request.consoleSession?.userId ?? '',
+    // Tokens are bound to the session: void in any other session, of another person or the same one.
+    getUserInfo: (request) => request.consoleSession?.id ?? '',
     csrfOpts: {
       hmacKey: Buffer.from(hkdfSync('sha256', config.sessionSecret, 'jitgate-console', 'csrf-hmac-v1', 32)),
     },
@@ -202,7 +202,7 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
     clock,
     policy: deps.policy,
     viewer: (request) => request.resolvedViewer ?? undefined,
-    csrfToken: (request, reply) => reply.generateCsrf({ userInfo: request.consoleSession?.userId ?? '' }),
+    csrfToken: (request, reply) => reply.generateCsrf({ userInfo: request.consoleSession?.id ?? '' }),
     checkCsrf(request, reply, done) {
       const origin = request.headers.origin;
       if (origin !== undefined && origin !== consoleOrigin) {

@@ -89,6 +89,36 @@ describe('Sign in with Slack against a real OpenID provider', () => {
     expect(ended[0]?.data.userId).toBe(ADMIN);
   });
 
+  it("binds CSRF tokens to one session: an earlier session's token is void in the next one", async () => {
+    const { client: first } = await world.signIn(ADMIN);
+    const { client: next } = await world.signIn(ADMIN);
+    // The same browser signing in again: it keeps its CSRF secret cookie across sessions.
+    next.jar.set(world.baseUrl, 'jitgate_csrf', first.jar.get(world.baseUrl, 'jitgate_csrf') ?? '');
+    const stale = await fetch(`${world.baseUrl}/api/v1/audit/chain/verify`, {
+      method: 'POST',
+      headers: {
+        cookie: next.jar.header(world.baseUrl),
+        'content-type': 'application/json',
+        'x-csrf-token': first.csrfToken,
+      },
+      body: '{}',
+    });
+    expect(stale.status).toBe(403);
+    expect(((await stale.json()) as { error: string }).error).toBe('csrf_failed');
+    // This session's own token, made with the same secret, is good.
+    const { csrfToken } = (await (await next.get('/api/v1/session')).json()) as { csrfToken: string };
+    const fresh = await fetch(`${world.baseUrl}/api/v1/audit/chain/verify`, {
+      method: 'POST',
+      headers: {
+        cookie: next.jar.header(world.baseUrl),
+        'content-type': 'application/json',
+        'x-csrf-token': csrfToken,
+      },
+      body: '{}',
+    });
+    expect(fresh.status).toBe(200);
+  });
+
   it('refuses a sign-out without its CSRF token (no forced sign-out from another site)', async () => {
     const { client } = await world.signIn(ADMIN);
     const out = await client.post('/console/auth/logout', {}, { form: true, csrf: false });
