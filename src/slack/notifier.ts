@@ -73,6 +73,8 @@ export interface Notifier {
    * failed call throws: an outage must never look like a deactivation (or its absence).
    */
   isDeactivated(userId: string): Promise<boolean>;
+  /** The person's name as Slack shows it (`users.info`: real name, else display name), for the console. */
+  userName(userId: string): Promise<string | undefined>;
   /** Who the bot token belongs to (`auth.test`): its user id and bot id. */
   whoAmI(): Promise<BotIdentity>;
 }
@@ -320,6 +322,19 @@ export function createNotifier(options: NotifierOptions): Notifier {
       if (typeof result.user_id !== 'string' || typeof result.bot_id !== 'string')
         throw new SlackCallError('auth.test', 'answer_without_identity', false);
       return { botUserId: result.user_id, botId: result.bot_id };
+    },
+    async userName(userId) {
+      const result = await withRetry('users.info', () => client.users.info({ user: userId }));
+      const user: unknown = isRecord(result) ? result.user : undefined;
+      if (!isRecord(user)) return undefined;
+      const profile: unknown = user.profile;
+      const candidates = [
+        isRecord(profile) ? profile.real_name : undefined,
+        user.real_name,
+        isRecord(profile) ? profile.display_name : undefined,
+      ];
+      const name = candidates.find((c): c is string => typeof c === 'string' && c.trim() !== '');
+      return name?.trim();
     },
   };
 }
