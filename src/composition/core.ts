@@ -67,8 +67,6 @@ export async function buildCore(config: Config, overrides: CoreOverrides = {}): 
           botToken: config.slack.botToken,
           apiUrl: config.slack.apiUrl,
           logger,
-          // Slack's per-channel posting rate: 1 a second, short bursts allowed.
-          channelRate: { perSecond: 1, burst: 4 },
           onFailure: (method) => metrics.slackApiErrors.inc({ method }),
         })
       : undefined;
