@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { CallIntentJournal } from '../shared/call-intent.ts';
 import { type ActiveSigner, issueIdentityAssertion } from '../tokens/index.ts';
 import type { Authorization } from './authorize.ts';
 import { BodyCapture } from './body-capture.ts';
@@ -117,7 +118,15 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
       body.on('error', (error) => tap.destroy(error));
       request.body = body.pipe(tap);
     }
-    // The one point where the upstream may get the call: a durable intent record goes here.
+    // The one point where the upstream may get the call: its intent is written first.
+    const journal = runtime.recording.journal;
+    if (journal && !writeIntent(journal, request, call)) {
+      refuse(request, reply, call, {
+        code: 'audit_unavailable',
+        message: 'The proxy cannot record calls right now; try again shortly.',
+      });
+      return;
+    }
     call.forwarded = true;
     try {
       reply.from(url, hooks);
@@ -127,4 +136,22 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
   }
 
   return proceed;
+}
+
+/** Writes the call's intent (synchronously, before the forward); false when it could not be written. */
+function writeIntent(journal: CallIntentJournal, request: FastifyRequest, call: Call): boolean {
+  const grant = call.grant;
+  if (!grant) return false;
+  call.intent = journal.forwarding({
+    at: call.at,
+    requestId: request.id,
+    resource: call.resourceName,
+    grantId: grant.id,
+    userId: grant.userId,
+    scope: grant.scope,
+    method: call.method,
+    path: call.path,
+    clientIp: call.clientIp ?? request.ip,
+  });
+  return call.intent !== undefined;
 }

@@ -2,6 +2,7 @@ import fastifyReplyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { PolicyStore } from '../policy/store.ts';
+import type { CallIntentJournal } from '../shared/call-intent.ts';
 import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { ActiveSigner, Jwks, VerifyResult } from '../tokens/index.ts';
@@ -62,6 +63,11 @@ export interface ProxyServerDeps {
   quota?: QuotaTracker;
   clock: Clock;
   sink: CallSink;
+  /**
+   * Where each call's intent is written before it is forwarded (src/audit/intent-journal.ts),
+   * so a killed process loses no audit row. Without it, records live only in the sink's queue.
+   */
+  journal?: CallIntentJournal;
   logger: Logger;
   /** Default: a per-process limiter on `clock`. */
   rateLimiter?: RateLimiter;
@@ -132,7 +138,12 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     connectionsCheckingInterval: Math.min(1000, headersTimeoutMs),
   };
   const wire = createWireRefusals({ sink: deps.sink, clock: deps.clock, logger });
-  const recording: CallRecording = { sink: deps.sink, logger, open: new OpenCalls() };
+  const recording: CallRecording = {
+    sink: deps.sink,
+    logger,
+    open: new OpenCalls(),
+    ...(deps.journal ? { journal: deps.journal } : {}),
+  };
   const runtime: CallRuntime = { logger, recording, limits };
   // Once the checks are decided: refuse, or set the call up and hand it to reply-from.
   const proceed = createCallForwarder({

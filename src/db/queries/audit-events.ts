@@ -1,5 +1,21 @@
 import type { Readable } from 'node:stream';
-import { and, asc, count, desc, eq, gt, gte, inArray, lt, max, min, or, type SQL, sql } from 'drizzle-orm';
+import {
+  and,
+  asc,
+  count,
+  desc,
+  eq,
+  gt,
+  gte,
+  inArray,
+  lt,
+  lte,
+  max,
+  min,
+  or,
+  type SQL,
+  sql,
+} from 'drizzle-orm';
 import type postgres from 'postgres';
 import { personLabels } from '../../shared/actor.ts';
 import type { Db, Tx } from '../client.ts';
@@ -70,6 +86,27 @@ async function insertChunk(tx: Tx, rows: readonly AuditEventRow[]): Promise<void
       seq bigint, at timestamptz, kind text, actor text, resource text, request_id uuid,
       grant_id uuid, data jsonb, prev_hash text, hash text)
     order by seq`);
+}
+
+/**
+ * The request id and time of every proxied call's row in `[since, until]` (the window of a
+ * replayed intent journal): on the `at` index, so it costs the window's rows.
+ */
+export async function callRowKeysBetween(
+  db: Db | Tx,
+  since: Date,
+  until: Date,
+): Promise<{ requestId: string | null; at: Date }[]> {
+  return db
+    .select({ requestId: sql<string | null>`${auditEvents.data}->>'requestId'`, at: auditEvents.at })
+    .from(auditEvents)
+    .where(
+      and(
+        gte(auditEvents.at, since),
+        lte(auditEvents.at, until),
+        inArray(auditEvents.kind, ['proxy.call', 'proxy.denied']),
+      ),
+    );
 }
 
 // ---------------------------------------------------------------------------------------
