@@ -55,6 +55,8 @@ class Segment implements IntentMark {
   unrecorded = 0;
   bytes = 0;
   sealed = false;
+  /** Waiting for the audit writer's flush before it is deleted. */
+  retiring = false;
   dirty = false;
   fdOpen = true;
   constructor(
@@ -104,18 +106,21 @@ export function createIntentJournal(options: IntentJournalOptions): IntentJourna
 
   /** A sealed segment with every record accepted: deleted once those records are committed. */
   function retireWhenDone(segment: Segment): void {
-    if (!segment.sealed || segment.unrecorded > 0 || closed) return;
-    live.delete(segment);
+    if (!segment.sealed || segment.unrecorded > 0 || segment.retiring || closed) return;
+    segment.retiring = true;
     options
       .flushCommitted()
       .then(() => {
+        live.delete(segment);
         closeFd(segment);
         unlink(segment.path, (error) => {
-          if (error) logger.warn({ err: error, file: segment.path }, 'could not delete an intent segment');
+          if (error && error.code !== 'ENOENT')
+            logger.warn({ err: error, file: segment.path }, 'could not delete an intent segment');
         });
       })
       .catch((error: unknown) => {
         // Kept on disk: the next start replays it and finds the rows that were written.
+        live.delete(segment);
         closeFd(segment);
         logger.warn({ err: error, file: segment.path }, 'audit flush failed; intent segment kept');
       });
@@ -199,9 +204,11 @@ export function createIntentJournal(options: IntentJournalOptions): IntentJourna
           continue;
         }
         kept += 1;
-        await new Promise<void>((resolve) => {
-          fdatasync(segment.fd, () => resolve());
-        });
+        if (segment.fdOpen) {
+          await new Promise<void>((resolve) => {
+            fdatasync(segment.fd, () => resolve());
+          });
+        }
         closeFd(segment);
       }
       live.clear();
