@@ -21,6 +21,7 @@ import Fastify from 'fastify';
 import pino from 'pino';
 import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
+import { createIntentJournal } from '../../src/audit/intent-journal.ts';
 import { openDatabase } from '../../src/db/client.ts';
 import { grantQuotaUse } from '../../src/db/queries/grants/proxy-use.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
@@ -33,6 +34,7 @@ import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { connectReplayRedis } from '../../src/tokens/dpop-replay.ts';
 import { createMemoryKeyStore, createVerifier } from '../../src/tokens/index.ts';
+import { intentCandidate } from './intent-candidates.ts';
 
 const role = process.argv[2];
 const env = (name: string): string => {
@@ -144,7 +146,14 @@ async function start(): Promise<number> {
   }
   if (role === 'bare') {
     const app = Fastify();
-    await app.register(fastifyHttpProxy, { upstream: env('BENCH_UPSTREAM') });
+    // `BENCH_BARE_INTENT`: a candidate way of recording a call before the upstream sees it (issue 20).
+    const intent = process.env.BENCH_BARE_INTENT
+      ? await intentCandidate(process.env.BENCH_BARE_INTENT)
+      : undefined;
+    await app.register(fastifyHttpProxy, {
+      upstream: env('BENCH_UPSTREAM'),
+      ...(intent ? { preHandler: intent } : {}),
+    });
     await app.listen({ port: 0, host: '127.0.0.1' });
     return (app.server.address() as AddressInfo).port;
   }
@@ -204,7 +213,19 @@ async function start(): Promise<number> {
         })
       : undefined;
     await limits?.start();
+    // `BENCH_INTENT_DIR`: the intent journal on, as roles.ts wires it with JITGATE_INTENT_DIR.
+    const appenderFlush = commands.flush;
+    const journal = process.env.BENCH_INTENT_DIR
+      ? createIntentJournal({
+          dir: process.env.BENCH_INTENT_DIR,
+          flushCommitted: async () => {
+            await appenderFlush?.();
+          },
+          logger,
+        })
+      : undefined;
     const app = createProxyServer({
+      ...(journal ? { journal } : {}),
       policy: staticPolicyStore(
         parsePolicy(env('BENCH_POLICY'), { file: 'bench.yml', env: { BENCH_SECRET: 'bench-secret' } }),
       ),
