@@ -82,9 +82,13 @@ export interface ManagedActiveGrantView extends ActiveGrantView {
 export interface ActiveGrantViewOptions {
   database: Database;
   logger: Logger;
-  /** Round-trip ping period; 0 disables (embedded mode, where the feed is in-process). Default 1000. */
+  /** Round-trip ping period; 0 disables (embedded mode, where the feed is in-process). Default 100. */
   livenessIntervalMs?: number;
-  /** A ping not heard back within this is a dead feed. Default 2000. */
+  /**
+   * A feed that carried nothing (no ping of ours or another proxy's, no notification) for this
+   * long is dead: the view fails closed at once and re-subscribes. Default 500, so a frozen feed
+   * (connection alive, backend silent) is noticed within ~600 ms, inside README's "within a second".
+   */
   livenessTimeoutMs?: number;
   /** Ended grants remembered to tell "revoked" from "unknown". Default 10,000. */
   maxEnded?: number;
@@ -130,8 +134,8 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   const { database, logger } = options;
   const db = database.db;
   const channel = database.channel('grants');
-  const intervalMs = options.livenessIntervalMs ?? 1000;
-  const timeoutMs = options.livenessTimeoutMs ?? 2000;
+  const intervalMs = options.livenessIntervalMs ?? 100;
+  const timeoutMs = options.livenessTimeoutMs ?? 500;
   const maxEnded = options.maxEnded ?? 10_000;
   const retryDelayMs = options.retryDelayMs ?? 500;
   const pingPrefix = `ping:${randomBytes(6).toString('hex')}:`;
@@ -157,6 +161,8 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   let pingTimer: NodeJS.Timeout | undefined;
   let pingSeq = 0;
   let outstanding: { payload: string; sentAt: number } | undefined;
+  /** When the feed last carried anything: every message proves the LISTEN connection delivers. */
+  let lastHeard = performance.now();
 
   function setLive(next: boolean): void {
     if (live === next) return;
@@ -228,7 +234,11 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
           pending.clear();
           const myEpoch = epoch;
           await reloadAll();
-          if (myEpoch === epoch && connected) setLive(true);
+          if (myEpoch === epoch && connected) {
+            // The reload's own read is as recent a proof of life as the feed needs to start from.
+            lastHeard = performance.now();
+            setLive(true);
+          }
         } else {
           const ids = [...pending];
           pending.clear();
@@ -250,6 +260,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
 
   const handlers = {
     onMessage(payload: string) {
+      lastHeard = performance.now();
       if (outstanding && payload === outstanding.payload) {
         outstanding = undefined;
         return;
@@ -296,7 +307,8 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
     try {
       const old = unlisten;
       unlisten = undefined;
-      await old?.().catch(() => undefined);
+      // Not awaited: a frozen backend never answers, and ending its connection takes its timeout.
+      void old?.().catch(() => undefined);
       await subscribe();
     } catch (error) {
       logger.error({ err: error }, 'grant feed re-subscribe failed; will retry');
@@ -308,6 +320,13 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   function tick(): void {
     if (closed || resubscribing) return;
     const now = performance.now();
+    if (live && now - lastHeard > timeoutMs) {
+      // Alive but silent (a frozen backend, a half-open connection): nothing it says can be trusted.
+      logger.warn({ timeoutMs }, 'grant feed silent; failing closed and re-subscribing');
+      outstanding = undefined;
+      void resubscribe();
+      return;
+    }
     if (outstanding) {
       if (now - outstanding.sentAt > timeoutMs) {
         logger.warn({ timeoutMs }, 'grant feed ping not heard back; re-subscribing');

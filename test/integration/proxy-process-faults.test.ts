@@ -10,7 +10,7 @@ import { createMemoryKeyStore, issueGrantToken, type KeyStore } from '../../src/
 import { TEST_DATABASE_URL } from '../helpers/db.ts';
 import { type HostileUpstream, startHostileUpstream } from '../helpers/hostile-upstream.ts';
 import { createScratchDatabase, type JitgateChild, startJitgate } from '../helpers/jitgate-process.ts';
-import { eventually, insertGrant, rawRequest } from '../helpers/proxy-fixtures.ts';
+import { eventually, insertGrant, rawRequest, revokeGrant } from '../helpers/proxy-fixtures.ts';
 import { tempDir } from '../helpers/tls.ts';
 
 /**
@@ -212,4 +212,44 @@ describe('the proxy under process faults', () => {
     expect(await verifyAuditChain(database.db)).toMatchObject({ ok: true });
     await next.stop('SIGTERM');
   }, 120_000);
+
+  it('a frozen notification connection (its backend SIGSTOPped) keeps a revoked grant usable for less than a second', async () => {
+    const proxy = await startProxy(join(dir.path, 'intents-frozen'));
+    const port = proxy.proxyPort ?? 0;
+    const { grant, auth } = await grantFor(proxy);
+    const [backend] = await admin<{ pid: number }[]>`
+      select pid from pg_stat_activity where datname = ${databaseName()} and query ilike 'listen %'`;
+    expect(backend?.pid).toBeGreaterThan(0);
+    const pid = backend!.pid;
+    // Alive but silent: the connection stays open, the backend delivers nothing.
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await revokeGrant(database, grant.id, new Date());
+      const revoked = performance.now();
+      let allowedAfter = 0;
+      let firstRefusal: { ms: number; status: number } | undefined;
+      while (performance.now() - revoked < 3000) {
+        const res = await rawRequest(port, 'GET', '/faulty-api/ok', auth);
+        if (res.status === 200) allowedAfter++;
+        else firstRefusal ??= { ms: performance.now() - revoked, status: res.status };
+        if (firstRefusal && res.status === 403) break;
+      }
+      expect(firstRefusal, proxy.log()).toBeDefined();
+      // README: a revocation is enforced within a second, a dead feed included.
+      expect(firstRefusal!.ms).toBeLessThan(1000);
+      expect([403, 503]).toContain(firstRefusal!.status);
+      expect(proxy.logLines('grant feed silent; failing closed and re-subscribing').length).toBeGreaterThan(
+        0,
+      );
+      // Once re-subscribed on a new connection, the view is live again and knows of the revocation.
+      await eventually(
+        async () => (await rawRequest(port, 'GET', '/faulty-api/ok', auth)).status === 403,
+        10_000,
+      );
+      expect(allowedAfter).toBeLessThan(1000);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await proxy.stop('SIGTERM');
+  }, 60_000);
 });
