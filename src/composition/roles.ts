@@ -143,7 +143,11 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     // nothing to check, and readiness must not depend on a Redis that is not used.
     if (config.redisUrl) {
       const redis = createRedisReadiness(config.redisUrl);
-      checks.push(redis);
+      // A proxy is ready when it can confirm grants and write its audit; without Redis it keeps
+      // serving (limits fall back per JITGATE_QUOTA_WHEN_REDIS_DOWN), so a proxy-only process
+      // reports Redis without leaving the rotation for it. Bot and worker need it to schedule.
+      const needsRedis = options.roles.has('bot') || options.roles.has('worker');
+      checks.push({ name: redis.name, check: () => redis.check(), informational: !needsRedis });
       stops.push({ name: 'redis readiness', run: () => redis.close() });
     }
 
