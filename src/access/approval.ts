@@ -14,9 +14,9 @@ import type { LowerQuota } from './quota.ts';
 import {
   GRANT_MACHINE,
   GRANT_MOVES,
+  grantEndAt,
   grantedQuota,
   grantedSeconds,
-  grantEndAt,
   isGrantLive,
   REQUEST_MOVES,
 } from './transitions.ts';

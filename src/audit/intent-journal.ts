@@ -1,4 +1,4 @@
-import { closeSync, fdatasync, mkdirSync, openSync, unlink, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, fdatasync, mkdirSync, openSync, unlink, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -41,6 +41,17 @@ export interface IntentJournal extends CallIntentJournal {
 }
 
 export const INTENT_SEGMENT_SUFFIX = '.jnl';
+
+/** Why `dir` cannot hold the journal (created if missing), or undefined when it can. */
+export function intentDirProblem(dir: string): string | undefined {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+    return undefined;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code ?? String(error);
+  }
+}
 
 interface SegmentHeader {
   journal: 'jitgate-intents';

@@ -3,9 +3,9 @@ import { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { createAnomalyMonitor } from '../anomaly/index.ts';
 import { createAuditAppender } from '../audit/call-writer.ts';
-import { createIntentJournal, type IntentJournal } from '../audit/intent-journal.ts';
+import { createIntentJournal, type IntentJournal, intentDirProblem } from '../audit/intent-journal.ts';
 import { replayIntentJournal } from '../audit/intent-replay.ts';
-import type { Config } from '../config.ts';
+import { type Config, ConfigError } from '../config.ts';
 import { grantQuotaUse } from '../db/queries/grants/proxy-use.ts';
 import type { ReadinessCheck } from '../ops/admin-server.ts';
 import { metricsCallSink } from '../ops/metrics.ts';
@@ -40,6 +40,14 @@ export interface ProxyRoleContext {
 export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
   const { config, core, stops, checks } = ctx;
   const { logger, clock, database, policy, keys, access, metrics } = core;
+  if (config.intentDir) {
+    const problem = intentDirProblem(config.intentDir);
+    if (problem) {
+      throw new ConfigError([
+        `JITGATE_INTENT_DIR: cannot write ${config.intentDir} (${problem}); mount a writable volume there, or set it to off`,
+      ]);
+    }
+  }
   // Calls a process that died had forwarded get their audit rows before this one forwards any.
   if (config.intentDir) await replayIntentJournal({ dir: config.intentDir, db: database.db, logger });
   const view = createActiveGrantView({ database, logger });

@@ -20,7 +20,8 @@ export async function intentCandidate(
     const path = join(tmpdir(), `jitgate-bench-intents-${process.pid}.jnl`);
     const fd = openSync(path, 'a');
     process.on('exit', () => closeSync(fd));
-    return (request) => {
+    // Async like the others: fastify waits for a hook's promise, or else for a `done` callback.
+    return async (request) => {
       writeSync(fd, `${line(request)}\n`);
     };
   }
