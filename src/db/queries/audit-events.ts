@@ -1,21 +1,5 @@
 import type { Readable } from 'node:stream';
-import {
-  and,
-  asc,
-  count,
-  desc,
-  eq,
-  gt,
-  gte,
-  inArray,
-  lt,
-  lte,
-  max,
-  min,
-  or,
-  type SQL,
-  sql,
-} from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, gte, inArray, lt, max, min, or, type SQL, sql } from 'drizzle-orm';
 import type postgres from 'postgres';
 import { personLabels } from '../../shared/actor.ts';
 import type { Db, Tx } from '../client.ts';
@@ -88,26 +72,13 @@ async function insertChunk(tx: Tx, rows: readonly AuditEventRow[]): Promise<void
     order by seq`);
 }
 
-/**
- * The request id and time of every proxied call's row in `[since, until]` (the window of a
- * replayed intent journal): on the `at` index, so it costs the window's rows.
- */
-export async function callRowKeysBetween(
-  db: Db | Tx,
-  since: Date,
-  until: Date,
-): Promise<{ requestId: string | null; at: Date }[]> {
-  return db
+const CALL_ROWS = inArray(auditEvents.kind, ['proxy.call', 'proxy.denied']);
+/** Request id and time of each proxied call's row in `[since, until]` (a replayed journal's window; `at` index). */
+export const callRowKeysBetween = (db: Db | Tx, since: Date, until: Date) =>
+  db
     .select({ requestId: sql<string | null>`${auditEvents.data}->>'requestId'`, at: auditEvents.at })
     .from(auditEvents)
-    .where(
-      and(
-        gte(auditEvents.at, since),
-        lte(auditEvents.at, until),
-        inArray(auditEvents.kind, ['proxy.call', 'proxy.denied']),
-      ),
-    );
-}
+    .where(and(gte(auditEvents.at, since), lt(auditEvents.at, new Date(until.getTime() + 1)), CALL_ROWS));
 
 // ---------------------------------------------------------------------------------------
 // Reading for people: export, `/access audit`, the weekly report.
