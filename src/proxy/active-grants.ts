@@ -163,6 +163,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   let outstanding: { payload: string; sentAt: number } | undefined;
   /** When the feed last carried anything: every message proves the LISTEN connection delivers. */
   let lastHeard = performance.now();
+  let lastTick = performance.now();
 
   function setLive(next: boolean): void {
     if (live === next) return;
@@ -320,6 +321,15 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   function tick(): void {
     if (closed || resubscribing) return;
     const now = performance.now();
+    // A tick long overdue means this process stalled (a loaded machine, a long GC): the feed's
+    // messages may be waiting unread on the socket, so silence is judged from the next tick on.
+    const stalled = now - lastTick > intervalMs * 3;
+    lastTick = now;
+    if (stalled) {
+      if (outstanding) outstanding.sentAt = now;
+      if (now - lastHeard > timeoutMs) lastHeard = now - timeoutMs + intervalMs;
+      return;
+    }
     if (live && now - lastHeard > timeoutMs) {
       // Alive but silent (a frozen backend, a half-open connection): nothing it says can be trusted.
       logger.warn({ timeoutMs }, 'grant feed silent; failing closed and re-subscribing');
