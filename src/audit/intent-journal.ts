@@ -42,6 +42,32 @@ export interface IntentJournal extends CallIntentJournal {
 
 export const INTENT_SEGMENT_SUFFIX = '.jnl';
 
+/** The fields of an intent line, in order (src/audit/intent-replay.ts reads them back). */
+export const INTENT_FIELDS = [
+  'at',
+  'requestId',
+  'resource',
+  'grantId',
+  'userId',
+  'scope',
+  'method',
+  'path',
+  'clientIp',
+] as const;
+
+const NEEDS_JSON = /[\t\n\r\\]/;
+
+/**
+ * One line per intent: tab-separated (a template string costs a fraction of JSON.stringify on
+ * the hot path), or a JSON object, starting with `{`, when a field holds a tab, line break or
+ * backslash.
+ */
+function intentLine(intent: CallIntent): string {
+  const line = `${intent.at.getTime()}\t${intent.requestId}\t${intent.resource}\t${intent.grantId}\t${intent.userId}\t${intent.scope}\t${intent.method}\t${intent.path}\t${intent.clientIp}`;
+  if (!NEEDS_JSON.test(line)) return `${line}\n`;
+  return `${JSON.stringify({ ...intent, at: intent.at.getTime() })}\n`;
+}
+
 /** Why `dir` cannot hold the journal (created if missing), or undefined when it can. */
 export function intentDirProblem(dir: string): string | undefined {
   try {
@@ -154,6 +180,38 @@ export function createIntentJournal(options: IntentJournalOptions): IntentJourna
     });
   }
 
+  // The intents of one event-loop turn, written together: one write(2) for all of them, after
+  // the turn's I/O callbacks, instead of one per call.
+  let lines: string[] = [];
+  let waiting: ((mark: IntentMark | undefined) => void)[] = [];
+  let scheduled = false;
+
+  function writeBatch(): void {
+    scheduled = false;
+    const text = lines.join('');
+    const thens = waiting;
+    lines = [];
+    waiting = [];
+    if (thens.length === 0) return;
+    let segment: Segment | undefined;
+    try {
+      current ??= openSegment();
+      segment = current;
+      const buffer = Buffer.from(text);
+      let offset = 0;
+      while (offset < buffer.length) offset += writeSync(segment.fd, buffer, offset);
+      segment.bytes += buffer.length;
+      segment.dirty = true;
+      segment.unrecorded += thens.length;
+    } catch (error) {
+      // No intent, no forward: each caller refuses its call (fail closed).
+      logger.error({ err: error, dir }, 'could not write call intents');
+      segment = undefined;
+    }
+    for (const then of thens) then(segment);
+    if (segment && segment.bytes >= segmentBytes) seal();
+  }
+
   const syncTimer = setInterval(() => {
     if (current) syncSegment(current);
   }, syncIntervalMs);
@@ -164,31 +222,16 @@ export function createIntentJournal(options: IntentJournalOptions): IntentJourna
   sealTimer.unref();
 
   return {
-    forwarding(intent: CallIntent): IntentMark | undefined {
-      if (closed) return undefined;
-      try {
-        current ??= openSegment();
-        const segment = current;
-        const line = `${JSON.stringify({
-          at: intent.at.getTime(),
-          requestId: intent.requestId,
-          resource: intent.resource,
-          grantId: intent.grantId,
-          userId: intent.userId,
-          scope: intent.scope,
-          method: intent.method,
-          path: intent.path,
-          clientIp: intent.clientIp,
-        })}\n`;
-        segment.bytes += writeSync(segment.fd, line);
-        segment.dirty = true;
-        segment.unrecorded += 1;
-        if (segment.bytes >= segmentBytes) seal();
-        return segment;
-      } catch (error) {
-        // No intent, no forward: the caller refuses the call (fail closed).
-        logger.error({ err: error, dir }, 'could not write a call intent');
-        return undefined;
+    forwarding(intent: CallIntent, then: (mark: IntentMark | undefined) => void): void {
+      if (closed) {
+        then(undefined);
+        return;
+      }
+      lines.push(intentLine(intent));
+      waiting.push(then);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(writeBatch);
       }
     },
     recorded(mark: IntentMark): void {
@@ -197,6 +240,8 @@ export function createIntentJournal(options: IntentJournalOptions): IntentJourna
       retireWhenDone(segment);
     },
     async close(committed: boolean): Promise<number> {
+      // Intents queued this turn are written (their calls go on; the proxy has stopped taking new ones).
+      if (scheduled) writeBatch();
       clearInterval(syncTimer);
       clearInterval(sealTimer);
       if (current) current.sealed = true;

@@ -7,7 +7,7 @@ import { callRowKeysBetween } from '../db/queries/audit-events.ts';
 import type { CallIntent } from '../shared/call-intent.ts';
 import { isUuid } from '../shared/ids.ts';
 import { type AuditEventInput, appendAuditEvents } from './chain-append.ts';
-import { INTENT_SEGMENT_SUFFIX } from './intent-journal.ts';
+import { INTENT_FIELDS, INTENT_SEGMENT_SUFFIX } from './intent-journal.ts';
 
 /** A claimed segment: renamed so a second process starting at once cannot replay it too. */
 const CLAIMED = '.replaying-';
@@ -102,6 +102,16 @@ function unknownResultEvent(intent: CallIntent): AuditEventInput {
   };
 }
 
+function fieldsOf(line: string): Record<string, unknown> | undefined {
+  const parts = line.split('\t');
+  if (parts.length !== INTENT_FIELDS.length) return undefined;
+  const fields: Record<string, unknown> = {};
+  INTENT_FIELDS.forEach((name, i) => {
+    fields[name] = name === 'at' ? Number(parts[i]) : parts[i];
+  });
+  return fields;
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -135,8 +145,9 @@ function readIntents(path: string): CallIntent[] {
   // The first line is the header; a last line without its newline was cut by the crash.
   for (const line of lines.slice(1, -1)) {
     try {
-      const raw = JSON.parse(line) as Record<string, unknown>;
-      if (typeof raw.at !== 'number' || typeof raw.requestId !== 'string') continue;
+      const raw = line.startsWith('{') ? (JSON.parse(line) as Record<string, unknown>) : fieldsOf(line);
+      if (!raw || typeof raw.at !== 'number' || !Number.isFinite(raw.at) || typeof raw.requestId !== 'string')
+        continue;
       intents.push({
         at: new Date(raw.at),
         requestId: raw.requestId,

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { CallIntentJournal } from '../shared/call-intent.ts';
+import type { CallIntent } from '../shared/call-intent.ts';
 import { type ActiveSigner, issueIdentityAssertion } from '../tokens/index.ts';
 import type { Authorization } from './authorize.ts';
 import { BodyCapture } from './body-capture.ts';
@@ -120,13 +120,30 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
     }
     // The one point where the upstream may get the call: its intent is written first.
     const journal = runtime.recording.journal;
-    if (journal && !writeIntent(journal, request, call)) {
-      refuse(request, reply, call, {
-        code: 'audit_unavailable',
-        message: 'The proxy cannot record calls right now; try again shortly.',
-      });
+    if (!journal) {
+      forward(request, reply, call, url);
       return;
     }
+    journal.forwarding(intentOf(request, call), (mark) => {
+      if (!mark) {
+        refuse(request, reply, call, {
+          code: 'audit_unavailable',
+          message: 'The proxy cannot record calls right now; try again shortly.',
+        });
+        return;
+      }
+      call.intent = mark;
+      // The client left while the intent was written: its record (client_closed) is made, and
+      // it stands for the intent too; nothing is forwarded.
+      if (call.recorded) {
+        journal.recorded(mark);
+        return;
+      }
+      forward(request, reply, call, url);
+    });
+  }
+
+  function forward(request: FastifyRequest, reply: FastifyReply, call: Call, url: string): void {
     call.forwarded = true;
     try {
       reply.from(url, hooks);
@@ -138,20 +155,18 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
   return proceed;
 }
 
-/** Writes the call's intent (synchronously, before the forward); false when it could not be written. */
-function writeIntent(journal: CallIntentJournal, request: FastifyRequest, call: Call): boolean {
+/** What the journal keeps of a call about to be forwarded. */
+function intentOf(request: FastifyRequest, call: Call): CallIntent {
   const grant = call.grant;
-  if (!grant) return false;
-  call.intent = journal.forwarding({
+  return {
     at: call.at,
     requestId: request.id,
     resource: call.resourceName,
-    grantId: grant.id,
-    userId: grant.userId,
-    scope: grant.scope,
+    grantId: grant?.id ?? '',
+    userId: grant?.userId ?? '',
+    scope: grant?.scope ?? '',
     method: call.method,
     path: call.path,
     clientIp: call.clientIp ?? request.ip,
-  });
-  return call.intent !== undefined;
+  };
 }

@@ -22,11 +22,12 @@ export interface IntentMark {
 }
 
 /**
- * The proxy's side of the intent journal. `forwarding` is synchronous and on the hot path;
- * undefined means the intent could not be written and the call must not be forwarded.
+ * The proxy's side of the intent journal. `forwarding` queues the intent; `then` runs once it
+ * is written (the intents of one event-loop turn share one write), with undefined when it could
+ * not be — then the call must not be forwarded.
  */
 export interface CallIntentJournal {
-  forwarding(intent: CallIntent): IntentMark | undefined;
+  forwarding(intent: CallIntent, then: (mark: IntentMark | undefined) => void): void;
   /** The call's record was accepted by the audit writer; the intent is no longer needed once that commits. */
   recorded(mark: IntentMark): void;
 }
