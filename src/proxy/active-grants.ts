@@ -85,9 +85,10 @@ export interface ActiveGrantViewOptions {
   /** Round-trip ping period; 0 disables (embedded mode, where the feed is in-process). Default 100. */
   livenessIntervalMs?: number;
   /**
-   * A feed that carried nothing (no ping of ours or another proxy's, no notification) for this
-   * long is dead: the view fails closed at once and re-subscribes. Default 500, so a frozen feed
-   * (connection alive, backend silent) is noticed within ~600 ms, inside README's "within a second".
+   * A ping whose NOTIFY committed but did not come back within this long means a dead feed: the
+   * view fails closed at once and re-subscribes. Default 400, so a frozen feed (connection alive,
+   * backend silent) is noticed within ~0.6 s, inside README's "within a second". A ping slow to
+   * commit (a slow database, not a dead feed) gets four times as long.
    */
   livenessTimeoutMs?: number;
   /** Ended grants remembered to tell "revoked" from "unknown". Default 10,000. */
@@ -130,12 +131,18 @@ const toLookup = (r: GrantViewRow): ActiveLookup =>
     }),
   });
 
+interface Ping {
+  payload: string;
+  sentAt: number;
+  committedAt: number | undefined;
+}
+
 export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedActiveGrantView {
   const { database, logger } = options;
   const db = database.db;
   const channel = database.channel('grants');
   const intervalMs = options.livenessIntervalMs ?? 100;
-  const timeoutMs = options.livenessTimeoutMs ?? 500;
+  const timeoutMs = options.livenessTimeoutMs ?? 400;
   const maxEnded = options.maxEnded ?? 10_000;
   const retryDelayMs = options.retryDelayMs ?? 500;
   const pingPrefix = `ping:${randomBytes(6).toString('hex')}:`;
@@ -160,9 +167,11 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
 
   let pingTimer: NodeJS.Timeout | undefined;
   let pingSeq = 0;
-  let outstanding: { payload: string; sentAt: number } | undefined;
-  /** When the feed last carried anything: every message proves the LISTEN connection delivers. */
-  let lastHeard = performance.now();
+  /**
+   * Our ping in flight: `committedAt` is when its NOTIFY committed. Only from then on does its
+   * silence say the feed is dead; a NOTIFY slow to commit says the database is slow.
+   */
+  let outstanding: Ping | undefined;
   let lastTick = performance.now();
 
   function setLive(next: boolean): void {
@@ -235,11 +244,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
           pending.clear();
           const myEpoch = epoch;
           await reloadAll();
-          if (myEpoch === epoch && connected) {
-            // The reload's own read is as recent a proof of life as the feed needs to start from.
-            lastHeard = performance.now();
-            setLive(true);
-          }
+          if (myEpoch === epoch && connected) setLive(true);
         } else {
           const ids = [...pending];
           pending.clear();
@@ -261,7 +266,6 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
 
   const handlers = {
     onMessage(payload: string) {
-      lastHeard = performance.now();
       if (outstanding && payload === outstanding.payload) {
         outstanding = undefined;
         return;
@@ -326,20 +330,21 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
     const stalled = now - lastTick > intervalMs * 3;
     lastTick = now;
     if (stalled) {
-      if (outstanding) outstanding.sentAt = now;
-      if (now - lastHeard > timeoutMs) lastHeard = now - timeoutMs + intervalMs;
-      return;
-    }
-    if (live && now - lastHeard > timeoutMs) {
-      // Alive but silent (a frozen backend, a half-open connection): nothing it says can be trusted.
-      logger.warn({ timeoutMs }, 'grant feed silent; failing closed and re-subscribing');
-      outstanding = undefined;
-      void resubscribe();
+      if (outstanding) {
+        outstanding.sentAt = now;
+        if (outstanding.committedAt !== undefined) outstanding.committedAt = now;
+      }
       return;
     }
     if (outstanding) {
-      if (now - outstanding.sentAt > timeoutMs) {
-        logger.warn({ timeoutMs }, 'grant feed ping not heard back; re-subscribing');
+      const { committedAt, sentAt } = outstanding;
+      if (committedAt !== undefined && now - committedAt > timeoutMs) {
+        // Alive but silent (a frozen backend, a half-open connection): nothing it says can be trusted.
+        logger.warn({ timeoutMs }, 'grant feed silent; failing closed and re-subscribing');
+        outstanding = undefined;
+        void resubscribe();
+      } else if (committedAt === undefined && now - sentAt > timeoutMs * 4) {
+        logger.warn({ timeoutMs: timeoutMs * 4 }, 'grant feed ping not heard back; re-subscribing');
         outstanding = undefined;
         void resubscribe();
       }
@@ -351,12 +356,18 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
     }
     if (!connected) return;
     const payload = `${pingPrefix}${++pingSeq}`;
-    outstanding = { payload, sentAt: now };
-    publishOnGrantFeed(db, channel, [payload]).catch((error: unknown) => {
-      // The database itself is unreachable: nothing can be confirmed.
-      logger.warn({ err: error }, 'grant feed ping failed');
-      setLive(false);
-    });
+    const ping: Ping = { payload, sentAt: now, committedAt: undefined };
+    outstanding = ping;
+    publishOnGrantFeed(db, channel, [payload]).then(
+      () => {
+        ping.committedAt = performance.now();
+      },
+      (error: unknown) => {
+        // The database itself is unreachable: nothing can be confirmed.
+        logger.warn({ err: error }, 'grant feed ping failed');
+        setLive(false);
+      },
+    );
   }
 
   return {
