@@ -8,7 +8,8 @@ import type { CallIntent, CallIntentJournal, IntentMark } from '../shared/call-i
  * The proxy's intent journal: one line per forwarded call, written with write(2) before the
  * upstream may see the call, so a call's "forwarded" fact outlives a kill -9 of the process
  * (the line is in the OS page cache the moment write returns) and, once the batch's fdatasync
- * ran (every `syncIntervalMs`), a crash of the machine too.
+ * ran (every `syncIntervalMs`), a crash of the machine too. The calls of one event-loop turn
+ * share one write, made after the turn's I/O callbacks; each is forwarded once it returned.
  *
  * The file is split into segments. A segment is sealed after `segmentMs` or `segmentBytes`; a
  * sealed segment whose every call has its record in the audit writer's queue waits for that
