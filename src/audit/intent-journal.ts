@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { accessSync, closeSync, constants, fdatasync, mkdirSync, openSync, unlink, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { CallIntent, CallIntentJournal, IntentMark } from '../shared/call-intent.ts';
 
@@ -23,6 +24,8 @@ import type { CallIntent, CallIntentJournal, IntentMark } from '../shared/call-i
  */
 export interface IntentJournalOptions {
   dir: string;
+  /** Names the audit log the intents belong to (intentLogId); replay skips other logs' segments. */
+  log: string;
   /** Resolves once every record the audit writer accepted before the call is committed. */
   flushCommitted: () => Promise<void>;
   logger: Pick<Logger, 'warn' | 'error'>;
@@ -69,6 +72,19 @@ function intentLine(intent: CallIntent): string {
   return `${JSON.stringify({ ...intent, at: intent.at.getTime() })}\n`;
 }
 
+/**
+ * Which audit log a journal's intents go to: the database's address (never its credentials) and
+ * schema, hashed. A directory reused with another database is then never replayed into it.
+ */
+export function intentLogId(databaseUrl: string | undefined, dataDir: string, schema: string): string {
+  let where = `embedded:${resolve(dataDir)}`;
+  if (databaseUrl) {
+    const url = new URL(databaseUrl);
+    where = `${url.hostname}:${url.port}${url.pathname}`;
+  }
+  return createHash('sha256').update(`${where}#${schema}`).digest('hex').slice(0, 16);
+}
+
 /** Why `dir` cannot hold the journal (created if missing), or undefined when it can. */
 export function intentDirProblem(dir: string): string | undefined {
   try {
@@ -85,6 +101,7 @@ interface SegmentHeader {
   version: 1;
   host: string;
   pid: number;
+  log: string;
 }
 
 class Segment implements IntentMark {
@@ -114,6 +131,7 @@ export function createIntentJournal(options: IntentJournalOptions): IntentJourna
     version: 1,
     host: hostname(),
     pid: process.pid,
+    log: options.log,
   };
   const headerLine = `${JSON.stringify(header)}\n`;
   const prefix = `${process.pid}-${Date.now()}-`;

@@ -28,6 +28,8 @@ export interface IntentReplayResult {
  */
 export async function replayIntentJournal(options: {
   dir: string;
+  /** This process's audit log (intentLogId): segments written for another are left alone. */
+  log: string;
   db: Db;
   logger: Pick<Logger, 'info' | 'warn'>;
 }): Promise<IntentReplayResult> {
@@ -39,7 +41,7 @@ export async function replayIntentJournal(options: {
     const path = join(dir, name);
     if (name.endsWith(INTENT_SEGMENT_SUFFIX)) {
       const owner = readHeader(path);
-      if (!owner || owner.host !== host) continue;
+      if (!owner || owner.host !== host || owner.log !== options.log) continue;
       if (owner.pid !== process.pid && isAlive(owner.pid)) continue;
     } else if (name.includes(CLAIMED)) {
       // A replay that died half-way; its claimer is gone.
@@ -121,19 +123,24 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function readHeader(path: string): { host: string; pid: number } | undefined {
+function readHeader(path: string): { host: string; pid: number; log: unknown } | undefined {
   const text = readFileSync(path, 'utf8');
   const end = text.indexOf('\n');
   if (end === -1) return undefined;
   try {
-    const header = JSON.parse(text.slice(0, end)) as { journal?: unknown; host?: unknown; pid?: unknown };
+    const header = JSON.parse(text.slice(0, end)) as {
+      journal?: unknown;
+      host?: unknown;
+      pid?: unknown;
+      log?: unknown;
+    };
     if (
       header.journal !== 'jitgate-intents' ||
       typeof header.host !== 'string' ||
       typeof header.pid !== 'number'
     )
       return undefined;
-    return { host: header.host, pid: header.pid };
+    return { host: header.host, pid: header.pid, log: header.log };
   } catch {
     return undefined;
   }

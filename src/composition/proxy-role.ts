@@ -3,7 +3,12 @@ import { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { createAnomalyMonitor } from '../anomaly/index.ts';
 import { createAuditAppender } from '../audit/call-writer.ts';
-import { createIntentJournal, type IntentJournal, intentDirProblem } from '../audit/intent-journal.ts';
+import {
+  createIntentJournal,
+  type IntentJournal,
+  intentDirProblem,
+  intentLogId,
+} from '../audit/intent-journal.ts';
 import { replayIntentJournal } from '../audit/intent-replay.ts';
 import { type Config, ConfigError } from '../config.ts';
 import { grantQuotaUse } from '../db/queries/grants/proxy-use.ts';
@@ -48,8 +53,9 @@ export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
       ]);
     }
   }
+  const log = intentLogId(config.databaseUrl, config.dataDir, database.schemaName);
   // Calls a process that died had forwarded get their audit rows before this one forwards any.
-  if (config.intentDir) await replayIntentJournal({ dir: config.intentDir, db: database.db, logger });
+  if (config.intentDir) await replayIntentJournal({ dir: config.intentDir, log, db: database.db, logger });
   const view = createActiveGrantView({ database, logger });
   await view.start();
   stops.push({ name: 'grant view', run: () => view.close() });
@@ -84,6 +90,7 @@ export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
   if (config.intentDir) {
     const opened = createIntentJournal({
       dir: config.intentDir,
+      log,
       flushCommitted: () => appender.flush(),
       logger,
     });

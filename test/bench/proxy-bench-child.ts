@@ -218,6 +218,7 @@ async function start(): Promise<number> {
     const journal = process.env.BENCH_INTENT_DIR
       ? createIntentJournal({
           dir: process.env.BENCH_INTENT_DIR,
+          log: 'bench',
           flushCommitted: async () => {
             await appenderFlush?.();
           },

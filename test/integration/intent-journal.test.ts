@@ -20,6 +20,7 @@ import { openTestDatabase } from '../helpers/db.ts';
 
 let database: Awaited<ReturnType<typeof openTestDatabase>>;
 const logger = pino({ level: 'silent' });
+const LOG = 'test-audit-log';
 const dirs: string[] = [];
 
 beforeAll(async () => {
@@ -56,7 +57,7 @@ const written = (journal: ReturnType<typeof createIntentJournal>, value: CallInt
 describe('intent journal and replay', () => {
   it('writes a row for each intent without one, fields as written (an odd path included), once', async () => {
     const dir = newDir();
-    const journal = createIntentJournal({ dir, flushCommitted: async () => {}, logger });
+    const journal = createIntentJournal({ dir, log: LOG, flushCommitted: async () => {}, logger });
     const odd = intent(3, '/items/a\tb\\c');
     const intents = [intent(1), intent(2), odd];
     const marks = await Promise.all(intents.map((i) => written(journal, i)));
@@ -76,8 +77,12 @@ describe('intent journal and replay', () => {
     });
     expect(await journal.close(false)).toBe(1);
     expect(readdirSync(dir).length).toBe(1);
+    // Another audit log's replay (a directory reused with another database) leaves it alone.
+    expect((await replayIntentJournal({ dir, log: 'another-log', db: database.db, logger })).segments).toBe(
+      0,
+    );
 
-    const result = await replayIntentJournal({ dir, db: database.db, logger });
+    const result = await replayIntentJournal({ dir, log: LOG, db: database.db, logger });
     expect(result).toEqual({ segments: 1, intents: 3, written: 2 });
     expect(readdirSync(dir)).toEqual([]);
     const rows = await database.db.execute<{ request_id: string; path: string; result: string | null }>(
@@ -91,7 +96,7 @@ describe('intent journal and replay', () => {
       ['req-3', '/items/a\tb\\c', 'unknown'],
     ]);
     expect(await verifyAuditChain(database.db)).toMatchObject({ ok: true });
-    expect(await replayIntentJournal({ dir, db: database.db, logger })).toEqual({
+    expect(await replayIntentJournal({ dir, log: LOG, db: database.db, logger })).toEqual({
       segments: 0,
       intents: 0,
       written: 0,
@@ -103,6 +108,7 @@ describe('intent journal and replay', () => {
     let flushes = 0;
     const journal = createIntentJournal({
       dir,
+      log: LOG,
       flushCommitted: async () => {
         flushes++;
       },
@@ -117,9 +123,9 @@ describe('intent journal and replay', () => {
     // A segment of another live process on this host (the parent of this test) is not replayed.
     writeFileSync(
       join(dir, `${process.ppid}-1-000001.jnl`),
-      `${JSON.stringify({ journal: 'jitgate-intents', version: 1, host: hostname(), pid: process.ppid })}\n${intent(11).at.getTime()}\treq-11\tbilling-api\tg\tU\tread\tGET\t/x\t1.2.3.4\n`,
+      `${JSON.stringify({ journal: 'jitgate-intents', version: 1, host: hostname(), pid: process.ppid, log: LOG })}\n${intent(11).at.getTime()}\treq-11\tbilling-api\tg\tU\tread\tGET\t/x\t1.2.3.4\n`,
     );
-    expect((await replayIntentJournal({ dir, db: database.db, logger })).segments).toBe(0);
+    expect((await replayIntentJournal({ dir, log: LOG, db: database.db, logger })).segments).toBe(0);
     expect(readdirSync(dir).length).toBe(1);
     await journal.close(true);
   });
