@@ -1,6 +1,7 @@
 import fastifyReplyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { Agent } from 'undici';
 import type { PolicyStore } from '../policy/store.ts';
 import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
@@ -134,10 +135,24 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
   const wire = createWireRefusals({ sink: deps.sink, clock: deps.clock, logger });
   const recording: CallRecording = { sink: deps.sink, logger, open: new OpenCalls() };
   const runtime: CallRuntime = { logger, recording, limits };
-  // Once the checks are decided: refuse, or set the call up and hand it to reply-from.
+  const connect = createUpstreamConnector({ policy: deps.policy });
+  // The upstream pools, one per origin, for both forwards: the direct one (answers passed
+  // through) and reply-from's (masked or captured answers). Never retried (undici's dispatch
+  // does not retry; reply-from's retries are off in forward-hooks.ts).
+  const upstreamPool = {
+    connections: deps.upstream?.connections ?? 128,
+    pipelining: 1,
+    headersTimeout: deps.upstream?.headersTimeoutMs ?? 300_000,
+    bodyTimeout: deps.upstream?.bodyTimeoutMs ?? 300_000,
+    // Verifies each upstream's certificate against its resource's ca_file or the public roots.
+    connect,
+  };
+  const agent = new Agent(upstreamPool);
+  // Once the checks are decided: refuse, or set the call up and forward it.
   const proceed = createCallForwarder({
     runtime,
     hooks: createForwardHooks(runtime),
+    agent,
     keyStore: deps.keyStore,
     issuer: deps.issuer,
   });
@@ -179,14 +194,10 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     disableRequestLogging: true,
     // Every call has its own URL; the 100-entry URL cache would only churn.
     disableCache: true,
-    undici: {
-      connections: deps.upstream?.connections ?? 128,
-      pipelining: 1,
-      headersTimeout: deps.upstream?.headersTimeoutMs ?? 300_000,
-      bodyTimeout: deps.upstream?.bodyTimeoutMs ?? 300_000,
-      // Verifies each upstream's certificate against its resource's ca_file or the public roots.
-      connect: createUpstreamConnector({ policy: deps.policy }),
-    },
+    undici: upstreamPool,
+  });
+  app.addHook('onClose', async () => {
+    await agent.close();
   });
 
   app.get('/.well-known/jwks.json', (_request, reply) => {
