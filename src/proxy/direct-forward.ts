@@ -45,6 +45,9 @@ export function forwardDirect(
 class PassThroughHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined = undefined;
   private countChunks = false;
+  /** Body bytes still to come when the upstream sent a length; -1 when it did not. */
+  private remaining = -1;
+  private ended = false;
 
   constructor(
     private readonly runtime: CallRuntime,
@@ -86,8 +89,10 @@ class PassThroughHandler implements Dispatcher.DispatchHandler {
     }
     out['x-request-id'] = this.request.id;
     const length = hasNoBody(call.method, statusCode) ? 0 : Number(headers['content-length']);
-    if (Number.isFinite(length)) countResponseBytes(this.runtime.limits, call, length);
-    else this.countChunks = true;
+    if (Number.isFinite(length)) {
+      countResponseBytes(this.runtime.limits, call, length);
+      this.remaining = length;
+    } else this.countChunks = true;
     // From here the answer is written by hand; fastify must not send one of its own.
     reply.hijack();
     res.writeHead(statusCode, out);
@@ -96,6 +101,13 @@ class PassThroughHandler implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const res = this.reply.raw;
     if (this.countChunks) countResponseBytes(this.runtime.limits, this.call, chunk.length);
+    else if (chunk.length === this.remaining) {
+      // The last of a body of known length (a small answer's only chunk): headers and body
+      // leave in one write, not a write and then an end.
+      this.ended = true;
+      res.end(chunk);
+      return;
+    } else this.remaining -= chunk.length;
     if (!res.write(chunk)) {
       controller.pause();
       res.once('drain', this.onDrain);
@@ -103,7 +115,7 @@ class PassThroughHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.reply.raw.end();
+    if (!this.ended) this.reply.raw.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {

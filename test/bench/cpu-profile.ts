@@ -74,6 +74,7 @@ const STAGES: [Stage, (url: string, fn: string) => boolean][] = [
     STAGE_NAMES[4],
     (u) =>
       u.includes('/src/proxy/forward') ||
+      u.includes('/src/proxy/direct-forward') ||
       u.includes('/src/proxy/request-headers') ||
       u.includes('/src/proxy/upstream-') ||
       u.includes('/src/proxy/response-') ||
