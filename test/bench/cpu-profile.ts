@@ -94,7 +94,7 @@ const STAGES: [Stage, (url: string, fn: string) => boolean][] = [
 ];
 
 /** Microseconds of CPU per stage over the profile. */
-export function stageMicros(profile: CpuProfile): Map<Stage, number> {
+function stageMicros(profile: CpuProfile): Map<Stage, number> {
   const byId = new Map<number, ProfileNode>();
   const parent = new Map<number, number>();
   for (const n of profile.nodes) {
