@@ -34,7 +34,8 @@ export function forwardDirect(
   const body = request.body as Dispatcher.DispatchOptions['body'] | undefined;
   const options: Dispatcher.DispatchOptions = {
     origin: target.origin,
-    path: target.pathname + call.query,
+    // A bare `?` is dropped, as reply-from did.
+    path: call.query.length > 1 ? target.pathname + call.query : target.pathname,
     method: call.method as Dispatcher.HttpMethod,
     headers: directRequestHeaders(request.raw.headers, target.host, call, request.id),
     ...(body ? { body } : {}),

@@ -93,20 +93,25 @@ const DEFAULT_CLIENT_HEADERS_TIMEOUT_MS = 10_000;
  * The access proxy: `/<resource>/<path…>` with `Authorization: Bearer <token>`.
  * Returns a fastify instance that is not listening; the caller listens and closes it.
  *
- * One catch-all route forwards with @fastify/reply-from to the resource's upstream, read
- * from the policy on each call, so a policy reload needs no re-registration; undici keeps
- * a connection pool per upstream origin. Bodies are streamed both ways.
+ * One catch-all route forwards to the resource's upstream, read from the policy on each call,
+ * so a policy reload needs no re-registration; one undici Agent keeps a connection pool per
+ * upstream origin. An answer that passes through unchanged is written onto the client's
+ * response by an undici dispatch handler (direct-forward.ts); a masked or captured one goes
+ * through @fastify/reply-from (forward-hooks.ts), whose stream the mask and capture read.
+ * Bodies are streamed both ways.
  *
  * Every request to the port becomes exactly one call record (src/proxy/call.ts): routed calls,
  * requests the router refuses (a URL it cannot decode, a method it has no route for), requests
  * Node's parser refuses and CONNECT (src/proxy/wire-refusals.ts). One client call is one
- * upstream call: reply-from's retries (a GET answered 503 was sent up to 11 times) are off.
+ * upstream call: a dispatch is never retried, and reply-from's retries (a GET answered 503 was
+ * sent up to 11 times) are off.
  *
  * Hot-path notes (issue 5's target is ≥ 1.0 × a bare @fastify/http-proxy): fastify gets no
  * logger, so it builds no per-request child logger (this code logs denials and faults itself,
  * with the request id); the route handler is synchronous when the token is cached, so it makes
  * no promise and fastify does not wait on the reply as a thenable; the clock is read once per
- * call; and the reply-from options are one shared object.
+ * call; the reply-from options are one shared object; and a passed-through answer skips
+ * reply-from and fastify's reply altogether (direct-forward.ts; issue 19).
  */
 export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
   const logger = deps.logger.child(

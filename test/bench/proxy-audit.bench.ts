@@ -154,6 +154,7 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
         )
           .map((x) => x.toFixed(2))
           .join(', ')}; target ≥ 1.3). real audit / discarded: ${(aud.rps / disc.rps).toFixed(2)} ×.`,
+        `CPU per request vs bare's (steadier than req/s on a shared machine; the servers' capacity on their core): real audit ${(aud.cpuUsPerReq / bareR.cpuUsPerReq).toFixed(2)} ×, discarded ${(disc.cpuUsPerReq / bareR.cpuUsPerReq).toFixed(2)} ×.`,
         `added 1-conn p50 over direct: real audit ${added(aud).toFixed(3)} ms, discarded ${added(disc).toFixed(3)} ms, bare ${added(bareR).toFixed(3)} ms (target ≤ 0.25 ms).`,
         auditLine,
         `CPU µs/req is the server's own process (the audited one includes its flush after each slice). ${ctx.taskset ? 'Servers pinned to core 0, load generator to core 1;' : 'No taskset: nothing pinned;'} PostgreSQL is not pinned.`,
