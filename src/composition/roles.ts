@@ -271,6 +271,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         clock,
         logger,
         actions: accessServiceActions(access),
+        ...(notifier ? { lookupName: (userId: string) => notifier.userName(userId) } : {}),
       });
       const app = web;
       stops.push({ name: 'console', run: () => app.close() });

@@ -55,6 +55,8 @@ export class Call implements CallContext {
   clientGone = false;
   /** The upstream's response body, once it answered: read when the call ends, to say who cut it. */
   upstreamBody: NodeJS.ReadableStream | undefined = undefined;
+  /** Set by the direct forward when the upstream broke off after its headers were sent on. */
+  upstreamBroke = false;
   /** Only set when the policy turns the feature on for this call's resource or scope. */
   scope: ScopePolicy | undefined = undefined;
   mask: MaskRules | undefined = undefined;
@@ -203,7 +205,7 @@ function callRecord(call: Call, request: FastifyRequest, reply: FastifyReply, lo
   const res = reply.raw;
   const aborted = res.writableFinished
     ? undefined
-    : upstreamFailed(call.upstreamBody)
+    : call.upstreamBroke || upstreamFailed(call.upstreamBody)
       ? 'upstream'
       : 'client';
   // Allowed but never handed on (the client left while its identity assertion was signed).

@@ -2,17 +2,21 @@ import { randomUUID } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Agent } from 'undici';
 import type { CallIntent } from '../shared/call-intent.ts';
 import { type ActiveSigner, issueIdentityAssertion } from '../tokens/index.ts';
 import type { Authorization } from './authorize.ts';
 import { BodyCapture } from './body-capture.ts';
 import { type Call, type CallRuntime, CLIENT_CLOSED, recordCall } from './call.ts';
 import { fail, refuse } from './call-refusal.ts';
+import { forwardDirect } from './direct-forward.ts';
 
 export interface CallForwarderDeps {
   runtime: CallRuntime;
   /** reply-from's hooks (forward-hooks.ts), one object for every call. */
   hooks: FastifyReplyFromHooks;
+  /** The upstream pool of the direct forward (direct-forward.ts), for answers passed through unchanged. */
+  agent: Agent;
   keyStore: { activeSigner?(): ActiveSigner };
   issuer: string | undefined;
 }
@@ -146,7 +150,9 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
   function forward(request: FastifyRequest, reply: FastifyReply, call: Call, url: string): void {
     call.forwarded = true;
     try {
-      reply.from(url, hooks);
+      // Masking and capture read the answer as a stream: reply-from's path; all else passes through.
+      if (call.mask || call.responseCapture) reply.from(url, hooks);
+      else forwardDirect(runtime, deps.agent, request, reply, call, url);
     } catch (error) {
       fail(runtime, request, reply, call, error);
     }

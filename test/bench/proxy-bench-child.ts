@@ -12,7 +12,8 @@
  * (`BENCH_SINK=audit`, as src/composition/roles.ts wires it). IPC commands, each answered with a
  * message of the same `type`: `cpu`; and for the appender `audit` (counters), `audit-reset`
  * (counters, then starts a new maximum-backlog window) and `flush` (waits until every record
- * offered so far is committed, then answers with the counters).
+ * offered so far is committed, then answers with the counters); `profile-start` and `profile-stop`
+ * (a CPU profile of the process, answered with the CPU per stage, see cpu-profile.ts).
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -34,6 +35,7 @@ import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { connectReplayRedis } from '../../src/tokens/dpop-replay.ts';
 import { createMemoryKeyStore, createVerifier } from '../../src/tokens/index.ts';
+import { createProfiler } from './cpu-profile.ts';
 import { intentCandidate } from './intent-candidates.ts';
 
 const role = process.argv[2];
@@ -107,11 +109,15 @@ function countedAppender(
   };
 }
 
+const profiler = createProfiler();
 const commands: Record<string, () => unknown> = {
   cpu: () => {
     const { user, system } = process.cpuUsage();
     return { micros: user + system };
   },
+  // A CPU profile of this process (see cpu-profile.ts); `profile-stop` answers with µs per stage.
+  'profile-start': () => profiler.start(),
+  'profile-stop': () => profiler.stop(),
 };
 
 async function start(): Promise<number> {

@@ -25,6 +25,7 @@ export interface BenchModule {
 }
 
 const BENCHES: Record<string, () => Promise<BenchModule>> = {
+  'proxy-audit': async () => (await import('./proxy-audit.bench.ts')).proxyAuditBench,
   proxy: async () => (await import('./proxy.bench.ts')).proxyBench,
   intent: async () => (await import('./intent.bench.ts')).intentBench,
   limits: async () => (await import('./limits.bench.ts')).limitsBench,

@@ -33,7 +33,7 @@ console:
 }
 
 /** A cookie jar per origin, as a browser keeps one (names and values only; enough for tests). */
-class CookieJar {
+export class CookieJar {
   private readonly jars = new Map<string, Map<string, string>>();
   store(url: string, response: Response): void {
     const origin = new URL(url).origin;
@@ -121,6 +121,7 @@ export async function startConsoleWorld(
     clock,
     logger: pino({ level: 'silent' }),
     actions: accessServiceActions(harness.access),
+    lookupName: (userId) => harness.notifier.userName(userId),
     ...(options.session ? { session: options.session } : {}),
   });
   handle = (req, res) => web.routing(req, res);

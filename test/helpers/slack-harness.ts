@@ -33,7 +33,7 @@ import { systemClock } from '../../src/shared/clock.ts';
 import { createSlackApp, type SlackApp } from '../../src/slack/app.ts';
 import type { IssueToken } from '../../src/slack/deps.ts';
 import { slackGroupMembers } from '../../src/slack/directory.ts';
-import { createNotifier } from '../../src/slack/notifier.ts';
+import { createNotifier, type Notifier } from '../../src/slack/notifier.ts';
 import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
 import { openTestDatabase } from './db.ts';
 import { testPolicy } from './policy.ts';
@@ -52,6 +52,8 @@ const nextKey = (prefix: string) => `${prefix}-${++keyCounter}`;
 
 export interface SlackHarness {
   api: FakeSlackApi;
+  /** The one client of the Slack fake, as production builds it. */
+  notifier: Notifier;
   slack: SlackApp;
   dispatcher: OutboxDispatcher;
   access: ReturnType<typeof createAccessService>;
@@ -167,6 +169,7 @@ export async function startSlackHarness(
 
   return {
     api,
+    notifier,
     slack,
     dispatcher: outboxDispatcher,
     access,
