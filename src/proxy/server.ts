@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger } from 'pino';
 import { Agent } from 'undici';
 import type { PolicyStore } from '../policy/store.ts';
+import type { CallIntentJournal } from '../shared/call-intent.ts';
 import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { ActiveSigner, Jwks, VerifyResult } from '../tokens/index.ts';
@@ -63,6 +64,11 @@ export interface ProxyServerDeps {
   quota?: QuotaTracker;
   clock: Clock;
   sink: CallSink;
+  /**
+   * Where each call's intent is written before it is forwarded (src/audit/intent-journal.ts),
+   * so a killed process loses no audit row. Without it, records live only in the sink's queue.
+   */
+  journal?: CallIntentJournal;
   logger: Logger;
   /** Default: a per-process limiter on `clock`. */
   rateLimiter?: RateLimiter;
@@ -138,7 +144,12 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     connectionsCheckingInterval: Math.min(1000, headersTimeoutMs),
   };
   const wire = createWireRefusals({ sink: deps.sink, clock: deps.clock, logger });
-  const recording: CallRecording = { sink: deps.sink, logger, open: new OpenCalls() };
+  const recording: CallRecording = {
+    sink: deps.sink,
+    logger,
+    open: new OpenCalls(),
+    ...(deps.journal ? { journal: deps.journal } : {}),
+  };
   const runtime: CallRuntime = { logger, recording, limits };
   const connect = createUpstreamConnector({ policy: deps.policy });
   // The upstream pools, one per origin, for both forwards: the direct one (answers passed

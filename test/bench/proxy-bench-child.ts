@@ -22,6 +22,7 @@ import Fastify from 'fastify';
 import pino from 'pino';
 import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
+import { createIntentJournal } from '../../src/audit/intent-journal.ts';
 import { openDatabase } from '../../src/db/client.ts';
 import { grantQuotaUse } from '../../src/db/queries/grants/proxy-use.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
@@ -35,6 +36,7 @@ import { systemClock } from '../../src/shared/clock.ts';
 import { connectReplayRedis } from '../../src/tokens/dpop-replay.ts';
 import { createMemoryKeyStore, createVerifier } from '../../src/tokens/index.ts';
 import { createProfiler } from './cpu-profile.ts';
+import { intentCandidate } from './intent-candidates.ts';
 
 const role = process.argv[2];
 const env = (name: string): string => {
@@ -150,7 +152,14 @@ async function start(): Promise<number> {
   }
   if (role === 'bare') {
     const app = Fastify();
-    await app.register(fastifyHttpProxy, { upstream: env('BENCH_UPSTREAM') });
+    // `BENCH_BARE_INTENT`: a candidate way of recording a call before the upstream sees it (issue 20).
+    const intent = process.env.BENCH_BARE_INTENT
+      ? await intentCandidate(process.env.BENCH_BARE_INTENT)
+      : undefined;
+    await app.register(fastifyHttpProxy, {
+      upstream: env('BENCH_UPSTREAM'),
+      ...(intent ? { preHandler: intent } : {}),
+    });
     await app.listen({ port: 0, host: '127.0.0.1' });
     return (app.server.address() as AddressInfo).port;
   }
@@ -210,7 +219,20 @@ async function start(): Promise<number> {
         })
       : undefined;
     await limits?.start();
+    // `BENCH_INTENT_DIR`: the intent journal on, as roles.ts wires it with JITGATE_INTENT_DIR.
+    const appenderFlush = commands.flush;
+    const journal = process.env.BENCH_INTENT_DIR
+      ? createIntentJournal({
+          dir: process.env.BENCH_INTENT_DIR,
+          log: 'bench',
+          flushCommitted: async () => {
+            await appenderFlush?.();
+          },
+          logger,
+        })
+      : undefined;
     const app = createProxyServer({
+      ...(journal ? { journal } : {}),
       policy: staticPolicyStore(
         parsePolicy(env('BENCH_POLICY'), { file: 'bench.yml', env: { BENCH_SECRET: 'bench-secret' } }),
       ),
