@@ -56,6 +56,7 @@ const envSchema = z.object({
     'a postgres:// connection URL (unset: embedded database)',
   ),
   JITGATE_DATA_DIR: optionalText,
+  JITGATE_INTENT_DIR: optionalText,
   REDIS_URL: urlWith(['redis:', 'rediss:'], 'a redis:// URL (unset: in-process scheduler)'),
   SLACK_BOT_TOKEN: optionalText.refine((v) => v === undefined || v.startsWith('xoxb-'), {
     message: 'expects a bot token starting with xoxb-',
@@ -173,6 +174,11 @@ export interface Config {
   /** Where embedded mode keeps its database. */
   dataDir: string;
   /**
+   * Where a proxy writes each call's intent before forwarding it (src/audit/intent-journal.ts);
+   * undefined (`JITGATE_INTENT_DIR=off`) writes none, and a killed proxy loses its queued records.
+   */
+  intentDir: string | undefined;
+  /**
    * redis:// URL; undefined means the in-process scheduler (one instance only) and per-process
    * rate limits and quotas. Set: BullMQ, and rate limits and quotas shared by every proxy.
    */
@@ -266,6 +272,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     databaseUrl: e.DATABASE_URL,
     dataDir: e.JITGATE_DATA_DIR ?? './.jitgate',
+    intentDir:
+      e.JITGATE_INTENT_DIR === 'off'
+        ? undefined
+        : (e.JITGATE_INTENT_DIR ?? join(e.JITGATE_DATA_DIR ?? './.jitgate', 'intents')),
     redisUrl: e.REDIS_URL,
     quotaWhenRedisDown: (e.JITGATE_QUOTA_WHEN_REDIS_DOWN as QuotaWhenRedisDown | undefined) ?? 'fail_closed',
     slack: {

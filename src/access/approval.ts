@@ -14,6 +14,7 @@ import type { LowerQuota } from './quota.ts';
 import {
   GRANT_MACHINE,
   GRANT_MOVES,
+  grantEndAt,
   grantedQuota,
   grantedSeconds,
   isGrantLive,
@@ -86,7 +87,7 @@ async function completeApproval(
     if (!isGrantLive(current, now)) {
       return refuse({ code: 'grant_not_active', status: current.status, attempted: 'approve_extension' });
     }
-    const until = new Date(current.expiresAt.getTime() + seconds * 1000);
+    const until = grantEndAt(current.expiresAt, seconds);
     grant = await extendGrant(tx, current, GRANT_MOVES.extend, until);
     if (!grant) {
       return refuse({
@@ -118,7 +119,7 @@ async function completeApproval(
       scope: request.scope,
       status: GRANT_MACHINE.initial,
       startsAt: now,
-      expiresAt: new Date(now.getTime() + seconds * 1000),
+      expiresAt: grantEndAt(now, seconds),
       quotaRequests: quota.requests,
       quotaResponseBytes: quota.responseBytes,
     });

@@ -51,6 +51,16 @@ export function grantedSeconds(requestedSeconds: number, approverLimits: readonl
   );
 }
 
+/**
+ * When a grant that runs `seconds` from `from` ends: on a whole second, rounded down. A token's
+ * `exp` is whole seconds (JWT NumericDate), so a millisecond end would make the token die up to
+ * a second before the grant says; on the second, the two agree, and nobody gets more than was
+ * approved.
+ */
+export function grantEndAt(from: Date, seconds: number): Date {
+  return new Date(Math.floor((from.getTime() + seconds * 1000) / 1000) * 1000);
+}
+
 /** Whether a grant is usable at `now`: the proxy's rule, independent of any scheduler. */
 export function isGrantLive(grant: { status: GrantStatus; expiresAt: Date }, now: Date): boolean {
   return grant.status === 'active' && grant.expiresAt.getTime() > now.getTime();

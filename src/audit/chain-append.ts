@@ -1,7 +1,7 @@
 import type { Tx } from '../db/client.ts';
-import { auditChainTail, insertAuditRows, lockAuditChain } from '../db/queries/audit-events.ts';
+import { auditChainTail, insertChainedRows, lockAuditChain } from '../db/queries/audit-events.ts';
 import { type Actor, actorLabel } from '../shared/actor.ts';
-import { chainHash, GENESIS_HASH } from './chain.ts';
+import { canonicalJson, canonicalRowText, GENESIS_HASH, sha256Hex } from './chain.ts';
 
 export interface AuditEventInput {
   kind: string;
@@ -45,32 +45,31 @@ export async function appendAuditBatch(tx: Tx, events: readonly AuditEventInput[
   const last = await auditChainTail(tx);
   let seq = last?.seq ?? 0;
   let prevHash = last?.hash ?? GENESIS_HASH;
-  const rows = events.map((event) => {
+  const firstSeq = seq + 1;
+  let firstHash = '';
+  // Each row is serialised once: its canonical text is what the hash covers and, with the two
+  // hashes appended, what the INSERT sends, so no row object is built and nothing is
+  // stringified twice (it was ~a third of the appender's CPU).
+  const rows: string[] = new Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i]!;
     seq += 1;
-    const fields = {
+    // Postgres keeps microseconds, JS milliseconds: toISOString's milliseconds survive the round trip.
+    const canonical = canonicalRowText(
       seq,
-      // Postgres keeps microseconds, JS milliseconds: hash what survives the round trip.
-      at: new Date(event.at.getTime()),
-      kind: event.kind,
-      actor: actorLabel(event.actor),
-      resource: event.resource ?? null,
-      requestId: event.requestId ?? null,
-      grantId: event.grantId ?? null,
-      data: event.data ?? {},
-    };
-    const hash = chainHash(prevHash, fields);
-    const row = { ...fields, prevHash, hash };
+      event.at.toISOString(),
+      event.kind,
+      actorLabel(event.actor),
+      event.resource ?? null,
+      event.requestId ?? null,
+      event.grantId ?? null,
+      canonicalJson(event.data ?? {}),
+    );
+    const hash = sha256Hex(prevHash + canonical);
+    rows[i] = `${canonical.slice(0, -1)},"prevHash":"${prevHash}","hash":"${hash}"}`;
+    if (i === 0) firstHash = hash;
     prevHash = hash;
-    return row;
-  });
-  await insertAuditRows(tx, rows);
-  const first = rows[0]!;
-  const tail = rows[rows.length - 1]!;
-  return {
-    count: rows.length,
-    firstSeq: first.seq,
-    firstHash: first.hash,
-    lastSeq: tail.seq,
-    lastHash: tail.hash,
-  };
+  }
+  await insertChainedRows(tx, rows);
+  return { count: rows.length, firstSeq, firstHash, lastSeq: seq, lastHash: prevHash };
 }

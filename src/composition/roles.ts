@@ -4,13 +4,10 @@ import { Server as TlsServer } from 'node:tls';
 import { sql } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import { createOffboarding, startOffboardingRecheck } from '../access/index.ts';
-import { createAnomalyMonitor } from '../anomaly/index.ts';
-import { createAuditAppender } from '../audit/call-writer.ts';
 import { createGrantSummarizer } from '../audit/summary.ts';
 import { createWeeklyReporter } from '../audit/weekly-report.ts';
 import { type Config, ConfigError } from '../config.ts';
 import { installPostgresCrashGuard } from '../db/postgres-crash-guard.ts';
-import { grantQuotaUse } from '../db/queries/grants/proxy-use.ts';
 import type { Grant } from '../db/schema/index.ts';
 import {
   createAdminServer,
@@ -19,7 +16,6 @@ import {
   type ReadinessCheck,
 } from '../ops/admin-server.ts';
 import { createBacklog, registerBacklogGauges } from '../ops/backlog.ts';
-import { metricsCallSink } from '../ops/metrics.ts';
 import { createRedisReadiness } from '../ops/redis-readiness.ts';
 import {
   readTlsMaterial,
@@ -28,24 +24,16 @@ import {
   type TlsReloadResult,
   tlsLogFields,
 } from '../ops/tls.ts';
-import { createActiveGrantView } from '../proxy/active-grants.ts';
-import { createRedisLimits } from '../proxy/limits/redis-limits.ts';
-import { createQuotaTracker } from '../proxy/quota.ts';
-import { aggregateRefusals } from '../proxy/refusal-aggregator.ts';
-import { createProxyServer } from '../proxy/server.ts';
-import { closeProxyServer } from '../proxy/shutdown.ts';
 import {
   createBullScheduler,
   createLocalScheduler,
   createSchedulerStore,
   type Scheduler,
 } from '../scheduler/index.ts';
-import { fanOut } from '../shared/call-record.ts';
-import { refusalText } from '../slack/blocks/refusals.ts';
 import { createOutboxDispatcher, createSlackApp, type SlackApp } from '../slack/index.ts';
-import { connectReplayRedis } from '../tokens/dpop-replay.ts';
-import { createVerifier, issueTokenForGrant } from '../tokens/index.ts';
+import { issueTokenForGrant } from '../tokens/index.ts';
 import { buildCore, type Core, type CoreOverrides } from './core.ts';
+import { startProxyRole } from './proxy-role.ts';
 
 const ROLES = ['bot', 'proxy', 'worker'] as const;
 export type Role = (typeof ROLES)[number];
@@ -73,14 +61,20 @@ export interface Running {
    * connections get the new certificate; bad files keep the old one and are logged.
    */
   reloadTls(): TlsReloadResult[];
-  /** Graceful: stop listening, finish in-flight work, flush the audit log, close connections. */
-  stop(): Promise<void>;
+  /**
+   * Graceful: stop listening, finish in-flight work, flush the audit log, close connections.
+   * Resolves false when a step failed or ran past its deadline (`runRoles` then exits 1).
+   */
+  stop(): Promise<boolean>;
 }
 
 const SHUTDOWN_STEP_TIMEOUT_MS = 10_000;
 
-/** One shutdown step may not hang the rest: each gets a deadline, and failures are logged. */
-async function step(core: Core, name: string, work: () => Promise<unknown>): Promise<void> {
+/**
+ * One shutdown step may not hang the rest: each gets a deadline, and failures are logged.
+ * Resolves false when the step failed or timed out.
+ */
+async function step(core: Core, name: string, work: () => Promise<unknown>): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
@@ -92,8 +86,10 @@ async function step(core: Core, name: string, work: () => Promise<unknown>): Pro
         );
       }),
     ]);
+    return true;
   } catch (error) {
     core.logger.error({ err: error, step: name }, 'shutdown step failed');
+    return false;
   } finally {
     clearTimeout(timer);
   }
@@ -147,7 +143,11 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     // nothing to check, and readiness must not depend on a Redis that is not used.
     if (config.redisUrl) {
       const redis = createRedisReadiness(config.redisUrl);
-      checks.push(redis);
+      // A proxy is ready when it can confirm grants and write its audit; without Redis it keeps
+      // serving (limits fall back per JITGATE_QUOTA_WHEN_REDIS_DOWN), so a proxy-only process
+      // reports Redis without leaving the rotation for it. Bot and worker need it to schedule.
+      const needsRedis = options.roles.has('bot') || options.roles.has('worker');
+      checks.push({ name: redis.name, check: () => redis.check(), informational: !needsRedis });
       stops.push({ name: 'redis readiness', run: () => redis.close() });
     }
 
@@ -244,99 +244,18 @@ export async function startRoles(config: Config, options: StartOptions): Promise
       }
     }
 
-    // Proxy: live grant view, token verification, audit and anomaly hand-off.
-    let proxy: FastifyInstance | undefined;
-    let proxyPort: number | undefined;
-    if (options.roles.has('proxy')) {
-      const view = createActiveGrantView({ database, logger });
-      await view.start();
-      stops.push({ name: 'grant view', run: () => view.close() });
-      checks.push({ name: 'grant_feed', check: () => view.isLive() });
-      // One quota tracker per process, shared by the proxy (admits) and the appender (settles).
-      const tracker = createQuotaTracker();
-      // With Redis, rate limits and quotas hold across every proxy (src/proxy/limits/); stopped
-      // after the audit writer (stops run in reverse), so its last settlements reach Redis.
-      const limits = config.redisUrl
-        ? createRedisLimits({
-            redis: connectReplayRedis(config.redisUrl),
-            quota: tracker,
-            clock,
-            whenRedisDown: config.quotaWhenRedisDown,
-            readGrantUse: (grantId) => grantQuotaUse(database.db, grantId),
-            logger: logger.child({ component: 'limits' }),
-          })
-        : undefined;
-      if (limits) {
-        await limits.start();
-        stops.push({ name: 'shared limits', run: () => limits.close() });
-      }
-      const quota = limits ?? tracker;
-      const appender = createAuditAppender({
-        db: database.db,
-        logger,
-        quota,
-        settleQuota: access.settleQuotaUse,
-      });
-      stops.push({ name: 'audit', run: () => appender.close() });
-      // Refusals without a verified token reach the audit log bounded (src/proxy/refusal-aggregator.ts);
-      // closed before the appender, so the last window's counts are written.
-      const refusals = aggregateRefusals(appender, {
-        clock,
-        knownResource: (name) => Object.hasOwn(policy.current().resources, name),
-      });
-      stops.push({ name: 'refusal summaries', run: () => refusals.close() });
-      const monitor = createAnomalyMonitor({
-        db: database.db,
-        policy,
-        clock,
-        access,
-        logger,
-        describeRefusal: refusalText,
-      });
-      stops.push({ name: 'anomaly', run: () => monitor.close() });
-      metrics.addGauge(
-        'jitgate_audit_backlog',
-        'Proxy call records waiting to be written',
-        () => appender.stats().queued,
-      );
-      checks.push({ name: 'audit', check: () => appender.hasCapacity() });
-      proxy = createProxyServer({
-        policy,
-        grants: view,
-        verifier: createVerifier(keys, { issuer: config.issuer, clock }),
-        keyStore: keys,
-        clock,
-        sink: fanOut([refusals, monitor, metricsCallSink(metrics)]),
-        logger,
-        quota,
-        ...(limits ? { limits } : {}),
-        issuer: config.issuer,
-        ...(proxyTlsMaterial ? { tls: proxyTlsMaterial } : {}),
-      });
-      const refresh = setInterval(
-        () => {
-          keys
-            .refresh()
-            .catch((error: unknown) => logger.warn({ err: error }, 'could not refresh signing keys'));
-        },
-        (options.keyRefreshSeconds ?? 30) * 1000,
-      );
-      refresh.unref();
-      stops.push({ name: 'key refresh', run: async () => clearInterval(refresh) });
-      await proxy.listen({ port: config.proxyPort, host: config.host });
-      proxyPort = (proxy.server.address() as AddressInfo).port;
-      const listening = proxy;
-      // Stops first among the proxy's parts (stops run in reverse): in-flight calls finish, or
-      // are cut after a drain and recorded, before the audit writer's last flush.
-      stops.push({ name: 'proxy', run: () => closeProxyServer(listening) });
-      if (config.proxyTls && proxy.server instanceof TlsServer) {
-        tlsListeners.push({ name: 'proxy', server: proxy.server, files: config.proxyTls });
-      }
-      logger.info(
-        { port: proxyPort, tls: proxyTlsMaterial ? tlsLogFields(proxyTlsMaterial) : false },
-        'proxy listening',
-      );
-    }
+    // Proxy: live grant view, token verification, intent journal, audit and anomaly hand-off.
+    const proxyPort = options.roles.has('proxy')
+      ? await startProxyRole({
+          config,
+          core,
+          stops,
+          checks,
+          tls: proxyTlsMaterial,
+          tlsListeners,
+          keyRefreshSeconds: options.keyRefreshSeconds ?? 30,
+        })
+      : undefined;
 
     registerBacklogGauges(metrics, createBacklog({ db: database.db, clock }));
 
@@ -396,7 +315,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
       'jitgate started',
     );
 
-    let stopping: Promise<void> | undefined;
+    let stopping: Promise<boolean> | undefined;
     return {
       core,
       port,
@@ -407,8 +326,9 @@ export async function startRoles(config: Config, options: StartOptions): Promise
       reloadTls: () => reloadTlsListeners(tlsListeners, logger),
       stop() {
         stopping ??= (async () => {
-          for (const { name, run } of stops.reverse()) await step(core, name, run);
-          await step(core, 'database', () => core.close());
+          let clean = true;
+          for (const { name, run } of stops.reverse()) clean = (await step(core, name, run)) && clean;
+          return (await step(core, 'database', () => core.close())) && clean;
         })();
         return stopping;
       },
@@ -442,6 +362,8 @@ export async function runRoles(config: Config, options: StartOptions): Promise<n
   });
   logger.info({ signal }, 'shutting down');
   process.off('SIGHUP', onHangup);
-  await running.stop();
-  return 0;
+  // Non-zero when something could not be finished (an audit write, say): the orchestrator sees it.
+  const clean = await running.stop();
+  logger.info({ clean }, 'stopped');
+  return clean ? 0 : 1;
 }

@@ -8,6 +8,11 @@ import type { TlsMaterial } from './tls.ts';
 export interface ReadinessCheck {
   name: string;
   check(): Promise<boolean> | boolean;
+  /**
+   * Reported under `checks` but not part of `ready`: something this process's roles do their
+   * work without (Redis for a proxy-only process, which falls back to its own limits).
+   */
+  informational?: boolean;
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -55,9 +60,12 @@ export function createReadiness(checks: () => readonly ReadinessCheck[]): () => 
   return () => {
     const now = performance.now();
     if (last && now - last.at < READINESS_REUSE_MS) return last.result;
-    const result = Promise.all(checks().map(async (c) => [c.name, await runCheck(c)] as const)).then(
-      (results) => ({ ready: results.every(([, ok]) => ok), checks: Object.fromEntries(results) }),
-    );
+    const result = Promise.all(
+      checks().map(async (c) => [c.name, await runCheck(c), c.informational === true] as const),
+    ).then((results) => ({
+      ready: results.every(([, ok, informational]) => ok || informational),
+      checks: Object.fromEntries(results.map(([name, ok]) => [name, ok])),
+    }));
     last = { at: now, result };
     return result;
   };

@@ -82,9 +82,14 @@ export interface ManagedActiveGrantView extends ActiveGrantView {
 export interface ActiveGrantViewOptions {
   database: Database;
   logger: Logger;
-  /** Round-trip ping period; 0 disables (embedded mode, where the feed is in-process). Default 1000. */
+  /** Round-trip ping period; 0 disables (embedded mode, where the feed is in-process). Default 100. */
   livenessIntervalMs?: number;
-  /** A ping not heard back within this is a dead feed. Default 2000. */
+  /**
+   * A ping whose NOTIFY committed but did not come back within this long means a dead feed: the
+   * view fails closed at once and re-subscribes. Default 400, so a frozen feed (connection alive,
+   * backend silent) is noticed within ~0.6 s, inside README's "within a second". A ping slow to
+   * commit (a slow database, not a dead feed) gets four times as long.
+   */
   livenessTimeoutMs?: number;
   /** Ended grants remembered to tell "revoked" from "unknown". Default 10,000. */
   maxEnded?: number;
@@ -126,12 +131,18 @@ const toLookup = (r: GrantViewRow): ActiveLookup =>
     }),
   });
 
+interface Ping {
+  payload: string;
+  sentAt: number;
+  committedAt: number | undefined;
+}
+
 export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedActiveGrantView {
   const { database, logger } = options;
   const db = database.db;
   const channel = database.channel('grants');
-  const intervalMs = options.livenessIntervalMs ?? 1000;
-  const timeoutMs = options.livenessTimeoutMs ?? 2000;
+  const intervalMs = options.livenessIntervalMs ?? 100;
+  const timeoutMs = options.livenessTimeoutMs ?? 400;
   const maxEnded = options.maxEnded ?? 10_000;
   const retryDelayMs = options.retryDelayMs ?? 500;
   const pingPrefix = `ping:${randomBytes(6).toString('hex')}:`;
@@ -156,7 +167,12 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
 
   let pingTimer: NodeJS.Timeout | undefined;
   let pingSeq = 0;
-  let outstanding: { payload: string; sentAt: number } | undefined;
+  /**
+   * Our ping in flight: `committedAt` is when its NOTIFY committed. Only from then on does its
+   * silence say the feed is dead; a NOTIFY slow to commit says the database is slow.
+   */
+  let outstanding: Ping | undefined;
+  let lastTick = performance.now();
 
   function setLive(next: boolean): void {
     if (live === next) return;
@@ -296,7 +312,8 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
     try {
       const old = unlisten;
       unlisten = undefined;
-      await old?.().catch(() => undefined);
+      // Not awaited: a frozen backend never answers, and ending its connection takes its timeout.
+      void old?.().catch(() => undefined);
       await subscribe();
     } catch (error) {
       logger.error({ err: error }, 'grant feed re-subscribe failed; will retry');
@@ -308,9 +325,26 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   function tick(): void {
     if (closed || resubscribing) return;
     const now = performance.now();
+    // A tick long overdue means this process stalled (a loaded machine, a long GC): the feed's
+    // messages may be waiting unread on the socket, so silence is judged from the next tick on.
+    const stalled = now - lastTick > intervalMs * 3;
+    lastTick = now;
+    if (stalled) {
+      if (outstanding) {
+        outstanding.sentAt = now;
+        if (outstanding.committedAt !== undefined) outstanding.committedAt = now;
+      }
+      return;
+    }
     if (outstanding) {
-      if (now - outstanding.sentAt > timeoutMs) {
-        logger.warn({ timeoutMs }, 'grant feed ping not heard back; re-subscribing');
+      const { committedAt, sentAt } = outstanding;
+      if (committedAt !== undefined && now - committedAt > timeoutMs) {
+        // Alive but silent (a frozen backend, a half-open connection): nothing it says can be trusted.
+        logger.warn({ timeoutMs }, 'grant feed silent; failing closed and re-subscribing');
+        outstanding = undefined;
+        void resubscribe();
+      } else if (committedAt === undefined && now - sentAt > timeoutMs * 4) {
+        logger.warn({ timeoutMs: timeoutMs * 4 }, 'grant feed ping not heard back; re-subscribing');
         outstanding = undefined;
         void resubscribe();
       }
@@ -322,12 +356,18 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
     }
     if (!connected) return;
     const payload = `${pingPrefix}${++pingSeq}`;
-    outstanding = { payload, sentAt: now };
-    publishOnGrantFeed(db, channel, [payload]).catch((error: unknown) => {
-      // The database itself is unreachable: nothing can be confirmed.
-      logger.warn({ err: error }, 'grant feed ping failed');
-      setLive(false);
-    });
+    const ping: Ping = { payload, sentAt: now, committedAt: undefined };
+    outstanding = ping;
+    publishOnGrantFeed(db, channel, [payload]).then(
+      () => {
+        ping.committedAt = performance.now();
+      },
+      (error: unknown) => {
+        // The database itself is unreachable: nothing can be confirmed.
+        logger.warn({ err: error }, 'grant feed ping failed');
+        setLive(false);
+      },
+    );
   }
 
   return {

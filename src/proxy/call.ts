@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { MaskRules } from '../policy/mask-paths.ts';
 import type { ScopePolicy } from '../policy/types.ts';
+import type { CallIntentJournal, IntentMark } from '../shared/call-intent.ts';
 import type { CallRecord, CallSink, CapturedBody } from '../shared/call-record.ts';
 import type { ActiveGrant } from './active-grants.ts';
 import type { CallContext, CallTarget } from './authorize.ts';
@@ -46,12 +47,16 @@ export class Call implements CallContext {
   quotaCounted = false;
   /** Set when the proxy hands the call to the upstream; from then on the upstream may have it. */
   forwarded = false;
+  /** The call's line in the intent journal, written just before it was forwarded. */
+  intent: IntentMark | undefined = undefined;
   /** Set once the call's record is offered; nothing about the call changes after that. */
   recorded = false;
   /** The client left while the call was still being authorised; the outcome makes the record. */
   clientGone = false;
   /** The upstream's response body, once it answered: read when the call ends, to say who cut it. */
   upstreamBody: NodeJS.ReadableStream | undefined = undefined;
+  /** Set by the direct forward when the upstream broke off after its headers were sent on. */
+  upstreamBroke = false;
   /** Only set when the policy turns the feature on for this call's resource or scope. */
   scope: ScopePolicy | undefined = undefined;
   mask: MaskRules | undefined = undefined;
@@ -150,12 +155,14 @@ export function countResponseBytes(limits: CallLimits, call: Call, bytes: number
  *   forwarded afterwards. The record then waits for the check's outcome, so a call the quota
  *   admitted is counted in it.
  *
- * A later issue adds a durable intent record before the forward; it hangs off the same call.
+ * A forwarded call also has its intent in the journal (written before the forward, see
+ * src/audit/intent-journal.ts); the journal is told once the record is accepted.
  */
 export interface CallRecording {
   sink: CallSink;
   logger: Logger;
   open: OpenCalls;
+  journal?: CallIntentJournal;
 }
 
 export function watchCallEnd(
@@ -183,7 +190,9 @@ export function recordCall(
   if (call.recorded) return;
   call.recorded = true;
   try {
-    recording.sink.offer(callRecord(call, request, reply, recording.logger));
+    const accepted = recording.sink.offer(callRecord(call, request, reply, recording.logger));
+    // Refused by a full writer: the intent stays unrecorded, so the next start audits the call.
+    if (accepted && call.intent) recording.journal?.recorded(call.intent);
   } catch (error) {
     // A sink must not throw; if one does, the call is still over and the process stays up.
     recording.logger.error({ reqId: request.id, err: error }, 'call record could not be offered');
@@ -196,7 +205,7 @@ function callRecord(call: Call, request: FastifyRequest, reply: FastifyReply, lo
   const res = reply.raw;
   const aborted = res.writableFinished
     ? undefined
-    : upstreamFailed(call.upstreamBody)
+    : call.upstreamBroke || upstreamFailed(call.upstreamBody)
       ? 'upstream'
       : 'client';
   // Allowed but never handed on (the client left while its identity assertion was signed).

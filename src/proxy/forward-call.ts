@@ -2,16 +2,21 @@ import { randomUUID } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Agent } from 'undici';
+import type { CallIntent } from '../shared/call-intent.ts';
 import { type ActiveSigner, issueIdentityAssertion } from '../tokens/index.ts';
 import type { Authorization } from './authorize.ts';
 import { BodyCapture } from './body-capture.ts';
 import { type Call, type CallRuntime, CLIENT_CLOSED, recordCall } from './call.ts';
 import { fail, refuse } from './call-refusal.ts';
+import { forwardDirect } from './direct-forward.ts';
 
 export interface CallForwarderDeps {
   runtime: CallRuntime;
   /** reply-from's hooks (forward-hooks.ts), one object for every call. */
   hooks: FastifyReplyFromHooks;
+  /** The upstream pool of the direct forward (direct-forward.ts), for answers passed through unchanged. */
+  agent: Agent;
   keyStore: { activeSigner?(): ActiveSigner };
   issuer: string | undefined;
 }
@@ -117,14 +122,57 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
       body.on('error', (error) => tap.destroy(error));
       request.body = body.pipe(tap);
     }
-    // The one point where the upstream may get the call: a durable intent record goes here.
+    // The one point where the upstream may get the call: its intent is written first.
+    const journal = runtime.recording.journal;
+    if (!journal) {
+      forward(request, reply, call, url);
+      return;
+    }
+    journal.forwarding(intentOf(request, call), (mark) => {
+      if (!mark) {
+        refuse(request, reply, call, {
+          code: 'audit_unavailable',
+          message: 'The proxy cannot record calls right now; try again shortly.',
+        });
+        return;
+      }
+      call.intent = mark;
+      // The client left while the intent was written: its record (client_closed) is made, and
+      // it stands for the intent too; nothing is forwarded.
+      if (call.recorded) {
+        journal.recorded(mark);
+        return;
+      }
+      forward(request, reply, call, url);
+    });
+  }
+
+  function forward(request: FastifyRequest, reply: FastifyReply, call: Call, url: string): void {
     call.forwarded = true;
     try {
-      reply.from(url, hooks);
+      // Masking and capture read the answer as a stream: reply-from's path; all else passes through.
+      if (call.mask || call.responseCapture) reply.from(url, hooks);
+      else forwardDirect(runtime, deps.agent, request, reply, call, url);
     } catch (error) {
       fail(runtime, request, reply, call, error);
     }
   }
 
   return proceed;
+}
+
+/** What the journal keeps of a call about to be forwarded. */
+function intentOf(request: FastifyRequest, call: Call): CallIntent {
+  const grant = call.grant;
+  return {
+    at: call.at,
+    requestId: request.id,
+    resource: call.resourceName,
+    grantId: grant?.id ?? '',
+    userId: grant?.userId ?? '',
+    scope: grant?.scope ?? '',
+    method: call.method,
+    path: call.path,
+    clientIp: call.clientIp ?? request.ip,
+  };
 }

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import { type CallRuntime, countResponseBytes } from './call.ts';
 import { upstreamUnreachable } from './call-refusal.ts';
+import { dropResponseHeader } from './direct-forward.ts';
 import { upstreamRequestHeaders } from './request-headers.ts';
 import { refuseResponse, respondWithPolicyFeatures, type UpstreamResponse } from './response-features.ts';
 import { hasNoBody } from './response-mask.ts';
@@ -66,20 +67,4 @@ export function createForwardHooks(runtime: CallRuntime): FastifyReplyFromHooks 
     },
     onError: (reply, { error }) => upstreamUnreachable(logger, reply, error),
   };
-}
-
-/** Hop-by-hop headers: they describe the upstream's connection, not the answer. */
-function dropResponseHeader(name: string): boolean {
-  switch (name) {
-    case 'connection':
-    case 'keep-alive':
-    case 'proxy-connection':
-    case 'transfer-encoding':
-    case 'upgrade':
-    case 'trailer':
-    case 'te':
-      return true;
-    default:
-      return false;
-  }
 }

@@ -65,6 +65,44 @@ export function upstreamRequestHeaders(
 }
 
 /**
+ * The upstream request's headers for the direct forward (direct-forward.ts), as
+ * upstreamRequestHeaders gives them on reply-from's path: the proxy's first, `host` the
+ * upstream's, then the client's that may pass, minus `connection` and the names it lists.
+ */
+export function directRequestHeaders(
+  original: IncomingHttpHeaders,
+  host: string,
+  injected: InjectedHeaders,
+  requestId: string,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const { credentialHeader, identityHeader } = injected;
+  if (credentialHeader) out[credentialHeader] = injected.credentialValue;
+  if (identityHeader) out[identityHeader] = injected.identityValue;
+  out['x-request-id'] = requestId;
+  out.host = host;
+  const connection = original.connection;
+  const listed = typeof connection === 'string' ? connectionHeaderNames(connection) : undefined;
+  for (const name in original) {
+    const value = original[name];
+    if (value === undefined || name === 'connection' || listed?.has(name)) continue;
+    if (passesClientHeader(name, credentialHeader, identityHeader)) out[name] = value;
+  }
+  if (injected.mask) out['accept-encoding'] = 'identity';
+  return out;
+}
+
+/** The header names a `Connection` header lists (hop-by-hop for this connection only). */
+function connectionHeaderNames(value: string): Set<string> {
+  const names = new Set<string>();
+  for (const token of value.toLowerCase().split(',')) {
+    const name = token.trim();
+    if (name) names.add(name);
+  }
+  return names;
+}
+
+/**
  * Whether a client header (lower-cased, as Node gives them) may reach the upstream. Never:
  * - the client's credentials, and hop-by-hop headers (reply-from already drops `connection`
  *   and the names it lists; `expect` is answered by Node itself and undici refuses to send it);

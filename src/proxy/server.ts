@@ -1,7 +1,9 @@
 import fastifyReplyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { Agent } from 'undici';
 import type { PolicyStore } from '../policy/store.ts';
+import type { CallIntentJournal } from '../shared/call-intent.ts';
 import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { ActiveSigner, Jwks, VerifyResult } from '../tokens/index.ts';
@@ -62,6 +64,11 @@ export interface ProxyServerDeps {
   quota?: QuotaTracker;
   clock: Clock;
   sink: CallSink;
+  /**
+   * Where each call's intent is written before it is forwarded (src/audit/intent-journal.ts),
+   * so a killed process loses no audit row. Without it, records live only in the sink's queue.
+   */
+  journal?: CallIntentJournal;
   logger: Logger;
   /** Default: a per-process limiter on `clock`. */
   rateLimiter?: RateLimiter;
@@ -92,20 +99,25 @@ const DEFAULT_CLIENT_HEADERS_TIMEOUT_MS = 10_000;
  * The access proxy: `/<resource>/<path…>` with `Authorization: Bearer <token>`.
  * Returns a fastify instance that is not listening; the caller listens and closes it.
  *
- * One catch-all route forwards with @fastify/reply-from to the resource's upstream, read
- * from the policy on each call, so a policy reload needs no re-registration; undici keeps
- * a connection pool per upstream origin. Bodies are streamed both ways.
+ * One catch-all route forwards to the resource's upstream, read from the policy on each call,
+ * so a policy reload needs no re-registration; one undici Agent keeps a connection pool per
+ * upstream origin. An answer that passes through unchanged is written onto the client's
+ * response by an undici dispatch handler (direct-forward.ts); a masked or captured one goes
+ * through @fastify/reply-from (forward-hooks.ts), whose stream the mask and capture read.
+ * Bodies are streamed both ways.
  *
  * Every request to the port becomes exactly one call record (src/proxy/call.ts): routed calls,
  * requests the router refuses (a URL it cannot decode, a method it has no route for), requests
  * Node's parser refuses and CONNECT (src/proxy/wire-refusals.ts). One client call is one
- * upstream call: reply-from's retries (a GET answered 503 was sent up to 11 times) are off.
+ * upstream call: a dispatch is never retried, and reply-from's retries (a GET answered 503 was
+ * sent up to 11 times) are off.
  *
  * Hot-path notes (issue 5's target is ≥ 1.0 × a bare @fastify/http-proxy): fastify gets no
  * logger, so it builds no per-request child logger (this code logs denials and faults itself,
  * with the request id); the route handler is synchronous when the token is cached, so it makes
  * no promise and fastify does not wait on the reply as a thenable; the clock is read once per
- * call; and the reply-from options are one shared object.
+ * call; the reply-from options are one shared object; and a passed-through answer skips
+ * reply-from and fastify's reply altogether (direct-forward.ts; issue 19).
  */
 export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
   const logger = deps.logger.child(
@@ -132,12 +144,31 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     connectionsCheckingInterval: Math.min(1000, headersTimeoutMs),
   };
   const wire = createWireRefusals({ sink: deps.sink, clock: deps.clock, logger });
-  const recording: CallRecording = { sink: deps.sink, logger, open: new OpenCalls() };
+  const recording: CallRecording = {
+    sink: deps.sink,
+    logger,
+    open: new OpenCalls(),
+    ...(deps.journal ? { journal: deps.journal } : {}),
+  };
   const runtime: CallRuntime = { logger, recording, limits };
-  // Once the checks are decided: refuse, or set the call up and hand it to reply-from.
+  const connect = createUpstreamConnector({ policy: deps.policy });
+  // The upstream pools, one per origin, for both forwards: the direct one (answers passed
+  // through) and reply-from's (masked or captured answers). Never retried (undici's dispatch
+  // does not retry; reply-from's retries are off in forward-hooks.ts).
+  const upstreamPool = {
+    connections: deps.upstream?.connections ?? 128,
+    pipelining: 1,
+    headersTimeout: deps.upstream?.headersTimeoutMs ?? 300_000,
+    bodyTimeout: deps.upstream?.bodyTimeoutMs ?? 300_000,
+    // Verifies each upstream's certificate against its resource's ca_file or the public roots.
+    connect,
+  };
+  const agent = new Agent(upstreamPool);
+  // Once the checks are decided: refuse, or set the call up and forward it.
   const proceed = createCallForwarder({
     runtime,
     hooks: createForwardHooks(runtime),
+    agent,
     keyStore: deps.keyStore,
     issuer: deps.issuer,
   });
@@ -179,14 +210,10 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     disableRequestLogging: true,
     // Every call has its own URL; the 100-entry URL cache would only churn.
     disableCache: true,
-    undici: {
-      connections: deps.upstream?.connections ?? 128,
-      pipelining: 1,
-      headersTimeout: deps.upstream?.headersTimeoutMs ?? 300_000,
-      bodyTimeout: deps.upstream?.bodyTimeoutMs ?? 300_000,
-      // Verifies each upstream's certificate against its resource's ca_file or the public roots.
-      connect: createUpstreamConnector({ policy: deps.policy }),
-    },
+    undici: upstreamPool,
+  });
+  app.addHook('onClose', async () => {
+    await agent.close();
   });
 
   app.get('/.well-known/jwks.json', (_request, reply) => {

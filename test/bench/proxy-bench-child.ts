@@ -12,7 +12,8 @@
  * (`BENCH_SINK=audit`, as src/composition/roles.ts wires it). IPC commands, each answered with a
  * message of the same `type`: `cpu`; and for the appender `audit` (counters), `audit-reset`
  * (counters, then starts a new maximum-backlog window) and `flush` (waits until every record
- * offered so far is committed, then answers with the counters).
+ * offered so far is committed, then answers with the counters); `profile-start` and `profile-stop`
+ * (a CPU profile of the process, answered with the CPU per stage, see cpu-profile.ts).
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +22,7 @@ import Fastify from 'fastify';
 import pino from 'pino';
 import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
+import { createIntentJournal } from '../../src/audit/intent-journal.ts';
 import { openDatabase } from '../../src/db/client.ts';
 import { grantQuotaUse } from '../../src/db/queries/grants/proxy-use.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
@@ -33,6 +35,8 @@ import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { connectReplayRedis } from '../../src/tokens/dpop-replay.ts';
 import { createMemoryKeyStore, createVerifier } from '../../src/tokens/index.ts';
+import { createProfiler } from './cpu-profile.ts';
+import { intentCandidate } from './intent-candidates.ts';
 
 const role = process.argv[2];
 const env = (name: string): string => {
@@ -105,11 +109,15 @@ function countedAppender(
   };
 }
 
+const profiler = createProfiler();
 const commands: Record<string, () => unknown> = {
   cpu: () => {
     const { user, system } = process.cpuUsage();
     return { micros: user + system };
   },
+  // A CPU profile of this process (see cpu-profile.ts); `profile-stop` answers with µs per stage.
+  'profile-start': () => profiler.start(),
+  'profile-stop': () => profiler.stop(),
 };
 
 async function start(): Promise<number> {
@@ -144,7 +152,14 @@ async function start(): Promise<number> {
   }
   if (role === 'bare') {
     const app = Fastify();
-    await app.register(fastifyHttpProxy, { upstream: env('BENCH_UPSTREAM') });
+    // `BENCH_BARE_INTENT`: a candidate way of recording a call before the upstream sees it (issue 20).
+    const intent = process.env.BENCH_BARE_INTENT
+      ? await intentCandidate(process.env.BENCH_BARE_INTENT)
+      : undefined;
+    await app.register(fastifyHttpProxy, {
+      upstream: env('BENCH_UPSTREAM'),
+      ...(intent ? { preHandler: intent } : {}),
+    });
     await app.listen({ port: 0, host: '127.0.0.1' });
     return (app.server.address() as AddressInfo).port;
   }
@@ -204,7 +219,20 @@ async function start(): Promise<number> {
         })
       : undefined;
     await limits?.start();
+    // `BENCH_INTENT_DIR`: the intent journal on, as roles.ts wires it with JITGATE_INTENT_DIR.
+    const appenderFlush = commands.flush;
+    const journal = process.env.BENCH_INTENT_DIR
+      ? createIntentJournal({
+          dir: process.env.BENCH_INTENT_DIR,
+          log: 'bench',
+          flushCommitted: async () => {
+            await appenderFlush?.();
+          },
+          logger,
+        })
+      : undefined;
     const app = createProxyServer({
+      ...(journal ? { journal } : {}),
       policy: staticPolicyStore(
         parsePolicy(env('BENCH_POLICY'), { file: 'bench.yml', env: { BENCH_SECRET: 'bench-secret' } }),
       ),

@@ -132,6 +132,8 @@ export interface Target {
   port: number;
   path: string;
   headers: Record<string, string>;
+  /** Runs after each of this target's slices, before its CPU is read (the audit's flush). */
+  afterSlice?: () => Promise<unknown>;
 }
 
 export interface ThroughputResult {
@@ -171,6 +173,7 @@ export async function throughputRounds(targets: Target[]): Promise<ThroughputRes
         duration: SLICE_SECONDS,
         headers: t.headers,
       });
+      await t.afterSlice?.();
       a.cpu += (await t.child.cpuMicros()) - cpuBefore;
       if (r.non2xx > 0 || r.errors > 0)
         throw new Error(`throughput run on ${t.name}: ${r.non2xx} non-2xx, ${r.errors} errors`);

@@ -25,7 +25,9 @@ export interface BenchModule {
 }
 
 const BENCHES: Record<string, () => Promise<BenchModule>> = {
+  'proxy-audit': async () => (await import('./proxy-audit.bench.ts')).proxyAuditBench,
   proxy: async () => (await import('./proxy.bench.ts')).proxyBench,
+  intent: async () => (await import('./intent.bench.ts')).intentBench,
   limits: async () => (await import('./limits.bench.ts')).limitsBench,
   // Before `audit`, whose million-row log would leave PostgreSQL busy (checkpoints, vacuum).
   'audit-load': async () => (await import('./audit-load.bench.ts')).auditLoadBench,

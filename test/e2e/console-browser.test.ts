@@ -110,7 +110,12 @@ describe('the console in a browser', () => {
       10_000,
     );
     const grant = (await stack.running.core.access.listForUser(CONTRACTOR)).active[0];
-    expect(grant?.expiresAt.getTime()).toBe((grant?.startsAt.getTime() ?? 0) + 3600_000);
+    // On a whole second, rounded down (the token's exp): never past the hour approved.
+    const end = grant?.expiresAt.getTime() ?? 0;
+    const exact = (grant?.startsAt.getTime() ?? 0) + 3600_000;
+    expect(end % 1000).toBe(0);
+    expect(exact - end).toBeGreaterThanOrEqual(0);
+    expect(exact - end).toBeLessThan(1000);
     grantId = grant?.id ?? '';
   });
 

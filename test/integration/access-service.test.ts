@@ -1,4 +1,5 @@
 import { asc, count, eq, sql } from 'drizzle-orm';
+import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
 import { chainHash, GENESIS_HASH } from '../../src/audit/chain.ts';
@@ -7,6 +8,7 @@ import { staticPolicyStore } from '../../src/policy/index.ts';
 import { manualClock } from '../../src/shared/clock.ts';
 import { createApprovalMessageClaims } from '../../src/slack/approval-message-claims.ts';
 import { refusalText } from '../../src/slack/blocks/refusals.ts';
+import { createMemoryKeyStore, issueTokenForGrant } from '../../src/tokens/index.ts';
 import { slackUser } from '../helpers/actors.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import { testPolicy } from '../helpers/policy.ts';
@@ -105,6 +107,32 @@ describe('requests', () => {
     expect(result.value.request.decidedBy).toBe('policy');
     expect(result.value.grant?.expiresAt.getTime()).toBe(clock.now().getTime() + 1800_000);
     expect(committed).toEqual(['request_created', 'request_approved', 'grant_created']);
+  });
+
+  it("ends a grant on a whole second, so its token's exp (whole seconds) ends access when the grant does", async () => {
+    // Between two seconds: the grant's end is rounded down onto one, never past what was approved.
+    clock.advance(537);
+    try {
+      const result = await access.createRequest({
+        actor: slackUser('UCONTRACTOR'),
+        resource: 'billing-api',
+        scope: 'read',
+        durationSeconds: 1800,
+        reason: 'look at invoices',
+      });
+      expect(result.ok).toBe(true);
+      if (!result.ok || !result.value.grant) throw new Error('expected an auto-approved grant');
+      const expiresAt = result.value.grant.expiresAt.getTime();
+      expect(expiresAt % 1000).toBe(0);
+      expect(expiresAt).toBe(clock.now().getTime() - 537 + 1800_000);
+      const keys = createMemoryKeyStore({ clock });
+      await keys.load();
+      const token = await issueTokenForGrant(keys, result.value.grant, 'jitgate');
+      const { exp } = decodeJwt(token);
+      expect((exp ?? 0) * 1000).toBe(expiresAt);
+    } finally {
+      clock.advance(463);
+    }
   });
 
   it('does not auto-approve beyond the auto-approval limit', async () => {

@@ -685,7 +685,7 @@ describe('proxy: the grant feed', () => {
       const before = upstream.seen.length;
       await eventually(() => !silentView.isLive());
       // It was the ping that noticed: the connection itself never reported a drop.
-      expect(viewLog.some((l) => l.includes('ping not heard back'))).toBe(true);
+      expect(viewLog.some((l) => l.includes('grant feed silent'))).toBe(true);
       const res = await call(kept.token);
       expect(res.status).toBe(503);
       expect(res.json().error).toBe('grant_unconfirmed');

@@ -1,10 +1,13 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createScratchDatabase, startJitgate } from '../helpers/jitgate-process.ts';
+import { createScratchDatabase, type JitgateChild, startJitgate } from '../helpers/jitgate-process.ts';
 import { eventually } from '../helpers/proxy-fixtures.ts';
 import { type OwnRedis, startOwnRedis } from '../helpers/redis-server.ts';
 
-/** `/readyz` with REDIS_URL set: Redis is one of the checks, and an outage shows and clears. */
+/**
+ * `/readyz` with REDIS_URL set: Redis is one of the checks, and an outage shows and clears; it
+ * takes a process out of rotation only if one of its roles needs Redis (issue 20).
+ */
 
 let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
 let redis: OwnRedis;
@@ -39,48 +42,62 @@ interface Readiness {
   body: { status: string; checks: Record<string, boolean> };
 }
 
-describe('/readyz with REDIS_URL', () => {
-  it('names redis while it is down and is ready again once it is back', async () => {
-    // The proxy role: it talks to Redis (the scheduler queue) and shuts down promptly after an
-    // outage. A worker's BullMQ Worker.close() can hang after Redis comes back (reported apart).
+const readyz = async (child: JitgateChild): Promise<Readiness> => {
+  const response = await fetch(`http://127.0.0.1:${child.adminPort}/readyz`);
+  return { status: response.status, body: (await response.json()) as Readiness['body'] };
+};
+
+describe('/readyz with REDIS_URL, per role', () => {
+  it('a worker names redis while it is down and is ready again once it is back; a proxy, which serves without Redis, stays in rotation', async () => {
     const proxy = await startJitgate('proxy', { DATABASE_URL: scratch.url, REDIS_URL: redis.url });
-    const readyz = async (): Promise<Readiness> => {
-      const response = await fetch(`http://127.0.0.1:${proxy.adminPort}/readyz`);
-      return { status: response.status, body: (await response.json()) as Readiness['body'] };
-    };
-    let last: Readiness | undefined;
-    const until = (want: number, timeoutMs = 10_000) =>
+    const worker = await startJitgate('worker', { DATABASE_URL: scratch.url, REDIS_URL: redis.url });
+    const last = new Map<JitgateChild, Readiness>();
+    const until = (child: JitgateChild, want: (r: Readiness) => boolean, timeoutMs = 10_000) =>
       eventually(async () => {
-        last = await readyz();
-        return last.status === want;
+        const r = await readyz(child);
+        last.set(child, r);
+        return want(r);
       }, timeoutMs);
     try {
-      await until(200);
+      await until(proxy, (r) => r.status === 200);
+      await until(worker, (r) => r.status === 200);
       const connections = await clientsOfRedis();
-      expect(last?.body).toEqual({
+      expect(last.get(proxy)?.body).toEqual({
         status: 'ready',
         checks: { database: true, policy: true, redis: true, grant_feed: true, audit: true },
       });
 
       await redis.kill();
-      await until(503);
-      expect(last?.body).toEqual({
+      await until(worker, (r) => r.status === 503);
+      expect(last.get(worker)?.body).toEqual({
         status: 'not ready',
-        checks: { database: true, policy: true, redis: false, grant_feed: true, audit: true },
+        checks: { database: true, policy: true, redis: false },
+      });
+      // The proxy can confirm grants and write its audit: ready, with Redis reported down.
+      await until(proxy, (r) => r.body.checks.redis === false);
+      expect(last.get(proxy)).toEqual({
+        status: 200,
+        body: {
+          status: 'ready',
+          checks: { database: true, policy: true, redis: false, grant_feed: true, audit: true },
+        },
       });
       // The probe gives up on a dead Redis (1 s to connect, 1 s for the PONG) instead of holding
       // /readyz until the client's own timeouts; the bound is loose on purpose (a loaded machine).
       const probeStarted = Date.now();
-      expect((await readyz()).status).toBe(503);
+      expect((await readyz(worker)).status).toBe(503);
       expect(Date.now() - probeStarted).toBeLessThan(8_000);
 
       await redis.restart();
-      await until(200);
-      expect(last?.body.checks.redis).toBe(true);
-      // Before stopping, let the scheduler's queue reconnect too (its backoff is slower than the
+      await until(worker, (r) => r.status === 200);
+      expect(last.get(worker)?.body.checks.redis).toBe(true);
+      await until(proxy, (r) => r.body.checks.redis === true);
+      // Before stopping, let the scheduler's queues reconnect too (their backoff is slower than the
       // probe's): closing a BullMQ queue mid-reconnect waits out the 10 s shutdown step bound.
       await eventually(async () => (await clientsOfRedis()) >= connections, 15_000);
     } finally {
+      // A worker's BullMQ Worker.close() can hang after Redis comes back (reported apart).
+      await worker.stop('SIGKILL');
       const code = await proxy.stop('SIGTERM');
       expect(code, proxy.log()).toBe(0);
     }

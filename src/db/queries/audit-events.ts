@@ -41,36 +41,31 @@ export async function auditHashAt(tx: Db | Tx, seq: number): Promise<string | un
  */
 const ROWS_PER_INSERT = 5_000;
 
-/** Inserts rows already chained (seq and hashes decided by the caller), a statement per chunk. */
-export async function insertAuditRows(tx: Tx, rows: readonly AuditEventRow[]): Promise<void> {
+/**
+ * Inserts rows already chained (seq and hashes decided by the caller), a statement per chunk.
+ * Each row is the JSON text of its canonical form (src/audit/chain.ts, canonicalRowText) with
+ * `prevHash` and `hash` added: the bytes hashed are the bytes inserted.
+ */
+export async function insertChainedRows(tx: Tx, rows: readonly string[]): Promise<void> {
   for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-    await insertChunk(tx, rows.slice(i, i + ROWS_PER_INSERT));
+    const json = `[${rows.slice(i, i + ROWS_PER_INSERT).join(',')}]`;
+    await tx.execute(sql`
+      insert into ${auditEvents} (seq, at, kind, actor, resource, request_id, grant_id, data, prev_hash, hash)
+      select seq, at, kind, actor, resource, "requestId", "grantId", data, "prevHash", hash
+      from jsonb_to_recordset(${json}::jsonb) as r(
+        seq bigint, at timestamptz, kind text, actor text, resource text, "requestId" uuid,
+        "grantId" uuid, data jsonb, "prevHash" text, hash text)
+      order by seq`);
   }
 }
 
-async function insertChunk(tx: Tx, rows: readonly AuditEventRow[]): Promise<void> {
-  const json = JSON.stringify(
-    rows.map((r) => ({
-      seq: r.seq,
-      at: r.at.toISOString(),
-      kind: r.kind,
-      actor: r.actor,
-      resource: r.resource,
-      request_id: r.requestId,
-      grant_id: r.grantId,
-      data: r.data,
-      prev_hash: r.prevHash,
-      hash: r.hash,
-    })),
-  );
-  await tx.execute(sql`
-    insert into ${auditEvents} (seq, at, kind, actor, resource, request_id, grant_id, data, prev_hash, hash)
-    select seq, at, kind, actor, resource, request_id, grant_id, data, prev_hash, hash
-    from jsonb_to_recordset(${json}::jsonb) as r(
-      seq bigint, at timestamptz, kind text, actor text, resource text, request_id uuid,
-      grant_id uuid, data jsonb, prev_hash text, hash text)
-    order by seq`);
-}
+const CALL_ROWS = inArray(auditEvents.kind, ['proxy.call', 'proxy.denied']);
+/** Request id and time of each proxied call's row in `[since, until]` (a replayed journal's window; `at` index). */
+export const callRowKeysBetween = (db: Db | Tx, since: Date, until: Date) =>
+  db
+    .select({ requestId: sql<string | null>`${auditEvents.data}->>'requestId'`, at: auditEvents.at })
+    .from(auditEvents)
+    .where(and(gte(auditEvents.at, since), lt(auditEvents.at, new Date(until.getTime() + 1)), CALL_ROWS));
 
 // ---------------------------------------------------------------------------------------
 // Reading for people: export, `/access audit`, the weekly report.

@@ -1,0 +1,155 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Agent, Dispatcher } from 'undici';
+import { type Call, type CallRuntime, countResponseBytes } from './call.ts';
+import { upstreamUnreachable } from './call-refusal.ts';
+import { directRequestHeaders } from './request-headers.ts';
+import { hasNoBody } from './response-mask.ts';
+
+/**
+ * The forward for a call whose answer passes through unchanged (no mask, no body capture): the
+ * upstream's answer is written onto the client's response as it arrives, from an undici
+ * dispatch handler. reply-from's generic path (a response object, a Readable body piped into
+ * fastify's reply) cost about a third of the proxy's CPU per call; this does the same with
+ * one object per call and no stream in between. Calls with a mask or capture keep reply-from
+ * (forward-hooks.ts), which hands their body to the masking and capture code as a stream.
+ *
+ * The promises of the reply-from path hold here too: one client call is one upstream call (a
+ * dispatch is never retried); hop-by-hop headers go neither way; the proxy's own headers are
+ * written first (request-headers.ts); a call that fails before the upstream's headers is
+ * refused `upstream_unreachable`; one cut afterwards is destroyed and recorded
+ * `aborted: 'upstream'`; a client that leaves aborts the upstream call and is recorded
+ * `aborted: 'client'`; the upstream's body is read only as fast as the client takes it.
+ */
+export function forwardDirect(
+  runtime: CallRuntime,
+  agent: Agent,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  call: Call,
+  url: string,
+): void {
+  // The same parsing (and normalisation) reply-from applied to the target URL.
+  const target = new URL(url);
+  const body = request.body as Dispatcher.DispatchOptions['body'] | undefined;
+  const options: Dispatcher.DispatchOptions = {
+    origin: target.origin,
+    // A bare `?` is dropped, as reply-from did.
+    path: call.query.length > 1 ? target.pathname + call.query : target.pathname,
+    method: call.method as Dispatcher.HttpMethod,
+    headers: directRequestHeaders(request.raw.headers, target.host, call, request.id),
+    ...(body ? { body } : {}),
+  };
+  agent.dispatch(options, new PassThroughHandler(runtime, request, reply, call));
+}
+
+class PassThroughHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined = undefined;
+  private countChunks = false;
+  /** Body bytes still to come when the upstream sent a length; -1 when it did not. */
+  private remaining = -1;
+  private ended = false;
+
+  constructor(
+    private readonly runtime: CallRuntime,
+    private readonly request: FastifyRequest,
+    private readonly reply: FastifyReply,
+    private readonly call: Call,
+  ) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    const res = this.reply.raw;
+    // The client left (or its answer was cut): the upstream call goes too.
+    if (res.destroyed) controller.abort(new Error('client closed the connection'));
+    else res.once('close', this.onClientClose);
+  }
+
+  private readonly onClientClose = (): void => {
+    const controller = this.controller;
+    if (controller && !controller.aborted && !this.reply.raw.writableFinished)
+      controller.abort(new Error('client closed the connection'));
+  };
+
+  private readonly onDrain = (): void => {
+    this.controller?.resume();
+  };
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    if (statusCode < 200) return;
+    const { call, reply } = this;
+    const res = reply.raw;
+    if (res.destroyed || call.recorded) return;
+    const out: OutgoingHttpHeaders = {};
+    for (const name in headers) {
+      if (!dropResponseHeader(name)) out[name] = headers[name];
+    }
+    out['x-request-id'] = this.request.id;
+    const length = hasNoBody(call.method, statusCode) ? 0 : Number(headers['content-length']);
+    if (Number.isFinite(length)) {
+      countResponseBytes(this.runtime.limits, call, length);
+      this.remaining = length;
+    } else this.countChunks = true;
+    // From here the answer is written by hand; fastify must not send one of its own.
+    reply.hijack();
+    res.writeHead(statusCode, out);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const res = this.reply.raw;
+    if (this.countChunks) countResponseBytes(this.runtime.limits, this.call, chunk.length);
+    else if (chunk.length === this.remaining) {
+      // The last of a body of known length (a small answer's only chunk): headers and body
+      // leave in one write, not a write and then an end.
+      this.ended = true;
+      res.end(chunk);
+      return;
+    } else this.remaining -= chunk.length;
+    if (!res.write(chunk)) {
+      controller.pause();
+      res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (!this.ended) this.reply.raw.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    const { call, reply } = this;
+    const res = reply.raw;
+    // Aborted because the client left: its record says so already.
+    if (res.destroyed) return;
+    if (!res.headersSent) {
+      upstreamUnreachable(this.runtime.logger, reply, error);
+      return;
+    }
+    // The upstream broke off mid-body: the client's answer is cut too, and the record says who.
+    this.runtime.logger.warn(
+      { reqId: this.request.id, resource: call.resourceName, err: error },
+      'upstream call failed',
+    );
+    call.upstreamBroke = true;
+    res.destroy(error);
+  }
+}
+
+/** Hop-by-hop headers: they describe the upstream's connection, not the answer. */
+export function dropResponseHeader(name: string): boolean {
+  switch (name) {
+    case 'connection':
+    case 'keep-alive':
+    case 'proxy-connection':
+    case 'transfer-encoding':
+    case 'upgrade':
+    case 'trailer':
+    case 'te':
+      return true;
+    default:
+      return false;
+  }
+}
