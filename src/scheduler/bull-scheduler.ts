@@ -26,6 +26,12 @@ export interface BullSchedulerDeps extends SchedulerBaseDeps {
   stalledIntervalMs?: number;
   /** Upper bound on any one Redis call made for a caller (schedule, remove). Default 2 s. */
   redisTimeoutMs?: number;
+  /**
+   * Workers: how often Redis is pinged, and, while it does not answer, how often what came due
+   * is completed from Postgres alone (expiries and time-outs on time while delayed jobs
+   * cannot fire). Default 500 ms.
+   */
+  queueDownCheckMs?: number;
   /** How long `stop()` waits for running jobs before force-closing. Default 15 s. */
   closeTimeoutMs?: number;
   /** Fault injection for tests: runs after the transition, before the job is marked done. */
@@ -55,10 +61,16 @@ export function createBullScheduler(deps: BullSchedulerDeps): Scheduler & {
   const sweepEveryMs = deps.sweepEveryMs ?? 30_000;
   const redisTimeoutMs = deps.redisTimeoutMs ?? 2_000;
   const closeTimeoutMs = deps.closeTimeoutMs ?? 15_000;
+  const queueDownCheckMs = deps.queueDownCheckMs ?? 500;
+  // A frozen Redis answers nothing: the check gives up well within its period's few multiples.
+  const pingTimeoutMs = Math.min(redisTimeoutMs, 500);
 
   let queue: Queue | undefined;
   let worker: Worker | undefined;
   let watchdog: NodeJS.Timeout | undefined;
+  let queueDownCheck: NodeJS.Timeout | undefined;
+  let queueDown = false;
+  let checkingQueue = false;
   let localSweep: Promise<SweepResult> | undefined;
   let stopping = false;
 
@@ -181,6 +193,30 @@ export function createBullScheduler(deps: BullSchedulerDeps): Scheduler & {
     }
   }
 
+  /**
+   * While Redis does not answer, delayed jobs cannot fire: each check completes from Postgres
+   * what came due, so an expiry is late by about one check, not by a sweep period.
+   */
+  async function checkQueueUp(): Promise<void> {
+    if (checkingQueue || stopping) return;
+    checkingQueue = true;
+    try {
+      const q = requireQueue();
+      await withTimeout(q.getJobScheduler(RECONCILE), pingTimeoutMs, 'reading the reconcile schedule');
+      if (queueDown) logger.info({ queue: queueName }, 'Redis answers again; jobs fire from the queue');
+      queueDown = false;
+    } catch (error) {
+      if (stopping) return;
+      if (!queueDown) logger.warn({ err: error }, 'Redis unreachable; completing due work from Postgres');
+      queueDown = true;
+      await reconciler.catchUp().catch((catchUpError: unknown) => {
+        logger.error({ err: catchUpError }, 'catching up without the queue failed');
+      });
+    } finally {
+      checkingQueue = false;
+    }
+  }
+
   return {
     kind: 'bullmq',
     queue: () => queue,
@@ -223,12 +259,16 @@ export function createBullScheduler(deps: BullSchedulerDeps): Scheduler & {
       await sweepHere().catch((error: unknown) => logger.error({ err: error }, 'start-up sweep failed'));
       watchdog = setInterval(() => void checkReconcile(), sweepEveryMs);
       watchdog.unref();
+      queueDownCheck = setInterval(() => void checkQueueUp(), queueDownCheckMs);
+      queueDownCheck.unref();
     },
 
     async stop() {
       stopping = true;
       if (watchdog) clearInterval(watchdog);
       watchdog = undefined;
+      if (queueDownCheck) clearInterval(queueDownCheck);
+      queueDownCheck = undefined;
       await withTimeout(planner.idle(), closeTimeoutMs, 'pending scheduling').catch(() => {});
       if (worker) {
         const w = worker;

@@ -47,7 +47,24 @@ async function forEachLimited<T>(
  * and every future deadline gets its job back. Each step is idempotent, so overlapping
  * sweeps (several workers, a restart) are harmless.
  */
-function createReconciler(deps: ReconcilerDeps): { sweep(): Promise<SweepResult> } {
+interface Reconciler {
+  sweep(): Promise<SweepResult>;
+  /** The past-due part of a sweep only (expiries, request time-outs): Postgres alone, no queue. */
+  catchUp(): Promise<SweepResult>;
+}
+
+const emptyResult = (): SweepResult => ({
+  expiredGrants: 0,
+  expiredRequests: 0,
+  reminded: 0,
+  idleRevoked: 0,
+  weeklyReports: 0,
+  scheduledGrants: 0,
+  scheduledRequests: 0,
+  failures: 0,
+});
+
+function createReconciler(deps: ReconcilerDeps): Reconciler {
   const { access, store, clock, logger } = deps;
   const pageSize = deps.pageSize ?? 500;
 
@@ -136,17 +153,16 @@ function createReconciler(deps: ReconcilerDeps): { sweep(): Promise<SweepResult>
   }
 
   return {
+    async catchUp() {
+      const result = emptyResult();
+      await catchUp(result);
+      if (result.expiredGrants + result.expiredRequests > 0 || result.failures > 0) {
+        logger.info({ ...result }, 'caught up without the queue');
+      }
+      return result;
+    },
     async sweep() {
-      const result: SweepResult = {
-        expiredGrants: 0,
-        expiredRequests: 0,
-        reminded: 0,
-        idleRevoked: 0,
-        weeklyReports: 0,
-        scheduledGrants: 0,
-        scheduledRequests: 0,
-        failures: 0,
-      };
+      const result = emptyResult();
       // Past-due work first: it needs only Postgres, so it happens even while Redis is down.
       await catchUp(result);
       // Idleness has no job of its own: a grant's last use moves with every call batch, so a
@@ -187,7 +203,7 @@ function createReconciler(deps: ReconcilerDeps): { sweep(): Promise<SweepResult>
  */
 export function createPlanning(
   deps: Omit<ReconcilerDeps, 'ensureGrants' | 'ensureRequests'> & { backend: JobBackend },
-): { planner: Planner; reconciler: { sweep(): Promise<SweepResult> } } {
+): { planner: Planner; reconciler: Reconciler } {
   const planner = createPlanner({
     backend: deps.backend,
     access: deps.access,

@@ -8,7 +8,7 @@ import type { SummarizeGrant } from '../shared/grant-summary.ts';
 import { errorText, type IssueToken, type SlackDeps } from './deps.ts';
 import { createHomeTabs, type HomeTabs } from './home.ts';
 import { registerListeners } from './listeners/index.ts';
-import type { Notifier } from './notifier.ts';
+import type { BotIdentity, Notifier } from './notifier.ts';
 
 export interface SlackAppOptions {
   slack: {
@@ -72,6 +72,36 @@ function boltLogger(logger: Logger): BoltLogger {
   };
 }
 
+/** Asks Slack who the bot is until it answers, in the background; nothing waits for it. */
+function learnBotIdentity(
+  notifier: Notifier,
+  logger: Logger,
+  retryMs = 5000,
+): { current(): Partial<BotIdentity>; stop(): void } {
+  let known: BotIdentity | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const ask = (): void => {
+    notifier.whoAmI().then(
+      (answer) => {
+        known = answer;
+      },
+      (error: unknown) => {
+        logger.warn({ err: errorText(error), retryInMs: retryMs }, 'auth.test failed; asking again');
+        if (!stopped) timer = setTimeout(ask, retryMs).unref();
+      },
+    );
+  };
+  ask();
+  return {
+    current: () => known ?? {},
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
 /**
  * The Bolt app: `/access`, buttons, modals and App Home. HTTP mode answers at `/slack/events`
  * (Bolt verifies the signature and the 5-minute timestamp window itself); Socket Mode when an
@@ -104,12 +134,17 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
     directory: options.directory,
   };
   const clientOptions = slack.apiUrl ? { slackApiUrl: slack.apiUrl } : {};
+  const identity = learnBotIdentity(options.notifier, deps.logger);
+  // Bolt's own authorize waits on an auth.test before every event: with Slack's Web API down, no
+  // command would be acknowledged. Ours answers at once; the bot's ids (for ignoring its own
+  // events) are filled in once Slack answers.
+  const authorize = async () => ({ botToken: slack.botToken, ...identity.current() });
 
   let app: App;
   let receiver: HTTPReceiver | undefined;
   if (slack.appToken) {
     app = new App({
-      token: slack.botToken,
+      authorize,
       appToken: slack.appToken,
       socketMode: true,
       clientOptions,
@@ -126,7 +161,7 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
       customRoutes: options.customRoutes ?? [],
       logger,
     });
-    app = new App({ token: slack.botToken, receiver, clientOptions, logger });
+    app = new App({ authorize, receiver, clientOptions, logger });
   }
   registerListeners(app, deps);
   app.error(async (error) => {
@@ -148,6 +183,7 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
       return { port: address?.port };
     },
     async stop() {
+      identity.stop();
       await app.stop();
     },
   };

@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { webApi } from '@slack/bolt';
 import type { Logger } from 'pino';
+import { type ChannelRate, channelPace } from '../shared/channel-pace.ts';
 import { isRecord } from '../shared/is-record.ts';
 import type { HomeView, ModalView, SlackMessage } from './blocks/index.ts';
 import { classifySlackError, responseUrlError, SlackCallError } from './slack-errors.ts';
@@ -26,6 +28,11 @@ export interface NotifierOptions {
   /** Per HTTP request. */
   timeoutMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Posts to one channel are paced to Slack's per-channel rate (about 1 a second, short bursts
+   * allowed), so a catch-up after an outage is not answered with 429s. Off when omitted.
+   */
+  channelRate?: ChannelRate;
   /** Told of every call that failed for good (after its retries), e.g. to count it in metrics. */
   onFailure?: (method: string) => void;
 }
@@ -35,8 +42,22 @@ interface PostedMessage {
   ts: string;
 }
 
+/**
+ * What makes a post idempotent: `key` rides in the message's metadata, and a post that may
+ * already have happened (`mayHavePosted`, or an earlier try that timed out) is first looked
+ * up in the channel's history since `since` instead of being sent again.
+ */
+export interface PostOnce {
+  key: string;
+  /** A previous try of this post ended without Slack saying whether it posted (a timeout, a crash). */
+  mayHavePosted: boolean;
+  /** When the first try could have happened, at the earliest. */
+  since: Date;
+}
+
 export interface Notifier {
-  postMessage(channel: string, message: SlackMessage): Promise<PostedMessage>;
+  /** Posts `message`; with `once`, never a second copy of the same `once.key` (see {@link PostOnce}). */
+  postMessage(channel: string, message: SlackMessage, once?: PostOnce): Promise<PostedMessage>;
   updateMessage(channel: string, ts: string, message: SlackMessage): Promise<void>;
   postEphemeral(channel: string, user: string, message: SlackMessage): Promise<void>;
   /** Answers through a command's or action's `response_url` (ephemeral unless told otherwise). */
@@ -54,6 +75,27 @@ export interface Notifier {
   isDeactivated(userId: string): Promise<boolean>;
   /** The person's name as Slack shows it (`users.info`: real name, else display name), for the console. */
   userName(userId: string): Promise<string | undefined>;
+  /** Who the bot token belongs to (`auth.test`): its user id and bot id. */
+  whoAmI(): Promise<BotIdentity>;
+}
+
+export interface BotIdentity {
+  botUserId: string;
+  botId: string;
+}
+
+/** The metadata `event_type` of every message jitgate posts; its payload's `key` names the post. */
+const DELIVERY_EVENT = 'jitgate_delivery';
+/** Slack's clock and ours may disagree: the history is read from a little before `since`. */
+const HISTORY_MARGIN_S = 120;
+const HISTORY_PAGES = 5;
+
+/** The key of a posted message, if it carries jitgate's delivery metadata. */
+function deliveryKeyOf(message: unknown): string | undefined {
+  const metadata: unknown = isRecord(message) ? message.metadata : undefined;
+  if (!isRecord(metadata) || metadata.event_type !== DELIVERY_EVENT) return undefined;
+  const payload = metadata.event_payload;
+  return isRecord(payload) && typeof payload.key === 'string' ? payload.key : undefined;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -90,6 +132,13 @@ export function createNotifier(options: NotifierOptions): Notifier {
   };
   if (options.apiUrl) clientOptions.slackApiUrl = options.apiUrl;
   const client = new webApi.WebClient(options.botToken, clientOptions);
+  // A little under Slack's rate: requests sent on their turn may arrive closer together.
+  const pace = options.channelRate
+    ? channelPace({
+        perSecond: options.channelRate.perSecond * 0.8,
+        burst: Math.max(1, options.channelRate.burst - 1),
+      })
+    : undefined;
 
   async function withRetry<T>(method: string, call: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt += 1) {
@@ -122,15 +171,72 @@ export function createNotifier(options: NotifierOptions): Notifier {
     }
   }
 
+  /**
+   * The message carrying `key` posted to `channel` since `since`, read from the channel's
+   * history (a DM's by its conversation id). Undefined when none is found in the pages read.
+   */
+  async function findPosted(channel: string, key: string, since: Date): Promise<PostedMessage | undefined> {
+    let conversation = channel;
+    if (/^[UW]/.test(channel)) {
+      const opened = await client.conversations.open({ users: channel });
+      const id: unknown = isRecord(opened.channel) ? opened.channel.id : undefined;
+      if (typeof id !== 'string')
+        throw new SlackCallError('conversations.open', 'answer_without_channel', false);
+      conversation = id;
+    }
+    const oldest = String(Math.floor(since.getTime() / 1000) - HISTORY_MARGIN_S);
+    let cursor: string | undefined;
+    for (let page = 0; page < HISTORY_PAGES; page += 1) {
+      const result = await client.conversations.history({
+        channel: conversation,
+        oldest,
+        limit: 200,
+        include_all_metadata: true,
+        ...(cursor ? { cursor } : {}),
+      });
+      const found = (result.messages ?? []).find((m) => deliveryKeyOf(m) === key);
+      if (found && typeof found.ts === 'string') return { channel: conversation, ts: found.ts };
+      cursor = result.response_metadata?.next_cursor;
+      if (!result.has_more || !cursor) return undefined;
+    }
+    log.warn({ channel: conversation, pages: HISTORY_PAGES }, 'post not found in the history pages read');
+    return undefined;
+  }
+
   return {
-    async postMessage(channel, message) {
-      const result = await withRetry('chat.postMessage', () =>
-        client.chat.postMessage({ channel, ...messageArgs(message), unfurl_links: false }),
-      );
-      if (typeof result.ts !== 'string' || typeof result.channel !== 'string') {
-        throw new SlackCallError('chat.postMessage', 'answer_without_ts', false);
-      }
-      return { channel: result.channel, ts: result.ts };
+    async postMessage(channel, message, once) {
+      const key = once?.key ?? randomUUID();
+      const since = once?.since ?? new Date();
+      let mayHavePosted = once?.mayHavePosted ?? false;
+      return withRetry('chat.postMessage', async () => {
+        if (mayHavePosted) {
+          const found = await findPosted(channel, key, since);
+          if (found) {
+            log.info({ channel: found.channel, key }, 'message already posted: not sent again');
+            return found;
+          }
+        }
+        let result: Awaited<ReturnType<typeof client.chat.postMessage>>;
+        const turn = pace?.take(channel, Date.now()) ?? 0;
+        if (turn > 0) await sleep(turn);
+        try {
+          result = await client.chat.postMessage({
+            channel,
+            ...messageArgs(message),
+            unfurl_links: false,
+            metadata: { event_type: DELIVERY_EVENT, event_payload: { key } },
+          });
+        } catch (raw) {
+          const error = classifySlackError('chat.postMessage', raw);
+          // No answer, or a server error: Slack may have posted it. Anything else it refused.
+          if (error.maybeDone || error.code.startsWith('http_5')) mayHavePosted = true;
+          throw error;
+        }
+        if (typeof result.ts !== 'string' || typeof result.channel !== 'string') {
+          throw new SlackCallError('chat.postMessage', 'answer_without_ts', false);
+        }
+        return { channel: result.channel, ts: result.ts };
+      });
     },
     async updateMessage(channel, ts, message) {
       await withRetry('chat.update', () =>
@@ -210,6 +316,12 @@ export function createNotifier(options: NotifierOptions): Notifier {
       const user: unknown = isRecord(result) ? result.user : undefined;
       if (!isRecord(user)) throw new SlackCallError('users.info', 'answer_without_user', false);
       return user.deleted === true;
+    },
+    async whoAmI() {
+      const result = await withRetry('auth.test', () => client.auth.test());
+      if (typeof result.user_id !== 'string' || typeof result.bot_id !== 'string')
+        throw new SlackCallError('auth.test', 'answer_without_identity', false);
+      return { botUserId: result.user_id, botId: result.bot_id };
     },
     async userName(userId) {
       const result = await withRetry('users.info', () => client.users.info({ user: userId }));

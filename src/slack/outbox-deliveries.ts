@@ -27,8 +27,11 @@ import {
   shortMessage,
   weeklyReportMessage,
 } from './blocks/index.ts';
-import type { Notifier } from './notifier.ts';
+import type { Notifier, PostOnce } from './notifier.ts';
 import { isChannelRefusal, isPayloadRefusal, SlackCallError } from './slack-errors.ts';
+
+/** The approval message's post is keyed by its request, whichever event's delivery posts it. */
+const approvalKey = (requestId: string): string => `approval:${requestId}`;
 
 /**
  * What one outbox event sends, as steps: the approval message, then a DM, each sent and
@@ -37,13 +40,29 @@ import { isChannelRefusal, isPayloadRefusal, SlackCallError } from './slack-erro
  * from the CURRENT database state, so a late delivery never shows a stale outcome.
  */
 
+/** Which try of a step this is, so that no retry posts a message twice (see PostOnce). */
+export interface StepAttempt {
+  /** Stable across the tries of one step of one outbox row. */
+  key: string;
+  /** An earlier try of the row ran and did not record this step done: it may have posted. */
+  retry: boolean;
+  /** The row's creation: no try of it posted anything before. */
+  since: Date;
+}
+
 export interface Step {
   /** Stable for the event across attempts: a step done once is skipped on retry. */
   name: string;
-  run(): Promise<void>;
+  run(attempt: StepAttempt): Promise<void>;
   /** Slack refused `run` for good: what to send instead, or whom to tell (best effort). */
-  refused?(error: SlackCallError): Promise<void>;
+  refused?(error: SlackCallError, attempt: StepAttempt): Promise<void>;
 }
+
+const onceFor = (attempt: StepAttempt, suffix = ''): PostOnce => ({
+  key: `${attempt.key}${suffix}`,
+  mayHavePosted: attempt.retry,
+  since: attempt.since,
+});
 
 export interface Delivery {
   steps: Step[];
@@ -92,6 +111,7 @@ export function createDeliveries(deps: DeliveryDeps) {
   async function syncApprovalMessage(
     request: AccessRequest,
     render: (r: AccessRequest) => Promise<SlackMessage>,
+    attempt: StepAttempt,
   ) {
     const channel = request.approvalChannel ?? resourceOf(request.resource)?.approvalChannel;
     if (!channel) return;
@@ -104,16 +124,21 @@ export function createDeliveries(deps: DeliveryDeps) {
     if (claim === 'posting_elsewhere') throw new PostingElsewhere();
     if (claim === 'already_posted') {
       const fresh = await access.getRequest(request.id);
-      if (fresh && approvalMessageTs(fresh)) await syncApprovalMessage(fresh, render);
+      if (fresh && approvalMessageTs(fresh)) await syncApprovalMessage(fresh, render, attempt);
       return;
     }
-    if (claim !== 'claimed') return;
+    if (claim === 'not_found') return;
     let posted: Awaited<ReturnType<Notifier['postMessage']>>;
     try {
-      posted = await notifier.postMessage(channel, await render(request));
+      posted = await notifier.postMessage(channel, await render(request), {
+        key: approvalKey(request.id),
+        mayHavePosted: claim === 'claimed_after_unknown' || attempt.retry,
+        since: request.createdAt,
+      });
     } catch (error) {
-      // A timeout or a dropped connection may have posted it: keep the claim until it goes stale.
-      if (!(error instanceof SlackCallError && error.maybeDone)) await claims.release(request.id);
+      // A timeout or a server error may have posted it: whoever posts next looks for it first.
+      const unknown = error instanceof SlackCallError && (error.maybeDone || error.code.startsWith('http_5'));
+      await (unknown ? claims.releaseUnsure(request.id) : claims.release(request.id));
       throw error;
     }
     await claims.record(request.id, posted.channel, posted.ts);
@@ -137,17 +162,17 @@ export function createDeliveries(deps: DeliveryDeps) {
     let posting = false;
     return {
       name: 'approval_message',
-      async run() {
+      async run(attempt) {
         const request = await access.getRequest(requestId);
         if (!request) return;
         posting = approvalMessageTs(request) === undefined;
-        await syncApprovalMessage(request, fullApprovalMessage);
+        await syncApprovalMessage(request, fullApprovalMessage, attempt);
       },
-      async refused(error) {
+      async refused(error, attempt) {
         const request = await access.getRequest(requestId);
         if (!request) return;
         if (isPayloadRefusal(error)) {
-          await syncApprovalMessage(request, async (r) => approvalMessageFallback(r, error.code));
+          await syncApprovalMessage(request, async (r) => approvalMessageFallback(r, error.code), attempt);
           return;
         }
         const channel = request.approvalChannel ?? resourceOf(request.resource)?.approvalChannel;
@@ -155,6 +180,7 @@ export function createDeliveries(deps: DeliveryDeps) {
           await notifier.postMessage(
             request.requesterId,
             approversUnreachableDm(request, channel, error.code),
+            onceFor(attempt, ':unreachable'),
           );
         }
       },
@@ -165,11 +191,12 @@ export function createDeliveries(deps: DeliveryDeps) {
   function messageStep(name: string, to: string, message: SlackMessage): Step {
     return {
       name,
-      run: async () => {
-        await notifier.postMessage(to, message);
+      run: async (attempt) => {
+        await notifier.postMessage(to, message, onceFor(attempt));
       },
-      async refused(error) {
-        if (isPayloadRefusal(error)) await notifier.postMessage(to, shortMessage(message, error.code));
+      async refused(error, attempt) {
+        if (isPayloadRefusal(error))
+          await notifier.postMessage(to, shortMessage(message, error.code), onceFor(attempt, ':short'));
       },
     };
   }
@@ -179,13 +206,13 @@ export function createDeliveries(deps: DeliveryDeps) {
     let rendered: SlackMessage | undefined;
     return {
       name,
-      async run() {
+      async run(attempt) {
         rendered = await render();
-        if (rendered) await notifier.postMessage(to, rendered);
+        if (rendered) await notifier.postMessage(to, rendered, onceFor(attempt));
       },
-      async refused(error) {
+      async refused(error, attempt) {
         if (rendered && isPayloadRefusal(error))
-          await notifier.postMessage(to, shortMessage(rendered, error.code));
+          await notifier.postMessage(to, shortMessage(rendered, error.code), onceFor(attempt, ':short'));
       },
     };
   }

@@ -1,9 +1,11 @@
 import { appendAuditEvents } from '../audit/chain-append.ts';
 import {
   claimDueOutboxRows,
+  endOutageWaits,
   markOutboxSent,
   markOutboxStepDead,
   markOutboxStepDone,
+  probeWithOutageRow,
   scheduleOutboxRetry,
 } from '../db/queries/outbox.ts';
 import type { OutboxRow } from '../db/schema/index.ts';
@@ -23,12 +25,25 @@ import { isPermanent, SlackCallError } from './slack-errors.ts';
  * are not retried: a short stand-in is sent where one helps, and the message becomes a dead
  * letter — audited (`outbox.dead_letter`), logged, counted (`jitgate_outbox_dead_letters`).
  * A step that failed never stops the row's other steps, nor the rows after it.
+ *
+ * Catching up after an outage: backoff grows while Slack fails, but the first call Slack
+ * answers again makes every row waiting out that outage due at once, in every process
+ * (endOutageWaits). While rows wait, the poll tries the one due soonest early, every
+ * `probeIntervalMs`, without counting the try: the same call that failed, so a method or
+ * channel that alone keeps failing keeps its backoff.
+ * Rows are sent by `workers` workers, each a batch at a time with the batch's lanes (one per
+ * request or grant, in order within it) in parallel: one hung call holds up its lane only.
  */
 
 export interface OutboxDispatcherDeps extends DeliveryDeps {
   homes?: HomeTabs;
   pollIntervalMs?: number;
+  /** Rows one worker claims at a time; their lanes (see laneOf) are sent in parallel. */
   batchSize?: number;
+  /** Workers claiming and sending at once: a call that hangs holds up one worker's batch only. */
+  workers?: number;
+  /** While rows wait out an outage, how often one of them is tried early to learn whether Slack is back. */
+  probeIntervalMs?: number;
   /** How long a claimed row is hidden from other dispatchers while being sent. */
   leaseMs?: number;
   maxBackoffMs?: number;
@@ -43,6 +58,8 @@ export interface OutboxDispatcher {
   drain(): Promise<number>;
   /** Poll every `pollIntervalMs` (catches rows left by crashes, other processes and retries). */
   start(): void;
+  /** While rows wait out an outage, tries one early (each poll does); then delivers what is due. */
+  probe(): Promise<void>;
   /** Stop polling and wait for the delivery in progress. */
   stop(): Promise<void>;
 }
@@ -55,6 +72,31 @@ function backoffMs(attempts: number, maxMs: number): number {
 interface Failure {
   step: string;
   error: unknown;
+}
+
+/** Why a failed row waits: an outage ends when Slack answers again; a Retry-After does not. */
+function waitOf(failures: Failure[]): 'outage' | 'rate_limit' | null {
+  const slack = failures.map((f) => f.error).filter((e): e is SlackCallError => e instanceof SlackCallError);
+  if (slack.some((e) => e.retryAfterMs !== undefined)) return 'rate_limit';
+  return slack.some((e) => e.retryable) ? 'outage' : null;
+}
+
+/** Rows of one request (or grant) are sent in order; the rest in parallel. */
+function laneOf(row: OutboxRow): string {
+  const { requestId, grantId } = row.payload;
+  if (typeof requestId === 'string') return `request:${requestId}`;
+  if (typeof grantId === 'string') return `grant:${grantId}`;
+  return `row:${row.id}`;
+}
+
+function lanes(rows: OutboxRow[]): OutboxRow[][] {
+  const byLane = new Map<string, OutboxRow[]>();
+  for (const row of rows) {
+    const lane = byLane.get(laneOf(row)) ?? [];
+    lane.push(row);
+    byLane.set(laneOf(row), lane);
+  }
+  return [...byLane.values()];
 }
 
 const describe = (error: unknown): string =>
@@ -80,7 +122,9 @@ function subjectOf(payload: Record<string, unknown>): {
 export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispatcher {
   const { db, clock } = deps;
   const log = deps.logger.child({ component: 'slack-outbox' });
-  const batchSize = deps.batchSize ?? 20;
+  const batchSize = deps.batchSize ?? 5;
+  const workers = deps.workers ?? 4;
+  const probeIntervalMs = deps.probeIntervalMs ?? 2000;
   const leaseMs = deps.leaseMs ?? 60_000;
   const maxBackoffMs = deps.maxBackoffMs ?? 15 * 60_000;
   const maxAttempts = deps.maxAttempts ?? 12;
@@ -88,6 +132,30 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<number> | undefined;
   let again = false;
+  // Set while rows may wait out a Slack outage; cleared by the first call Slack answers, or when
+  // none waits. Set at start: rows of a process gone may be waiting out one.
+  let outage = true;
+  let lastProbeAt = 0;
+
+  /** Slack answered: what waits out the outage is due now. */
+  async function slackAnswered(): Promise<void> {
+    if (!outage) return;
+    outage = false;
+    const due = await endOutageWaits(db, clock.now());
+    if (due > 0) {
+      log.info({ rows: due }, 'Slack answers again: rows waiting out the outage are due now');
+      again = true;
+    }
+  }
+
+  /** While waiting out an outage, tries the row due soonest now and then: is Slack back? */
+  async function probe(): Promise<void> {
+    const now = clock.now();
+    if (!outage || now.getTime() - lastProbeAt < probeIntervalMs) return;
+    lastProbeAt = now.getTime();
+    if (await probeWithOutageRow(db, now)) await drain();
+    else outage = false;
+  }
 
   /** Gives up one message of `row`: recorded as done (never retried), audited, logged. */
   async function giveUp(row: OutboxRow, step: string, error: unknown, why: string): Promise<void> {
@@ -115,14 +183,16 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
 
   /** Runs a step; says whether it is done (sent, or given up) or should be tried again. */
   async function runStep(row: OutboxRow, step: Step): Promise<Failure | undefined> {
+    const attempt = { key: `outbox:${row.id}:${step.name}`, retry: row.attempts > 1, since: row.createdAt };
     try {
-      await step.run();
+      await step.run(attempt);
       await markOutboxStepDone(db, row.id, step.name);
+      await slackAnswered();
       return undefined;
     } catch (error) {
       if (!isPermanent(error)) return { step: step.name, error };
       try {
-        await step.refused?.(error);
+        await step.refused?.(error, attempt);
       } catch (fallback) {
         log.warn(
           { outboxId: row.id, step: step.name, err: describe(fallback) },
@@ -170,7 +240,15 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
         { outboxId: row.id, kind: row.kind, attempts: row.attempts, retryInMs: wait, reason },
         'outbox delivery failed',
       );
-      await scheduleOutboxRetry(db, row.id, new Date(clock.now().getTime() + wait), reason.slice(0, 1000));
+      const waitingOut = waitOf(retry);
+      if (waitingOut === 'outage') outage = true;
+      await scheduleOutboxRetry(
+        db,
+        row.id,
+        new Date(clock.now().getTime() + wait),
+        reason.slice(0, 1000),
+        waitingOut,
+      );
       return false;
     }
     for (const failed of retry) {
@@ -185,12 +263,20 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
 
   async function drainOnce(): Promise<number> {
     let sent = 0;
-    for (;;) {
-      const rows = await claimDueOutboxRows(db, clock.now(), batchSize, leaseMs);
-      if (rows.length === 0) return sent;
-      // One at a time and in order: later events of a request update the message the first one posted.
-      for (const row of rows) if (await handle(row)) sent += 1;
-    }
+    const worker = async (): Promise<void> => {
+      for (;;) {
+        const rows = await claimDueOutboxRows(db, clock.now(), batchSize, leaseMs);
+        if (rows.length === 0) return;
+        await Promise.all(
+          lanes(rows).map(async (lane) => {
+            // In order within a lane: later events of a request update the message the first one posted.
+            for (const row of lane) if (await handle(row)) sent += 1;
+          }),
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: workers }, worker));
+    return sent;
   }
 
   async function drain(): Promise<number> {
@@ -222,9 +308,14 @@ export function createOutboxDispatcher(deps: OutboxDispatcherDeps): OutboxDispat
   return {
     kick,
     drain,
+    probe,
     start() {
       if (timer) return;
-      timer = setInterval(kick, deps.pollIntervalMs ?? 2000);
+      timer = setInterval(() => {
+        probe().then(kick, (error: unknown) => {
+          log.error({ err: describe(error) }, 'outbox probe failed');
+        });
+      }, deps.pollIntervalMs ?? 1000);
       timer.unref();
       kick();
     },

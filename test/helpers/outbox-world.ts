@@ -42,6 +42,8 @@ export function slackProcess(input: {
   api: FakeSlackApi;
   botToken: string;
   batchSize?: number;
+  /** Per Web API request (the notifier's `timeoutMs`): short, to make a call that never answers time out soon. */
+  slackTimeoutMs?: number;
   onCommitted?: (events: readonly OutboxMessage[]) => void;
 }): SlackProcess {
   const logger = pino({ level: 'silent' });
@@ -59,6 +61,7 @@ export function slackProcess(input: {
     logger,
     baseDelayMs: 1,
     maxAttempts: 2,
+    ...(input.slackTimeoutMs === undefined ? {} : { timeoutMs: input.slackTimeoutMs }),
   });
   const homes = createHomeTabs({ access, notifier, policy: input.policy, clock: input.clock, logger });
   const dispatcher = createOutboxDispatcher({
@@ -92,7 +95,7 @@ export interface OutboxWorld extends SlackProcess {
  * timestamps stay sensible), the Slack fake, and one Slack process over them.
  */
 export async function openOutboxWorld(
-  options: { yamlEdit?: (yaml: string) => string; batchSize?: number } = {},
+  options: { yamlEdit?: (yaml: string) => string; batchSize?: number; slackTimeoutMs?: number } = {},
 ): Promise<OutboxWorld> {
   const database = await openTestDatabase('lifecycle');
   const api = await startFakeSlackApi();
@@ -107,6 +110,7 @@ export async function openOutboxWorld(
     api,
     botToken: 'xoxb-lifecycle',
     batchSize: options.batchSize,
+    ...(options.slackTimeoutMs === undefined ? {} : { slackTimeoutMs: options.slackTimeoutMs }),
     onCommitted: (events) => listener?.(events),
   });
   return {

@@ -651,13 +651,18 @@ describe('audit', () => {
 });
 
 describe('approval message slot', () => {
-  it('lets one instance post, and takes over a stale claim', async () => {
+  it('lets one instance post, and takes over a stale claim (looking first: the crashed poster may have posted)', async () => {
     const request = await pendingWrite();
     const slot = createApprovalMessageClaims({ db: database.db, clock });
     const claims = await Promise.all([1, 2, 3].map(() => slot.claim(request.id)));
     expect(claims.filter((c) => c === 'claimed')).toHaveLength(1);
     expect(claims.filter((c) => c === 'posting_elsewhere')).toHaveLength(2);
     clock.advance(61_000);
+    expect(await slot.claim(request.id)).toBe('claimed_after_unknown');
+    // A post that timed out is given back at once, but whoever posts next looks for it first.
+    await slot.releaseUnsure(request.id);
+    expect(await slot.claim(request.id)).toBe('claimed_after_unknown');
+    await slot.release(request.id);
     expect(await slot.claim(request.id)).toBe('claimed');
     await slot.record(request.id, 'CAPPROVALS', '1700000000.000100');
     expect(await slot.claim(request.id)).toBe('already_posted');

@@ -290,4 +290,25 @@ describe('BullMQ scheduler (real Redis)', () => {
     expect(await w.outboxCount(expiredKey(grant.id))).toBe(1);
     expect(await w.auditCount('grant.expired', grant.id)).toBe(1);
   });
+
+  it('Redis down: a grant expires (state and outbox message) about a check after its time, not at the next sweep', async () => {
+    const w = await world();
+    const redis = await ownRedis();
+    const { s } = await scheduler(w, { redisUrl: redis.url, sweepEveryMs: 30_000 });
+    const grant = await w.grant(3);
+    await s.idle();
+    await redis.kill();
+
+    const expired = await waitExpired(w, grant.id, 10_000);
+    const lateMs = Date.now() - grant.expiresAt.getTime();
+    console.info(`with Redis down, the grant's state changed ${lateMs} ms after its expiry`);
+    // The sweep would come 30 s after start; the check every 500 ms catches it first.
+    expect(lateMs).toBeLessThan(5_000);
+    expect(expired.status).toBe('expired');
+    expect(await w.outboxCount(expiredKey(grant.id))).toBe(1);
+    // Back, the queue's own job for it is a no-op: still one message.
+    await redis.restart();
+    await s.sweep();
+    expect(await w.outboxCount(expiredKey(grant.id))).toBe(1);
+  });
 });

@@ -14,10 +14,14 @@ describe('manifest.yml', () => {
     expect(access?.should_escape).toBe(true);
   });
 
-  it('asks only for the bot scopes jitgate uses (DMs go to the user id with chat:write; nothing opens a conversation)', () => {
+  it('asks only for the bot scopes jitgate uses (DMs go to the user id; a lost answer is looked up in the history)', () => {
     expect(manifest.oauth_config.scopes.bot.sort()).toEqual([
+      'channels:history',
       'chat:write',
       'commands',
+      'groups:history',
+      'im:history',
+      'im:write',
       'usergroups:read',
       'users:read',
     ]);

@@ -110,4 +110,32 @@ describe('notifier', () => {
       retryable: true,
     });
   });
+
+  it('paces posts to one channel to Slack’s per-channel rate: a burst, then one per interval, no 429', async () => {
+    const rate = { perSecond: 10, burst: 3 };
+    api.limitChannelPosts(rate);
+    const unpaced = createNotifier({ botToken: TOKEN, apiUrl: api.url, logger, maxAttempts: 1 });
+    const flood = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => unpaced.postMessage('CFLOOD', noticeMessage(`flood ${i}`))),
+    );
+    expect(flood.filter((r) => r.status === 'rejected').length).toBeGreaterThan(0);
+
+    api.reset();
+    api.limitChannelPosts(rate);
+    const paced = createNotifier({
+      botToken: TOKEN,
+      apiUrl: api.url,
+      logger,
+      maxAttempts: 1,
+      channelRate: rate,
+    });
+    const posts = await Promise.allSettled([
+      ...Array.from({ length: 8 }, (_, i) => paced.postMessage('CPACED', noticeMessage(`paced ${i}`))),
+      // Another channel has its own turns.
+      paced.postMessage('COTHER', noticeMessage('other')),
+    ]);
+    expect(posts.every((r) => r.status === 'fulfilled')).toBe(true);
+    expect(api.faultedCalls).toHaveLength(0);
+    expect(api.callsTo('chat.postMessage')).toHaveLength(9);
+  });
 });

@@ -99,6 +99,60 @@ describe('fake Slack Web API', () => {
     expect(gone.user?.deleted).toBe(true);
   });
 
+  it('keeps each channel history with its metadata, newest first, paged, read by conversation id only', async () => {
+    const metadata = { event_type: 'jitgate_delivery', event_payload: { key: 'k-1' } };
+    const first = await client.chat.postMessage({ channel: 'CHIST', text: 'one', metadata });
+    await client.chat.postMessage({ channel: 'CHIST', text: 'two' });
+    const page = await client.conversations.history({ channel: 'CHIST', limit: 1 });
+    expect(page.messages?.map((m) => m.text)).toEqual(['two']);
+    expect(page.has_more).toBe(true);
+    const rest = await client.conversations.history({
+      channel: 'CHIST',
+      limit: 1,
+      cursor: page.response_metadata?.next_cursor ?? '',
+    });
+    expect(rest.messages?.[0]).toMatchObject({ text: 'one', ts: first.ts });
+    // Metadata only when asked for, as Slack does.
+    expect(rest.messages?.[0]?.metadata).toBeUndefined();
+    const full = await client.conversations.history({ channel: 'CHIST', include_all_metadata: true });
+    expect(full.messages?.find((m) => m.ts === first.ts)?.metadata).toEqual(metadata);
+    const later = await client.conversations.history({ channel: 'CHIST', oldest: first.ts ?? '' });
+    expect(later.messages?.map((m) => m.text)).toEqual(['two']);
+    await expect(client.conversations.history({ channel: 'U123' })).rejects.toSatisfy(
+      (e) => platformError(e) === 'channel_not_found',
+    );
+    await expect(
+      client.chat.postMessage({
+        channel: 'CHIST',
+        text: 'x',
+        metadata: { event_type: 'bad type!', event_payload: {} },
+      }),
+    ).rejects.toSatisfy((e) => platformError(e) === 'invalid_metadata_format');
+  });
+
+  it('holds an outage until told it is over; a call that acts but never answers is done all the same', async () => {
+    fake.startOutage({ status: 500 });
+    const noRetry = new webApi.WebClient('xoxb-test-token', {
+      slackApiUrl: fake.url,
+      retryConfig: { retries: 0 },
+      timeout: 200,
+      logLevel: webApi.LogLevel.ERROR,
+    });
+    for (let i = 0; i < 3; i += 1) await expect(noRetry.auth.test()).rejects.toThrow();
+    fake.endOutage();
+    await expect(noRetry.auth.test()).resolves.toMatchObject({ ok: true });
+    fake.failNext('chat.postMessage', { actsButNeverAnswers: true });
+    await expect(noRetry.chat.postMessage({ channel: 'CHUNG', text: 'hung' })).rejects.toThrow();
+    const seen = await noRetry.conversations.history({ channel: 'CHUNG' });
+    expect(seen.messages?.map((m) => m.text)).toEqual(['hung']);
+    expect(fake.faultedCalls.map((c) => c.method)).toEqual([
+      'auth.test',
+      'auth.test',
+      'auth.test',
+      'chat.postMessage',
+    ]);
+  });
+
   it('returns unknown_method for methods it does not know', async () => {
     const error = await client.apiCall('nonexistent.method').catch((e: unknown) => e);
     expect(platformError(error)).toBe('unknown_method');

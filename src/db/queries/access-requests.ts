@@ -166,10 +166,12 @@ export async function releaseApprovalMessageClaim(
   db: Db | Tx,
   requestId: string,
   prefix: string,
+  /** What the slot holds afterwards: empty, or another marker. */
+  replacement: string | null = null,
 ): Promise<void> {
   await db
     .update(accessRequests)
-    .set({ approvalMessageTs: null })
+    .set({ approvalMessageTs: replacement })
     .where(and(eq(accessRequests.id, requestId), like(accessRequests.approvalMessageTs, `${prefix}%`)));
 }
 

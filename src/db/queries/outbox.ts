@@ -1,4 +1,4 @@
-import { and, asc, count, eq, inArray, isNotNull, isNull, lte, min, sql } from 'drizzle-orm';
+import { and, asc, count, eq, gt, inArray, isNotNull, isNull, lte, min, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { type OutboxRow, outbox } from '../schema/index.ts';
 
@@ -41,7 +41,11 @@ export async function claimDueOutboxRows(
     .for('update', { skipLocked: true });
   const rows = await db
     .update(outbox)
-    .set({ nextAttemptAt: new Date(now.getTime() + leaseMs), attempts: sql`${outbox.attempts} + 1` })
+    .set({
+      nextAttemptAt: new Date(now.getTime() + leaseMs),
+      attempts: sql`${outbox.attempts} + 1`,
+      waitingOut: null,
+    })
     .where(inArray(outbox.id, due))
     .returning();
   return rows.sort((a, b) => a.id - b.id);
@@ -96,8 +100,43 @@ export async function scheduleOutboxRetry(
   id: number,
   nextAttemptAt: Date,
   lastError: string,
+  waitingOut: 'outage' | 'rate_limit' | null,
 ): Promise<void> {
-  await db.update(outbox).set({ nextAttemptAt, lastError }).where(eq(outbox.id, id));
+  await db.update(outbox).set({ nextAttemptAt, lastError, waitingOut }).where(eq(outbox.id, id));
+}
+
+/**
+ * Makes the row waiting out an outage that is due soonest due now, as a probe of Slack: its
+ * attempt is not counted (the claim's increment is taken back here), so probing never gives a
+ * row up sooner. Returns whether there was one.
+ */
+export async function probeWithOutageRow(db: Db | Tx, now: Date): Promise<boolean> {
+  const soonest = db
+    .select({ id: outbox.id })
+    .from(outbox)
+    .where(and(isNull(outbox.sentAt), eq(outbox.waitingOut, 'outage'), gt(outbox.nextAttemptAt, now)))
+    .orderBy(asc(outbox.nextAttemptAt))
+    .limit(1)
+    .for('update', { skipLocked: true });
+  const rows = await db
+    .update(outbox)
+    .set({ nextAttemptAt: now, attempts: sql`greatest(${outbox.attempts} - 1, 0)` })
+    .where(inArray(outbox.id, soonest))
+    .returning({ id: outbox.id });
+  return rows.length > 0;
+}
+
+/**
+ * Slack answers again: every row waiting out an outage is due now, whatever its backoff had
+ * grown to (rows waiting out a Retry-After keep their wait). Returns how many.
+ */
+export async function endOutageWaits(db: Db | Tx, now: Date): Promise<number> {
+  const rows = await db
+    .update(outbox)
+    .set({ nextAttemptAt: now, waitingOut: null })
+    .where(and(isNull(outbox.sentAt), eq(outbox.waitingOut, 'outage'), gt(outbox.nextAttemptAt, now)))
+    .returning({ id: outbox.id });
+  return rows.length;
 }
 
 /** When the oldest row not yet delivered was written, undefined when every row is delivered. */

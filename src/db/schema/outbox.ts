@@ -11,6 +11,9 @@ import { at } from './columns.ts';
  * those already sent or given up, so a retry sends only the rest. `sent_at` is set once
  * nothing is left to try; `dead_at` once any of its messages was given up (Slack refused it
  * for good, or kept failing): a dead letter, audited, with `last_error` saying why.
+ * `waiting_out` says why a row waits for its `next_attempt_at` after a failure: `outage`
+ * (Slack's 5xx or the network: the wait is cut short once Slack answers again) or
+ * `rate_limit` (Slack's Retry-After, never cut short); null while leased or never failed.
  */
 export const outbox = pgTable(
   'outbox',
@@ -26,11 +29,15 @@ export const outbox = pgTable(
     lastError: text('last_error'),
     doneSteps: text('done_steps').array().notNull().default(sql`'{}'::text[]`),
     deadAt: at('dead_at'),
+    waitingOut: text('waiting_out').$type<'outage' | 'rate_limit'>(),
   },
   (t) => [
     uniqueIndex('outbox_dedupe_key_unique').on(t.dedupeKey),
     index('outbox_due_idx').on(t.nextAttemptAt).where(sql`${t.sentAt} is null`),
     index('outbox_dead_idx').on(t.deadAt).where(sql`${t.deadAt} is not null`),
+    index('outbox_outage_idx')
+      .on(t.nextAttemptAt)
+      .where(sql`${t.waitingOut} = 'outage' and ${t.sentAt} is null`),
   ],
 );
 export type OutboxRow = typeof outbox.$inferSelect;

@@ -20,7 +20,9 @@ export type SlackFault =
   | { status: 429; retryAfter: number }
   | { status: 500 }
   | { error: string }
-  | { dropConnection: true };
+  | { dropConnection: true }
+  /** Slack does the call (a message is posted) but the answer never comes: the client times out. */
+  | { actsButNeverAnswers: true };
 
 export interface FaultedCall extends RecordedCall {
   fault: SlackFault;
@@ -88,6 +90,18 @@ export interface FakeSlackApi {
   ): Promise<RecordedCall>;
   /** The next `times` calls to `method` get `fault` instead of a normal answer. */
   failNext(method: string, fault: SlackFault, times?: number): void;
+  /**
+   * Every Web API call (not response_urls, as with `'*'`), or every call to `method`, gets
+   * `fault` from now until `endOutage`: an outage as long as the test wants, not a count.
+   */
+  startOutage(fault: SlackFault, method?: string): void;
+  /** Slack answers normally again (queued `failNext` faults still apply). */
+  endOutage(): void;
+  /**
+   * From now on (until `reset`), `chat.postMessage` to one channel faster than `rate` is
+   * answered 429 with a Retry-After, as Slack answers a channel flooded by one app.
+   */
+  limitChannelPosts(rate: { perSecond: number; burst: number }): void;
   /** Replaces the built-in answer for `method` (until `reset`); payloads are still checked first. */
   respondTo(method: string, responder: SlackResponder): void;
   /** Refusals of payloads jitgate built (`invalid_blocks`, `msg_too_long`, …): a test expects none unless it says so. */

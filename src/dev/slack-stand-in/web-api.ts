@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type ChannelPace, channelPace } from '../../shared/channel-pace.ts';
 import type {
   FakeSlackApi,
   FakeSlackApiOptions,
@@ -46,6 +47,8 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
   const faults = new Map<string, PendingFault[]>();
   const responders = new Map<string, SlackResponder>();
   let waiters: Waiter[] = [];
+  let outage: { fault: SlackFault; method: string | undefined } | undefined;
+  let channelPosts: ChannelPace | undefined;
 
   const record = (call: RecordedCall): void => {
     calls.push(call);
@@ -59,7 +62,13 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
   };
 
   const takeFault = (method: string): SlackFault | undefined =>
-    takeQueued(method) ?? (method === 'response_url' ? undefined : takeQueued('*'));
+    takeQueued(method) ?? (method === 'response_url' ? undefined : takeQueued('*')) ?? outageFault(method);
+
+  const outageFault = (method: string): SlackFault | undefined => {
+    if (!outage) return undefined;
+    if (outage.method === undefined ? method === 'response_url' : outage.method !== method) return undefined;
+    return outage.fault;
+  };
 
   const takeQueued = (method: string): SlackFault | undefined => {
     const queue = faults.get(method);
@@ -115,6 +124,15 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
       queue.push({ fault, remaining: times });
       faults.set(method, queue);
     },
+    startOutage(fault, method) {
+      outage = { fault, method };
+    },
+    endOutage() {
+      outage = undefined;
+    },
+    limitChannelPosts(rate) {
+      channelPosts = channelPace(rate);
+    },
     respondTo(method, responder) {
       responders.set(method, responder);
     },
@@ -133,6 +151,8 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
       refusals.length = 0;
       warnings.length = 0;
       faults.clear();
+      outage = undefined;
+      channelPosts = undefined;
       responders.clear();
     },
     close: () =>
@@ -184,6 +204,7 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
   };
 
   const sendFault = (req: IncomingMessage, res: ServerResponse, fault: SlackFault): void => {
+    if ('actsButNeverAnswers' in fault) return;
     if ('dropConnection' in fault) {
       req.socket.destroy();
     } else if ('error' in fault) {
@@ -196,11 +217,21 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
     }
   };
 
-  /** Answers `call` with the next injected fault for its method, if there is one. */
-  const answeredByFault = (req: IncomingMessage, res: ServerResponse, call: RecordedCall): boolean => {
+  /**
+   * Answers `call` with the next injected fault for its method, if there is one. A call that
+   * acts but never answers is done as Slack would do it (recorded, its message posted) and its
+   * answer withheld until the client gives up or the stand-in closes.
+   */
+  const answeredByFault = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    call: RecordedCall,
+    act: () => void,
+  ): boolean => {
     const fault = takeFault(call.method);
     if (!fault) return false;
     faultedCalls.push({ ...call, fault });
+    if ('actsButNeverAnswers' in fault) act();
     sendFault(req, res, fault);
     return true;
   };
@@ -219,7 +250,8 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
         token: undefined,
         at,
       };
-      if (answeredByFault(req, res, call)) return;
+      if (answeredByFault(req, res, call, () => recordAnswer(call, workspace.answerResponseUrl(args).body)))
+        return;
       const { status, body } = workspace.answerResponseUrl(args);
       recordAnswer(call, body);
       sendJson(res, status, body);
@@ -237,8 +269,17 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
       token: bearerToken(req, args),
       at,
     };
-    if (answeredByFault(req, res, call)) return;
-    const body = workspace.answer(call, responders.get(call.method));
+    const channel = typeof args.channel === 'string' ? args.channel : '';
+    const turn = call.method === 'chat.postMessage' ? (channelPosts?.tryTake(channel, now()) ?? 0) : 0;
+    if (turn > 0) {
+      const fault: SlackFault = { status: 429, retryAfter: Math.ceil(turn / 1000) };
+      faultedCalls.push({ ...call, fault });
+      sendFault(req, res, fault);
+      return;
+    }
+    const answerCall = () => workspace.answer(call, responders.get(call.method));
+    if (answeredByFault(req, res, call, () => recordAnswer(call, answerCall()))) return;
+    const body = answerCall();
     recordAnswer(call, body);
     sendJson(res, 200, body);
   };

@@ -47,20 +47,22 @@ export function createSlackWorkspace(options: {
 }): SlackWorkspace {
   const { now, directory } = options;
   const channels = new Map<string, ChannelState>();
-  // Posted messages by `channel ts`, so chat.update finds (or misses) them as Slack does.
+  // Posted messages by `channel ts`, so chat.update finds (or misses) them as Slack does, and
+  // each channel's history in posting order, for conversations.history.
   const messages = new Map<string, { blocks: unknown }>();
+  const histories = new Map<string, Record<string, unknown>[]>();
   // Open views by id: each open/update/publish hands out a new hash; a stale one is a conflict.
   const views = new Map<string, { hash: string; type: 'modal' | 'home' }>();
   const homes = new Map<string, string>();
   const usedTriggers = new Set<string>();
   // Counters live for the server's lifetime (not reset) so ids and ts never repeat within a run.
-  let tsCounter = 0;
+  let lastTsMicros = 0;
   let viewCounter = 0;
 
+  // As Slack's: the posting time in seconds and microseconds, unique and increasing per workspace.
   const nextTs = (): string => {
-    tsCounter += 100;
-    const seconds = 1_700_000_000 + Math.floor(tsCounter / 1_000_000);
-    return `${seconds}.${String(tsCounter % 1_000_000).padStart(6, '0')}`;
+    lastTsMicros = Math.max(Math.floor(now() * 1000), lastTsMicros + 1);
+    return `${Math.floor(lastTsMicros / 1_000_000)}.${String(lastTsMicros % 1_000_000).padStart(6, '0')}`;
   };
   const nextViewId = (): string => {
     viewCounter += 1;
@@ -179,9 +181,13 @@ export function createSlackWorkspace(options: {
         if (cannot) return cannot;
         // Posting to a user id lands in the bot's DM with them, and Slack answers with that D-channel.
         const channel = /^[UW]/.test(requested ?? '') ? `D${requested}` : (requested ?? '');
+        if (args.metadata !== undefined && !isMessageMetadata(args.metadata))
+          return refuse('invalid_metadata_format');
         const ts = nextTs();
         messages.set(`${channel} ${ts}`, { blocks: args.blocks });
-        return { ok: true, channel, ts, message: botMessage(args, ts) };
+        const message = botMessage(args, ts);
+        histories.set(channel, [...(histories.get(channel) ?? []), message]);
+        return { ok: true, channel, ts, message };
       }
       case 'chat.update': {
         const channel = str(args.channel);
@@ -192,6 +198,13 @@ export function createSlackWorkspace(options: {
         if (!ts || !messages.has(key)) return refuse('message_not_found');
         noteReusedBlockIds(key, args.blocks);
         messages.set(key, { blocks: args.blocks });
+        const posted = histories.get(channel ?? '')?.find((m) => m.ts === ts);
+        if (posted)
+          Object.assign(posted, {
+            text: str(args.text) ?? '',
+            blocks: args.blocks,
+            edited: { user: BOT_USER_ID, ts: nextTs() },
+          });
         return { ok: true, channel, ts, text: str(args.text) ?? '', message: botMessage(args, ts) };
       }
       case 'chat.postEphemeral': {
@@ -237,6 +250,8 @@ export function createSlackWorkspace(options: {
         const view = isRecord(args.view) ? args.view : {};
         return viewAnswer(call, view, opened, 'home');
       }
+      case 'conversations.history':
+        return history(args);
       case 'conversations.open': {
         const user = (str(args.users) ?? '').split(',')[0]?.trim();
         if (!user) return refuse('users_list_not_supplied');
@@ -281,6 +296,45 @@ export function createSlackWorkspace(options: {
     }
   };
 
+  /** A channel's messages, newest first, between `oldest` and `latest`, a page at a time (as Slack pages them). */
+  const history = (args: Record<string, unknown>): Record<string, unknown> => {
+    const channel = str(args.channel);
+    // Slack wants a conversation id here: a user id is not one (DMs are read by their D… id).
+    if (!channel || !/^[CGD][A-Z0-9]{1,}$/.test(channel)) return refuse('channel_not_found');
+    const cannot = channelRefusal(channel);
+    if (cannot) return cannot;
+    const inclusive = args.inclusive === true || args.inclusive === 'true' || args.inclusive === '1';
+    const oldest = Number(str(args.oldest) ?? args.oldest ?? 0);
+    const latest =
+      args.latest === undefined ? Number.POSITIVE_INFINITY : Number(str(args.latest) ?? args.latest);
+    if (!Number.isFinite(oldest) || Number.isNaN(latest)) return refuse('invalid_ts_oldest');
+    const limit = Math.min(999, Math.max(1, Number(args.limit ?? 100) || 100));
+    const offset =
+      args.cursor === undefined ? 0 : Number(Buffer.from(String(args.cursor), 'base64url').toString());
+    if (!Number.isInteger(offset) || offset < 0) return refuse('invalid_cursor');
+    const withMetadata = args.include_all_metadata === true || args.include_all_metadata === 'true';
+    const inRange = (histories.get(channel) ?? [])
+      .filter((m) => {
+        const ts = Number(m.ts);
+        return inclusive ? ts >= oldest && ts <= latest : ts > oldest && ts < latest;
+      })
+      .reverse();
+    const page = inRange.slice(offset, offset + limit).map((m) => {
+      const { metadata, ...rest } = m;
+      return withMetadata && metadata !== undefined ? { ...rest, metadata } : rest;
+    });
+    const more = offset + limit < inRange.length;
+    return {
+      ok: true,
+      messages: page,
+      has_more: more,
+      pin_count: 0,
+      response_metadata: {
+        next_cursor: more ? Buffer.from(String(offset + limit)).toString('base64url') : '',
+      },
+    };
+  };
+
   return {
     answer,
     answerResponseUrl(args) {
@@ -295,6 +349,16 @@ export function createSlackWorkspace(options: {
     },
     viewHash: (viewId) => views.get(viewId)?.hash,
   };
+}
+
+/** Slack's message metadata: an `event_type` of letters, digits and underscores, and an object payload. */
+function isMessageMetadata(value: unknown): boolean {
+  return (
+    isRecord(value) &&
+    typeof value.event_type === 'string' &&
+    /^[A-Za-z0-9_]{1,255}$/.test(value.event_type) &&
+    isRecord(value.event_payload)
+  );
 }
 
 function botMessage(args: Record<string, unknown>, ts: string): Record<string, unknown> {

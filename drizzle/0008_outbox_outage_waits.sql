@@ -1,0 +1,2 @@
+ALTER TABLE "outbox" ADD COLUMN "waiting_out" text;--> statement-breakpoint
+CREATE INDEX "outbox_outage_idx" ON "outbox" USING btree ("next_attempt_at") WHERE "outbox"."waiting_out" = 'outage' and "outbox"."sent_at" is null;
