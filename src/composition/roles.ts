@@ -46,6 +46,7 @@ import { createOutboxDispatcher, createSlackApp, type SlackApp } from '../slack/
 import { connectReplayRedis } from '../tokens/dpop-replay.ts';
 import { createVerifier, issueTokenForGrant } from '../tokens/index.ts';
 import { buildCore, type Core, type CoreOverrides } from './core.ts';
+import { startProofChecks } from './proof-checks.ts';
 
 const ROLES = ['bot', 'proxy', 'worker'] as const;
 export type Role = (typeof ROLES)[number];
@@ -300,7 +301,9 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         () => appender.stats().queued,
       );
       checks.push({ name: 'audit', check: () => appender.hasCapacity() });
+      const dpop = await startProofChecks(core, config, (name, run) => stops.push({ name, run }));
       proxy = createProxyServer({
+        dpop,
         policy,
         grants: view,
         verifier: createVerifier(keys, { issuer: config.issuer, clock }),

@@ -132,3 +132,12 @@ export function revokeLinkedDevicesOf(
     .where(and(eq(devices.userId, input.userId), eq(devices.status, 'linked')))
     .returning();
 }
+
+/** Every revoked device key: a revocation is for ever, so the proxy's view only ever grows. */
+export async function revokedThumbprints(db: Db | Tx): Promise<string[]> {
+  const rows = await db
+    .select({ thumbprint: devices.thumbprint })
+    .from(devices)
+    .where(eq(devices.status, 'revoked'));
+  return rows.map((row) => row.thumbprint);
+}
