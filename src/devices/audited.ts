@@ -1,7 +1,7 @@
 import { type AuditEventInput, appendAuditEvents } from '../audit/chain-append.ts';
 import type { Tx } from '../db/client.ts';
-import { publishOnGrantFeed } from '../outbox/grant-feed.ts';
 import type { Device } from '../db/schema/index.ts';
+import { publishOnGrantFeed } from '../outbox/grant-feed.ts';
 import type { DeviceDeps } from './deps.ts';
 
 /**

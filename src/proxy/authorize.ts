@@ -271,7 +271,10 @@ function afterVerify(
     });
   }
   if (bound) {
-    return deny('invalid_token', 'This token is not bound to a key: send it as "Authorization: Bearer <token>".');
+    return deny(
+      'invalid_token',
+      'This token is not bound to a key: send it as "Authorization: Bearer <token>".',
+    );
   }
   return afterProof(deps, ctx, normalized, resource, claims);
 }
