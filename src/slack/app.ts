@@ -33,6 +33,8 @@ export interface SlackAppOptions {
   logger: Logger;
   /** Base URL of the proxy, shown in DMs and curl examples. */
   proxyUrl: string;
+  /** Where the contractor CLI pairs (`jitgate login --server <it>`): the service URL on PORT. */
+  serverUrl?: string;
   /** HTTP mode only: extra routes served next to `/slack/events` on the same port (e.g. `/healthz`). */
   customRoutes?: CustomRoute[];
   /** Pass to share App Home refreshes with the outbox dispatcher; built here when omitted. */
@@ -99,6 +101,7 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
     summarizeGrant: options.summarizeGrant,
     logger: options.logger.child({ component: 'slack' }),
     proxyUrl: options.proxyUrl.replace(/\/+$/, ''),
+    serverUrl: options.serverUrl?.replace(/\/+$/, ''),
     homes,
     offboarding: options.offboarding,
     directory: options.directory,

@@ -22,6 +22,8 @@ export interface SlackDeps {
   summarizeGrant: SummarizeGrant | undefined;
   logger: Logger;
   proxyUrl: string;
+  /** Where the contractor CLI pairs, shown where a grant takes only device-bound tokens. */
+  serverUrl: string | undefined;
   homes: HomeTabs;
   /** Ends a person's access on `user_change` / `subteam_members_changed`; events are ignored without it. */
   offboarding: Offboarding | undefined;
