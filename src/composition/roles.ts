@@ -4,13 +4,10 @@ import { Server as TlsServer } from 'node:tls';
 import { sql } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import { createOffboarding, startOffboardingRecheck } from '../access/index.ts';
-import { createAnomalyMonitor } from '../anomaly/index.ts';
-import { createAuditAppender } from '../audit/call-writer.ts';
 import { createGrantSummarizer } from '../audit/summary.ts';
 import { createWeeklyReporter } from '../audit/weekly-report.ts';
 import { type Config, ConfigError } from '../config.ts';
 import { installPostgresCrashGuard } from '../db/postgres-crash-guard.ts';
-import { grantQuotaUse } from '../db/queries/grants/proxy-use.ts';
 import type { Grant } from '../db/schema/index.ts';
 import {
   createAdminServer,
@@ -19,7 +16,6 @@ import {
   type ReadinessCheck,
 } from '../ops/admin-server.ts';
 import { createBacklog, registerBacklogGauges } from '../ops/backlog.ts';
-import { metricsCallSink } from '../ops/metrics.ts';
 import { createRedisReadiness } from '../ops/redis-readiness.ts';
 import {
   readTlsMaterial,
@@ -28,25 +24,24 @@ import {
   type TlsReloadResult,
   tlsLogFields,
 } from '../ops/tls.ts';
-import { createActiveGrantView } from '../proxy/active-grants.ts';
-import { createRedisLimits } from '../proxy/limits/redis-limits.ts';
-import { createQuotaTracker } from '../proxy/quota.ts';
-import { aggregateRefusals } from '../proxy/refusal-aggregator.ts';
-import { createProxyServer } from '../proxy/server.ts';
-import { closeProxyServer } from '../proxy/shutdown.ts';
 import {
   createBullScheduler,
   createLocalScheduler,
   createSchedulerStore,
   type Scheduler,
 } from '../scheduler/index.ts';
-import { fanOut } from '../shared/call-record.ts';
-import { refusalText } from '../slack/blocks/refusals.ts';
 import { createOutboxDispatcher, createSlackApp, type SlackApp } from '../slack/index.ts';
-import { connectReplayRedis } from '../tokens/dpop-replay.ts';
-import { createVerifier, issueTokenForGrant } from '../tokens/index.ts';
+import { issueTokenForGrant } from '../tokens/index.ts';
 import { buildCore, type Core, type CoreOverrides } from './core.ts';
-import { startProofChecks } from './proof-checks.ts';
+import {
+  createDeviceApp,
+  DEVICE_API_PREFIX,
+  deviceDepsOf,
+  offboardDevices,
+  registerDeviceApi,
+  sweepStalePairings,
+} from './devices.ts';
+import { startProxyRole } from './proxy-role.ts';
 
 const ROLES = ['bot', 'proxy', 'worker'] as const;
 export type Role = (typeof ROLES)[number];
@@ -158,12 +153,14 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     // Runs inside whichever sweep runs (worker roles); the outbox dedupe key sends each week once.
     const weeklyReport = createWeeklyReporter({ db: database.db, policy, clock });
     const notifier = core.notifier;
+    const devices = deviceDepsOf(core);
     const offboarding = notifier
       ? createOffboarding({
           access,
           policy,
           directory: core.directory,
           isDeactivated: (userId) => notifier.isDeactivated(userId),
+          revokeDevices: offboardDevices(devices),
           logger: logger.child({ component: 'offboarding' }),
         })
       : undefined;
@@ -233,6 +230,8 @@ export async function startRoles(config: Config, options: StartOptions): Promise
           directory: core.directory,
           logger,
           proxyUrl: config.publicProxyUrl,
+          serverUrl: config.serviceUrl,
+          devices,
         });
         core.onAccessEvents(() => dispatcher.kick());
         dispatcher.start();
@@ -246,100 +245,13 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     }
 
     // Proxy: live grant view, token verification, audit and anomaly hand-off.
-    let proxy: FastifyInstance | undefined;
-    let proxyPort: number | undefined;
-    if (options.roles.has('proxy')) {
-      const view = createActiveGrantView({ database, logger });
-      await view.start();
-      stops.push({ name: 'grant view', run: () => view.close() });
-      checks.push({ name: 'grant_feed', check: () => view.isLive() });
-      // One quota tracker per process, shared by the proxy (admits) and the appender (settles).
-      const tracker = createQuotaTracker();
-      // With Redis, rate limits and quotas hold across every proxy (src/proxy/limits/); stopped
-      // after the audit writer (stops run in reverse), so its last settlements reach Redis.
-      const limits = config.redisUrl
-        ? createRedisLimits({
-            redis: connectReplayRedis(config.redisUrl),
-            quota: tracker,
-            clock,
-            whenRedisDown: config.quotaWhenRedisDown,
-            readGrantUse: (grantId) => grantQuotaUse(database.db, grantId),
-            logger: logger.child({ component: 'limits' }),
-          })
-        : undefined;
-      if (limits) {
-        await limits.start();
-        stops.push({ name: 'shared limits', run: () => limits.close() });
-      }
-      const quota = limits ?? tracker;
-      const appender = createAuditAppender({
-        db: database.db,
-        logger,
-        quota,
-        settleQuota: access.settleQuotaUse,
-      });
-      stops.push({ name: 'audit', run: () => appender.close() });
-      // Refusals without a verified token reach the audit log bounded (src/proxy/refusal-aggregator.ts);
-      // closed before the appender, so the last window's counts are written.
-      const refusals = aggregateRefusals(appender, {
-        clock,
-        knownResource: (name) => Object.hasOwn(policy.current().resources, name),
-      });
-      stops.push({ name: 'refusal summaries', run: () => refusals.close() });
-      const monitor = createAnomalyMonitor({
-        db: database.db,
-        policy,
-        clock,
-        access,
-        logger,
-        describeRefusal: refusalText,
-      });
-      stops.push({ name: 'anomaly', run: () => monitor.close() });
-      metrics.addGauge(
-        'jitgate_audit_backlog',
-        'Proxy call records waiting to be written',
-        () => appender.stats().queued,
-      );
-      checks.push({ name: 'audit', check: () => appender.hasCapacity() });
-      const dpop = await startProofChecks(core, config, (name, run) => stops.push({ name, run }));
-      proxy = createProxyServer({
-        dpop,
-        policy,
-        grants: view,
-        verifier: createVerifier(keys, { issuer: config.issuer, clock }),
-        keyStore: keys,
-        clock,
-        sink: fanOut([refusals, monitor, metricsCallSink(metrics)]),
-        logger,
-        quota,
-        ...(limits ? { limits } : {}),
-        issuer: config.issuer,
-        ...(proxyTlsMaterial ? { tls: proxyTlsMaterial } : {}),
-      });
-      const refresh = setInterval(
-        () => {
-          keys
-            .refresh()
-            .catch((error: unknown) => logger.warn({ err: error }, 'could not refresh signing keys'));
-        },
-        (options.keyRefreshSeconds ?? 30) * 1000,
-      );
-      refresh.unref();
-      stops.push({ name: 'key refresh', run: async () => clearInterval(refresh) });
-      await proxy.listen({ port: config.proxyPort, host: config.host });
-      proxyPort = (proxy.server.address() as AddressInfo).port;
-      const listening = proxy;
-      // Stops first among the proxy's parts (stops run in reverse): in-flight calls finish, or
-      // are cut after a drain and recorded, before the audit writer's last flush.
-      stops.push({ name: 'proxy', run: () => closeProxyServer(listening) });
-      if (config.proxyTls && proxy.server instanceof TlsServer) {
-        tlsListeners.push({ name: 'proxy', server: proxy.server, files: config.proxyTls });
-      }
-      logger.info(
-        { port: proxyPort, tls: proxyTlsMaterial ? tlsLogFields(proxyTlsMaterial) : false },
-        'proxy listening',
-      );
-    }
+    const proxyPort = options.roles.has('proxy')
+      ? await startProxyRole(
+          core,
+          { checks, stops, tlsListeners, keyRefreshSeconds: options.keyRefreshSeconds ?? 30 },
+          proxyTlsMaterial,
+        )
+      : undefined;
 
     registerBacklogGauges(metrics, createBacklog({ db: database.db, clock }));
 
@@ -355,24 +267,33 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         clock,
         logger,
         actions: accessServiceActions(access),
+        moreApi: (app) => registerDeviceApi(app, core, config, devices),
       });
       const app = web;
       stops.push({ name: 'console', run: () => app.close() });
     }
     const consoleApp = web;
+    // The device API is the bot's: inside the console's app when it runs, else on its own.
+    const deviceApp =
+      options.roles.has('bot') && !consoleApp ? await createDeviceApp(core, config, devices) : undefined;
+    if (options.roles.has('bot'))
+      stops.push({ name: 'pairing sweep', run: sweepStalePairings(core, devices) });
     const readiness = createReadiness(() => checks);
     const service = createServiceServer({
       readiness,
-      ...(consoleApp
-        ? {
-            mounts: [
+      mounts: [
+        ...(consoleApp
+          ? [
               {
                 prefixes: ['/console', '/api/v1', '/favicon.ico'],
                 handler: (req, res) => consoleApp.routing(req, res),
               },
-            ],
-          }
-        : {}),
+            ]
+          : []),
+        ...(deviceApp
+          ? [{ prefixes: [DEVICE_API_PREFIX], handler: (req, res) => deviceApp.routing(req, res) }]
+          : []),
+      ],
       ...(slack?.requestListener ? { fallback: slack.requestListener } : {}),
       ...(adminTlsMaterial ? { tls: adminTlsMaterial } : {}),
     });

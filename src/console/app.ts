@@ -49,6 +49,8 @@ export interface WebAppDeps {
   /** Session timeouts (defaults: 30 min idle, 12 h absolute). */
   session?: { idleMs?: number; absoluteMs?: number };
   signIn?: SignIn;
+  /** More JSON routes under `/api/v1` with their own authentication (the device API), described in its OpenAPI. */
+  moreApi?: (app: FastifyInstance) => Promise<void>;
 }
 
 const STYLESHEET = readFileSync(new URL('./assets/console.css', import.meta.url), 'utf8');
@@ -290,6 +292,7 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
   );
 
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  if (deps.moreApi) await deps.moreApi(app);
   await app.register(async (scope) => apiV1(scope, ctx), { prefix: '/api/v1' });
   await app.register(async (scope) => consolePages(scope, ctx), { prefix: '/console' });
   await app.ready();

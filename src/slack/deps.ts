@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { AccessService, Directory, Offboarding } from '../access/index.ts';
 import type { Grant } from '../db/schema/index.ts';
+import type { DeviceDeps } from '../devices/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { SummarizeGrant } from '../shared/grant-summary.ts';
@@ -29,6 +30,8 @@ export interface SlackDeps {
   offboarding: Offboarding | undefined;
   /** Group membership cache, invalidated when Slack says a group changed. */
   directory: Directory | undefined;
+  /** Device pairing (`/access link`, `/access devices`); those commands say so without it. */
+  devices: DeviceDeps | undefined;
 }
 
 /**

@@ -1,0 +1,91 @@
+import type { FastifyInstance } from 'fastify';
+import Fastify from 'fastify';
+import { deviceAccessFrom, deviceApi } from '../api/device/index.ts';
+import type { Config } from '../config.ts';
+import { deleteStalePairings, findDeviceByThumbprint } from '../db/queries/devices.ts';
+import { type DeviceDeps, revokeDevicesOf, startPairing } from '../devices/index.ts';
+import { createRateLimiter } from '../proxy/rate-limit.ts';
+import { issueDeviceBoundToken } from '../tokens/device-token.ts';
+import { createDpopVerifier } from '../tokens/dpop.ts';
+import { createMemoryReplayCache } from '../tokens/dpop-replay.ts';
+import type { Core } from './core.ts';
+
+/** Where the device API lives on the service listener (PORT). */
+export const DEVICE_API_PREFIX = '/api/v1/device';
+/** Pairings one client address may start: a burst of 10, then one every 6 s. */
+const PAIRINGS_PER_MINUTE = 10;
+/** How long after its code expired a never-linked device is kept (for the CLI to learn it expired). */
+const STALE_PAIRING_MS = 60 * 60_000;
+
+export function deviceDepsOf(core: Core): DeviceDeps {
+  return {
+    db: core.database.db,
+    clock: core.clock,
+    revocationChannel: core.database.channel('devices'),
+  };
+}
+
+/** Offboarding's part for devices: every linked device of the person, revoked and audited. */
+export function offboardDevices(devices: DeviceDeps) {
+  return async (userId: string, reason: string): Promise<number> =>
+    (await revokeDevicesOf(devices, { userId, actor: { type: 'system', component: 'offboarding' }, reason }))
+      .length;
+}
+
+/**
+ * Registers the device API (pairing, requests, device-bound tokens) on `app` under
+ * DEVICE_API_PREFIX: into the console's app when it runs (so `/api/v1/openapi.json` describes
+ * it), else into an app of its own. Replays of the API's proofs are checked in this process: a
+ * proof names this server's URL and one bot answers it.
+ */
+export async function registerDeviceApi(
+  app: FastifyInstance,
+  core: Core,
+  config: Config,
+  devices: DeviceDeps,
+): Promise<void> {
+  const { clock, keys } = core;
+  const pairings = createRateLimiter({ clock });
+  await app.register(deviceApi, {
+    prefix: DEVICE_API_PREFIX,
+    access: deviceAccessFrom(core.access),
+    devices: {
+      findByThumbprint: (thumbprint) => findDeviceByThumbprint(core.database.db, thumbprint),
+      startPairing: (input) => startPairing(devices, input),
+    },
+    verifier: createDpopVerifier({ clock, replay: createMemoryReplayCache({ clock }) }),
+    issueToken: (grant, device) => issueDeviceBoundToken(keys, grant, device, config.issuer),
+    publicUrl: () => config.serviceUrl,
+    proxyUrl: config.publicProxyUrl,
+    allowPairing: (clientIp) =>
+      pairings.take(
+        `pairing:${clientIp}`,
+        { requests: PAIRINGS_PER_MINUTE, perSeconds: 60 },
+        clock.now().getTime(),
+      ).ok,
+  });
+}
+
+/** The device API alone, for a bot without the console. */
+export async function createDeviceApp(
+  core: Core,
+  config: Config,
+  devices: DeviceDeps,
+): Promise<FastifyInstance> {
+  const app = Fastify({ bodyLimit: 16 * 1024, trustProxy: false });
+  await registerDeviceApi(app, core, config, devices);
+  await app.ready();
+  return app;
+}
+
+/** Deletes never-linked devices an hour after their code expired, every minute; returns the stop. */
+export function sweepStalePairings(core: Core, devices: DeviceDeps): () => Promise<void> {
+  const timer = setInterval(() => {
+    const before = new Date(core.clock.now().getTime() - STALE_PAIRING_MS);
+    deleteStalePairings(devices.db, before).catch((error: unknown) =>
+      core.logger.warn({ err: error }, 'could not sweep stale device pairings'),
+    );
+  }, 60_000);
+  timer.unref();
+  return async () => clearInterval(timer);
+}
