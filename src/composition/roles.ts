@@ -1,4 +1,4 @@
-import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { sql } from 'drizzle-orm';
@@ -286,12 +286,17 @@ export async function startRoles(config: Config, options: StartOptions): Promise
           ? [
               {
                 prefixes: ['/console', '/api/v1', '/favicon.ico'],
-                handler: (req, res) => consoleApp.routing(req, res),
+                handler: (req: IncomingMessage, res: ServerResponse) => consoleApp.routing(req, res),
               },
             ]
           : []),
         ...(deviceApp
-          ? [{ prefixes: [DEVICE_API_PREFIX], handler: (req, res) => deviceApp.routing(req, res) }]
+          ? [
+              {
+                prefixes: [DEVICE_API_PREFIX],
+                handler: (req: IncomingMessage, res: ServerResponse) => deviceApp.routing(req, res),
+              },
+            ]
           : []),
       ],
       ...(slack?.requestListener ? { fallback: slack.requestListener } : {}),
