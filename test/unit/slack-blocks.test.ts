@@ -202,6 +202,14 @@ describe('messages', () => {
     expect(json).not.toMatch(/eyJ/);
   });
 
+  it('sender_constraint: dpop: the approved DM points at the CLI, not at a bearer curl', () => {
+    const dm = text(
+      grantApprovedDm({ grant: grant(), proxyUrl: 'https://proxy.example', approvers: [], boundOnly: true }),
+    );
+    expect(dm).toContain('jitgate connect billing-api --port 9000');
+    expect(dm).not.toContain('JITGATE_TOKEN');
+  });
+
   it('sender_constraint: dpop: the modal shows how to use the CLI with the server URL, never a token', () => {
     const modal = text(cliTokenModal(grant(), 'https://jitgate.example'));
     expect(modal).toContain('jitgate login --server https://jitgate.example');

@@ -1,4 +1,5 @@
 import type { AllMiddlewareArgs, App, SlackActionMiddlewareArgs } from '@slack/bolt';
+import { requiresBoundTokens } from '../../../policy/index.ts';
 import { isUuid } from '../../../shared/ids.ts';
 import {
   ACTIONS,
@@ -150,10 +151,9 @@ export function register(app: App, deps: SlackDeps): void {
         return { refusal: `This grant has ${grant.status === 'revoked' ? 'been revoked' : 'expired'}.` };
       }
       // `sender_constraint: dpop`: a bearer token would be refused; the person is sent to the CLI.
-      const resource = deps.policy.current().resources;
-      const scopes = Object.hasOwn(resource, grant.resource) ? resource[grant.resource]!.scopes : {};
-      const scope = Object.hasOwn(scopes, grant.scope) ? scopes[grant.scope] : undefined;
-      if (scope?.senderConstraint === 'dpop') return { view: cliTokenModal(grant, deps.serverUrl) };
+      if (requiresBoundTokens(deps.policy.current(), grant.resource, grant.scope)) {
+        return { view: cliTokenModal(grant, deps.serverUrl) };
+      }
       // Issued fresh on each click, so it carries the grant's current expiry (after extensions too).
       return { view: tokenModal(grant, await deps.issueToken(grant), deps.proxyUrl) };
     });
