@@ -34,7 +34,7 @@ export interface ScopePolicy {
   senderConstraint: SenderConstraint;
 }
 
-export type SenderConstraint = 'bearer' | 'dpop';
+type SenderConstraint = 'bearer' | 'dpop';
 
 /** Per-grant totals over its life; undefined fields are unlimited. */
 export interface Quota {

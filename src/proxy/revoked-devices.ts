@@ -5,7 +5,7 @@ import { revokedThumbprints } from '../db/queries/devices.ts';
 /** Thumbprints are base64url SHA-256 (43 characters); any other payload is not ours. */
 const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
 
-export type DeviceKeyState = 'usable' | 'revoked' | 'unconfirmed';
+type DeviceKeyState = 'usable' | 'revoked' | 'unconfirmed';
 
 export interface RevokedDeviceView {
   /** Whether tokens bound to `thumbprint` may be used; `unconfirmed` while the feed is down. */
