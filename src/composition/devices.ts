@@ -1,13 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import Fastify from 'fastify';
+import type { AccessService } from '../access/index.ts';
 import { deviceAccessFrom, deviceApi } from '../api/device/index.ts';
 import type { Config } from '../config.ts';
 import { deleteStalePairings, findDeviceByThumbprint } from '../db/queries/devices.ts';
 import { type DeviceDeps, revokeDevicesOf, startPairing } from '../devices/index.ts';
 import { createRateLimiter } from '../proxy/rate-limit.ts';
+import type { Clock } from '../shared/clock.ts';
 import { issueDeviceBoundToken } from '../tokens/device-token.ts';
 import { createDpopVerifier } from '../tokens/dpop.ts';
 import { createMemoryReplayCache } from '../tokens/dpop-replay.ts';
+import type { KeyStore } from '../tokens/index.ts';
 import type { Core } from './core.ts';
 
 /** Where the device API lives on the service listener (PORT). */
@@ -38,25 +41,20 @@ export function offboardDevices(devices: DeviceDeps) {
  * it), else into an app of its own. Replays of the API's proofs are checked in this process: a
  * proof names this server's URL and one bot answers it.
  */
-export async function registerDeviceApi(
-  app: FastifyInstance,
-  core: Core,
-  config: Config,
-  devices: DeviceDeps,
-): Promise<void> {
-  const { clock, keys } = core;
+export async function registerDeviceApi(app: FastifyInstance, wiring: DeviceApiWiring): Promise<void> {
+  const { clock, keys, devices } = wiring;
   const pairings = createRateLimiter({ clock });
   await app.register(deviceApi, {
     prefix: DEVICE_API_PREFIX,
-    access: deviceAccessFrom(core.access),
+    access: deviceAccessFrom(wiring.access),
     devices: {
-      findByThumbprint: (thumbprint) => findDeviceByThumbprint(core.database.db, thumbprint),
+      findByThumbprint: (thumbprint) => findDeviceByThumbprint(devices.db, thumbprint),
       startPairing: (input) => startPairing(devices, input),
     },
     verifier: createDpopVerifier({ clock, replay: createMemoryReplayCache({ clock }) }),
-    issueToken: (grant, device) => issueDeviceBoundToken(keys, grant, device, config.issuer),
-    publicUrl: () => config.serviceUrl,
-    proxyUrl: config.publicProxyUrl,
+    issueToken: (grant, device) => issueDeviceBoundToken(keys, grant, device, wiring.issuer),
+    publicUrl: () => wiring.serviceUrl,
+    proxyUrl: wiring.proxyUrl,
     allowPairing: (clientIp) =>
       pairings.take(
         `pairing:${clientIp}`,
@@ -66,14 +64,33 @@ export async function registerDeviceApi(
   });
 }
 
+/** What the device API is built from. */
+export interface DeviceApiWiring {
+  access: AccessService;
+  keys: KeyStore;
+  devices: DeviceDeps;
+  clock: Clock;
+  issuer: string;
+  /** JITGATE_CONSOLE_URL: the URL the CLI calls, which its proofs name. */
+  serviceUrl: string;
+  /** JITGATE_PUBLIC_URL: where the CLI sends proxied calls. */
+  proxyUrl: string;
+}
+
+export const deviceApiWiring = (core: Core, config: Config, devices: DeviceDeps): DeviceApiWiring => ({
+  access: core.access,
+  keys: core.keys,
+  devices,
+  clock: core.clock,
+  issuer: config.issuer,
+  serviceUrl: config.serviceUrl,
+  proxyUrl: config.publicProxyUrl,
+});
+
 /** The device API alone, for a bot without the console. */
-export async function createDeviceApp(
-  core: Core,
-  config: Config,
-  devices: DeviceDeps,
-): Promise<FastifyInstance> {
+export async function createDeviceApp(wiring: DeviceApiWiring): Promise<FastifyInstance> {
   const app = Fastify({ bodyLimit: 16 * 1024, trustProxy: false });
-  await registerDeviceApi(app, core, config, devices);
+  await registerDeviceApi(app, wiring);
   await app.ready();
   return app;
 }

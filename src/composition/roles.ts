@@ -36,6 +36,7 @@ import { buildCore, type Core, type CoreOverrides } from './core.ts';
 import {
   createDeviceApp,
   DEVICE_API_PREFIX,
+  deviceApiWiring,
   deviceDepsOf,
   offboardDevices,
   registerDeviceApi,
@@ -267,7 +268,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         clock,
         logger,
         actions: accessServiceActions(access),
-        moreApi: (app) => registerDeviceApi(app, core, config, devices),
+        moreApi: (app) => registerDeviceApi(app, deviceApiWiring(core, config, devices)),
       });
       const app = web;
       stops.push({ name: 'console', run: () => app.close() });
@@ -275,7 +276,9 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     const consoleApp = web;
     // The device API is the bot's: inside the console's app when it runs, else on its own.
     const deviceApp =
-      options.roles.has('bot') && !consoleApp ? await createDeviceApp(core, config, devices) : undefined;
+      options.roles.has('bot') && !consoleApp
+        ? await createDeviceApp(deviceApiWiring(core, config, devices))
+        : undefined;
     if (options.roles.has('bot'))
       stops.push({ name: 'pairing sweep', run: sweepStalePairings(core, devices) });
     const readiness = createReadiness(() => checks);
