@@ -9,7 +9,12 @@ import { createRateLimiter } from '../proxy/rate-limit.ts';
 import type { Clock } from '../shared/clock.ts';
 import { issueDeviceBoundToken } from '../tokens/device-token.ts';
 import { createDpopVerifier } from '../tokens/dpop.ts';
-import { createMemoryReplayCache } from '../tokens/dpop-replay.ts';
+import {
+  connectReplayRedis,
+  createMemoryReplayCache,
+  createRedisReplayCache,
+  type ReplayCache,
+} from '../tokens/dpop-replay.ts';
 import type { KeyStore } from '../tokens/index.ts';
 import type { Core } from './core.ts';
 
@@ -38,8 +43,7 @@ export function offboardDevices(devices: DeviceDeps) {
 /**
  * Registers the device API (pairing, requests, device-bound tokens) on `app` under
  * DEVICE_API_PREFIX: into the console's app when it runs (so `/api/v1/openapi.json` describes
- * it), else into an app of its own. Replays of the API's proofs are checked in this process: a
- * proof names this server's URL and one bot answers it.
+ * it), else into an app of its own.
  */
 export async function registerDeviceApi(app: FastifyInstance, wiring: DeviceApiWiring): Promise<void> {
   const { clock, keys, devices } = wiring;
@@ -51,7 +55,7 @@ export async function registerDeviceApi(app: FastifyInstance, wiring: DeviceApiW
       findByThumbprint: (thumbprint) => findDeviceByThumbprint(devices.db, thumbprint),
       startPairing: (input) => startPairing(devices, input),
     },
-    verifier: createDpopVerifier({ clock, replay: createMemoryReplayCache({ clock }) }),
+    verifier: createDpopVerifier({ clock, replay: wiring.replay ?? createMemoryReplayCache({ clock }) }),
     issueToken: (grant, device) => issueDeviceBoundToken(keys, grant, device, wiring.issuer),
     publicUrl: () => wiring.serviceUrl,
     proxyUrl: wiring.proxyUrl,
@@ -75,17 +79,33 @@ export interface DeviceApiWiring {
   serviceUrl: string;
   /** JITGATE_PUBLIC_URL: where the CLI sends proxied calls. */
   proxyUrl: string;
+  /** With REDIS_URL, shared by every bot, so a proof replayed to another bot is refused too. Default: in-process. */
+  replay?: ReplayCache;
 }
 
-export const deviceApiWiring = (core: Core, config: Config, devices: DeviceDeps): DeviceApiWiring => ({
-  access: core.access,
-  keys: core.keys,
-  devices,
-  clock: core.clock,
-  issuer: config.issuer,
-  serviceUrl: config.serviceUrl,
-  proxyUrl: config.publicProxyUrl,
-});
+export function deviceApiWiring(
+  core: Core,
+  config: Config,
+  devices: DeviceDeps,
+  onStop: (name: string, run: () => Promise<unknown>) => void,
+): DeviceApiWiring {
+  let replay: ReplayCache | undefined;
+  if (config.redisUrl) {
+    const redis = connectReplayRedis(config.redisUrl);
+    onStop('device API replay cache', async () => redis.disconnect());
+    replay = createRedisReplayCache({ redis, prefix: 'jitgate:dpop-device-api:' });
+  }
+  return {
+    access: core.access,
+    keys: core.keys,
+    devices,
+    clock: core.clock,
+    issuer: config.issuer,
+    serviceUrl: config.serviceUrl,
+    proxyUrl: config.publicProxyUrl,
+    ...(replay ? { replay } : {}),
+  };
+}
 
 /** The device API alone, for a bot without the console. */
 export async function createDeviceApp(wiring: DeviceApiWiring): Promise<FastifyInstance> {

@@ -268,7 +268,11 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         clock,
         logger,
         actions: accessServiceActions(access),
-        moreApi: (app) => registerDeviceApi(app, deviceApiWiring(core, config, devices)),
+        moreApi: (app) =>
+          registerDeviceApi(
+            app,
+            deviceApiWiring(core, config, devices, (name, run) => stops.push({ name, run })),
+          ),
       });
       const app = web;
       stops.push({ name: 'console', run: () => app.close() });
@@ -277,7 +281,9 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     // The device API is the bot's: inside the console's app when it runs, else on its own.
     const deviceApp =
       options.roles.has('bot') && !consoleApp
-        ? await createDeviceApp(deviceApiWiring(core, config, devices))
+        ? await createDeviceApp(
+            deviceApiWiring(core, config, devices, (name, run) => stops.push({ name, run })),
+          )
         : undefined;
     if (options.roles.has('bot'))
       stops.push({ name: 'pairing sweep', run: sweepStalePairings(core, devices) });
