@@ -273,6 +273,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
             app,
             deviceApiWiring(core, config, devices, (name, run) => stops.push({ name, run })),
           ),
+        ...(notifier ? { lookupName: (userId: string) => notifier.userName(userId) } : {}),
       });
       const app = web;
       stops.push({ name: 'console', run: () => app.close() });

@@ -25,6 +25,7 @@ import { createSealer } from './auth/seal.ts';
 import { type ConsoleSession, createSessions } from './auth/session.ts';
 import { createChainStatus } from './chain-status.ts';
 import type { WebContext } from './context.ts';
+import { createPersonNames } from './names.ts';
 import { messagePage } from './pages/layout.ts';
 import { consolePages } from './pages/routes.ts';
 import { createConsoleReads } from './reads.ts';
@@ -51,6 +52,8 @@ export interface WebAppDeps {
   signIn?: SignIn;
   /** More JSON routes under `/api/v1` with their own authentication (the device API), described in its OpenAPI. */
   moreApi?: (app: FastifyInstance) => Promise<void>;
+  /** Asks Slack for a person's name (`users.info`), for the names cache; unset without Slack. */
+  lookupName?: (userId: string) => Promise<string | undefined>;
 }
 
 const STYLESHEET = readFileSync(new URL('./assets/console.css', import.meta.url), 'utf8');
@@ -87,7 +90,13 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
 
   const sealer = createSealer(config.sessionSecret);
-  const sessions = createSessions({ sealer, clock, secure: config.secureCookies, ...deps.session });
+  const sessions = createSessions({
+    db: deps.db,
+    sealer,
+    clock,
+    secure: config.secureCookies,
+    ...deps.session,
+  });
   const signIn = deps.signIn ?? createSignIn(config);
   const consoleOrigin = new URL(config.publicUrl).origin;
   const loginCookie = config.secureCookies ? '__Host-jitgate_login' : 'jitgate_login';
@@ -124,8 +133,8 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
     sessionPlugin: '@fastify/cookie',
     cookieKey: config.secureCookies ? '__Host-jitgate_csrf' : 'jitgate_csrf',
     cookieOpts: { path: '/', sameSite: 'strict', httpOnly: true, secure: config.secureCookies },
-    // Tokens are bound to the signed-in person: a token from one session is void in another.
-    getUserInfo: (request) => request.consoleSession?.userId ?? '',
+    // Tokens are bound to the session: void in any other session, of another person or the same one.
+    getUserInfo: (request) => request.consoleSession?.id ?? '',
     csrfOpts: {
       hmacKey: Buffer.from(hkdfSync('sha256', config.sessionSecret, 'jitgate-console', 'csrf-hmac-v1', 32)),
     },
@@ -151,7 +160,7 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
     if (!session) return;
     request.consoleSession = session;
     // Each use moves the idle deadline (re-sealed at most once a minute).
-    if (sessions.needsRefresh(session)) await sessions.write(reply, session);
+    if (sessions.needsRefresh(session)) await sessions.refresh(reply, session);
   });
   app.addHook('preHandler', async (request) => {
     const session = request.consoleSession;
@@ -181,14 +190,21 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
     });
   });
 
+  const names = createPersonNames({
+    db: deps.db,
+    clock,
+    logger: deps.logger,
+    lookup: deps.lookupName,
+  });
   const ctx: WebContext = {
     reads: createConsoleReads({ db: deps.db, clock, policy: deps.policy }),
     actions: deps.actions,
     chain: createChainStatus({ db: deps.db, clock }),
+    names,
     clock,
     policy: deps.policy,
     viewer: (request) => request.resolvedViewer ?? undefined,
-    csrfToken: (request, reply) => reply.generateCsrf({ userInfo: request.consoleSession?.userId ?? '' }),
+    csrfToken: (request, reply) => reply.generateCsrf({ userInfo: request.consoleSession?.id ?? '' }),
     checkCsrf(request, reply, done) {
       const origin = request.headers.origin;
       if (origin !== undefined && origin !== consoleOrigin) {
@@ -266,12 +282,8 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
       request.log.warn({ code: result.code }, 'console sign-in refused');
       return page(403, 'Not signed in', result.message);
     }
-    await sessions.write(reply, {
-      userId: result.userId,
-      teamId: result.teamId,
-      name: result.name,
-      signedInAt: clock.now(),
-    });
+    await sessions.start(reply, { userId: result.userId, teamId: result.teamId, name: result.name });
+    await names.signedIn(result.userId, result.name);
     request.log.info({ userId: result.userId }, 'console sign-in');
     return reply.redirect(attempt.returnTo, 303);
   });
@@ -279,8 +291,8 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
   app.post(
     '/console/auth/logout',
     { schema: { hide: true }, preHandler: ctx.checkCsrf },
-    async (_request, reply) => {
-      sessions.clear(reply);
+    async (request, reply) => {
+      await sessions.end(reply, request.consoleSession);
       return reply.redirect('/console/auth/signed-out', 303);
     },
   );
@@ -295,6 +307,8 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
   if (deps.moreApi) await deps.moreApi(app);
   await app.register(async (scope) => apiV1(scope, ctx), { prefix: '/api/v1' });
   await app.register(async (scope) => consolePages(scope, ctx), { prefix: '/console' });
+  // Lookups under way finish before the database they write to is closed.
+  app.addHook('onClose', () => names.settled());
   await app.ready();
   return app;
 }

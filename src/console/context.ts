@@ -3,6 +3,7 @@ import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { ConsoleActions } from './actions.ts';
 import type { ChainStatusReader } from './chain-status.ts';
+import type { PersonNames } from './names.ts';
 import type { ConsoleReads } from './reads.ts';
 import type { Viewer } from './viewer.ts';
 
@@ -11,6 +12,8 @@ export interface WebContext {
   reads: ConsoleReads;
   actions: ConsoleActions;
   chain: ChainStatusReader;
+  /** People's names for the pages (a cache; never a Slack call per row). */
+  names: PersonNames;
   clock: Clock;
   policy: PolicyStore;
   /** The signed-in person's roles now, or undefined when nobody is signed in. */

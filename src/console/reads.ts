@@ -55,6 +55,8 @@ export interface PendingRequest {
   approvals: GivenApproval[];
   /** Whether the viewer approves this resource (and so is shown the decision forms). */
   canDecide: boolean;
+  /** The policy's quota for the request's scope: an approver may approve for less. */
+  policyQuota: { requests: number | undefined; responseBytes: number | undefined } | undefined;
 }
 
 export interface Person {
@@ -173,15 +175,20 @@ export function createConsoleReads(deps: { db: Db; clock: Clock; policy: PolicyS
     async requests(viewer: Viewer, status: AccessRequest['status'] = 'pending'): Promise<PendingRequest[]> {
       const reach = reachOf(viewer);
       const rows = await requestsMatching(db, { status, ...(reach ? { reach } : {}) }, 200);
+      const policy = deps.policy.current();
       return Promise.all(
-        rows.map(async (request) => ({
-          request,
-          approvals: await approvalsOf(db, request.id),
-          canDecide:
-            request.status === 'pending' &&
-            viewer.approves.has(request.resource) &&
-            request.requesterId !== viewer.userId,
-        })),
+        rows.map(async (request) => {
+          const quota = policy.resources[request.resource]?.scopes[request.scope]?.quota;
+          return {
+            request,
+            approvals: await approvalsOf(db, request.id),
+            canDecide:
+              request.status === 'pending' &&
+              viewer.approves.has(request.resource) &&
+              request.requesterId !== viewer.userId,
+            policyQuota: quota ? { requests: quota.requests, responseBytes: quota.responseBytes } : undefined,
+          };
+        }),
       );
     },
 

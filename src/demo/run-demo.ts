@@ -25,8 +25,8 @@ export interface DemoOptions {
    * (no Slack), and print its URL.
    */
   console?: boolean;
-  /** After the story, keep everything running (the console stays usable) until SIGINT. */
-  keepOpen?: boolean;
+  /** After the story, keep everything running (the console stays usable) until this settles (Ctrl-C at a terminal). */
+  keepOpen?: () => Promise<void>;
   /** Where jitgate's own logs go (default: nowhere); tests read them for leaked secrets. */
   log?: { destination: NodeJS.WritableStream; level: 'debug' | 'info' | 'trace' };
 }
@@ -259,11 +259,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       out(`\n✗ the demo could not run: ${describeFailure(error)}`);
     }
   } finally {
-    kept = options.keepOpen === true && stack?.consoleUrl !== undefined;
-    if (kept && stack?.consoleUrl) {
+    kept = options.keepOpen !== undefined && stack?.consoleUrl !== undefined;
+    if (options.keepOpen && stack?.consoleUrl) {
       out(`\n${failed === 0 ? '✓' : '✗'} ${passed} steps passed, ${failed} failed`);
       out(`\nThe console stays open at ${stack.consoleUrl}/console — press Ctrl-C to stop.`);
-      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      await options.keepOpen();
     }
     await stack?.close();
   }

@@ -29,6 +29,12 @@ export const DEMO_UPSTREAM_SECRET = 'upstream-secret-never-shown';
 export const DEMO_APPROVER = 'UAPPROVER';
 export const DEMO_AUDITOR = 'UAUDITOR';
 const DEMO_TEAM = 'TDEMO';
+/** The demo's people as Slack (users.info) and Sign in with Slack (the ID token) name them. */
+const DEMO_NAMES = {
+  [DEMO_APPROVER]: 'Ada Approver',
+  [DEMO_AUDITOR]: 'Audrey Auditor',
+  UCONTRACTOR: 'Cory Contractor',
+};
 
 const demoPolicyYaml = (upstream: string) => `
 resources:
@@ -93,7 +99,7 @@ async function freePort(): Promise<number> {
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dataDir = await mkdtemp(join(tmpdir(), 'jitgate-demo-'));
-  const slackApi = await startFakeSlackApi();
+  const slackApi = await startFakeSlackApi({ realNames: DEMO_NAMES });
   const upstream = await startSampleUpstream();
   let provider: SlackOpenIdProvider | undefined;
   const closeAll = async (running?: Running) => {
@@ -116,11 +122,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       provider = await startSlackOpenIdProvider({
         redirectUri: `${consoleUrl}/console/auth/callback`,
         teamId: DEMO_TEAM,
-        names: {
-          [DEMO_APPROVER]: 'Ada Approver',
-          [DEMO_AUDITOR]: 'Audrey Auditor',
-          UCONTRACTOR: 'Cory Contractor',
-        },
+        names: DEMO_NAMES,
         ...(options.console.autoSignIn ? { defaultUser: options.console.autoSignIn, autoSignIn: true } : {}),
       });
     }

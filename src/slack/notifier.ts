@@ -52,6 +52,8 @@ export interface Notifier {
    * failed call throws: an outage must never look like a deactivation (or its absence).
    */
   isDeactivated(userId: string): Promise<boolean>;
+  /** The person's name as Slack shows it (`users.info`: real name, else display name), for the console. */
+  userName(userId: string): Promise<string | undefined>;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -208,6 +210,19 @@ export function createNotifier(options: NotifierOptions): Notifier {
       const user: unknown = isRecord(result) ? result.user : undefined;
       if (!isRecord(user)) throw new SlackCallError('users.info', 'answer_without_user', false);
       return user.deleted === true;
+    },
+    async userName(userId) {
+      const result = await withRetry('users.info', () => client.users.info({ user: userId }));
+      const user: unknown = isRecord(result) ? result.user : undefined;
+      if (!isRecord(user)) return undefined;
+      const profile: unknown = user.profile;
+      const candidates = [
+        isRecord(profile) ? profile.real_name : undefined,
+        user.real_name,
+        isRecord(profile) ? profile.display_name : undefined,
+      ];
+      const name = candidates.find((c): c is string => typeof c === 'string' && c.trim() !== '');
+      return name?.trim();
     },
   };
 }

@@ -74,5 +74,7 @@ describe('the whole flow', () => {
       timeout: 120_000,
     });
     expect(stdout).toContain('8 steps passed, 0 failed');
+    // It names the console's address (served while it runs; kept open at a terminal).
+    expect(stdout).toMatch(/web console: http:\/\/127\.0\.0\.1:\d+\/console /);
   }, 130_000);
 });

@@ -35,7 +35,7 @@ console:
 }
 
 /** A cookie jar per origin, as a browser keeps one (names and values only; enough for tests). */
-class CookieJar {
+export class CookieJar {
   private readonly jars = new Map<string, Map<string, string>>();
   store(url: string, response: Response): void {
     const origin = new URL(url).origin;
@@ -123,6 +123,7 @@ export async function startConsoleWorld(
     clock,
     logger: pino({ level: 'silent' }),
     actions: accessServiceActions(harness.access),
+    lookupName: (userId) => harness.notifier.userName(userId),
     ...(options.session ? { session: options.session } : {}),
     // As roles.ts mounts it: the device API inside the console's app, so its OpenAPI describes it.
     moreApi: async (app) => {

@@ -35,7 +35,7 @@ import { systemClock } from '../../src/shared/clock.ts';
 import { createSlackApp, type SlackApp } from '../../src/slack/app.ts';
 import type { IssueToken } from '../../src/slack/deps.ts';
 import { slackGroupMembers } from '../../src/slack/directory.ts';
-import { createNotifier } from '../../src/slack/notifier.ts';
+import { createNotifier, type Notifier } from '../../src/slack/notifier.ts';
 import { createOutboxDispatcher, type OutboxDispatcher } from '../../src/slack/outbox-dispatcher.ts';
 import { openTestDatabase } from './db.ts';
 import { testPolicy } from './policy.ts';
@@ -56,6 +56,8 @@ export interface SlackHarness {
   api: FakeSlackApi;
   /** Device pairing, as the bot has it (`/access link`, `/access devices`, offboarding). */
   devices: DeviceDeps;
+  /** The one client of the Slack fake, as production builds it. */
+  notifier: Notifier;
   slack: SlackApp;
   dispatcher: OutboxDispatcher;
   access: ReturnType<typeof createAccessService>;
@@ -175,6 +177,7 @@ export async function startSlackHarness(
   return {
     api,
     devices,
+    notifier,
     slack,
     dispatcher: outboxDispatcher,
     access,

@@ -1,4 +1,6 @@
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditEvents } from '../../src/db/schema/index.ts';
 import { ADMIN, type ConsoleWorld, REQUESTER, startConsoleWorld } from '../helpers/console-world.ts';
 
 let world: ConsoleWorld;
@@ -60,6 +62,61 @@ describe('Sign in with Slack against a real OpenID provider', () => {
     expect(out.status).toBe(303);
     expect(out.headers.get('location')).toBe('/console/auth/signed-out');
     expect((await client.get('/api/v1/session')).status).toBe(401);
+  });
+
+  it('signs out for good: a copy of the session cookie taken before is refused after', async () => {
+    const { client } = await world.signIn(ADMIN);
+    const copied = client.jar.header(world.baseUrl);
+    expect((await fetch(`${world.baseUrl}/api/v1/session`, { headers: { cookie: copied } })).status).toBe(
+      200,
+    );
+    expect((await client.post('/console/auth/logout', {}, { form: true })).status).toBe(303);
+    const replayed = await fetch(`${world.baseUrl}/api/v1/session`, { headers: { cookie: copied } });
+    expect(replayed.status).toBe(401);
+    const page = await fetch(`${world.baseUrl}/console`, { headers: { cookie: copied }, redirect: 'manual' });
+    expect(page.status).toBe(302);
+    expect(page.headers.get('location')).toMatch(/^\/console\/auth\/login/);
+    // Both ends of the session are in the audit log, in the console's name, about the person.
+    const rows = await world.harness.database.db
+      .select()
+      .from(auditEvents)
+      .where(eq(auditEvents.actor, `console:${ADMIN}`));
+    const signIns = rows.filter((r) => r.kind === 'console.signed_in');
+    const signOuts = rows.filter((r) => r.kind === 'console.signed_out');
+    const thisSession = signIns.at(-1)?.data.sessionId;
+    const ended = signOuts.filter((r) => r.data.sessionId === thisSession);
+    expect(ended).toHaveLength(1);
+    expect(ended[0]?.data.userId).toBe(ADMIN);
+  });
+
+  it("binds CSRF tokens to one session: an earlier session's token is void in the next one", async () => {
+    const { client: first } = await world.signIn(ADMIN);
+    const { client: next } = await world.signIn(ADMIN);
+    // The same browser signing in again: it keeps its CSRF secret cookie across sessions.
+    next.jar.set(world.baseUrl, 'jitgate_csrf', first.jar.get(world.baseUrl, 'jitgate_csrf') ?? '');
+    const stale = await fetch(`${world.baseUrl}/api/v1/audit/chain/verify`, {
+      method: 'POST',
+      headers: {
+        cookie: next.jar.header(world.baseUrl),
+        'content-type': 'application/json',
+        'x-csrf-token': first.csrfToken,
+      },
+      body: '{}',
+    });
+    expect(stale.status).toBe(403);
+    expect(((await stale.json()) as { error: string }).error).toBe('csrf_failed');
+    // This session's own token, made with the same secret, is good.
+    const { csrfToken } = (await (await next.get('/api/v1/session')).json()) as { csrfToken: string };
+    const fresh = await fetch(`${world.baseUrl}/api/v1/audit/chain/verify`, {
+      method: 'POST',
+      headers: {
+        cookie: next.jar.header(world.baseUrl),
+        'content-type': 'application/json',
+        'x-csrf-token': csrfToken,
+      },
+      body: '{}',
+    });
+    expect(fresh.status).toBe(200);
   });
 
   it('refuses a sign-out without its CSRF token (no forced sign-out from another site)', async () => {

@@ -5,7 +5,7 @@ import { parse } from 'yaml';
 /** The Slack app manifest people create the app from: what it asks for must match what jitgate does. */
 const manifest = parse(readFileSync(new URL('../../manifest.yml', import.meta.url), 'utf8')) as {
   features: { slash_commands: { command: string; should_escape: boolean }[] };
-  oauth_config: { scopes: { bot: string[] } };
+  oauth_config: { redirect_urls: string[]; scopes: { bot: string[]; user: string[] } };
 };
 
 describe('manifest.yml', () => {
@@ -21,5 +21,11 @@ describe('manifest.yml', () => {
       'usergroups:read',
       'users:read',
     ]);
+  });
+
+  it('has what Sign in with Slack needs: the console callback as redirect URL, and openid + profile', () => {
+    expect(manifest.oauth_config.redirect_urls.every((u) => u.endsWith('/console/auth/callback'))).toBe(true);
+    expect(manifest.oauth_config.redirect_urls.length).toBeGreaterThan(0);
+    expect(manifest.oauth_config.scopes.user.sort()).toEqual(['openid', 'profile']);
   });
 });

@@ -20,6 +20,7 @@ export function peopleRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context)
             people: z.array(
               z.object({
                 userId: z.string(),
+                name: z.string().nullable().describe('from the names cache; null until known'),
                 liveGrants: z.number().int(),
                 resources: z.array(z.string()),
                 nextExpiry: z.string().nullable(),
@@ -34,8 +35,13 @@ export function peopleRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context)
     async (request, reply) => {
       const people = await ctx.reads.people(viewerOf(request));
       if (!people.ok) return refuse(reply, people.status, 'forbidden', people.message);
+      const names = await ctx.names.of(people.value.map((p) => p.userId));
       return {
-        people: people.value.map((p) => ({ ...p, nextExpiry: p.nextExpiry?.toISOString() ?? null })),
+        people: people.value.map((p) => ({
+          ...p,
+          name: names.get(p.userId) ?? null,
+          nextExpiry: p.nextExpiry?.toISOString() ?? null,
+        })),
       };
     },
   );

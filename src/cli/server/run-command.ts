@@ -46,7 +46,13 @@ export async function runCommand(command: string, args: string[], config: Config
     case 'demo': {
       const { runDemo } = await import('../../demo/run-demo.ts');
       // At a terminal the demo then keeps serving the console until Ctrl-C; in CI it exits.
-      return runDemo({ stdout: process.stdout, console: true, keepOpen: process.stdout.isTTY === true });
+      return runDemo({
+        stdout: process.stdout,
+        console: true,
+        ...(process.stdout.isTTY
+          ? { keepOpen: () => new Promise<void>((resolve) => process.once('SIGINT', () => resolve())) }
+          : {}),
+      });
     }
     case 'migrate':
       return migrate(config);

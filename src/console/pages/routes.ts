@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { LowerQuota } from '../../access/quota.ts';
 import { statusOfRefusal } from '../../api/refusals.ts';
 import {
   auditFilterOf,
@@ -7,9 +8,10 @@ import {
   grantListQuery,
   parseGrantCursor,
 } from '../../api/schemas.ts';
-import { parseDuration } from '../../policy/duration.ts';
+import { parseDuration, parseSize } from '../../policy/duration.ts';
 import type { WebContext } from '../context.ts';
 import { html, query } from '../html.ts';
+import { personIn } from '../names.ts';
 import { seesAll, seesOthers, type Viewer } from '../viewer.ts';
 import { page } from './layout.ts';
 import {
@@ -42,6 +44,20 @@ const text = (form: unknown, key: string): string => {
   const value = (form as Form | undefined)?.[key];
   return typeof value === 'string' ? value : '';
 };
+
+/** "Approve for less" on the form: empty fields leave the policy's quota; 'bad' when a field cannot be read. */
+function lowerQuotaOf(form: unknown): LowerQuota | undefined | 'bad' {
+  const calls = text(form, 'quota_requests').trim();
+  const bytes = text(form, 'quota_bytes').trim();
+  if (!calls && !bytes) return undefined;
+  const requests = calls ? (/^[0-9]{1,15}$/.test(calls) ? Number(calls) : undefined) : undefined;
+  const responseBytes = bytes ? parseSize(bytes) : undefined;
+  if ((calls && requests === undefined) || (bytes && responseBytes === undefined)) return 'bad';
+  return {
+    ...(requests !== undefined ? { requests } : {}),
+    ...(responseBytes !== undefined ? { responseBytes } : {}),
+  };
+}
 
 /**
  * The console's pages: server-rendered HTML over the same reads and actions as `/api/v1`.
@@ -139,6 +155,7 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
         filter: Object.fromEntries(Object.entries(filter).filter(([, v]) => v !== undefined)),
         resources: resourceNames(),
         grants: result.grants,
+        names: await ctx.names.of(result.grants.map((g) => g.userId)),
         nextHref: result.next
           ? `/console/grants${query({ ...filter, cursor: grantCursor(result.next) })}`
           : undefined,
@@ -163,6 +180,10 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
         now: ctx.clock.now(),
         csrfToken: ctx.csrfToken(request, reply),
         isOwner: found.value.grant.userId === viewer.userId,
+        names: await ctx.names.of([
+          found.value.grant.userId,
+          ...found.value.timeline.map((r) => personIn(r.actor) ?? ''),
+        ]),
       }),
     );
   });
@@ -207,7 +228,11 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
       reply,
       'Pending requests',
       '/console/requests',
-      requestsView({ requests, csrfToken: ctx.csrfToken(request, reply) }),
+      requestsView({
+        requests,
+        csrfToken: ctx.csrfToken(request, reply),
+        names: await ctx.names.of(requests.map((r) => r.request.requesterId)),
+      }),
     );
   });
 
@@ -218,9 +243,20 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
     if (duration && seconds === undefined) {
       return refusedPage(request, reply, 422, 'Give a duration like 30m or 2h.', '/console/requests');
     }
+    const quota = lowerQuotaOf(request.body);
+    if (quota === 'bad') {
+      return refusedPage(
+        request,
+        reply,
+        422,
+        'Give a quota as a whole number of calls, and bytes like 512KB or 10MB.',
+        '/console/requests',
+      );
+    }
     const result = await ctx.actions.approve(viewerOf(request), {
       requestId: id,
       ...(seconds !== undefined ? { durationSeconds: seconds } : {}),
+      ...(quota !== undefined ? { quota } : {}),
     });
     if (!result.ok) {
       return refusedPage(request, reply, statusOfRefusal(result.code), result.message, '/console/requests');
@@ -252,6 +288,7 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
         people: people.value,
         canRevokeAll: viewer.admin || viewer.approves.size > 0,
         csrfToken: ctx.csrfToken(request, reply),
+        names: await ctx.names.of(people.value.map((p) => p.userId)),
       }),
     );
   });
@@ -274,7 +311,11 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
       reply,
       'Alerts',
       '/console/alerts',
-      alertsView({ alerts, csrfToken: ctx.csrfToken(request, reply) }),
+      alertsView({
+        alerts,
+        csrfToken: ctx.csrfToken(request, reply),
+        names: await ctx.names.of(alerts.map((a) => String(a.row.data.userId ?? ''))),
+      }),
     );
   });
 
@@ -300,7 +341,15 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
         reply,
         'Audit search',
         '/console/audit',
-        auditView({ form, problem, rows: [], histogram: undefined, nextHref: undefined, exportQuery: '' }),
+        auditView({
+          form,
+          problem,
+          rows: [],
+          histogram: undefined,
+          nextHref: undefined,
+          exportQuery: '',
+          names: new Map(),
+        }),
         400,
       );
     }
@@ -327,6 +376,9 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
         nextHref:
           result.next === undefined ? undefined : `/console/audit${query({ ...form, cursor: result.next })}`,
         exportQuery,
+        names: await ctx.names.of(
+          result.rows.flatMap((r) => [personIn(r.actor) ?? '', String(r.data.userId ?? '')]),
+        ),
       }),
     );
   });
@@ -341,7 +393,11 @@ export async function consolePages(app: FastifyInstance, ctx: WebContext): Promi
       reply,
       'Audit chain',
       '/console/chain',
-      chainView({ status, csrfToken: ctx.csrfToken(request, reply) }),
+      chainView({
+        status,
+        csrfToken: ctx.csrfToken(request, reply),
+        names: await ctx.names.of([personIn(status.lastCheck?.by) ?? '']),
+      }),
     );
   });
 

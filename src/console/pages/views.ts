@@ -6,6 +6,7 @@ import { SLACK_USER_ID_PATTERN } from '../../shared/ids.ts';
 import type { ChainStatus } from '../chain-status.ts';
 import { barChart, type Series, timeChart } from '../charts.ts';
 import { html, query, type SafeHtml } from '../html.ts';
+import { type Names, personIn } from '../names.ts';
 import {
   bucketFor,
   type GrantDetail,
@@ -17,6 +18,13 @@ import {
 /** The page bodies. Every value from outside (names, reasons, paths, policy text) goes through `html`. */
 
 const csrf = (token: string) => html`<input type="hidden" name="_csrf" value="${token}">`;
+
+/** A person (or an audit actor label) with their name when it is known; the id stays visible. */
+function who(label: string, names: Names): SafeHtml {
+  const id = personIn(label);
+  const name = id ? names.get(id) : undefined;
+  return name ? html`${name} <span class="muted">${label}</span>` : html`${label}`;
+}
 
 function when(at: Date | null | undefined): SafeHtml {
   if (!at) return html`<span class="muted">—</span>`;
@@ -33,13 +41,13 @@ function stateOf(grant: Grant, now: Date): string {
   return grant.status;
 }
 
-function grantRows(grants: readonly Grant[], now: Date): SafeHtml {
+function grantRows(grants: readonly Grant[], now: Date, names: Names): SafeHtml {
   return html`<table><caption class="sr-only">Grants</caption><thead><tr><th scope="col">grant</th><th scope="col">person</th><th scope="col">resource</th><th scope="col">scope</th><th scope="col">state</th><th scope="col">started</th><th scope="col">ends</th></tr></thead><tbody>${
     grants.length === 0
       ? html`<tr><td colspan="7">No grants.</td></tr>`
       : grants.map(
           (g) =>
-            html`<tr><td><a href="/console/grants/${g.id}"><code>${g.id.slice(0, 8)}</code></a></td><td>${g.userId}</td><td>${g.resource}</td><td>${g.scope}</td><td><span class="state state-${stateOf(g, now)}">${stateOf(g, now)}</span></td><td>${when(g.startsAt)}</td><td>${when(g.endedAt ?? g.expiresAt)}</td></tr>`,
+            html`<tr><td><a href="/console/grants/${g.id}"><code>${g.id.slice(0, 8)}</code></a></td><td>${who(g.userId, names)}</td><td>${g.resource}</td><td>${g.scope}</td><td><span class="state state-${stateOf(g, now)}">${stateOf(g, now)}</span></td><td>${when(g.startsAt)}</td><td>${when(g.endedAt ?? g.expiresAt)}</td></tr>`,
         )
   }</tbody></table>`;
 }
@@ -82,6 +90,7 @@ export function grantsView(input: {
   resources: readonly string[];
   grants: readonly Grant[];
   nextHref: string | undefined;
+  names: Names;
 }): SafeHtml {
   const f = input.filter;
   const option = (value: string, label: string, selected: string | undefined) =>
@@ -92,14 +101,14 @@ export function grantsView(input: {
 <label>State <select name="state">${option('', 'any', f.state)}${option('live', 'live', f.state)}${option('expired', 'expired', f.state)}${option('revoked', 'revoked', f.state)}</select></label>
 <label>Scope <input name="scope" value="${f.scope ?? ''}"></label>
 <button type="submit">Filter</button></form>
-${grantRows(input.grants, input.now)}
+${grantRows(input.grants, input.now, input.names)}
 ${input.nextHref ? html`<p><a href="${input.nextHref}" rel="next">Older grants</a></p>` : ''}`;
 }
 
-function timelineTable(rows: readonly AuditEventRow[]): SafeHtml {
+function timelineTable(rows: readonly AuditEventRow[], names: Names): SafeHtml {
   return html`<table><caption class="sr-only">Timeline</caption><thead><tr><th scope="col">when</th><th scope="col">what</th><th scope="col">by</th><th scope="col">details</th></tr></thead><tbody>${rows.map(
     (r) =>
-      html`<tr><td>${when(r.at)}</td><td><code>${r.kind}</code></td><td>${r.actor}</td><td><code class="data">${JSON.stringify(r.data)}</code></td></tr>`,
+      html`<tr><td>${when(r.at)}</td><td><code>${r.kind}</code></td><td>${who(r.actor, names)}</td><td><code class="data">${JSON.stringify(r.data)}</code></td></tr>`,
   )}</tbody></table>`;
 }
 
@@ -108,13 +117,14 @@ export function grantDetailView(input: {
   now: Date;
   csrfToken: string;
   isOwner: boolean;
+  names: Names;
 }): SafeHtml {
   const { grant, stats, calls, timeline } = input.detail;
   const live = grant.status === 'active' && grant.expiresAt > input.now;
   const totals = stats.totals;
   return html`<dl class="facts">
 <dt>Grant</dt><dd><code>${grant.id}</code></dd>
-<dt>Person</dt><dd>${grant.userId}</dd>
+<dt>Person</dt><dd>${who(grant.userId, input.names)}</dd>
 <dt>Resource and scope</dt><dd>${grant.resource} · ${grant.scope}</dd>
 <dt>State</dt><dd><span class="state state-${stateOf(grant, input.now)}">${stateOf(grant, input.now)}</span>${grant.endReason ? html` — ${grant.endReason}` : ''}</dd>
 <dt>Started</dt><dd>${when(grant.startsAt)}</dd>
@@ -158,7 +168,19 @@ ${timeChart({
 <section aria-labelledby="g-ips"><h2 id="g-ips">Client IPs</h2>
 ${stats.ips.length === 0 ? html`<p>None yet.</p>` : html`<ul>${stats.ips.map((i) => html`<li><code>${i.ip}</code></li>`)}</ul>`}</section>
 </div>
-<section aria-labelledby="g-timeline"><h2 id="g-timeline">Timeline</h2>${timelineTable(timeline)}</section>`;
+<section aria-labelledby="g-timeline"><h2 id="g-timeline">Timeline</h2>${timelineTable(timeline, input.names)}</section>`;
+}
+
+/** A byte count as the quota field takes it back (`10MB`, `512KB`, `300`). */
+function describeBytes(bytes: number): string {
+  for (const [unit, size] of [
+    ['GB', 1024 ** 3],
+    ['MB', 1024 ** 2],
+    ['KB', 1024],
+  ] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return String(bytes);
 }
 
 /** Durations an approver may approve for: what was asked, and standard shorter ones. */
@@ -167,18 +189,25 @@ function lessThan(seconds: number): number[] {
   return [seconds, ...standard.filter((s) => s < seconds).reverse()];
 }
 
-export function requestsView(input: { requests: readonly PendingRequest[]; csrfToken: string }): SafeHtml {
+export function requestsView(input: {
+  requests: readonly PendingRequest[];
+  csrfToken: string;
+  names: Names;
+}): SafeHtml {
   if (input.requests.length === 0) return html`<p>No pending requests you can see.</p>`;
-  return html`<ul class="requests">${input.requests.map(({ request: r, approvals, canDecide }) => {
-    const id = `req-${r.id}`;
-    return html`<li><article aria-labelledby="${id}">
-<h2 id="${id}">${r.requesterId} asks for ${r.resource} · ${r.scope} for ${describeDuration(r.durationSeconds)}</h2>
+  return html`<ul class="requests">${input.requests.map(
+    ({ request: r, approvals, canDecide, policyQuota }) => {
+      const id = `req-${r.id}`;
+      return html`<li><article aria-labelledby="${id}">
+<h2 id="${id}">${who(r.requesterId, input.names)} asks for ${r.resource} · ${r.scope} for ${describeDuration(r.durationSeconds)}</h2>
 <p class="reason">${r.reason}</p>
 <p class="muted">Asked ${when(r.createdAt)} · times out ${when(r.timeoutAt)} · ${approvals.length} of ${r.approvalsRequired} approvals${r.extendsGrantId ? html` · extends grant <a href="/console/grants/${r.extendsGrantId}"><code>${r.extendsGrantId.slice(0, 8)}</code></a>` : ''}</p>
 ${
   canDecide
     ? html`<div class="decide"><form method="post" action="/console/requests/${r.id}/approve" class="action">${csrf(input.csrfToken)}
 <label>Approve for <select name="duration">${lessThan(r.durationSeconds).map((s, i) => html`<option value="${formatDuration(s)}">${describeDuration(s)}${i === 0 ? ' (as asked)' : ''}</option>`)}</select></label>
+<label>At most <input name="quota_requests" inputmode="numeric" pattern="[1-9][0-9]*" size="7" placeholder="${policyQuota?.requests ?? 'no cap'}"> calls</label>
+<label>At most <input name="quota_bytes" pattern="[0-9]+([.][0-9]+)? ?([kKmMgG]?[bB])?" size="7" placeholder="${policyQuota?.responseBytes === undefined ? 'no cap' : describeBytes(policyQuota.responseBytes)}"> response bytes</label>
 <button type="submit">Approve</button></form>
 <form method="post" action="/console/requests/${r.id}/deny" class="action">${csrf(input.csrfToken)}
 <label>Reason for denying <input name="reason" maxlength="2000" required></label>
@@ -186,20 +215,22 @@ ${
     : ''
 }
 </article></li>`;
-  })}</ul>`;
+    },
+  )}</ul>`;
 }
 
 export function peopleView(input: {
   people: readonly Person[];
   canRevokeAll: boolean;
   csrfToken: string;
+  names: Names;
 }): SafeHtml {
   return html`<table><caption class="sr-only">People with access</caption><thead><tr><th scope="col">person</th><th scope="col">active grants</th><th scope="col">resources</th><th scope="col">next expiry</th><th scope="col">pending requests</th>${input.canRevokeAll ? html`<th scope="col">revoke all</th>` : ''}</tr></thead><tbody>${
     input.people.length === 0
       ? html`<tr><td colspan="6">Nobody holds access now.</td></tr>`
       : input.people.map(
           (p) =>
-            html`<tr><td><a href="/console/grants${query({ user: p.userId, state: 'live' })}">${p.userId}</a></td><td>${p.liveGrants}</td><td>${p.resources.join(', ')}</td><td>${when(p.nextExpiry)}</td><td>${p.pendingRequests}</td>${
+            html`<tr><td><a href="/console/grants${query({ user: p.userId, state: 'live' })}">${who(p.userId, input.names)}</a></td><td>${p.liveGrants}</td><td>${p.resources.join(', ')}</td><td>${when(p.nextExpiry)}</td><td>${p.pendingRequests}</td>${
               input.canRevokeAll
                 ? html`<td><form method="post" action="/console/people/${p.userId}/revoke-all" class="inline">${csrf(input.csrfToken)}<label class="sr-only" for="ra-${p.userId}">Reason for ending ${p.userId}'s access</label><input id="ra-${p.userId}" name="reason" placeholder="reason" maxlength="2000"><button type="submit" class="danger">Revoke all</button></form></td>`
                 : ''
@@ -211,6 +242,7 @@ export function peopleView(input: {
 export function alertsView(input: {
   alerts: readonly { row: AuditEventRow; grant: Grant | undefined; canRevoke: boolean }[];
   csrfToken: string;
+  names: Names;
 }): SafeHtml {
   return html`<table><caption class="sr-only">Alerts of the last 7 days</caption><thead><tr><th scope="col">when</th><th scope="col">resource</th><th scope="col">person</th><th scope="col">rule</th><th scope="col">what</th><th scope="col">grant</th></tr></thead><tbody>${
     input.alerts.length === 0
@@ -218,7 +250,7 @@ export function alertsView(input: {
       : input.alerts.map(({ row, grant, canRevoke }) => {
           const d = row.data;
           const evidence = (d.evidence ?? {}) as Record<string, unknown>;
-          return html`<tr><td>${when(row.at)}</td><td>${row.resource ?? ''}</td><td>${typeof d.userId === 'string' ? d.userId : '—'}</td><td><code>${String(d.rule ?? '')}</code></td><td>${String(d.summary ?? '')}${typeof d.clientIp === 'string' ? html`<br><span class="muted">from <code>${d.clientIp}</code>${typeof evidence.requestId === 'string' ? html`, request <code>${evidence.requestId}</code>` : ''}</span>` : ''}</td><td>${
+          return html`<tr><td>${when(row.at)}</td><td>${row.resource ?? ''}</td><td>${typeof d.userId === 'string' ? who(d.userId, input.names) : '—'}</td><td><code>${String(d.rule ?? '')}</code></td><td>${String(d.summary ?? '')}${typeof d.clientIp === 'string' ? html`<br><span class="muted">from <code>${d.clientIp}</code>${typeof evidence.requestId === 'string' ? html`, request <code>${evidence.requestId}</code>` : ''}</span>` : ''}</td><td>${
             grant
               ? html`<a href="/console/grants/${grant.id}"><code>${grant.id.slice(0, 8)}</code></a> ${grant.status}${
                   canRevoke
@@ -250,6 +282,7 @@ export function auditView(input: {
   histogram: SearchHistogram | undefined;
   nextHref: string | undefined;
   exportQuery: string;
+  names: Names;
 }): SafeHtml {
   const f = input.form;
   const field = (name: keyof AuditFormValues, label: string, hint = '') =>
@@ -284,16 +317,16 @@ ${
             typeof d.method === 'string'
               ? html`<code>${d.method} ${String(d.path ?? '')}</code> → ${String(d.status ?? '')} <span class="muted">${String(d.decision ?? '')} · ${String(d.clientIp ?? '')}</span>`
               : html`<code class="data">${JSON.stringify(d).slice(0, 160)}</code>`;
-          return html`<tr><td>${r.seq}</td><td>${when(r.at)}</td><td><code>${r.kind}</code></td><td>${r.actor}</td><td>${r.resource ?? ''}</td><td>${call}</td><td>${r.grantId ? html`<a href="/console/grants/${r.grantId}"><code>${r.grantId.slice(0, 8)}</code></a>` : ''}</td></tr>`;
+          return html`<tr><td>${r.seq}</td><td>${when(r.at)}</td><td><code>${r.kind}</code></td><td>${who(r.actor, input.names)}</td><td>${r.resource ?? ''}</td><td>${call}</td><td>${r.grantId ? html`<a href="/console/grants/${r.grantId}"><code>${r.grantId.slice(0, 8)}</code></a>` : ''}</td></tr>`;
         })
   }</tbody></table>
 ${input.nextHref ? html`<p><a href="${input.nextHref}" rel="next">Older rows</a></p>` : ''}`;
 }
 
-export function chainView(input: { status: ChainStatus; csrfToken: string }): SafeHtml {
+export function chainView(input: { status: ChainStatus; csrfToken: string; names: Names }): SafeHtml {
   const { lastCheck, tail, rowsSinceCheck } = input.status;
   return html`<dl class="facts">
-<dt>Last check</dt><dd>${lastCheck ? html`${when(new Date(lastCheck.at))} by ${lastCheck.by}: ${lastCheck.ok ? html`<strong class="ok">intact</strong>` : html`<strong class="bad">broken</strong>`}` : 'never checked from the console'}</dd>
+<dt>Last check</dt><dd>${lastCheck ? html`${when(new Date(lastCheck.at))} by ${who(lastCheck.by, input.names)}: ${lastCheck.ok ? html`<strong class="ok">intact</strong>` : html`<strong class="bad">broken</strong>`}` : 'never checked from the console'}</dd>
 ${lastCheck?.ok ? html`<dt>Rows checked</dt><dd>${lastCheck.rows}</dd><dt>Verified head</dt><dd>seq ${lastCheck.headSeq ?? ''} · <code>${lastCheck.headHash ?? ''}</code></dd>` : ''}
 ${lastCheck?.brokenAt ? html`<dt>First bad row</dt><dd>seq ${lastCheck.brokenAt.seq}: ${lastCheck.brokenAt.reason} — ${lastCheck.brokenAt.message}</dd>` : ''}
 <dt>Newest row now</dt><dd>${tail ? html`seq ${tail.seq} · <code>${tail.hash}</code>` : 'the log is empty'}</dd>

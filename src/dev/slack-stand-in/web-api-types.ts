@@ -52,6 +52,8 @@ export interface FakeSlackApiOptions {
   socketUrl?: string;
   userGroups?: Record<string, string[]>;
   deactivated?: Iterable<string>;
+  /** People's real names for `users.info` (default `User <id>`). */
+  realNames?: Record<string, string>;
   /** The fake's clock (ms), for trigger expiry; `Date.now` unless a test holds time. */
   now?: () => number;
 }
@@ -74,6 +76,8 @@ export interface FakeSlackApi {
   userGroups: Record<string, string[]>;
   /** User ids that `users.info` reports as `deleted: true`. */
   deactivated: Set<string>;
+  /** People's real names for `users.info` (default `User <id>`). */
+  realNames: Record<string, string>;
   socketUrl: string | undefined;
   callsTo(method: string): RecordedCall[];
   /** Resolves with the first call (already recorded or future) to `method` matching `predicate`. */

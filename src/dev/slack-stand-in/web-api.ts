@@ -90,6 +90,7 @@ export async function startFakeSlackApi(options: FakeSlackApiOptions = {}): Prom
     warnings,
     userGroups: { ...options.userGroups },
     deactivated: new Set(options.deactivated),
+    realNames: { ...options.realNames },
     socketUrl: options.socketUrl,
     callsTo: (method) => calls.filter((c) => c.method === method),
     waitFor(method, predicate = () => true, timeoutMs = 5000) {

@@ -20,6 +20,7 @@ const WORKSPACE_URL = 'https://jitgate-test.slack.com/';
 export interface WorkspaceDirectory {
   userGroups: Record<string, string[]>;
   deactivated: Set<string>;
+  realNames: Record<string, string>;
   socketUrl: string | undefined;
 }
 
@@ -249,20 +250,21 @@ export function createSlackWorkspace(options: {
       case 'users.info': {
         const id = str(args.user);
         if (!id) return refuse('user_not_found');
+        const realName = directory.realNames[id] ?? `User ${id}`;
         return {
           ok: true,
           user: {
             id,
             team_id: TEAM_ID,
             name: id.toLowerCase(),
-            real_name: `User ${id}`,
+            real_name: realName,
             deleted: directory.deactivated.has(id),
             is_bot: false,
             tz: 'Europe/Berlin',
             tz_label: 'Central European Time',
             tz_offset: 3600,
             profile: {
-              real_name: `User ${id}`,
+              real_name: realName,
               display_name: id.toLowerCase(),
               email: `${id.toLowerCase()}@example.com`,
             },

@@ -1,14 +1,24 @@
 import fastifyCookie from '@fastify/cookie';
 import Fastify from 'fastify';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { safeReturnPath } from '../../src/console/app.ts';
 import { createSealer } from '../../src/console/auth/seal.ts';
 import { createSessions } from '../../src/console/auth/session.ts';
 import { manualClock } from '../../src/shared/clock.ts';
+import { openTestDatabase } from '../helpers/db.ts';
+
+let database: Awaited<ReturnType<typeof openTestDatabase>>;
+beforeAll(async () => {
+  database = await openTestDatabase('t_sess');
+});
+afterAll(async () => {
+  await database?.drop();
+});
 
 async function setup() {
   const clock = manualClock(new Date('2026-01-05T10:00:00Z'));
   const sessions = createSessions({
+    db: database.db,
     sealer: createSealer('a-session-secret-of-at-least-32-chars!!'),
     clock,
     secure: true,
@@ -18,13 +28,17 @@ async function setup() {
   const app = Fastify();
   await app.register(fastifyCookie);
   app.post('/in', async (_req, reply) => {
-    await sessions.write(reply, { userId: 'U1', teamId: 'T1', name: 'One', signedInAt: clock.now() });
+    await sessions.start(reply, { userId: 'U1', teamId: 'T1', name: 'One' });
     return 'ok';
   });
   app.get('/who', async (req, reply) => {
     const session = await sessions.read(req);
-    if (session && sessions.needsRefresh(session)) await sessions.write(reply, session);
+    if (session && sessions.needsRefresh(session)) await sessions.refresh(reply, session);
     return { userId: session?.userId ?? null };
+  });
+  app.post('/out', async (req, reply) => {
+    await sessions.end(reply, (await sessions.read(req)) ?? null);
+    return 'ok';
   });
   let cookie = '';
   const remember = (headers: Record<string, unknown>) => {
@@ -39,7 +53,9 @@ async function setup() {
     remember(response.headers);
     return (response.json() as { userId: string | null }).userId;
   };
-  return { clock, app, signIn, who, setCookie: (c: string) => (cookie = c), cookie: () => cookie };
+  const signOut = async () =>
+    remember((await app.inject({ method: 'POST', url: '/out', headers: { cookie } })).headers);
+  return { clock, app, signIn, signOut, who, setCookie: (c: string) => (cookie = c), cookie: () => cookie };
 }
 
 describe('console sessions', () => {
@@ -72,6 +88,17 @@ describe('console sessions', () => {
       expect(await who()).toBe('U1');
     }
     clock.advance(29 * 60_000);
+    expect(await who()).toBeNull();
+  });
+
+  it('end at sign-out wherever the cookie was copied to', async () => {
+    const { signIn, signOut, who, setCookie, cookie } = await setup();
+    await signIn();
+    const copied = cookie();
+    expect(await who()).toBe('U1');
+    await signOut();
+    expect(cookie()).toBe('__Host-jitgate_session=');
+    setCookie(copied);
     expect(await who()).toBeNull();
   });
 
