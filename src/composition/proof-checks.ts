@@ -32,7 +32,9 @@ export async function startProofChecks(
     });
   }
   const devices = createRevokedDeviceView({ database, logger: logger.child({ component: 'devices' }) });
-  await devices.start();
+  // Not awaited: start-up never waits on it. Until it has loaded, bound tokens get 503
+  // grant_unconfirmed (fail closed); bearer tokens never consult it.
+  devices.start().catch((error: unknown) => logger.error({ err: error }, 'device view failed to start'));
   onStop('device view', () => devices.close());
   return {
     verifier: createDpopVerifier({ clock, replay }),
