@@ -205,6 +205,12 @@ export interface Config {
   environment: Readonly<NodeJS.ProcessEnv>;
   /** Base URL printed in DMs and curl examples. */
   publicProxyUrl: string;
+  /**
+   * The service listener (PORT) as people and the contractor CLI reach it: JITGATE_CONSOLE_URL,
+   * else `http(s)://localhost:$PORT`. `jitgate login --server` takes it, and the device API's
+   * DPoP proofs name it.
+   */
+  serviceUrl: string;
   host: string;
   port: number;
   proxyPort: number;
@@ -292,6 +298,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publicProxyUrl: (
       e.JITGATE_PUBLIC_URL ?? `${proxyTls ? 'https' : 'http'}://localhost:${e.PROXY_PORT}`
     ).replace(/\/+$/, ''),
+    serviceUrl: (e.JITGATE_CONSOLE_URL ?? `${adminTls ? 'https' : 'http'}://localhost:${e.PORT}`).replace(
+      /\/+$/,
+      '',
+    ),
     host: e.HOST,
     port: e.PORT,
     proxyPort: e.PROXY_PORT,

@@ -36,6 +36,8 @@ export interface OffboardingDeps {
   /** `users.info`: true when the account is deactivated; throws when Slack cannot say. */
   isDeactivated(userId: string): Promise<boolean>;
   logger: OffboardingLogger;
+  /** Revokes the person's linked devices too (src/devices/), audited; resolves with how many. */
+  revokeDevices?: (userId: string, reason: string) => Promise<number>;
 }
 
 interface RecheckResult {
@@ -64,9 +66,10 @@ export function createOffboarding(deps: OffboardingDeps): Offboarding {
     const result = await access.offboardUser({ userId, reason, actor: OFFBOARDING, dmOwner });
     // offboardUser refuses nothing today; an empty result keeps callers simple if it ever does.
     const ended = result.ok ? result.value : { grants: [], requests: [] };
-    if (ended.grants.length + ended.requests.length > 0) {
+    const devices = (await deps.revokeDevices?.(userId, reason)) ?? 0;
+    if (ended.grants.length + ended.requests.length + devices > 0) {
       logger.info(
-        { userId, reason, grants: ended.grants.length, requests: ended.requests.length },
+        { userId, reason, grants: ended.grants.length, requests: ended.requests.length, devices },
         'offboarded',
       );
     }

@@ -26,6 +26,7 @@ import { refusalText } from '../slack/blocks/refusals.ts';
 import { connectReplayRedis } from '../tokens/dpop-replay.ts';
 import { createVerifier } from '../tokens/index.ts';
 import type { Core } from './core.ts';
+import { startProofChecks } from './proof-checks.ts';
 
 export interface ProxyRoleContext {
   config: Config;
@@ -38,8 +39,8 @@ export interface ProxyRoleContext {
 }
 
 /**
- * The proxy role: live grant view, token verification, intent journal, audit and anomaly
- * hand-off. Adds its stops (run in reverse) and readiness checks to the context's lists and
+ * The proxy role: live grant view, token verification (DPoP for device-bound tokens), intent
+ * journal, audit and anomaly hand-off. Adds its stops (run in reverse) and readiness checks to the context's lists and
  * resolves with the bound port.
  */
 export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
@@ -135,7 +136,9 @@ export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
     () => appender.stats().queued,
   );
   checks.push({ name: 'audit', check: () => appender.hasCapacity() });
+  const dpop = await startProofChecks(core, config, (name, run) => stops.push({ name, run }));
   const proxy: FastifyInstance = createProxyServer({
+    dpop,
     policy,
     grants: view,
     verifier: createVerifier(keys, { issuer: config.issuer, clock }),

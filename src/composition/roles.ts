@@ -1,4 +1,4 @@
-import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import { sql } from 'drizzle-orm';
@@ -33,6 +33,15 @@ import {
 import { createOutboxDispatcher, createSlackApp, type SlackApp } from '../slack/index.ts';
 import { issueTokenForGrant } from '../tokens/index.ts';
 import { buildCore, type Core, type CoreOverrides } from './core.ts';
+import {
+  createDeviceApp,
+  DEVICE_API_PREFIX,
+  deviceApiWiring,
+  deviceDepsOf,
+  offboardDevices,
+  registerDeviceApi,
+  sweepStalePairings,
+} from './devices.ts';
 import { startProxyRole } from './proxy-role.ts';
 
 const ROLES = ['bot', 'proxy', 'worker'] as const;
@@ -157,12 +166,14 @@ export async function startRoles(config: Config, options: StartOptions): Promise
     // Runs inside whichever sweep runs (worker roles); the outbox dedupe key sends each week once.
     const weeklyReport = createWeeklyReporter({ db: database.db, policy, clock });
     const notifier = core.notifier;
+    const devices = deviceDepsOf(core);
     const offboarding = notifier
       ? createOffboarding({
           access,
           policy,
           directory: core.directory,
           isDeactivated: (userId) => notifier.isDeactivated(userId),
+          revokeDevices: offboardDevices(devices),
           logger: logger.child({ component: 'offboarding' }),
         })
       : undefined;
@@ -232,6 +243,8 @@ export async function startRoles(config: Config, options: StartOptions): Promise
           directory: core.directory,
           logger,
           proxyUrl: config.publicProxyUrl,
+          serverUrl: config.serviceUrl,
+          devices,
         });
         core.onAccessEvents(() => dispatcher.kick());
         dispatcher.start();
@@ -244,7 +257,7 @@ export async function startRoles(config: Config, options: StartOptions): Promise
       }
     }
 
-    // Proxy: live grant view, token verification, intent journal, audit and anomaly hand-off.
+    // Proxy: live grant view, token and DPoP verification, intent journal, audit and anomaly hand-off.
     const proxyPort = options.roles.has('proxy')
       ? await startProxyRole({
           config,
@@ -271,25 +284,47 @@ export async function startRoles(config: Config, options: StartOptions): Promise
         clock,
         logger,
         actions: accessServiceActions(access),
+        moreApi: (app) =>
+          registerDeviceApi(
+            app,
+            deviceApiWiring(core, config, devices, (name, run) => stops.push({ name, run })),
+          ),
         ...(notifier ? { lookupName: (userId: string) => notifier.userName(userId) } : {}),
       });
       const app = web;
       stops.push({ name: 'console', run: () => app.close() });
     }
     const consoleApp = web;
+    // The device API is the bot's: inside the console's app when it runs, else on its own.
+    const deviceApp =
+      options.roles.has('bot') && !consoleApp
+        ? await createDeviceApp(
+            deviceApiWiring(core, config, devices, (name, run) => stops.push({ name, run })),
+          )
+        : undefined;
+    if (options.roles.has('bot'))
+      stops.push({ name: 'pairing sweep', run: sweepStalePairings(core, devices) });
     const readiness = createReadiness(() => checks);
     const service = createServiceServer({
       readiness,
-      ...(consoleApp
-        ? {
-            mounts: [
+      mounts: [
+        ...(consoleApp
+          ? [
               {
                 prefixes: ['/console', '/api/v1', '/favicon.ico'],
-                handler: (req, res) => consoleApp.routing(req, res),
+                handler: (req: IncomingMessage, res: ServerResponse) => consoleApp.routing(req, res),
               },
-            ],
-          }
-        : {}),
+            ]
+          : []),
+        ...(deviceApp
+          ? [
+              {
+                prefixes: [DEVICE_API_PREFIX],
+                handler: (req: IncomingMessage, res: ServerResponse) => deviceApp.routing(req, res),
+              },
+            ]
+          : []),
+      ],
       ...(slack?.requestListener ? { fallback: slack.requestListener } : {}),
       ...(adminTlsMaterial ? { tls: adminTlsMaterial } : {}),
     });

@@ -50,6 +50,8 @@ export interface WebAppDeps {
   /** Session timeouts (defaults: 30 min idle, 12 h absolute). */
   session?: { idleMs?: number; absoluteMs?: number };
   signIn?: SignIn;
+  /** More JSON routes under `/api/v1` with their own authentication (the device API), described in its OpenAPI. */
+  moreApi?: (app: FastifyInstance) => Promise<void>;
   /** Asks Slack for a person's name (`users.info`), for the names cache; unset without Slack. */
   lookupName?: (userId: string) => Promise<string | undefined>;
 }
@@ -302,6 +304,7 @@ export async function createWebApp(deps: WebAppDeps): Promise<FastifyInstance> {
   );
 
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  if (deps.moreApi) await deps.moreApi(app);
   await app.register(async (scope) => apiV1(scope, ctx), { prefix: '/api/v1' });
   await app.register(async (scope) => consolePages(scope, ctx), { prefix: '/console' });
   // Lookups under way finish before the database they write to is closed.

@@ -1,6 +1,7 @@
 import { type AuditEventInput, appendAuditEvents } from '../audit/chain-append.ts';
 import type { Tx } from '../db/client.ts';
 import type { Device } from '../db/schema/index.ts';
+import { publishOnGrantFeed } from '../outbox/grant-feed.ts';
 import type { DeviceDeps } from './deps.ts';
 
 /**
@@ -17,6 +18,17 @@ export function changeAudited(
     const row = await change(tx);
     const audit = row ? event(row) : undefined;
     if (audit) await appendAuditEvents(tx, [audit]);
+    if (row?.status === 'revoked') await announceRevoked(deps, tx, [row]);
     return row;
   });
+}
+
+/** Tells every proxy, on commit, that these devices' keys sign nothing any more. */
+export async function announceRevoked(deps: DeviceDeps, tx: Tx, rows: readonly Device[]): Promise<void> {
+  if (deps.revocationChannel === undefined) return;
+  await publishOnGrantFeed(
+    tx,
+    deps.revocationChannel,
+    rows.map((row) => row.thumbprint),
+  );
 }

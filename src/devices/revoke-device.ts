@@ -2,7 +2,7 @@ import { appendAuditEvents } from '../audit/chain-append.ts';
 import { findDevice, revokeDeviceRow, revokeLinkedDevicesOf } from '../db/queries/devices.ts';
 import type { Device } from '../db/schema/index.ts';
 import { type Actor, actorLabel } from '../shared/actor.ts';
-import { changeAudited } from './audited.ts';
+import { announceRevoked, changeAudited } from './audited.ts';
 import type { DeviceDeps } from './deps.ts';
 import { type DeviceOutcome, deviceOk, deviceRefusal } from './outcomes.ts';
 
@@ -53,6 +53,7 @@ export function revokeDevicesOf(
       tx,
       rows.map((row) => revokedEvent(row, input.actor, now, input.reason)),
     );
+    await announceRevoked(deps, tx, rows);
     return rows;
   });
 }

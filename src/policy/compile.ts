@@ -44,6 +44,7 @@ function toResource(
       quota: toQuota(r.quota, s.quota),
       mask: s.mask ? createMaskRules(s.mask, s.mask_style) : undefined,
       maskRequired: s.mask_required,
+      senderConstraint: r.sender_constraint === 'dpop' || s.sender_constraint === 'dpop' ? 'dpop' : 'bearer',
     };
   }
   const a = r.anomalies;

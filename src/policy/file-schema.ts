@@ -94,6 +94,13 @@ const ruleText = z.string().transform((text, ctx) => {
   return parsed.rule;
 });
 
+/**
+ * `dpop`: only tokens bound to a device key (the contractor CLI's), each call with a DPoP proof;
+ * `bearer`: any grant token. A scope can require `dpop` on a resource that does not; it cannot
+ * lift the resource's.
+ */
+const senderConstraint = z.enum(['bearer', 'dpop']);
+
 const scope = z
   .strictObject({
     description: z.string().max(200).optional(),
@@ -101,6 +108,7 @@ const scope = z
     allow_any_path: z.boolean().default(false),
     auto_approve: z.strictObject({ max_duration: durationText }).optional(),
     ip_allow: cidrList.optional(),
+    sender_constraint: senderConstraint.optional(),
     quota: quotaSpec.optional(),
     mask: z.array(maskPath).min(1, 'expects at least one field path like customers[*].email').optional(),
     mask_style: z.enum(['replace', 'remove']).default('replace'),
@@ -207,6 +215,7 @@ const resource = z
       .default({ requests: 600, per: 60 }),
     anomalies: anomalies.default({ revoked_token_use: { enabled: true, action: 'alert' } }),
     ip_allow: cidrList.optional(),
+    sender_constraint: senderConstraint.default('bearer'),
     quota: quotaSpec.optional(),
     /** Largest response the proxy buffers to mask; larger ones are refused (502), never sent unmasked. */
     mask_max_bytes: sizeText

@@ -114,3 +114,14 @@ export function scopeAllows(
   const scope = Object.hasOwn(resource.scopes, scopeName) ? resource.scopes[scopeName] : undefined;
   return scope !== undefined && rulesAllow(scope.rules, method, path);
 }
+
+/**
+ * Whether a grant on `resource`/`scope` takes only device-bound tokens (`sender_constraint: dpop`);
+ * false for a resource or scope the policy no longer has.
+ */
+export function requiresBoundTokens(policy: Policy, resource: string, scope: string): boolean {
+  const resources = policy.resources;
+  if (!Object.hasOwn(resources, resource)) return false;
+  const scopes = resources[resource]!.scopes;
+  return Object.hasOwn(scopes, scope) && scopes[scope]!.senderConstraint === 'dpop';
+}

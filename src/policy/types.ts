@@ -27,7 +27,14 @@ export interface ScopePolicy {
   mask: MaskRules | undefined;
   /** A response that cannot be masked (not JSON, compressed) is refused instead of passed. */
   maskRequired: boolean;
+  /**
+   * `dpop` when the scope or its resource says `sender_constraint: dpop`: grant tokens must be
+   * bound to a device key and every call carry a DPoP proof; Slack then shows no bearer token.
+   */
+  senderConstraint: SenderConstraint;
 }
+
+type SenderConstraint = 'bearer' | 'dpop';
 
 /** Per-grant totals over its life; undefined fields are unlimited. */
 export interface Quota {

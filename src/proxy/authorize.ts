@@ -3,6 +3,7 @@ import type { PolicyStore } from '../policy/store.ts';
 import type { ResourcePolicy, ScopePolicy } from '../policy/types.ts';
 import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
+import { type DpopVerifier, expectedHtu } from '../tokens/dpop.ts';
 import type { GrantClaims, VerifyResult } from '../tokens/index.ts';
 import type { ActiveGrant, ActiveGrantView } from './active-grants.ts';
 import type { Denial } from './denial.ts';
@@ -24,6 +25,35 @@ export interface AuthorizeDeps {
   sink: CallSink;
   /** Rate limit and quota: this process's own, or shared through Redis (src/proxy/limits/). */
   limits: CallLimits;
+  /**
+   * Proofs for tokens bound to a device key (`cnf.jkt`). Unset: such tokens are refused
+   * (`dpop_unavailable`), never taken as bearer tokens.
+   */
+  dpop?: ProofChecks;
+}
+
+export interface ProofChecks {
+  /** Its replay cache is Redis with REDIS_URL (shared by every proxy), in-process otherwise. */
+  verifier: DpopVerifier;
+  /**
+   * The proxy's public base URL as clients call it (JITGATE_PUBLIC_URL): a proof's `htu` must be
+   * it followed by the request's path as received (see `expectedHtu`). A function, so a test
+   * proxy on port 0 can say it once it listens.
+   */
+  publicUrl(): string;
+  /**
+   * A revoked device's tokens are refused at once (src/proxy/revoked-devices.ts); `unconfirmed`
+   * while that view cannot say (fail closed, like the grant view).
+   */
+  deviceState(thumbprint: string): 'usable' | 'revoked' | 'unconfirmed';
+}
+
+/** What a call sent as `Authorization: DPoP <token>` brings beyond the token. */
+export interface ProofCarrier {
+  /** The request's `DPoP` header(s). */
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The request target as received (origin form). */
+  url?: string | undefined;
 }
 
 /** Filled in as the checks learn things, so a denial's call record says as much as is known. */
@@ -68,6 +98,7 @@ const deny = (code: Denial['code'], message: string): Authorization => ({
   denial: { code, message },
 });
 const BEARER = /^Bearer +([^\s]+) *$/i;
+const DPOP_SCHEME = /^DPoP +([^\s]+) *$/i;
 const BEARER_PREFIX = 'Bearer ';
 const MAX_RESOURCE_NAME = 64;
 
@@ -111,6 +142,8 @@ export function authorizeCall(
   ctx: CallContext,
   target: CallTarget,
   authorization: string | undefined,
+  /** The request itself (headers and target), read only for a token sent as `DPoP`. */
+  carrier?: ProofCarrier,
 ): Authorization | Promise<Authorization> {
   // 1. The resource named by the first segment.
   const { name, normalized } = target;
@@ -134,7 +167,19 @@ export function authorizeCall(
     if (known) return afterVerify(deps, ctx, name, normalized, resource, known);
   }
   const bearer = BEARER.exec(authorization);
-  if (!bearer) return deny('invalid_token', 'The Authorization header must be "Bearer <token>".');
+  if (!bearer) {
+    const dpop = DPOP_SCHEME.exec(authorization);
+    if (!dpop) {
+      return deny('invalid_token', 'The Authorization header must be "Bearer <token>" or "DPoP <token>".');
+    }
+    const bound: BoundCall = { token: dpop[1]!, carrier: carrier ?? { headers: {} } };
+    const known = deps.verifier.peek?.(bound.token, ctx.now);
+    if (known) return afterVerify(deps, ctx, name, normalized, resource, known, bound);
+    return deps.verifier.verify(bound.token).then((verified) => {
+      ctx.now = deps.clock.now().getTime();
+      return afterVerify(deps, ctx, name, normalized, resource, verified, bound);
+    });
+  }
   const token = bearer[1]!;
   const known = deps.verifier.peek?.(token, ctx.now);
   if (known) return afterVerify(deps, ctx, name, normalized, resource, known);
@@ -145,6 +190,49 @@ export function authorizeCall(
   });
 }
 
+/** A token sent as `Authorization: DPoP <token>`, with the request its proof must match. */
+interface BoundCall {
+  token: string;
+  carrier: ProofCarrier;
+}
+
+/**
+ * Step 3b for a token bound to a device key: the proof in `DPoP` is signed by that key, for this
+ * method and URL, fresh, for this token, and never seen before (RFC 9449 §4.3, src/tokens/dpop.ts).
+ * The replay check is the verifier's one round trip (Redis with REDIS_URL), never PostgreSQL.
+ */
+async function checkProof(
+  deps: AuthorizeDeps,
+  ctx: CallContext,
+  bound: BoundCall,
+  boundKey: string,
+): Promise<Denial | undefined> {
+  const checks = deps.dpop;
+  if (!checks) {
+    return { code: 'dpop_unavailable', message: 'This proxy does not take device-bound tokens.' };
+  }
+  switch (checks.deviceState(boundKey)) {
+    case 'revoked':
+      return { code: 'device_revoked', message: 'The device this token is bound to has been revoked.' };
+    case 'unconfirmed':
+      return {
+        code: 'grant_unconfirmed',
+        message: 'The proxy cannot confirm devices right now; try again shortly.',
+      };
+    case 'usable':
+      break;
+  }
+  const result = await checks.verifier.verify({
+    proof: bound.carrier.headers.dpop,
+    method: ctx.method,
+    htu: expectedHtu(checks.publicUrl(), bound.carrier.url ?? '') ?? '',
+    accessToken: bound.token,
+    boundKey,
+  });
+  if (result.ok) return undefined;
+  return { code: result.code, message: result.message, ...(result.nonce ? { nonce: result.nonce } : {}) };
+}
+
 /** Checks 3–8, once the token's verification result is known. */
 function afterVerify(
   deps: AuthorizeDeps,
@@ -153,6 +241,7 @@ function afterVerify(
   normalized: NormalizedPath,
   resource: ResourcePolicy,
   verified: VerifyResult,
+  bound?: BoundCall,
 ): Authorization | Promise<Authorization> {
   if (!verified.ok) {
     if (verified.expiredClaims) ctx.claimed = verified.expiredClaims;
@@ -165,6 +254,40 @@ function afterVerify(
   // 3. The token was issued for this resource.
   if (claims.resource !== name) return deny('wrong_resource', 'This token is for another resource.');
 
+  // 3b. A token bound to a device key is good only with a proof by that key; sent as Bearer, a
+  // copied token is refused outright. A bearer token costs this branch one property read.
+  if (claims.boundKey !== undefined) {
+    if (!bound) {
+      return deny(
+        'dpop_required',
+        'This token is bound to a device key: send it as "Authorization: DPoP <token>" with a DPoP proof (jitgate curl or jitgate connect do).',
+      );
+    }
+    const boundKey = claims.boundKey;
+    return checkProof(deps, ctx, bound, boundKey).then((refused) => {
+      if (refused) return { ok: false, denial: refused };
+      ctx.now = deps.clock.now().getTime();
+      return afterProof(deps, ctx, normalized, resource, claims);
+    });
+  }
+  if (bound) {
+    return deny(
+      'invalid_token',
+      'This token is not bound to a key: send it as "Authorization: Bearer <token>".',
+    );
+  }
+  return afterProof(deps, ctx, normalized, resource, claims);
+}
+
+/** Checks 4–8: the grant, its expiry, scope, audit capacity and limits. */
+function afterProof(
+  deps: AuthorizeDeps,
+  ctx: CallContext,
+  normalized: NormalizedPath,
+  resource: ResourcePolicy,
+  claims: GrantClaims,
+): Authorization | Promise<Authorization> {
+  const name = claims.resource;
   // 4. Its grant is active in the live view (never trusting the token alone: revocation).
   const found = deps.grants.lookup(claims.grantId);
   switch (found.kind) {
@@ -196,6 +319,13 @@ function afterVerify(
   const scope = Object.hasOwn(resource.scopes, grant.scope) ? resource.scopes[grant.scope] : undefined;
   if (!scope || !rulesAllow(scope.rules, ctx.method, normalized.path)) {
     return deny('out_of_scope', `Scope "${grant.scope}" does not allow ${ctx.method} on this path.`);
+  }
+  // 6a. Policy `sender_constraint: dpop` (resource or scope): a bearer token is not enough.
+  if (scope.senderConstraint === 'dpop' && claims.boundKey === undefined) {
+    return deny(
+      'dpop_required',
+      `Scope "${grant.scope}" of ${name} takes only device-bound tokens: use the jitgate CLI (jitgate login, then jitgate curl or jitgate connect).`,
+    );
   }
   // 6b. The scope's IP allowlist, in addition to the resource's.
   if (scope.ipAllow && !ipAllowed(scope.ipAllow, ctx.clientIp)) return ipDenied(ctx.clientIp, name);

@@ -1,3 +1,5 @@
+import { type DpopRefusalCode, dpopRefusalStatus, isDpopRefusalCode } from '../tokens/dpop.ts';
+
 /**
  * Every expected way a proxied call does not reach (or come back from) the upstream.
  * Outcomes are values; `denialStatus` is the one place a code becomes an HTTP status.
@@ -30,16 +32,23 @@ export type DenialCode =
   | 'request_timeout'
   | 'headers_too_large'
   | 'ambiguous_response'
-  | 'internal_error';
+  | 'internal_error'
+  // Issue 17: a token bound to a device key (`cnf.jkt`) needs a DPoP proof by that key; each way a
+  // proof fails has its own code (src/tokens/dpop.ts), and a revoked device's tokens are refused.
+  | DpopRefusalCode
+  | 'device_revoked';
 
 export interface Denial {
   code: DenialCode;
   message: string;
   /** Only for `rate_limited`: seconds until a call would be allowed. */
   retryAfterSeconds?: number;
+  /** Only for `dpop_nonce_required`: the nonce to sign with, sent as `DPoP-Nonce`. */
+  nonce?: string;
 }
 
 export function denialStatus(code: DenialCode): number {
+  if (isDpopRefusalCode(code)) return dpopRefusalStatus(code);
   switch (code) {
     case 'bad_path':
     case 'bad_request':
@@ -56,6 +65,7 @@ export function denialStatus(code: DenialCode): number {
     case 'out_of_scope':
     case 'ip_not_allowed':
     case 'quota_exhausted':
+    case 'device_revoked':
       return 403;
     case 'unknown_resource':
       return 404;

@@ -104,7 +104,7 @@ function connectionHeaderNames(value: string): Set<string> {
 
 /**
  * Whether a client header (lower-cased, as Node gives them) may reach the upstream. Never:
- * - the client's credentials, and hop-by-hop headers (reply-from already drops `connection`
+ * - the client's credentials (its DPoP proof too), and hop-by-hop headers (reply-from already drops `connection`
  *   and the names it lists; `expect` is answered by Node itself and undici refuses to send it);
  * - the names the proxy sets itself (`host`, `x-request-id`, the credential and identity
  *   headers), so the client's copy cannot stand beside or replace the proxy's;
@@ -123,6 +123,8 @@ export function passesClientHeader(
     case 'authorization':
     case 'proxy-authorization':
     case 'cookie':
+    // The client's proof of possession is for the proxy, like its token.
+    case 'dpop':
     case 'keep-alive':
     case 'proxy-connection':
     case 'te':

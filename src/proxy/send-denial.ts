@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { HTTP_METHODS } from '../policy/scope-rules.ts';
+import { dpopChallengeHeaders, isDpopRefusalCode } from '../tokens/dpop.ts';
 import { type Denial, denialBody, denialStatus } from './denial.ts';
 
 /** The part of a reply a denial uses; both the route's and reply-from's reply types fit. */
@@ -16,7 +17,8 @@ const ALLOW = HTTP_METHODS.join(', ');
 /**
  * Every denial the proxy answers: the contract's JSON body (a code and a plain message, never
  * internals), `x-request-id`, never cached; `Retry-After` for a rate limit, `WWW-Authenticate`
- * for a token problem, `Allow` for a method the proxy does not forward.
+ * for a token problem (the DPoP challenge, with `DPoP-Nonce` when one is wanted, for a
+ * proof problem), `Allow` for a method the proxy does not forward.
  */
 export function sendDenial(reply: DenialReply, requestId: string, denial: Denial): void {
   const status = denialStatus(denial.code);
@@ -26,7 +28,10 @@ export function sendDenial(reply: DenialReply, requestId: string, denial: Denial
     .header('cache-control', 'no-store')
     .header('x-request-id', requestId);
   if (denial.retryAfterSeconds !== undefined) reply.header('retry-after', String(denial.retryAfterSeconds));
-  if (status === 401)
+  if (isDpopRefusalCode(denial.code)) {
+    const challenge = dpopChallengeHeaders({ code: denial.code, nonce: denial.nonce });
+    for (const [name, value] of Object.entries(challenge)) reply.header(name, value);
+  } else if (status === 401)
     reply.header(
       'www-authenticate',
       `Bearer error="${denial.code === 'missing_token' ? 'invalid_request' : 'invalid_token'}"`,

@@ -8,7 +8,13 @@ import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { ActiveSigner, Jwks, VerifyResult } from '../tokens/index.ts';
 import type { ActiveGrantView } from './active-grants.ts';
-import { type Authorization, type AuthorizeDeps, authorizeCall, identifyTarget } from './authorize.ts';
+import {
+  type Authorization,
+  type AuthorizeDeps,
+  authorizeCall,
+  identifyTarget,
+  type ProofChecks,
+} from './authorize.ts';
 import { Call, type CallRecording, type CallRuntime, OpenCalls, watchCallEnd } from './call.ts';
 import { fail, methodNotAllowed, refuse } from './call-refusal.ts';
 import { resolveClientIp } from './client-ip.ts';
@@ -91,6 +97,12 @@ export interface ProxyServerDeps {
    * trickling it); past it the connection gets 408 `request_timeout` and is closed. Default 10 s.
    */
   clientHeadersTimeoutMs?: number;
+  /**
+   * Device-bound tokens (`cnf.jkt`): the DPoP verifier (its replay cache in Redis with
+   * REDIS_URL), the public URL proofs are made for, and which device keys are revoked. Unset:
+   * bound tokens are refused with `dpop_unavailable`.
+   */
+  dpop?: ProofChecks;
 }
 
 const DEFAULT_CLIENT_HEADERS_TIMEOUT_MS = 10_000;
@@ -133,6 +145,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     clock: deps.clock,
     sink: deps.sink,
     limits,
+    ...(deps.dpop ? { dpop: deps.dpop } : {}),
   };
   const headersTimeoutMs = deps.clientHeadersTimeoutMs ?? DEFAULT_CLIENT_HEADERS_TIMEOUT_MS;
   // Node's own bounds on the request head, stated rather than inherited from its defaults (and
@@ -272,7 +285,7 @@ export function createProxyServer(deps: ProxyServerDeps): FastifyInstance {
     }
     let outcome: Authorization | Promise<Authorization>;
     try {
-      outcome = authorizeCall(authorizeDeps, call, call.target, request.headers.authorization);
+      outcome = authorizeCall(authorizeDeps, call, call.target, request.headers.authorization, request.raw);
     } catch (error) {
       fail(runtime, request, reply, call, error);
       return;

@@ -21,7 +21,9 @@ export type AccessCommand =
   | { kind: 'revoke'; grantId: string; reason: string | undefined }
   | { kind: 'extend'; grantId: string; durationSeconds: number }
   | { kind: 'audit'; grantId: string }
-  | { kind: 'revoke-all'; userId: string; reason: string | undefined };
+  | { kind: 'revoke-all'; userId: string; reason: string | undefined }
+  | { kind: 'link'; code: string }
+  | { kind: 'devices' };
 
 export type ParsedCommand = { ok: true; command: AccessCommand } | { ok: false; problem: string };
 
@@ -68,6 +70,11 @@ export function parseAccessCommand(text: string): ParsedCommand {
   switch (verb) {
     case 'help':
       return done({ kind: 'help' });
+    case 'link':
+      return rest.length === 1 && rest[0]!.length <= 32
+        ? done({ kind: 'link', code: rest[0]! })
+        : fail('`link` takes the code `jitgate login` shows, like `/access link K7QF-3M9X`.');
+    case 'devices':
     case 'list':
     case 'active':
       return rest.length === 0 ? done({ kind: verb }) : fail(`\`${verb}\` takes no arguments.`);

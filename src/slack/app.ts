@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { App, type Logger as BoltLogger, type CustomRoute, HTTPReceiver, LogLevel } from '@slack/bolt';
 import type { Logger } from 'pino';
 import type { AccessService, Directory, Offboarding } from '../access/index.ts';
+import type { DeviceDeps } from '../devices/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { SummarizeGrant } from '../shared/grant-summary.ts';
@@ -33,6 +34,10 @@ export interface SlackAppOptions {
   logger: Logger;
   /** Base URL of the proxy, shown in DMs and curl examples. */
   proxyUrl: string;
+  /** Where the contractor CLI pairs (`jitgate login --server <it>`): the service URL on PORT. */
+  serverUrl?: string;
+  /** Device pairing for `/access link` and `/access devices`. */
+  devices?: DeviceDeps;
   /** HTTP mode only: extra routes served next to `/slack/events` on the same port (e.g. `/healthz`). */
   customRoutes?: CustomRoute[];
   /** Pass to share App Home refreshes with the outbox dispatcher; built here when omitted. */
@@ -129,9 +134,11 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
     summarizeGrant: options.summarizeGrant,
     logger: options.logger.child({ component: 'slack' }),
     proxyUrl: options.proxyUrl.replace(/\/+$/, ''),
+    serverUrl: options.serverUrl?.replace(/\/+$/, ''),
     homes,
     offboarding: options.offboarding,
     directory: options.directory,
+    devices: options.devices,
   };
   const clientOptions = slack.apiUrl ? { slackApiUrl: slack.apiUrl } : {};
   const identity = learnBotIdentity(options.notifier, deps.logger);

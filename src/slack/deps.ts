@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { AccessService, Directory, Offboarding } from '../access/index.ts';
 import type { Grant } from '../db/schema/index.ts';
+import type { DeviceDeps } from '../devices/index.ts';
 import type { PolicyStore } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { SummarizeGrant } from '../shared/grant-summary.ts';
@@ -22,11 +23,15 @@ export interface SlackDeps {
   summarizeGrant: SummarizeGrant | undefined;
   logger: Logger;
   proxyUrl: string;
+  /** Where the contractor CLI pairs, shown where a grant takes only device-bound tokens. */
+  serverUrl: string | undefined;
   homes: HomeTabs;
   /** Ends a person's access on `user_change` / `subteam_members_changed`; events are ignored without it. */
   offboarding: Offboarding | undefined;
   /** Group membership cache, invalidated when Slack says a group changed. */
   directory: Directory | undefined;
+  /** Device pairing (`/access link`, `/access devices`); those commands say so without it. */
+  devices: DeviceDeps | undefined;
 }
 
 /**

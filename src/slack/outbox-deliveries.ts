@@ -4,7 +4,7 @@ import type { Db } from '../db/client.ts';
 import { findGrantOfRequest } from '../db/queries/grants/lifecycle.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import type { OutboxMessage } from '../outbox/index.ts';
-import type { PolicyStore, ResourcePolicy } from '../policy/index.ts';
+import { type PolicyStore, type ResourcePolicy, requiresBoundTokens } from '../policy/index.ts';
 import type { Clock } from '../shared/clock.ts';
 import { isUuid } from '../shared/ids.ts';
 import { isRecord } from '../shared/is-record.ts';
@@ -254,7 +254,12 @@ export function createDeliveries(deps: DeliveryDeps) {
             messageStep(
               'owner_dm',
               grant.userId,
-              grantApprovedDm({ grant, proxyUrl: deps.proxyUrl, approvers }),
+              grantApprovedDm({
+                grant,
+                proxyUrl: deps.proxyUrl,
+                approvers,
+                boundOnly: requiresBoundTokens(deps.policy.current(), grant.resource, grant.scope),
+              }),
             ),
           ],
           users: [grant.userId],

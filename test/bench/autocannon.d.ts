@@ -23,6 +23,12 @@ declare module 'autocannon' {
     duration?: number;
     pipelining?: number;
     headers?: Record<string, string>;
+    /** Per-request setup (a fresh DPoP proof each): autocannon calls setupRequest before each one. */
+    requests?: {
+      method?: string;
+      path?: string;
+      setupRequest?: (request: { headers?: Record<string, string> }) => { headers?: Record<string, string> };
+    }[];
   }
   function autocannon(options: AutocannonOptions): Promise<AutocannonResult>;
   export default autocannon;

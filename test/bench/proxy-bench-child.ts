@@ -30,10 +30,16 @@ import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView } from '../../src/proxy/active-grants.ts';
 import { createRedisLimits } from '../../src/proxy/limits/redis-limits.ts';
 import { createQuotaTracker } from '../../src/proxy/quota.ts';
+import { createRevokedDeviceView } from '../../src/proxy/revoked-devices.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
 import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
 import { systemClock } from '../../src/shared/clock.ts';
-import { connectReplayRedis } from '../../src/tokens/dpop-replay.ts';
+import { createDpopVerifier } from '../../src/tokens/dpop.ts';
+import {
+  connectReplayRedis,
+  createMemoryReplayCache,
+  createRedisReplayCache,
+} from '../../src/tokens/dpop-replay.ts';
 import { createMemoryKeyStore, createVerifier } from '../../src/tokens/index.ts';
 import { createProfiler } from './cpu-profile.ts';
 import { intentCandidate } from './intent-candidates.ts';
@@ -231,8 +237,24 @@ async function start(): Promise<number> {
           logger,
         })
       : undefined;
+    // Device-bound tokens as roles.ts wires them: the live view of revoked devices, and the replay
+    // cache in Redis with `BENCH_DPOP_REDIS_URL`, in this process otherwise.
+    const devices = createRevokedDeviceView({ database, logger });
+    await devices.start();
+    const replay = process.env.BENCH_DPOP_REDIS_URL
+      ? createRedisReplayCache({
+          redis: connectReplayRedis(process.env.BENCH_DPOP_REDIS_URL),
+          prefix: env('BENCH_DPOP_PREFIX'),
+        })
+      : createMemoryReplayCache({ clock });
+    let publicUrl = '';
     const app = createProxyServer({
       ...(journal ? { journal } : {}),
+      dpop: {
+        verifier: createDpopVerifier({ clock, replay }),
+        publicUrl: () => publicUrl,
+        deviceState: (thumbprint) => devices.stateOf(thumbprint),
+      },
       policy: staticPolicyStore(
         parsePolicy(env('BENCH_POLICY'), { file: 'bench.yml', env: { BENCH_SECRET: 'bench-secret' } }),
       ),
@@ -246,7 +268,9 @@ async function start(): Promise<number> {
       ...(limits ? { limits } : {}),
     });
     await app.listen({ port: Number(process.env.BENCH_PORT ?? 0), host: '127.0.0.1' });
-    return (app.server.address() as AddressInfo).port;
+    const port = (app.server.address() as AddressInfo).port;
+    publicUrl = `http://127.0.0.1:${port}`;
+    return port;
   }
   throw new Error(`bench child: unknown role ${role}`);
 }

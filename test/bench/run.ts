@@ -34,6 +34,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   scheduler: async () => (await import('./scheduler.bench.ts')).schedulerBench,
   audit: async () => (await import('./audit.bench.ts')).auditBench,
   dpop: async () => (await import('./dpop.bench.ts')).dpopBench,
+  'proxy-dpop': async () => (await import('./proxy-dpop.bench.ts')).proxyDpopBench,
   'console-audit': async () => (await import('./console-audit.bench.ts')).consoleAuditBench,
 };
 

@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { staticDirectory } from '../../src/access/directory.ts';
+import { registerDeviceApi } from '../../src/composition/devices.ts';
 import type { ConsoleConfig } from '../../src/config.ts';
 import { accessServiceActions } from '../../src/console/actions.ts';
 import { createWebApp } from '../../src/console/app.ts';
@@ -12,6 +13,7 @@ import {
 import { createServiceServer, type RequestHandler } from '../../src/ops/admin-server.ts';
 import type { Policy } from '../../src/policy/index.ts';
 import { type Clock, systemClock } from '../../src/shared/clock.ts';
+import { createMemoryKeyStore } from '../../src/tokens/index.ts';
 import { TEST_POLICY_YAML, testPolicy } from './policy.ts';
 import { type SlackHarness, startSlackHarness } from './slack-harness.ts';
 
@@ -123,6 +125,20 @@ export async function startConsoleWorld(
     actions: accessServiceActions(harness.access),
     lookupName: (userId) => harness.notifier.userName(userId),
     ...(options.session ? { session: options.session } : {}),
+    // As roles.ts mounts it: the device API inside the console's app, so its OpenAPI describes it.
+    moreApi: async (app) => {
+      const keys = createMemoryKeyStore({ clock });
+      await keys.load();
+      await registerDeviceApi(app, {
+        access: harness.access,
+        keys,
+        devices: harness.devices,
+        clock,
+        issuer: 'jitgate',
+        serviceUrl: baseUrl,
+        proxyUrl: 'http://proxy.test:8080',
+      });
+    },
   });
   handle = (req, res) => web.routing(req, res);
 

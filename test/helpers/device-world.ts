@@ -38,7 +38,12 @@ export interface DeviceWorld {
 
 /** A real PostgreSQL schema, the access service and the device API on a port of its own. */
 export async function openDeviceWorld(
-  options: { clock?: Clock; yamlEdit?: (yaml: string) => string; nonces?: DpopNonces } = {},
+  options: {
+    clock?: Clock;
+    yamlEdit?: (yaml: string) => string;
+    nonces?: DpopNonces;
+    allowPairing?: (clientIp: string) => boolean;
+  } = {},
 ): Promise<DeviceWorld> {
   const clock = options.clock ?? systemClock;
   const database = await openTestDatabase('dev');
@@ -72,6 +77,7 @@ export async function openDeviceWorld(
     publicUrl: () => serverUrl,
     proxyUrl: proxy.url,
     pollSeconds: 0.05,
+    ...(options.allowPairing ? { allowPairing: options.allowPairing } : {}),
   });
   await api.listen({ port: 0, host: '127.0.0.1' });
   serverUrl = `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`;

@@ -5,7 +5,11 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { exportJWK, generateKeyPair } from 'jose';
 import { type Database, openDatabase } from '../../src/db/client.ts';
-import { signSlackRequest, slashCommandBody } from '../../src/dev/slack-stand-in/signed-requests.ts';
+import {
+  blockActionsBody,
+  signSlackRequest,
+  slashCommandBody,
+} from '../../src/dev/slack-stand-in/signed-requests.ts';
 import { type FakeSlackApi, startFakeSlackApi } from '../../src/dev/slack-stand-in/web-api.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { createMemoryKeyStore, issueGrantToken, type KeyStore } from '../../src/tokens/index.ts';
@@ -64,6 +68,8 @@ export interface ProcessWorld {
   limitsReady(): Promise<void>;
   /** Posts a signed `/access` command to a bot's `/slack/events`; resolves with the HTTP status. */
   slashCommand(bot: JitgateChild, userId: string, text: string): Promise<number>;
+  /** Posts a signed button click (`block_actions`) to a bot's `/slack/events`; resolves with the status. */
+  click(bot: JitgateChild, userId: string, actionId: string, value: string): Promise<number>;
   /** Kills every child still running, then removes the database, Redis, the fake and the files. */
   close(): Promise<void>;
 }
@@ -193,6 +199,16 @@ export async function openProcessWorld(options: ProcessWorldOptions): Promise<Pr
     },
     async slashCommand(bot, userId, text) {
       const body = slashCommandBody({ text, userId, responseUrl: slack.responseUrl() });
+      const response = await fetch(`http://127.0.0.1:${bot.port}/slack/events`, {
+        method: 'POST',
+        headers: { ...signSlackRequest(SIGNING_SECRET, body) },
+        body,
+      });
+      await response.arrayBuffer();
+      return response.status;
+    },
+    async click(bot, userId, actionId, value) {
+      const body = blockActionsBody({ userId, actionId, value, responseUrl: slack.responseUrl() });
       const response = await fetch(`http://127.0.0.1:${bot.port}/slack/events`, {
         method: 'POST',
         headers: { ...signSlackRequest(SIGNING_SECRET, body) },

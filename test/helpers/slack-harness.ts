@@ -8,6 +8,7 @@ import {
   type Offboarding,
 } from '../../src/access/index.ts';
 import { createGrantSummarizer } from '../../src/audit/summary.ts';
+import { offboardDevices } from '../../src/composition/devices.ts';
 import type { Database } from '../../src/db/client.ts';
 import { accessRequests, approvals, grants, outbox } from '../../src/db/schema/index.ts';
 import { checkMessage, slackErrorLines } from '../../src/dev/slack-stand-in/block-kit-limits.ts';
@@ -28,6 +29,7 @@ import {
   type RecordedCall,
   startFakeSlackApi,
 } from '../../src/dev/slack-stand-in/web-api.ts';
+import type { DeviceDeps } from '../../src/devices/index.ts';
 import { type Policy, staticPolicyStore } from '../../src/policy/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { createSlackApp, type SlackApp } from '../../src/slack/app.ts';
@@ -52,6 +54,8 @@ const nextKey = (prefix: string) => `${prefix}-${++keyCounter}`;
 
 export interface SlackHarness {
   api: FakeSlackApi;
+  /** Device pairing, as the bot has it (`/access link`, `/access devices`, offboarding). */
+  devices: DeviceDeps;
   /** The one client of the Slack fake, as production builds it. */
   notifier: Notifier;
   slack: SlackApp;
@@ -123,12 +127,14 @@ export async function startSlackHarness(
     grantChannel: database.channel('grants'),
     onCommitted: () => dispatcher?.kick(),
   });
+  const devices: DeviceDeps = { db: database.db, clock, revocationChannel: database.channel('devices') };
   const offboarding = createOffboarding({
     access,
     policy,
     directory,
     isDeactivated: (userId) => notifier.isDeactivated(userId),
     logger,
+    revokeDevices: offboardDevices(devices),
   });
   const slack = createSlackApp({
     slack: {
@@ -145,6 +151,7 @@ export async function startSlackHarness(
     // As production wires it (src/composition/roles.ts), so `/access audit` answers from the audit log.
     summarizeGrant: createGrantSummarizer(database.db),
     offboarding,
+    devices,
     directory,
     logger,
     proxyUrl: PROXY_URL,
@@ -169,6 +176,7 @@ export async function startSlackHarness(
 
   return {
     api,
+    devices,
     notifier,
     slack,
     dispatcher: outboxDispatcher,

@@ -1,5 +1,6 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/contractor/device-key.ts';
 import { accessServiceActions } from '../../src/console/actions.ts';
 import { auditEvents } from '../../src/db/schema/index.ts';
 import { slackUser } from '../helpers/actors.ts';
@@ -443,6 +444,23 @@ describe('revoke-all by a console admin is checked inside the action', () => {
   });
 });
 
+describe('the device API beside the console', () => {
+  it('answers the CLI (signed with DPoP, no console session) and refuses an unsigned call with its own code', async () => {
+    const key = await importDeviceKey(await generateDeviceKey('ES256'));
+    const url = `${world.baseUrl}/api/v1/device/pairings`;
+    const started = await fetch(url, {
+      method: 'POST',
+      headers: { dpop: await makeProof(key, { method: 'POST', url }), 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'alice-laptop' }),
+    });
+    expect(started.status).toBe(201);
+    expect(((await started.json()) as { code: string }).code).toMatch(/^[0-9A-Z]{4}-[0-9A-Z]{4}$/);
+    const unsigned = await fetch(`${world.baseUrl}/api/v1/device/pairing`);
+    expect(unsigned.status).toBe(401);
+    expect(((await unsigned.json()) as { error: string }).error).toBe('dpop_required');
+  });
+});
+
 describe('the OpenAPI document', () => {
   it('is generated from the route schemas', async () => {
     const response = await fetch(`${world.baseUrl}/api/v1/openapi.json`);
@@ -462,8 +480,14 @@ describe('the OpenAPI document', () => {
         '/api/v1/audit/chain',
         '/api/v1/people/{userId}/revoke-all',
         '/api/v1/policy',
+        '/api/v1/device/pairings',
+        '/api/v1/device/pairing',
+        '/api/v1/device/requests',
+        '/api/v1/device/requests/{id}',
+        '/api/v1/device/tokens',
       ]),
     );
+    expect(JSON.stringify(doc.paths['/api/v1/device/tokens'])).toContain('DPoP');
     expect(JSON.stringify(doc.paths['/api/v1/audit'])).toContain('decision');
   });
 });

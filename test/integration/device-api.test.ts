@@ -6,8 +6,10 @@ import {
   importDeviceKey,
   makeProof,
 } from '../../src/cli/contractor/device-key.ts';
+import { deleteStalePairings } from '../../src/db/queries/devices.ts';
 import { auditEvents, devices } from '../../src/db/schema/index.ts';
 import { findPairing, linkDeviceByCode, revokeDevice, revokeDevicesOf } from '../../src/devices/index.ts';
+import { createRateLimiter } from '../../src/proxy/rate-limit.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { verifyGrantToken } from '../../src/tokens/index.ts';
 import { slackUser } from '../helpers/actors.ts';
@@ -389,5 +391,58 @@ describe('device table and actions', () => {
       .from(auditEvents)
       .where(and(eq(auditEvents.kind, 'device.revoked'), eq(auditEvents.actor, 'system:offboarding')));
     expect(rows.filter((r) => r.data.userId === 'UHEIDI')).toHaveLength(2);
+  });
+});
+
+describe('pairing limits', () => {
+  it('pairings past the per-address limit get 429 pairing_rate_limited before any proof work, and nothing is stored', async () => {
+    const limiter = createRateLimiter({ clock: systemClock });
+    const limited = await openDeviceWorld({
+      allowPairing: (ip) => limiter.take(`pairing:${ip}`, { requests: 2, perSeconds: 60 }).ok,
+    });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const key = await newKey();
+        const url = `${limited.serverUrl}${API_PREFIX}/pairings`;
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: {
+            dpop: await makeProof(key, { method: 'POST', url }),
+            'content-type': 'application/json',
+          },
+          body: JSON.stringify({ name: `box-${i}` }),
+        });
+        statuses.push(response.status);
+        if (response.status === 429) {
+          expect(((await response.json()) as ApiJson).error).toBe('pairing_rate_limited');
+        } else await response.arrayBuffer();
+      }
+      expect(statuses).toEqual([201, 201, 429, 429]);
+      expect(await limited.database.db.select().from(devices)).toHaveLength(2);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('the sweep deletes never-linked devices whose code expired before the cut-off, and nothing else', async () => {
+    const stale = await newKey();
+    const fresh = await newKey();
+    const staleStart = await call(stale, 'POST', '/pairings', { name: 'stale' });
+    const freshStart = await call(fresh, 'POST', '/pairings', { name: 'fresh' });
+    const linked = await pairedDevice('USWEEP');
+    // Move the stale one's window into the past, as if it had waited two hours.
+    await world.database.db
+      .update(devices)
+      .set({
+        createdAt: new Date(Date.now() - 3 * 3600_000),
+        pairingExpiresAt: new Date(Date.now() - 2 * 3600_000),
+      })
+      .where(eq(devices.id, staleStart.json.deviceId!));
+    expect(await deleteStalePairings(world.database.db, new Date(Date.now() - 3600_000))).toBe(1);
+    const left = new Set((await world.database.db.select().from(devices)).map((d) => d.id));
+    expect(left.has(staleStart.json.deviceId!)).toBe(false);
+    expect(left.has(freshStart.json.deviceId!)).toBe(true);
+    expect(left.has(linked.deviceId)).toBe(true);
   });
 });

@@ -4,8 +4,10 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOffboardingRecheck } from '../../src/access/index.ts';
-import { accessRequests, auditEvents, type Grant, grants } from '../../src/db/schema/index.ts';
+import { generateDeviceKey, importDeviceKey } from '../../src/cli/contractor/device-key.ts';
+import { accessRequests, auditEvents, devices, type Grant, grants } from '../../src/db/schema/index.ts';
 import { eventCallbackBody, postSigned } from '../../src/dev/slack-stand-in/signed-requests.ts';
+import { linkDeviceByCode, startPairing } from '../../src/devices/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
@@ -180,6 +182,38 @@ describe('offboarding: account deactivated (user_change)', () => {
         .callsTo('chat.postMessage')
         .filter((c) => c.args.channel === 'UDEACT' && blockText(c).includes('revoked')),
     ).toHaveLength(0);
+  });
+
+  it("revokes the person's linked devices too, audited, and leaves everyone else's", async () => {
+    const pair = async (userId: string) => {
+      const key = await importDeviceKey(await generateDeviceKey('EdDSA'));
+      const started = await startPairing(h.devices, {
+        name: `${userId}-box`,
+        publicJwk: key.publicJwk,
+        thumbprint: key.thumbprint,
+      });
+      if (!started.ok) throw new Error(started.message);
+      expect(await linkDeviceByCode(h.devices, { code: started.value.code, userId })).toMatchObject({
+        ok: true,
+      });
+      return started.value.device.id;
+    };
+    const theirs = await pair('UDEVGONE');
+    const kept = await pair('UDEVKEPT');
+    await sendEvent({ type: 'user_change', user: { id: 'UDEVGONE', deleted: true } });
+    const statusOf = async (id: string) =>
+      (await h.database.db.select().from(devices).where(eq(devices.id, id)))[0]?.status;
+    await eventually(async () => (await statusOf(theirs)) === 'revoked');
+    expect(await statusOf(kept)).toBe('linked');
+    const rows = await h.database.db.select().from(auditEvents).where(eq(auditEvents.kind, 'device.revoked'));
+    expect(rows.map((r) => r.data)).toEqual([
+      expect.objectContaining({
+        deviceId: theirs,
+        userId: 'UDEVGONE',
+        reason: 'offboarded: account deactivated',
+      }),
+    ]);
+    expect(rows[0]).toMatchObject({ actor: 'system:offboarding' });
   });
 
   it('ignores a user_change that is not a deactivation', async () => {

@@ -181,6 +181,29 @@ resources:
     expect(write.maskRequired).toBe(false);
   });
 
+  it('sender_constraint: bearer by default; dpop on a resource applies to every scope, on a scope to that scope; a bad value names its line', () => {
+    const scopes =
+      '      read: { allow: ["GET /x/**"] }\n      secret: { allow: ["GET /y/**"], sender_constraint: dpop }';
+    const plain = parsePolicy(minimal('', scopes), { file: 'p.yml', env: {} }).resources.api!;
+    expect(plain.scopes.read!.senderConstraint).toBe('bearer');
+    expect(plain.scopes.secret!.senderConstraint).toBe('dpop');
+    const bound = parsePolicy(minimal('    sender_constraint: dpop\n'), { file: 'p.yml', env: {} }).resources
+      .api!;
+    expect(bound.scopes.read!.senderConstraint).toBe('dpop');
+    // A scope cannot lift its resource's constraint.
+    const lifted = parsePolicy(
+      minimal(
+        '    sender_constraint: dpop\n',
+        '      read: { allow: ["GET /x/**"], sender_constraint: bearer }',
+      ),
+      { file: 'p.yml', env: {} },
+    ).resources.api!;
+    expect(lifted.scopes.read!.senderConstraint).toBe('dpop');
+    expect(problemsOf(minimal('    sender_constraint: mtls\n')).join('\n')).toMatch(
+      /p\.yml:\d+: resources\.api\.sender_constraint: /,
+    );
+  });
+
   it('leaves every feature off by default', () => {
     const policy = parsePolicy(minimal(), { file: 'p.yml', env: {} });
     const api = policy.resources.api!;

@@ -29,6 +29,17 @@ describe('denials', () => {
       headers_too_large: 431,
       ambiguous_response: 502,
       internal_error: 500,
+      dpop_required: 401,
+      dpop_invalid: 401,
+      dpop_wrong_key: 401,
+      dpop_wrong_method: 401,
+      dpop_wrong_url: 401,
+      dpop_stale: 401,
+      dpop_replayed: 401,
+      dpop_ath_mismatch: 401,
+      dpop_nonce_required: 401,
+      dpop_unavailable: 503,
+      device_revoked: 403,
     };
     for (const [code, status] of Object.entries(expected))
       expect(denialStatus(code as DenialCode)).toBe(status);

@@ -38,6 +38,9 @@ describe('parseAccessCommand', () => {
     ],
     [`extend ${GRANT} 30m`, { kind: 'extend', grantId: GRANT, durationSeconds: 1800 }],
     [`audit ${GRANT}`, { kind: 'audit', grantId: GRANT }],
+    ['link K7QF-3M9X', { kind: 'link', code: 'K7QF-3M9X' }],
+    ['LINK k7qf3m9x', { kind: 'link', code: 'k7qf3m9x' }],
+    ['devices', { kind: 'devices' }],
   ])('%j → %j', (text, command) => {
     expect(parseAccessCommand(text)).toEqual({ ok: true, command });
   });
@@ -62,6 +65,9 @@ describe('parseAccessCommand', () => {
     [`extend ${GRANT} forever`, /not a duration/],
     [`extend ${GRANT} 1h more`, /takes a grant id and a duration/],
     [`audit ${GRANT} x`, /takes one grant id/],
+    ['link', /takes the code `jitgate login` shows/],
+    ['link K7QF 3M9X', /takes the code/],
+    ['devices mine', /takes no arguments/],
   ])('%j is refused: %s', (text, problem) => {
     const parsed = parseAccessCommand(text);
     expect(parsed.ok).toBe(false);

@@ -5,12 +5,15 @@ import {
   anomalyAlert,
   approvalMessage,
   type Block,
+  cliTokenModal,
   codeText,
+  devicesMessage,
   escapeText,
   grantApprovedDm,
   grantReminderDm,
   grantRevokedDm,
   homeView,
+  linkDevicePrompt,
   lowerQuotaChoices,
   mention,
   requestDeniedDm,
@@ -197,6 +200,37 @@ describe('messages', () => {
     expect(json).toContain('$JITGATE_TOKEN');
     expect(json).toContain('show_token');
     expect(json).not.toMatch(/eyJ/);
+  });
+
+  it('sender_constraint: dpop: the approved DM points at the CLI, not at a bearer curl', () => {
+    const dm = text(
+      grantApprovedDm({ grant: grant(), proxyUrl: 'https://proxy.example', approvers: [], boundOnly: true }),
+    );
+    expect(dm).toContain('jitgate connect billing-api --port 9000');
+    expect(dm).not.toContain('JITGATE_TOKEN');
+  });
+
+  it('sender_constraint: dpop: the modal shows how to use the CLI with the server URL, never a token', () => {
+    const modal = text(cliTokenModal(grant(), 'https://jitgate.example'));
+    expect(modal).toContain('jitgate login --server https://jitgate.example');
+    expect(modal).toContain('jitgate connect billing-api --port 9000');
+    expect(modal).not.toMatch(/eyJ|JITGATE_TOKEN/);
+  });
+
+  it('devices: the Link prompt names the device (escaped) with Link and Not me; the list has Revoke per device', () => {
+    const prompt = text(linkDevicePrompt({ name: '<!here> laptop', createdAt: NOW }, 'K7QF-3M9X'));
+    expect(prompt).toContain("Link this device '*&lt;!here&gt; laptop*'?");
+    expect(prompt).toContain('link_device');
+    expect(prompt).toContain('reject_device');
+    const device = {
+      id: '22222222-2222-4222-8222-222222222222',
+      name: 'alice-laptop',
+      linkedAt: NOW,
+    } as Parameters<typeof devicesMessage>[0][number];
+    const list = text(devicesMessage([device]));
+    expect(list).toContain('alice-laptop');
+    expect(list).toContain('revoke_device');
+    expect(text(devicesMessage([]))).toContain('no linked devices');
   });
 
   it('the token modal carries the token', () => {

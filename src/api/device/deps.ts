@@ -67,6 +67,11 @@ export interface DeviceApiDeps {
   publicUrl(): string;
   /** Where the CLI sends proxied calls (JITGATE_PUBLIC_URL). */
   proxyUrl: string;
+  /**
+   * Whether one more pairing may start from this client address now (a token bucket per address);
+   * unset: no limit. Pending devices are cheap but not free: each holds a row and a handle.
+   */
+  allowPairing?: (clientIp: string) => boolean;
   /** Seconds the CLI waits between two polls. Default 2. */
   pollSeconds?: number;
 }

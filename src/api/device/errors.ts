@@ -12,6 +12,8 @@ export type DeviceApiErrorCode =
   /** The device is paired but nobody has confirmed it in Slack yet. */
   | 'device_pending'
   | 'no_active_grant'
+  /** Too many pairings started from one address: `POST /pairings` is rate limited. */
+  | 'pairing_rate_limited'
   | 'bad_request';
 
 export interface DeviceApiRefusal {
@@ -69,6 +71,8 @@ export function deviceApiStatus(code: DeviceApiErrorCode): number {
       return 422;
     case 'pairing_code_expired':
       return 410;
+    case 'pairing_rate_limited':
+      return 429;
     default:
       return assertNever(code);
   }

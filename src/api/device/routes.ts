@@ -22,6 +22,36 @@ const requestBody = z
   .strict();
 const tokenBody = z.object({ resource: z.string().regex(RESOURCE) }).strict();
 
+/**
+ * What the OpenAPI document says of each route. Bodies are read by the handlers themselves (after
+ * the proof is checked), so these describe and do not validate.
+ */
+const signed =
+  'Signed with a DPoP proof (RFC 9449) by the device key, for this method and URL, in the `DPoP` header.';
+const DOCS = {
+  pairings: {
+    tags: ['device'],
+    summary: 'Start pairing a new device key',
+    description: `${signed} Any key not yet known; answers the code to confirm in Slack with /access link. Rate limited per address.`,
+  },
+  pairing: {
+    tags: ['device'],
+    summary: "This device's pairing state",
+    description: `${signed} pending, linked (with the Slack user) or revoked.`,
+  },
+  requests: {
+    tags: ['device'],
+    summary: 'Request access as the person the device is linked to',
+    description: `${signed} Body: {resource, scope?, durationSeconds, reason}; the same approval flow as /access request.`,
+  },
+  request: { tags: ['device'], summary: 'One of your requests and its grant', description: signed },
+  tokens: {
+    tags: ['device'],
+    summary: 'A grant token bound to the device key (cnf.jkt)',
+    description: `${signed} Body: {resource}. The token is usable at the proxy only as "Authorization: DPoP <token>" with a proof by the same key.`,
+  },
+} as const;
+
 type Authenticated = { ok: true; device: Device } | { ok: false; refusal: DeviceApiRefusal };
 
 /**
@@ -66,7 +96,13 @@ export async function deviceApi(app: FastifyInstance, deps: DeviceApiDeps): Prom
 
   const bad = (message: string): DeviceApiRefusal => ({ code: 'bad_request', message });
 
-  app.post('/pairings', { bodyLimit: BODY_LIMIT }, async (request, reply) => {
+  app.post('/pairings', { bodyLimit: BODY_LIMIT, schema: DOCS.pairings }, async (request, reply) => {
+    if (deps.allowPairing && !deps.allowPairing(request.ip)) {
+      return refuse(reply, {
+        code: 'pairing_rate_limited',
+        message: 'Too many pairings from this address; wait a minute and run `jitgate login` again.',
+      });
+    }
     const proof = await proofOf(request);
     if (!proof.ok) return refuse(reply, proof);
     const body = pairingBody.safeParse(request.body);
@@ -89,7 +125,7 @@ export async function deviceApi(app: FastifyInstance, deps: DeviceApiDeps): Prom
   });
 
   // The one call a pending device may make: has someone linked me yet?
-  app.get('/pairing', async (request, reply) => {
+  app.get('/pairing', { schema: DOCS.pairing }, async (request, reply) => {
     const proof = await proofOf(request);
     if (!proof.ok) return refuse(reply, proof);
     const device = await deps.devices.findByThumbprint(proof.thumbprint);
@@ -110,7 +146,7 @@ export async function deviceApi(app: FastifyInstance, deps: DeviceApiDeps): Prom
     });
   });
 
-  app.post('/requests', { bodyLimit: BODY_LIMIT }, async (request, reply) => {
+  app.post('/requests', { bodyLimit: BODY_LIMIT, schema: DOCS.requests }, async (request, reply) => {
     const auth = await linkedDevice(request);
     if (!auth.ok) return refuse(reply, auth.refusal);
     const body = requestBody.safeParse(request.body);
@@ -129,7 +165,7 @@ export async function deviceApi(app: FastifyInstance, deps: DeviceApiDeps): Prom
       .send({ request: requestJson(created.value), pollSeconds });
   });
 
-  app.get<{ Params: { id: string } }>('/requests/:id', async (request, reply) => {
+  app.get<{ Params: { id: string } }>('/requests/:id', { schema: DOCS.request }, async (request, reply) => {
     const auth = await linkedDevice(request);
     if (!auth.ok) return refuse(reply, auth.refusal);
     const id = request.params.id;
@@ -141,7 +177,7 @@ export async function deviceApi(app: FastifyInstance, deps: DeviceApiDeps): Prom
     return reply.header('cache-control', 'no-store').send({ request: requestJson(found), pollSeconds });
   });
 
-  app.post('/tokens', { bodyLimit: BODY_LIMIT }, async (request, reply) => {
+  app.post('/tokens', { bodyLimit: BODY_LIMIT, schema: DOCS.tokens }, async (request, reply) => {
     const auth = await linkedDevice(request);
     if (!auth.ok) return refuse(reply, auth.refusal);
     const body = tokenBody.safeParse(request.body);

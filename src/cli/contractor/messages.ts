@@ -112,6 +112,8 @@ export function sentenceFor(code: CliCode): string {
       return 'The pairing code expired before anyone confirmed it; run `jitgate login` again.';
     case 'pairing_locked':
       return 'Too many wrong codes were tried for this device; run `jitgate login` again.';
+    case 'pairing_rate_limited':
+      return 'Too many pairings were started from this network address; wait a minute and run `jitgate login` again.';
     // Requests and grants.
     case 'not_allowed_to_request':
       return 'You are not among the people who may request access.';
@@ -214,6 +216,7 @@ export const ALL_CODES = [
   'pairing_code_wrong',
   'pairing_code_expired',
   'pairing_locked',
+  'pairing_rate_limited',
   'not_allowed_to_request',
   'unknown_scope',
   'duration_too_short',

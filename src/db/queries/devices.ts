@@ -1,4 +1,4 @@
-import { and, eq, gt, ne, sql } from 'drizzle-orm';
+import { and, eq, gt, lt, ne, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { type Device, devices, MAX_PAIRING_ATTEMPTS } from '../schema/index.ts';
 
@@ -131,4 +131,32 @@ export function revokeLinkedDevicesOf(
     .set({ status: 'revoked', revokedAt: input.now, revokedBy: input.by, revokeReason: input.reason })
     .where(and(eq(devices.userId, input.userId), eq(devices.status, 'linked')))
     .returning();
+}
+
+/** Every revoked device key: a revocation is for ever, so the proxy's view only ever grows. */
+export async function revokedThumbprints(db: Db | Tx): Promise<string[]> {
+  const rows = await db
+    .select({ thumbprint: devices.thumbprint })
+    .from(devices)
+    .where(eq(devices.status, 'revoked'));
+  return rows.map((row) => row.thumbprint);
+}
+
+/** A person's linked devices, most recently linked first (`/access devices`). */
+export function linkedDevicesOf(db: Db | Tx, userId: string): Promise<Device[]> {
+  return db
+    .select()
+    .from(devices)
+    .where(and(eq(devices.userId, userId), eq(devices.status, 'linked')))
+    .orderBy(sql`${devices.linkedAt} desc`)
+    .limit(100);
+}
+
+/** Pending devices whose code expired before `before`: they can never link, so they go. */
+export async function deleteStalePairings(db: Db | Tx, before: Date): Promise<number> {
+  const rows = await db
+    .delete(devices)
+    .where(and(eq(devices.status, 'pending'), lt(devices.pairingExpiresAt, before)))
+    .returning({ id: devices.id });
+  return rows.length;
 }

@@ -29,6 +29,8 @@ const USAGE = [
   '`/access active` — active grants on resources you approve, with last use',
   "`/access revoke-all <@user> [reason…]` — end all of a person's grants and requests on resources you approve",
   '`/access audit <grant>` — what a grant was used for (approvers)',
+  '`/access link <code>` — link the device `jitgate login` shows the code on',
+  '`/access devices` — your linked devices, each with Revoke',
   '`/access help` — this text',
 ]
   .map(escapeText)

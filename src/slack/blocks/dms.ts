@@ -22,6 +22,8 @@ export interface GrantDmInput {
   grant: Grant;
   proxyUrl: string;
   approvers: readonly string[];
+  /** `sender_constraint: dpop`: no bearer token works, so the DM points at the CLI instead of curl. */
+  boundOnly?: boolean;
 }
 
 /** The curl line the DM shows; the token itself comes only from the modal. */
@@ -43,12 +45,17 @@ export function grantApprovedDm(input: GrantDmInput): SlackMessage {
         `:white_check_mark: Your access to ${scopeLabel(grant.resource, grant.scope)} is approved by ${by}.\n` +
           `It lasts until ${slackDate(grant.expiresAt)}. Grant id: \`${grant.id}\``,
       ),
-      section(
-        `*Proxy URL:* \`${escapeText(`${proxyUrl}/${grant.resource}/…`)}\`\n` +
-          `Press *Show token*, then:\n\`\`\`export JITGATE_TOKEN=&lt;token from Show token&gt;\n${escapeText(
-            curlExample(proxyUrl, grant.resource),
-          )}\`\`\``,
-      ),
+      input.boundOnly
+        ? section(
+            `*Proxy URL:* \`${escapeText(`${proxyUrl}/${grant.resource}/…`)}\`\n` +
+              `This grant takes only tokens bound to your device: use the jitgate CLI (*Show token* says how), e.g.\n\`\`\`jitgate connect ${escapeText(grant.resource)} --port 9000\`\`\``,
+          )
+        : section(
+            `*Proxy URL:* \`${escapeText(`${proxyUrl}/${grant.resource}/…`)}\`\n` +
+              `Press *Show token*, then:\n\`\`\`export JITGATE_TOKEN=&lt;token from Show token&gt;\n${escapeText(
+                curlExample(proxyUrl, grant.resource),
+              )}\`\`\``,
+          ),
       versioned(`grant:${grant.id}`, {
         type: 'actions',
         elements: [

@@ -17,6 +17,11 @@ export const ACTIONS = {
   listPage: 'list_page',
   /** The page before, likewise. */
   listPageBack: 'list_page_back',
+  /** A device pairing, confirmed or refused by the person who typed its code; the value is the code. */
+  linkDevice: 'link_device',
+  rejectDevice: 'reject_device',
+  /** `/access devices`: revoke one; the value is the device id. */
+  revokeDevice: 'revoke_device',
 } as const;
 
 export const VIEWS = { request: 'request_access', deny: 'deny_reason', token: 'show_token' } as const;

@@ -7,6 +7,7 @@ export * from './alerts.ts';
 export * from './answers.ts';
 export * from './approval.ts';
 export * from './choices.ts';
+export * from './devices.ts';
 export * from './dms.ts';
 export * from './fallbacks.ts';
 export * from './home.ts';

@@ -242,3 +242,29 @@ export function tokenModal(grant: Grant, token: string, proxyUrl: string): Modal
     ],
   };
 }
+
+/**
+ * In place of the token, for a grant whose policy says `sender_constraint: dpop`: a bearer token
+ * would be refused, and a token the CLI fetches is bound to a key that never leaves the machine.
+ */
+export function cliTokenModal(grant: Grant, serverUrl: string | undefined): ModalView {
+  const server = serverUrl ? escapeText(serverUrl) : '<jitgate server URL>';
+  return {
+    type: 'modal',
+    callback_id: VIEWS.token,
+    title: plain('Use the jitgate CLI', LIMITS.modalTitle),
+    close: plain('Done', LIMITS.modalTitle),
+    blocks: [
+      section(
+        `${scopeLabel(grant.resource, grant.scope)} takes only tokens bound to your device, so no token is shown here. ` +
+          `Your grant is valid until ${slackDate(grant.expiresAt)}; use it from the jitgate CLI on your machine:`,
+      ),
+      section(
+        `\`\`\`jitgate login --server ${server}   # once per machine: confirm the code with /access link\n` +
+          `jitgate connect ${grant.resource} --port 9000   # then call http://127.0.0.1:9000/…\n` +
+          `jitgate curl ${grant.resource} /path   # or one call at a time\`\`\``,
+      ),
+      context('A copied bound token is useless without your device key, which never leaves your machine.'),
+    ],
+  };
+}

@@ -1,8 +1,10 @@
 import type { AllMiddlewareArgs, App, SlackActionMiddlewareArgs } from '@slack/bolt';
+import { requiresBoundTokens } from '../../../policy/index.ts';
 import { isUuid } from '../../../shared/ids.ts';
 import {
   ACTIONS,
   activeMessage,
+  cliTokenModal,
   denyModal,
   errorMessage,
   listMessage,
@@ -147,6 +149,10 @@ export function register(app: App, deps: SlackDeps): void {
         return { refusal: "Only the grant's owner can see its token." };
       if (grant.status !== 'active' || grant.expiresAt <= deps.clock.now()) {
         return { refusal: `This grant has ${grant.status === 'revoked' ? 'been revoked' : 'expired'}.` };
+      }
+      // `sender_constraint: dpop`: a bearer token would be refused; the person is sent to the CLI.
+      if (requiresBoundTokens(deps.policy.current(), grant.resource, grant.scope)) {
+        return { view: cliTokenModal(grant, deps.serverUrl) };
       }
       // Issued fresh on each click, so it carries the grant's current expiry (after extensions too).
       return { view: tokenModal(grant, await deps.issueToken(grant), deps.proxyUrl) };

@@ -16,6 +16,7 @@ import {
 } from '../../blocks/index.ts';
 import { errorText, type SlackDeps } from '../../deps.ts';
 import { openModal } from '../../open-modal.ts';
+import { devicesCommand, linkCommand } from '../devices.ts';
 
 const ephemeral = (message: SlackMessage) => ({ response_type: 'ephemeral' as const, ...message });
 
@@ -108,6 +109,10 @@ async function run(
       if (!result.ok) return refusalMessage(result);
       return revokeAllMessage({ userId: command.userId, ...result.value });
     }
+    case 'link':
+      return linkCommand(deps, userId, command.code);
+    case 'devices':
+      return devicesCommand(deps, userId);
     case 'audit': {
       // Someone who approves nothing learns nothing, not even whether a grant id exists.
       if (!(await approvesAnything(deps, userId))) {
