@@ -1,5 +1,6 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { grantEndAt } from '../../src/access/transitions.ts';
 import { auditEvents, grants } from '../../src/db/schema/index.ts';
 import { slackUser } from '../helpers/actors.ts';
 import {
@@ -292,6 +293,7 @@ describe('approve for less from the requests page', () => {
       .from(grants)
       .where(eq(grants.requestId, requestId));
     expect(grant).toMatchObject({ quotaRequests: 50, quotaResponseBytes: 2 * 1024 * 1024 });
-    expect(grant!.expiresAt.getTime() - grant!.startsAt.getTime()).toBe(30 * 60_000);
+    // A grant ends on a whole second (grantEndAt): 30 minutes from its start, rounded down.
+    expect(grant!.expiresAt).toEqual(grantEndAt(grant!.startsAt, 30 * 60));
   });
 });
