@@ -108,39 +108,53 @@ export interface DpopVerifier {
 
 const refuse = (code: DpopRefusalCode, message: string): DpopResult => ({ ok: false, code, message });
 
+/** `crypto.verify`'s arguments for one public key, imported once. */
+interface VerifyKey {
+  /** SHA-256 for ES256; none for EdDSA (Ed25519 hashes internally). */
+  digest: 'sha256' | null;
+  /** For ES256 with the JWS signature encoding (r‖s, RFC 7518 §3.4), not DER. */
+  key: KeyObject | { key: KeyObject; dsaEncoding: 'ieee-p1363' };
+}
+
 /** What a proof's header says about who signed it, once checked. */
 interface Signer {
   alg: DpopAlgorithm;
   jwk: DpopPublicJwk;
-  /** `crypto.verify`'s digest: SHA-256 for ES256, none for EdDSA (Ed25519 hashes internally). */
-  digest: 'sha256' | null;
-  /** `crypto.verify`'s key; for ES256 with the JWS signature encoding (r‖s, not DER). */
-  key: KeyObject | { key: KeyObject; dsaEncoding: 'ieee-p1363' };
+  /** The RFC 7638 members in their canonical JSON: the thumbprint's input, and the key cache's key. */
+  canonical: string;
   thumbprint: string;
+  /** Set on the headers the cache keeps: each one's key, imported. */
+  verifyKey?: VerifyKey;
 }
 
 /**
  * Checks, cheapest first: shape and header (typ, alg, jwk) → key thumbprint against the bound key
- * (a stolen token with the thief's own key stops here, before any signature work) → signature →
- * claims (htm, htu, iat, ath, nonce) → replay, last, so a refused proof never uses up its `jti`.
+ * (a stolen token with the thief's own key stops here, before any key import or signature work)
+ * → signature → claims (htm, htu, iat, ath, nonce) → replay, last, so a refused proof never uses
+ * up its `jti`.
  *
- * All of it is node:crypto, synchronous, on a key imported once: a WebCrypto verify (what jose
- * does) costs a promise, WebIDL argument conversion and a job per call, ~40 % more CPU than the
- * signature itself, and a bound call spends most of its extra time right here.
+ * All of it is node:crypto and synchronous: SHA-256 for the thumbprint and `ath`, and one
+ * `crypto.verify` per proof on a key imported once. (jose's `jwtVerify` went through WebCrypto:
+ * a promise, WebIDL argument conversion and a job per call on top of the signature itself, and
+ * the header and claims parsed again; see `npm run bench -- proxy-dpop`.)
  */
 export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
   const maxAgeSeconds = options.maxAgeSeconds ?? 60;
   const futureSkewSeconds = options.futureSkewSeconds ?? 5;
-  // Every proof a device makes has the same header (typ, alg, jwk: nothing per call), so the
-  // parsed header, the thumbprint and the imported key are kept by the header's encoded text:
-  // identical text is an identical header, and the key kept is the one that text names, so a
-  // hit can never verify a proof with any other key than its own header's. Only headers that
-  // passed the checks are kept; a bounded LRU, so a client cycling headers evicts only itself.
-  const signers = new LruCache<Signer>({ maxEntries: options.keyCacheSize ?? 10_000, clock: options.clock });
+  const maxEntries = options.keyCacheSize ?? 10_000;
+  // Two bounded LRUs, filled only by headers that passed every header check and keys that imported
+  // (the signature is checked on every proof, cached or not):
+  // - every proof a device makes has the same header (typ, alg, jwk: nothing per call), so the
+  //   checked header is kept by its encoded text (identical text, identical header), with its key;
+  // - imported keys are kept by their canonical JWK, so header variants naming one key (member
+  //   order, extra members) share one import. Either way a cached key is exactly the one the
+  //   proof's own header names: a hit never verifies a proof with another key than its own.
+  const headers = new LruCache<Signer>({ maxEntries, clock: options.clock });
+  const keys = new LruCache<VerifyKey>({ maxEntries, clock: options.clock });
 
-  function signerOf(proof: string, headerEnd: number, nowMs: number): Signer | string {
-    const encodedHeader = proof.slice(0, headerEnd);
-    const known = signers.get(encodedHeader, nowMs);
+  /** The header's signer, checked, with its imported key when it has one already. */
+  function signerOf(encodedHeader: string, proof: string, nowMs: number): Signer | string {
+    const known = headers.get(encodedHeader, nowMs);
     if (known) return known;
     const header = decodeHeader(proof);
     if (!header) return 'The DPoP proof header is not a JSON object.';
@@ -151,33 +165,39 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
     if (header.crit !== undefined) return 'The DPoP proof header must not have "crit".';
     const jwk = publicJwkOf(header.jwk, alg);
     if (typeof jwk === 'string') return jwk;
+    const canonical = canonicalJwk(jwk);
+    return {
+      alg,
+      jwk,
+      canonical,
+      thumbprint: createHash('sha256').update(canonical, 'ascii').digest('base64url'),
+    };
+  }
+
+  /** The signer's key, imported (or from the key cache), or why it is no key. */
+  function keyOf(signer: Signer, nowMs: number): VerifyKey | string {
+    const known = keys.get(signer.canonical, nowMs);
+    if (known) return known;
     let key: KeyObject;
     try {
-      // Only the members validated above: the import checks the point is on the curve.
-      key = createPublicKey({ key: jwk, format: 'jwk' });
+      // Only the members `publicJwkOf` validated: the import checks the point is on the curve.
+      key = createPublicKey({ key: signer.jwk, format: 'jwk' });
     } catch {
       // A point off the curve, say: the client's doing, never a fault of ours.
       return 'The jwk is not a valid public key.';
     }
-    const details = key.asymmetricKeyDetails;
     const fits =
       key.type === 'public' &&
-      (alg === 'ES256'
-        ? key.asymmetricKeyType === 'ec' && details?.namedCurve === 'prime256v1'
+      (signer.alg === 'ES256'
+        ? key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1'
         : key.asymmetricKeyType === 'ed25519');
     if (!fits) return 'The jwk is not a valid public key.';
-    const signer: Signer =
-      alg === 'ES256'
-        ? {
-            alg,
-            jwk,
-            digest: 'sha256',
-            key: { key, dsaEncoding: 'ieee-p1363' },
-            thumbprint: jwkThumbprint(jwk),
-          }
-        : { alg, jwk, digest: null, key, thumbprint: jwkThumbprint(jwk) };
-    signers.set(encodedHeader, signer, Number.POSITIVE_INFINITY);
-    return signer;
+    const imported: VerifyKey =
+      signer.alg === 'ES256'
+        ? { digest: 'sha256', key: { key, dsaEncoding: 'ieee-p1363' } }
+        : { digest: null, key };
+    keys.set(signer.canonical, imported, Number.POSITIVE_INFINITY);
+    return imported;
   }
 
   return {
@@ -193,9 +213,9 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
       if (!COMPACT_JWS.test(proof)) return refuse('dpop_invalid', 'The DPoP proof is not a compact JWS.');
       const headerEnd = proof.indexOf('.');
       const payloadEnd = proof.indexOf('.', headerEnd + 1);
-      const now = options.clock.now();
-      const nowMs = now.getTime();
-      const signer = signerOf(proof, headerEnd, nowMs);
+      const nowMs = options.clock.now().getTime();
+      const encodedHeader = proof.slice(0, headerEnd);
+      const signer = signerOf(encodedHeader, proof, nowMs);
       if (typeof signer === 'string') return refuse('dpop_invalid', signer);
       const { jwk, thumbprint } = signer;
       if (check.boundKey !== undefined && thumbprint !== check.boundKey) {
@@ -204,6 +224,9 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
           'The DPoP proof is signed by another key than the one this is bound to.',
         );
       }
+      const verifyKey = signer.verifyKey ?? keyOf(signer, nowMs);
+      if (typeof verifyKey === 'string') return refuse('dpop_invalid', verifyKey);
+      if (!signer.verifyKey) headers.set(encodedHeader, { ...signer, verifyKey }, Number.POSITIVE_INFINITY);
 
       if (proof.length - payloadEnd - 1 !== SIGNATURE_CHARS) {
         return refuse('dpop_invalid', 'The DPoP proof signature is invalid.');
@@ -211,9 +234,9 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
       let signed: boolean;
       try {
         signed = verifySignature(
-          signer.digest,
+          verifyKey.digest,
           Buffer.from(proof.slice(0, payloadEnd), 'latin1'),
-          signer.key,
+          verifyKey.key,
           Buffer.from(proof.slice(payloadEnd + 1), 'base64url'),
         );
       } catch {
@@ -312,15 +335,13 @@ function claimsOf(encodedPayload: string): Record<string, unknown> | undefined {
 }
 
 /**
- * RFC 7638 thumbprint: SHA-256 of the required members in lexicographic order, no whitespace.
+ * The RFC 7638 thumbprint input: the required members in lexicographic order, no whitespace.
  * `x` and `y` are base64url text (checked by `publicJwkOf`), which JSON needs no escaping for.
  */
-function jwkThumbprint(jwk: DpopPublicJwk): string {
-  const canonical =
-    jwk.kty === 'EC'
-      ? `{"crv":"${jwk.crv}","kty":"EC","x":"${jwk.x}","y":"${jwk.y}"}`
-      : `{"crv":"${jwk.crv}","kty":"OKP","x":"${jwk.x}"}`;
-  return createHash('sha256').update(canonical, 'ascii').digest('base64url');
+function canonicalJwk(jwk: DpopPublicJwk): string {
+  return jwk.kty === 'EC'
+    ? `{"crv":"${jwk.crv}","kty":"EC","x":"${jwk.x}","y":"${jwk.y}"}`
+    : `{"crv":"${jwk.crv}","kty":"OKP","x":"${jwk.x}"}`;
 }
 
 const isDpopAlgorithm = (value: unknown): value is DpopAlgorithm =>

@@ -721,3 +721,41 @@ describe('DPoP payload checks (signed, so only the payload can refuse them)', ()
     });
   });
 });
+
+describe('DPoP key cache (keys by canonical JWK, shared by header variants)', () => {
+  if (es256.publicJwk.kty !== 'EC') throw new Error('es256 is an EC key');
+  const { x, y } = es256.publicJwk;
+  const variants = [
+    es256.publicJwk,
+    { y, x, crv: 'P-256', kty: 'EC' },
+    { ...es256.publicJwk, kid: 'laptop' },
+    { ...es256.publicJwk, use: 'sig', alg: 'ES256' },
+  ];
+
+  it('every header naming one key verifies with it, and none lets another key sign for it', async () => {
+    const { verifier } = world({ keyCacheSize: 2 });
+    for (let round = 0; round < 2; round++) {
+      for (const jwk of variants) {
+        const genuine = signRaw(es256, { jwk }, goodClaims());
+        expect(await verifier.verify(checkOf(genuine))).toMatchObject({
+          ok: true,
+          thumbprint: es256.thumbprint,
+        });
+        const forged = signRaw(other, { alg: 'ES256', jwk }, goodClaims());
+        expect(headerOf(forged)).toBe(headerOf(genuine));
+        expect(await verifier.verify(checkOf(forged))).toMatchObject({ ok: false, code: 'dpop_invalid' });
+      }
+    }
+  });
+
+  it('a proof for another bound key is refused as dpop_wrong_key before its jwk is even imported', async () => {
+    // An off-curve point would fail the import: refused as the wrong key, it never got that far.
+    const offCurve = { ...es256.publicJwk, y: `${y.slice(0, 10)}${y[10] === 'A' ? 'B' : 'A'}${y.slice(11)}` };
+    const { verifier } = world();
+    const proof = signRaw(es256, { jwk: offCurve }, goodClaims());
+    expect(await verifier.verify(checkOf(proof))).toMatchObject({ code: 'dpop_wrong_key' });
+    expect(await verifier.verify({ ...checkOf(proof), boundKey: undefined })).toMatchObject({
+      code: 'dpop_invalid',
+    });
+  });
+});
