@@ -29,7 +29,7 @@ export function deviceDepsOf(core: Core): DeviceDeps {
   return {
     db: core.database.db,
     clock: core.clock,
-    revocationChannel: core.database.channel('devices'),
+    grantFeedChannel: core.database.channel('grants'),
   };
 }
 

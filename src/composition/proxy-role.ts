@@ -136,7 +136,7 @@ export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
     () => appender.stats().queued,
   );
   checks.push({ name: 'audit', check: () => appender.hasCapacity() });
-  const dpop = await startProofChecks(core, config, (name, run) => stops.push({ name, run }));
+  const dpop = startProofChecks(core, config, view, (name, run) => stops.push({ name, run }));
   const proxy: FastifyInstance = createProxyServer({
     dpop,
     policy,
