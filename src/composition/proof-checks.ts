@@ -1,7 +1,8 @@
 import type { Config } from '../config.ts';
 import type { ActiveGrantView } from '../proxy/active-grants.ts';
 import type { ProofChecks } from '../proxy/authorize.ts';
-import { createDpopVerifier } from '../tokens/dpop.ts';
+import type { Clock } from '../shared/clock.ts';
+import { createDpopNonces, createDpopVerifier, type DpopNonces } from '../tokens/dpop.ts';
 import {
   connectReplayRedis,
   createMemoryReplayCache,
@@ -34,8 +35,14 @@ export function startProofChecks(
     });
   }
   return {
-    verifier: createDpopVerifier({ clock, replay }),
+    verifier: createDpopVerifier({ clock, replay, ...dpopNoncesOf(config, clock) }),
     publicUrl: () => config.publicProxyUrl,
     deviceState: (thumbprint) => grants.deviceKeyState(thumbprint),
   };
+}
+
+/** The server nonces JITGATE_DPOP_NONCE_SECRET asks for, as verifier options (none when unset). */
+export function dpopNoncesOf(config: Config, clock: Clock): { nonces?: DpopNonces } {
+  if (config.dpopNonceSecret === undefined) return {};
+  return { nonces: createDpopNonces({ secret: new TextEncoder().encode(config.dpopNonceSecret), clock }) };
 }

@@ -11,6 +11,7 @@ import {
   importDeviceKey,
   makeProof,
 } from '../../src/cli/contractor/device-key.ts';
+import { startForwarder, type TokenSource } from '../../src/cli/contractor/forwarder.ts';
 import { type DeviceDeps, linkDeviceByCode, revokeDevice, startPairing } from '../../src/devices/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
@@ -292,6 +293,43 @@ describe('a device-bound token at the proxy', () => {
       dpop: await makeProof(key, { method: 'GET', url, accessToken: token, nonce }),
     });
     expect(second.status).toBe(200);
+  });
+
+  it("the CLI's forwarder answers a nonce challenge once more, body and all, and keeps the nonce", async () => {
+    const { key } = await linkedDevice('U0DORA');
+    const { grant, token } = await grantToken('billing-api', 'write', key.thumbprint, 'U0DORA');
+    const tokens: TokenSource = {
+      get: async () => ({
+        ok: true,
+        value: { token, grantId: grant.id, scope: 'write', expiresAt: grant.expiresAt },
+      }),
+      invalidate: () => undefined,
+    };
+    const forwarder = await startForwarder({
+      resource: 'billing-api',
+      proxyUrl: `http://127.0.0.1:${noncePort}`,
+      key,
+      tokens,
+      port: 0,
+    });
+    try {
+      const marker = `invoice-${grant.id}`;
+      const posted = await fetch(`http://127.0.0.1:${forwarder.port}/invoices`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ marker }),
+      });
+      expect(posted.status).toBe(200);
+      // The upstream got the call once, with its body: the challenged attempt never reached it.
+      expect(upstream.seen.filter((r) => r.body.includes(marker))).toHaveLength(1);
+      const read = await fetch(`http://127.0.0.1:${forwarder.port}/invoices/7`);
+      expect(read.status).toBe(200);
+      const decisions = sink.records.filter((r) => r.grantId === grant.id).map((r) => r.decision);
+      // One challenge for the forwarder's first call; the second is signed with the kept nonce.
+      expect(decisions).toEqual(['dpop_nonce_required', 'allowed', 'allowed']);
+    } finally {
+      await forwarder.close();
+    }
   });
 });
 
