@@ -56,7 +56,15 @@ export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
   }
   const log = intentLogId(config.databaseUrl, config.dataDir, database.schemaName);
   // Calls a process that died had forwarded get their audit rows before this one forwards any.
-  if (config.intentDir) await replayIntentJournal({ dir: config.intentDir, log, db: database.db, logger });
+  if (config.intentDir) {
+    await replayIntentJournal({
+      dir: config.intentDir,
+      log,
+      db: database.db,
+      logger,
+      settleQuota: access.settleQuotaUse,
+    });
+  }
   const view = createActiveGrantView({ database, logger });
   await view.start();
   stops.push({ name: 'grant view', run: () => view.close() });
