@@ -98,7 +98,10 @@ export interface DpopVerifierOptions {
   futureSkewSeconds?: number;
   /** When set, every proof must carry a nonce these issued recently. */
   nonces?: DpopNonces;
-  /** Checked proof headers (and the public keys they carry, imported) kept, by their text. Default 10,000. */
+  /**
+   * Entries in each of the verifier's two LRUs: checked proof headers, by their text, and imported
+   * public keys, by canonical JWK. Default 10,000.
+   */
   keyCacheSize?: number;
 }
 
