@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents } from '../../src/db/schema/index.ts';
 import { eventCallbackBody, postSigned } from '../../src/dev/slack-stand-in/signed-requests.ts';
@@ -164,6 +164,19 @@ describe('offboarding signs the person out of the console', () => {
     return { api: api.status, page: page.status, location: page.headers.get('location') };
   }
 
+  /** The person's last sign-in's session id, and the `console.session_ended` rows about them. */
+  async function sessionAudit(userId: string) {
+    const rows = await world.harness.database.db
+      .select()
+      .from(auditEvents)
+      .where(inArray(auditEvents.kind, ['console.signed_in', 'console.session_ended']));
+    const about = rows.filter((r) => r.data.userId === userId);
+    return {
+      signedIn: about.filter((r) => r.kind === 'console.signed_in').at(-1)?.data.sessionId,
+      ended: about.filter((r) => r.kind === 'console.session_ended'),
+    };
+  }
+
   it("a deactivated account's session is refused on its next request", async () => {
     const { client } = await world.signIn(REQUESTER);
     const cookie = client.jar.header(world.baseUrl);
@@ -182,14 +195,11 @@ describe('offboarding signs the person out of the console', () => {
     // Only theirs: the admin signed in beside them is still in.
     expect((await admin.get('/api/v1/session')).status).toBe(200);
 
-    const rows = await world.harness.database.db
-      .select()
-      .from(auditEvents)
-      .where(eq(auditEvents.kind, 'console.session_ended'));
-    expect(rows.filter((r) => r.data.userId === REQUESTER)).toEqual([
+    const { signedIn, ended } = await sessionAudit(REQUESTER);
+    expect(ended).toEqual([
       expect.objectContaining({
         actor: 'system:offboarding',
-        data: expect.objectContaining({ reason: 'offboarded: account deactivated' }),
+        data: expect.objectContaining({ sessionId: signedIn, reason: 'offboarded: account deactivated' }),
       }),
     ]);
   });
@@ -204,14 +214,11 @@ describe('offboarding signs the person out of the console', () => {
     // The answer came after the commit: the very next request is refused, no waiting.
     expect(await consoleAnswers(cookie)).toMatchObject({ api: 401, page: 302 });
     expect((await admin.get('/api/v1/session')).status).toBe(200);
-    const rows = await world.harness.database.db
-      .select()
-      .from(auditEvents)
-      .where(eq(auditEvents.kind, 'console.session_ended'));
-    expect(rows.filter((r) => r.data.userId === OTHER_REQUESTER)).toEqual([
+    const { signedIn, ended } = await sessionAudit(OTHER_REQUESTER);
+    expect(ended).toEqual([
       expect.objectContaining({
         actor: `console:${ADMIN}`,
-        data: expect.objectContaining({ reason: 'left' }),
+        data: expect.objectContaining({ sessionId: signedIn, reason: 'left' }),
       }),
     ]);
   });
