@@ -121,21 +121,12 @@ export function revokeAllMessage(input: {
   grants: readonly Grant[];
   requests: readonly AccessRequest[];
   untouchedResources: readonly string[];
-  /** Console sessions ended (a console admin's revoke-all offboards the person). */
-  consoleSessions?: readonly string[];
 }): SlackMessage {
   const who = mention(input.userId);
-  const signedOut = input.consoleSessions?.length ?? 0;
-  const signedOutLine = section(
-    `${who} is signed out of the console (${plural(signedOut, 'session')} ended).`,
-  );
   if (input.grants.length + input.requests.length === 0 && input.untouchedResources.length === 0) {
     return {
       text: 'Nothing to revoke',
-      blocks: [
-        section(`${who} has no active grants and no pending requests.`),
-        ...(signedOut > 0 ? [signedOutLine] : []),
-      ],
+      blocks: [section(`${who} has no active grants and no pending requests.`)],
     };
   }
   const head = `:octagonal_sign: Revoked ${plural(input.grants.length, 'grant')} and ended ${plural(
@@ -152,7 +143,6 @@ export function revokeAllMessage(input: {
       ),
     ),
   ];
-  if (signedOut > 0) blocks.push(signedOutLine);
   if (input.untouchedResources.length > 0) {
     const named = input.untouchedResources
       .slice(0, MAX_RESOURCES_NAMED)
