@@ -124,6 +124,9 @@ const envSchema = z.object({
   JITGATE_SESSION_SECRET: optionalText.refine((v) => v === undefined || v.length >= 32, {
     message: 'expects at least 32 characters (e.g. openssl rand -base64 32)',
   }),
+  JITGATE_DPOP_NONCE_SECRET: optionalText.refine((v) => v === undefined || v.length >= 32, {
+    message: 'expects at least 32 characters, the same on every proxy and bot (e.g. openssl rand -base64 32)',
+  }),
   JITGATE_QUOTA_WHEN_REDIS_DOWN: optionalText.refine(
     (v) => v === undefined || (QUOTA_WHEN_REDIS_DOWN as readonly string[]).includes(v),
     { message: `expects one of ${QUOTA_WHEN_REDIS_DOWN.join(', ')}` },
@@ -199,6 +202,12 @@ export interface Config {
   signingKey: string | undefined;
   /** Encrypts the stored private keys; unset: they are stored unencrypted (never logged). */
   masterKey: string | undefined;
+  /**
+   * JITGATE_DPOP_NONCE_SECRET: set, every DPoP proof (proxy and device API) must carry a nonce
+   * the server issued (RFC 9449 §8), derived from this secret and the time, so every process
+   * with the same secret issues and accepts the same nonces. Unset: no nonce is asked for.
+   */
+  dpopNonceSecret: string | undefined;
   /** `iss` of grant tokens. */
   issuer: string;
   /** The environment, for `${VAR}` references in the policy file's credentials. */
@@ -293,6 +302,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     policyPath: e.JITGATE_POLICY ?? 'examples/policy.yml',
     signingKey: e.JITGATE_SIGNING_KEY,
     masterKey: e.JITGATE_MASTER_KEY,
+    dpopNonceSecret: e.JITGATE_DPOP_NONCE_SECRET,
     issuer: 'jitgate',
     environment: { ...env },
     publicProxyUrl: (

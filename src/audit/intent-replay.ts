@@ -2,10 +2,12 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'no
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Db } from '../db/client.ts';
+import type { Db, Tx } from '../db/client.ts';
 import { callRowKeysBetween } from '../db/queries/audit-events.ts';
+import { grantsWithQuota } from '../db/queries/grants/proxy-use.ts';
 import type { CallIntent } from '../shared/call-intent.ts';
 import { isUuid } from '../shared/ids.ts';
+import type { SettleQuotaUse } from './call-writer.ts';
 import { type AuditEventInput, appendAuditEvents } from './chain-append.ts';
 import { INTENT_FIELDS, INTENT_SEGMENT_SUFFIX } from './intent-journal.ts';
 
@@ -25,6 +27,10 @@ export interface IntentReplayResult {
  * gets one — `proxy.call`, decision `allowed`, `result: "unknown"` — appended to the chain as
  * any other row. Segments of a live process (another proxy sharing the directory) are left
  * alone; so are segments of another host, whose liveness cannot be told from here.
+ *
+ * Each such call also counts toward its grant's quota, as the appender would have counted it
+ * (`settleQuota`, in the same transaction): a proxy killed mid-burst must not hand out calls
+ * beyond the quota. Response bytes are not known, so only the call itself is counted.
  */
 export async function replayIntentJournal(options: {
   dir: string;
@@ -32,6 +38,8 @@ export async function replayIntentJournal(options: {
   log: string;
   db: Db;
   logger: Pick<Logger, 'info' | 'warn'>;
+  /** The access action that adds calls to grants' quotas (the appender's); unset: no quota is counted. */
+  settleQuota?: SettleQuotaUse;
 }): Promise<IntentReplayResult> {
   const { dir, db, logger } = options;
   mkdirSync(dir, { recursive: true });
@@ -68,7 +76,12 @@ export async function replayIntentJournal(options: {
     const missing = intents.filter((i) => !recorded.has(`${i.requestId}|${i.at.getTime()}`));
     if (missing.length > 0) {
       await db.transaction(async (tx) => {
-        written = await appendAuditEvents(tx, missing.map(unknownResultEvent));
+        // Grant rows before the chain's lock, in the order the appender and access take them.
+        const quota = options.settleQuota
+          ? await options.settleQuota(tx, await quotaUseOfIntents(tx, missing))
+          : { audit: [] };
+        await appendAuditEvents(tx, [...missing.map(unknownResultEvent), ...quota.audit]);
+        written = missing.length;
       });
     }
   }
@@ -80,6 +93,26 @@ export async function replayIntentJournal(options: {
     );
   }
   return { segments: claimed.length, intents: intents.length, written };
+}
+
+/** Each quota grant's share of the replayed calls: the live path counts only grants with a quota. */
+async function quotaUseOfIntents(
+  db: Db | Tx,
+  intents: readonly CallIntent[],
+): Promise<Parameters<SettleQuotaUse>[1]> {
+  const use = new Map<string, { grantId: string; requests: number; bytes: number; at: Date }>();
+  for (const intent of intents) {
+    if (!isUuid(intent.grantId)) continue;
+    const id = intent.grantId.toLowerCase();
+    const u = use.get(id);
+    if (!u) use.set(id, { grantId: id, requests: 1, bytes: 0, at: intent.at });
+    else {
+      u.requests += 1;
+      if (intent.at > u.at) u.at = intent.at;
+    }
+  }
+  const withQuota = new Set(await grantsWithQuota(db, [...use.keys()]));
+  return [...use.values()].filter((u) => withQuota.has(u.grantId));
 }
 
 /** The audit row of a call whose process died before its result was recorded. */

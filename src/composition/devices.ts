@@ -8,7 +8,7 @@ import { type DeviceDeps, revokeDevicesOf, startPairing } from '../devices/index
 import { createRateLimiter } from '../proxy/rate-limit.ts';
 import type { Clock } from '../shared/clock.ts';
 import { issueDeviceBoundToken } from '../tokens/device-token.ts';
-import { createDpopVerifier } from '../tokens/dpop.ts';
+import { createDpopVerifier, type DpopNonces } from '../tokens/dpop.ts';
 import {
   connectReplayRedis,
   createMemoryReplayCache,
@@ -17,6 +17,7 @@ import {
 } from '../tokens/dpop-replay.ts';
 import type { KeyStore } from '../tokens/index.ts';
 import type { Core } from './core.ts';
+import { dpopNoncesOf } from './proof-checks.ts';
 
 /** Where the device API lives on the service listener (PORT). */
 export const DEVICE_API_PREFIX = '/api/v1/device';
@@ -29,7 +30,7 @@ export function deviceDepsOf(core: Core): DeviceDeps {
   return {
     db: core.database.db,
     clock: core.clock,
-    revocationChannel: core.database.channel('devices'),
+    grantFeedChannel: core.database.channel('grants'),
   };
 }
 
@@ -55,7 +56,11 @@ export async function registerDeviceApi(app: FastifyInstance, wiring: DeviceApiW
       findByThumbprint: (thumbprint) => findDeviceByThumbprint(devices.db, thumbprint),
       startPairing: (input) => startPairing(devices, input),
     },
-    verifier: createDpopVerifier({ clock, replay: wiring.replay ?? createMemoryReplayCache({ clock }) }),
+    verifier: createDpopVerifier({
+      clock,
+      replay: wiring.replay ?? createMemoryReplayCache({ clock }),
+      ...(wiring.nonces ? { nonces: wiring.nonces } : {}),
+    }),
     issueToken: (grant, device) => issueDeviceBoundToken(keys, grant, device, wiring.issuer),
     publicUrl: () => wiring.serviceUrl,
     proxyUrl: wiring.proxyUrl,
@@ -81,6 +86,8 @@ export interface DeviceApiWiring {
   proxyUrl: string;
   /** With REDIS_URL, shared by every bot, so a proof replayed to another bot is refused too. Default: in-process. */
   replay?: ReplayCache;
+  /** JITGATE_DPOP_NONCE_SECRET set: proofs must carry a nonce this server issued. */
+  nonces?: DpopNonces;
 }
 
 export function deviceApiWiring(
@@ -104,6 +111,7 @@ export function deviceApiWiring(
     serviceUrl: config.serviceUrl,
     proxyUrl: config.publicProxyUrl,
     ...(replay ? { replay } : {}),
+    ...dpopNoncesOf(config, core.clock),
   };
 }
 

@@ -1,7 +1,8 @@
 import type { Config } from '../config.ts';
+import type { ActiveGrantView } from '../proxy/active-grants.ts';
 import type { ProofChecks } from '../proxy/authorize.ts';
-import { createRevokedDeviceView } from '../proxy/revoked-devices.ts';
-import { createDpopVerifier } from '../tokens/dpop.ts';
+import type { Clock } from '../shared/clock.ts';
+import { createDpopNonces, createDpopVerifier, type DpopNonces } from '../tokens/dpop.ts';
 import {
   connectReplayRedis,
   createMemoryReplayCache,
@@ -13,14 +14,16 @@ import type { Core } from './core.ts';
 /**
  * What the proxy needs for device-bound tokens: the DPoP verifier, whose replay cache is shared
  * by every proxy through Redis when REDIS_URL is set (one `SET NX PX` per proof, no PostgreSQL),
- * in-process otherwise; the public URL proofs name; and the live view of revoked device keys.
+ * in-process otherwise; the public URL proofs name; and revoked device keys, which the grant
+ * view holds (they ride the grant feed, under its liveness check).
  */
-export async function startProofChecks(
+export function startProofChecks(
   core: Core,
   config: Config,
+  grants: ActiveGrantView,
   onStop: (name: string, run: () => Promise<unknown>) => void,
-): Promise<ProofChecks> {
-  const { clock, logger, database } = core;
+): ProofChecks {
+  const { clock, logger } = core;
   let replay: ReplayCache = createMemoryReplayCache({ clock });
   if (config.redisUrl) {
     const redis = connectReplayRedis(config.redisUrl);
@@ -31,14 +34,15 @@ export async function startProofChecks(
       onError: (error) => log.warn({ err: error }, 'DPoP replay check failed; proof refused'),
     });
   }
-  const devices = createRevokedDeviceView({ database, logger: logger.child({ component: 'devices' }) });
-  // Not awaited: start-up never waits on it. Until it has loaded, bound tokens get 503
-  // grant_unconfirmed (fail closed); bearer tokens never consult it.
-  devices.start().catch((error: unknown) => logger.error({ err: error }, 'device view failed to start'));
-  onStop('device view', () => devices.close());
   return {
-    verifier: createDpopVerifier({ clock, replay }),
+    verifier: createDpopVerifier({ clock, replay, ...dpopNoncesOf(config, clock) }),
     publicUrl: () => config.publicProxyUrl,
-    deviceState: (thumbprint) => devices.stateOf(thumbprint),
+    deviceState: (thumbprint) => grants.deviceKeyState(thumbprint),
   };
+}
+
+/** The server nonces JITGATE_DPOP_NONCE_SECRET asks for, as verifier options (none when unset). */
+export function dpopNoncesOf(config: Config, clock: Clock): { nonces?: DpopNonces } {
+  if (config.dpopNonceSecret === undefined) return {};
+  return { nonces: createDpopNonces({ secret: new TextEncoder().encode(config.dpopNonceSecret), clock }) };
 }

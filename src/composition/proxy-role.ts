@@ -56,7 +56,15 @@ export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
   }
   const log = intentLogId(config.databaseUrl, config.dataDir, database.schemaName);
   // Calls a process that died had forwarded get their audit rows before this one forwards any.
-  if (config.intentDir) await replayIntentJournal({ dir: config.intentDir, log, db: database.db, logger });
+  if (config.intentDir) {
+    await replayIntentJournal({
+      dir: config.intentDir,
+      log,
+      db: database.db,
+      logger,
+      settleQuota: access.settleQuotaUse,
+    });
+  }
   const view = createActiveGrantView({ database, logger });
   await view.start();
   stops.push({ name: 'grant view', run: () => view.close() });
@@ -136,7 +144,7 @@ export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
     () => appender.stats().queued,
   );
   checks.push({ name: 'audit', check: () => appender.hasCapacity() });
-  const dpop = await startProofChecks(core, config, (name, run) => stops.push({ name, run }));
+  const dpop = startProofChecks(core, config, view, (name, run) => stops.push({ name, run }));
   const proxy: FastifyInstance = createProxyServer({
     dpop,
     policy,

@@ -1,7 +1,7 @@
 import { type AuditEventInput, appendAuditEvents } from '../audit/chain-append.ts';
 import type { Tx } from '../db/client.ts';
 import type { Device } from '../db/schema/index.ts';
-import { publishOnGrantFeed } from '../outbox/grant-feed.ts';
+import { deviceRevokedPayload, publishOnGrantFeed } from '../outbox/grant-feed.ts';
 import type { DeviceDeps } from './deps.ts';
 
 /**
@@ -25,10 +25,10 @@ export function changeAudited(
 
 /** Tells every proxy, on commit, that these devices' keys sign nothing any more. */
 export async function announceRevoked(deps: DeviceDeps, tx: Tx, rows: readonly Device[]): Promise<void> {
-  if (deps.revocationChannel === undefined) return;
+  if (deps.grantFeedChannel === undefined) return;
   await publishOnGrantFeed(
     tx,
-    deps.revocationChannel,
-    rows.map((row) => row.thumbprint),
+    deps.grantFeedChannel,
+    rows.map((row) => deviceRevokedPayload(row.thumbprint)),
   );
 }

@@ -6,10 +6,11 @@ export interface DeviceDeps {
   clock: Clock;
   newId?: () => string;
   /**
-   * `database.channel('devices')`: each revocation NOTIFYs it with the key's thumbprint in its
-   * transaction, so every proxy refuses the device's tokens within moments of the commit.
+   * `database.channel('grants')`, the grant feed: each revocation NOTIFYs it with
+   * `device:<thumbprint>` in its transaction, so every proxy's grant view refuses the device's
+   * tokens within moments of the commit (src/outbox/grant-feed.ts).
    */
-  revocationChannel?: string;
+  grantFeedChannel?: string;
   /** How long a pairing code stays usable. Default 10 minutes. */
   pairingSeconds?: number;
 }

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
+import { revokedThumbprints } from '../db/queries/devices.ts';
 import { activeGrantsForView, type GrantViewRow, grantsForView } from '../db/queries/grants/proxy-use.ts';
-import { publishOnGrantFeed } from '../outbox/grant-feed.ts';
+import { publishOnGrantFeed, revokedDeviceOf } from '../outbox/grant-feed.ts';
 import { isUuid } from '../shared/ids.ts';
 
 /**
@@ -18,6 +19,12 @@ import { isUuid } from '../shared/ids.ts';
  * All reads run one at a time in arrival order. That is what makes the view correct
  * without version checks: a change committed after a reload's snapshot notifies after
  * the reload began, so its re-read is queued behind the reload and applied after it.
+ *
+ * Revoked device keys ride the same feed (`device:<thumbprint>`, src/devices/): a reload
+ * loads every revoked key with the grants, a message adds one. A revocation is for ever, so
+ * the set only grows and a message can be applied at once, out of the read queue: nothing it
+ * races can make the view forget it. Being one feed, one liveness check covers both, and a
+ * device-bound token is confirmed only while grants are.
  *
  * Liveness: a connection can die without a FIN (a NAT drops it, a host freezes), and then
  * nothing tells postgres.js for minutes. So every `livenessIntervalMs` the view sends a
@@ -56,9 +63,13 @@ type GrantLookup =
   | { kind: 'ended'; status: 'revoked' | 'expired' }
   | { kind: 'unknown' };
 
+export type DeviceKeyState = 'usable' | 'revoked' | 'unconfirmed';
+
 /** What the proxy needs from the view on its hot path. */
 export interface ActiveGrantView {
   lookup(grantId: string): GrantLookup;
+  /** Whether tokens bound to the device key `thumbprint` may be used; `unconfirmed` while not live. */
+  deviceKeyState(thumbprint: string): DeviceKeyState;
   isLive(): boolean;
 }
 
@@ -66,6 +77,7 @@ interface ActiveGrantViewStats {
   live: boolean;
   active: number;
   ended: number;
+  revokedDevices: number;
   reloads: number;
   refetches: number;
 }
@@ -149,6 +161,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
 
   let active = new Map<string, ActiveLookup>();
   const ended = new Map<string, GrantLookup>();
+  const revokedDevices = new Set<string>();
   let live = false;
   let connected = false;
   /** Bumped on every connect and disconnect: a reload only makes the view live for its own epoch. */
@@ -195,6 +208,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   }
 
   async function reloadAll(): Promise<void> {
+    for (const thumbprint of await revokedThumbprints(db)) revokedDevices.add(thumbprint);
     const rows = await activeGrantsForView(db);
     const next = new Map<string, ActiveLookup>();
     for (const row of rows) {
@@ -271,6 +285,11 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
         return;
       }
       if (payload.startsWith('ping:')) return;
+      const revokedDevice = revokedDeviceOf(payload);
+      if (revokedDevice !== undefined) {
+        revokedDevices.add(revokedDevice);
+        return;
+      }
       if (!isUuid(payload)) {
         logger.warn(
           { payload: payload.slice(0, 64) },
@@ -377,6 +396,10 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
       if (found) return found;
       return ended.get(grantId) ?? UNKNOWN;
     },
+    deviceKeyState(thumbprint) {
+      if (!live) return 'unconfirmed';
+      return revokedDevices.has(thumbprint) ? 'revoked' : 'usable';
+    },
     isLive: () => live,
     async start() {
       await subscribe();
@@ -399,6 +422,13 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
       unlisten = undefined;
       await old?.();
     },
-    stats: () => ({ live, active: active.size, ended: ended.size, reloads, refetches }),
+    stats: () => ({
+      live,
+      active: active.size,
+      ended: ended.size,
+      revokedDevices: revokedDevices.size,
+      reloads,
+      refetches,
+    }),
   };
 }

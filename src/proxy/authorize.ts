@@ -5,7 +5,7 @@ import type { CallSink } from '../shared/call-record.ts';
 import type { Clock } from '../shared/clock.ts';
 import { type DpopVerifier, expectedHtu } from '../tokens/dpop.ts';
 import type { GrantClaims, VerifyResult } from '../tokens/index.ts';
-import type { ActiveGrant, ActiveGrantView } from './active-grants.ts';
+import type { ActiveGrant, ActiveGrantView, DeviceKeyState } from './active-grants.ts';
 import type { Denial } from './denial.ts';
 import type { CallLimits, LimitDecision } from './limits/call-limits.ts';
 import { MAX_PATH_LENGTH, type NormalizedPath, normalizePath } from './normalize-path.ts';
@@ -42,10 +42,10 @@ export interface ProofChecks {
    */
   publicUrl(): string;
   /**
-   * A revoked device's tokens are refused at once (src/proxy/revoked-devices.ts); `unconfirmed`
-   * while that view cannot say (fail closed, like the grant view).
+   * A revoked device's tokens are refused at once (the grant view holds revoked keys,
+   * src/proxy/active-grants.ts); `unconfirmed` while that view is not live (fail closed).
    */
-  deviceState(thumbprint: string): 'usable' | 'revoked' | 'unconfirmed';
+  deviceState(thumbprint: string): DeviceKeyState;
 }
 
 /** What a call sent as `Authorization: DPoP <token>` brings beyond the token. */

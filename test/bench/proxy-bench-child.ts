@@ -30,7 +30,6 @@ import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView } from '../../src/proxy/active-grants.ts';
 import { createRedisLimits } from '../../src/proxy/limits/redis-limits.ts';
 import { createQuotaTracker } from '../../src/proxy/quota.ts';
-import { createRevokedDeviceView } from '../../src/proxy/revoked-devices.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
 import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
 import { systemClock } from '../../src/shared/clock.ts';
@@ -237,10 +236,8 @@ async function start(): Promise<number> {
           logger,
         })
       : undefined;
-    // Device-bound tokens as roles.ts wires them: the live view of revoked devices, and the replay
-    // cache in Redis with `BENCH_DPOP_REDIS_URL`, in this process otherwise.
-    const devices = createRevokedDeviceView({ database, logger });
-    await devices.start();
+    // Device-bound tokens as roles.ts wires them: revoked devices from the grant view, and the
+    // replay cache in Redis with `BENCH_DPOP_REDIS_URL`, in this process otherwise.
     const replay = process.env.BENCH_DPOP_REDIS_URL
       ? createRedisReplayCache({
           redis: connectReplayRedis(process.env.BENCH_DPOP_REDIS_URL),
@@ -253,7 +250,7 @@ async function start(): Promise<number> {
       dpop: {
         verifier: createDpopVerifier({ clock, replay }),
         publicUrl: () => publicUrl,
-        deviceState: (thumbprint) => devices.stateOf(thumbprint),
+        deviceState: (thumbprint) => grants.deviceKeyState(thumbprint),
       },
       policy: staticPolicyStore(
         parsePolicy(env('BENCH_POLICY'), { file: 'bench.yml', env: { BENCH_SECRET: 'bench-secret' } }),

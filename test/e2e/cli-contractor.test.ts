@@ -66,7 +66,7 @@ beforeAll(async () => {
   deviceDeps = {
     db: world.database.db,
     clock: systemClock,
-    revocationChannel: world.database.channel('devices'),
+    grantFeedChannel: world.database.channel('grants'),
   };
   home = await mkdtemp(join(tmpdir(), 'jitgate-cli-'));
 }, 60_000);

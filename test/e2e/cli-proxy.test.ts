@@ -1,10 +1,10 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/contractor/device-key.ts';
-import { accessRequests, devices } from '../../src/db/schema/index.ts';
+import { accessRequests, auditEvents, devices } from '../../src/db/schema/index.ts';
 import { type CliRun, freePort, runCli } from '../helpers/cli-process.ts';
 import type { JitgateChild } from '../helpers/jitgate-process.ts';
 import { openProcessWorld, type ProcessWorld } from '../helpers/process-world.ts';
@@ -16,7 +16,7 @@ import { waitFor } from '../helpers/redis-fixtures.ts';
  * CLI as a person runs it (`bin/jitgate.js`, none of the server's environment): login pairing
  * confirmed with `/access link` and the Link button, a request approved in Slack, `jitgate
  * connect` and calls through its local port, a stolen token refused from another process, and
- * the device revoked in Slack → its calls refused within a second.
+ * the device revoked in Slack → its calls refused within a second. Server nonces are on.
  */
 const POLICY = (upstream: string) => `
 resources:
@@ -45,6 +45,9 @@ beforeAll(async () => {
     PROXY_PORT: String(proxyPort),
     JITGATE_PUBLIC_URL: proxyUrl,
     JITGATE_CONSOLE_URL: serverUrl,
+    // Nonces on (RFC 9449 §8): every proof the CLI makes, to the device API and to the proxy,
+    // must carry one the server issued, so the CLI's answers to the challenge run end to end.
+    JITGATE_DPOP_NONCE_SECRET: 'cli-proxy-e2e-nonce-secret-of-32-chars-or-more',
   });
   home = await mkdtemp(join(tmpdir(), 'jitgate-cli-proxy-'));
 }, 60_000);
@@ -109,6 +112,23 @@ describe('jitgate CLI against jitgate serve', () => {
     const outOfScope = await fetch(`${local}/customers/1`);
     expect(outOfScope.status).toBe(403);
     expect(((await outOfScope.json()) as { error: string }).error).toBe('out_of_scope');
+    // The proxy asked for a nonce (JITGATE_DPOP_NONCE_SECRET) and the CLI answered it unseen: the
+    // challenge is in the audit, and every call above still went through.
+    await waitFor(
+      async () =>
+        (
+          await world.database.db
+            .select({ id: auditEvents.seq })
+            .from(auditEvents)
+            .where(
+              and(
+                eq(auditEvents.kind, 'proxy.denied'),
+                sql`${auditEvents.data}->>'decision' = 'dpop_nonce_required'`,
+              ),
+            )
+        ).length > 0,
+      { what: 'the nonce challenge in the audit' },
+    );
   }, 40_000);
 
   it('a stolen token is refused from another process: as Bearer, or with a proof by another key', async () => {
@@ -141,7 +161,9 @@ describe('jitgate CLI against jitgate serve', () => {
     let refusedAfterMs = Number.POSITIVE_INFINITY;
     for (;;) {
       const response = await fetch(`${local}/invoices/1`);
-      const body = (await response.json()) as { error?: string };
+      // Until the revocation lands the upstream answers, in its own words (not JSON).
+      const text = await response.text();
+      const body = response.status === 200 ? {} : (JSON.parse(text) as { error?: string });
       if (response.status === 403 && body.error === 'device_revoked') {
         refusedAfterMs = performance.now() - clicked;
         break;

@@ -127,7 +127,7 @@ export async function startSlackHarness(
     grantChannel: database.channel('grants'),
     onCommitted: () => dispatcher?.kick(),
   });
-  const devices: DeviceDeps = { db: database.db, clock, revocationChannel: database.channel('devices') };
+  const devices: DeviceDeps = { db: database.db, clock, grantFeedChannel: database.channel('grants') };
   const offboarding = createOffboarding({
     access,
     policy,

@@ -1,16 +1,19 @@
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql } from 'drizzle-orm';
+import { inArray, sql } from 'drizzle-orm';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { quotaSettler } from '../../src/access/quota.ts';
 import { callAuditEvent } from '../../src/audit/call-writer.ts';
 import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import { createIntentJournal } from '../../src/audit/intent-journal.ts';
 import { replayIntentJournal } from '../../src/audit/intent-replay.ts';
 import { verifyAuditChain } from '../../src/audit/verify.ts';
+import { grants } from '../../src/db/schema/index.ts';
 import type { CallIntent, IntentMark } from '../../src/shared/call-intent.ts';
 import { openTestDatabase } from '../helpers/db.ts';
+import { insertGrant } from '../helpers/proxy-fixtures.ts';
 
 /**
  * The intent journal and its replay in one process, against a real schema: what a dead
@@ -101,6 +104,55 @@ describe('intent journal and replay', () => {
       intents: 0,
       written: 0,
     });
+  });
+
+  it("counts replayed calls toward their grant's quota, in the rows' transaction, and only for quota grants", async () => {
+    const startsAt = new Date(Date.UTC(2026, 2, 2, 8));
+    const expiresAt = new Date(Date.UTC(2026, 2, 3, 8));
+    const limited = await insertGrant(database, {
+      resource: 'billing-api',
+      scope: 'read',
+      startsAt,
+      expiresAt,
+      quotaRequests: 2,
+    });
+    const open = await insertGrant(database, { resource: 'billing-api', scope: 'read', startsAt, expiresAt });
+    const dir = newDir();
+    const journal = createIntentJournal({ dir, log: LOG, flushCommitted: async () => {}, logger });
+    const calls = [
+      { ...intent(21), grantId: limited.id },
+      { ...intent(22), grantId: limited.id.toUpperCase() },
+      { ...intent(23), grantId: open.id },
+    ];
+    for (const call of calls) await written(journal, call);
+    expect(await journal.close(false)).toBe(1);
+
+    const result = await replayIntentJournal({
+      dir,
+      log: LOG,
+      db: database.db,
+      logger,
+      settleQuota: quotaSettler({ grantChannel: database.channel('grants') }),
+    });
+    expect(result).toMatchObject({ intents: 3, written: 3 });
+    const used = (await database.db
+      .select({ id: grants.id, used: grants.usedRequests, exhaustedAt: grants.quotaExhaustedAt })
+      .from(grants)
+      .where(inArray(grants.id, [limited.id, open.id]))) as {
+      id: string;
+      used: number;
+      exhaustedAt: Date | null;
+    }[];
+    const byId = new Map(used.map((row) => [row.id, row]));
+    // Both calls count (the upper-cased id too); reaching the quota is marked and audited once.
+    expect(byId.get(limited.id)).toMatchObject({ used: 2 });
+    expect(byId.get(limited.id)?.exhaustedAt).toEqual(calls[1]!.at);
+    expect(byId.get(open.id)).toMatchObject({ used: 0, exhaustedAt: null });
+    const exhausted = await database.db.execute(
+      sql`select count(*)::int as n from audit_events where kind = 'grant.quota_exhausted' and grant_id = ${limited.id}`,
+    );
+    expect((exhausted as unknown as { n: number }[])[0]?.n).toBe(1);
+    expect(await verifyAuditChain(database.db)).toMatchObject({ ok: true });
   });
 
   it('deletes a segment once its calls are recorded and committed, and leaves a live process alone', async () => {

@@ -100,18 +100,19 @@ function burst(count: number, path: string, headers: Record<string, string>) {
 }
 
 describe('limits across three proxy processes', () => {
-  it('a grant with rate_limit 100/1m gets 100 ± 1 calls through across the three', async () => {
+  it('a grant with rate_limit 100/1m gets 100 calls (plus what refills during the burst) through across the three', async () => {
     const { grant, headers } = await liveGrant('rate-api');
     const started = performance.now();
     const results = await burst(300, '/rate-api/items', headers);
     const elapsedMs = performance.now() - started;
     const passed = results.filter((r) => r.status === 200).length;
-    // The bucket refills continuously (one call per 600 ms at 100/1m) while the burst lasts.
+    // The bucket refills continuously (one call per 600 ms at 100/1m) while the burst lasts; a
+    // refill comes too late to be used once the burst's last call has reached its proxy, so the
+    // refills bound from above only: never more than the bucket and its refills, never under 100.
     const refilled = Math.floor((elapsedMs * 100) / 60_000);
-    expect(
-      Math.abs(passed - (100 + refilled)),
-      `${passed} passed in ${elapsedMs.toFixed(0)} ms`,
-    ).toBeLessThanOrEqual(1);
+    const said = `${passed} passed in ${elapsedMs.toFixed(0)} ms`;
+    expect(passed, said).toBeLessThanOrEqual(100 + refilled + 1);
+    expect(passed, said).toBeGreaterThanOrEqual(99);
     expect(results.filter((r) => r.status !== 200).every((r) => r.error === 'rate_limited')).toBe(true);
     expect(world.upstream.hits.get(grant.id)).toBe(passed);
   });

@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { devices } from '../../src/db/schema/index.ts';
 import { createActiveGrantView } from '../../src/proxy/active-grants.ts';
 import { eventually, insertGrant, openTestDatabase, revokeGrant } from '../helpers/proxy-fixtures.ts';
 
@@ -75,6 +77,41 @@ describe('active grant view', () => {
     } finally {
       await view.close();
     }
+  });
+
+  it('holds revoked device keys: loaded on start, added by `device:` messages, unconfirmed while not live', async () => {
+    const revokedBefore = 'b'.repeat(43);
+    const revokedLater = 'c'.repeat(43);
+    await database.db.insert(devices).values({
+      id: randomUUID(),
+      name: 'old-laptop',
+      thumbprint: revokedBefore,
+      publicJwk: {},
+      status: 'revoked',
+      userId: 'U0OLD',
+      pairingExpiresAt: later,
+      createdAt: now,
+      linkedAt: now,
+      revokedAt: now,
+    });
+    const view = createActiveGrantView({ database, logger });
+    expect(view.deviceKeyState(revokedBefore)).toBe('unconfirmed');
+    await view.start();
+    try {
+      expect(view.deviceKeyState(revokedBefore)).toBe('revoked');
+      expect(view.deviceKeyState(revokedLater)).toBe('usable');
+      const notify = (payload: string) =>
+        database.db.execute(sql`select pg_notify(${database.channel('grants')}, ${payload})`);
+      // Not a thumbprint: ignored, and nothing else is disturbed.
+      await notify(`device:${revokedLater}x`);
+      await notify(`device:${revokedLater}`);
+      await eventually(() => view.deviceKeyState(revokedLater) === 'revoked');
+      expect(view.stats().revokedDevices).toBe(2);
+      expect(view.isLive()).toBe(true);
+    } finally {
+      await view.close();
+    }
+    expect(view.deviceKeyState(revokedBefore)).toBe('unconfirmed');
   });
 
   it('keeps its liveness ping answered while the feed is healthy', async () => {

@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import * as dpopPackage from 'dpop';
+import { sql } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import { exportJWK } from 'jose';
 import pino from 'pino';
@@ -10,11 +11,11 @@ import {
   importDeviceKey,
   makeProof,
 } from '../../src/cli/contractor/device-key.ts';
+import { startForwarder, type TokenSource } from '../../src/cli/contractor/forwarder.ts';
 import { type DeviceDeps, linkDeviceByCode, revokeDevice, startPairing } from '../../src/devices/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';
-import { createRevokedDeviceView, type RevokedDeviceView } from '../../src/proxy/revoked-devices.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { createDpopNonces, createDpopVerifier } from '../../src/tokens/dpop.ts';
@@ -41,7 +42,7 @@ import { TEST_REDIS_URL } from '../helpers/redis-server.ts';
  * The proxy's side of issue 17 against real PostgreSQL: a token bound to a device key (`cnf.jkt`)
  * works only as `Authorization: DPoP` with a proof by that key, each way a proof fails has its own
  * code and call record, `sender_constraint: dpop` refuses bearer tokens, and a revoked device's
- * tokens are refused through the live device view.
+ * tokens are refused through the grant view, whose feed carries device revocations.
  */
 const ISSUER = 'https://jitgate.test';
 const clock = systemClock;
@@ -49,7 +50,6 @@ let database: Awaited<ReturnType<typeof openTestDatabase>>;
 let upstream: Awaited<ReturnType<typeof startEchoUpstream>>;
 let keyStore: KeyStore;
 let view: ManagedActiveGrantView;
-let devicesView: RevokedDeviceView;
 let app: FastifyInstance;
 let nonceApp: FastifyInstance;
 let port: number;
@@ -97,7 +97,7 @@ async function startProxy(
         ...(withNonces ? { nonces: createDpopNonces({ secret: new Uint8Array(32).fill(7), clock }) } : {}),
       }),
       publicUrl: () => url,
-      deviceState: (thumbprint) => devicesView.stateOf(thumbprint),
+      deviceState: (thumbprint) => view.deviceKeyState(thumbprint),
     },
   });
   await server.listen({ port: 0, host: '127.0.0.1' });
@@ -142,9 +142,7 @@ beforeAll(async () => {
   await keyStore.load();
   view = createActiveGrantView({ database, logger: pino({ level: 'silent' }) });
   await view.start();
-  devicesView = createRevokedDeviceView({ database, logger: pino({ level: 'silent' }) });
-  await devicesView.start();
-  deviceDeps = { db: database.db, clock, revocationChannel: database.channel('devices') };
+  deviceDeps = { db: database.db, clock, grantFeedChannel: database.channel('grants') };
   ({ server: app, port } = await startProxy(false));
   ({ server: nonceApp, port: noncePort } = await startProxy(true));
   publicUrl = urlOf('');
@@ -153,7 +151,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await app?.close();
   await nonceApp?.close();
-  await devicesView?.close();
   await view?.close();
   await upstream?.close();
   await database?.drop();
@@ -277,6 +274,43 @@ describe('a device-bound token at the proxy', () => {
     });
     expect(second.status).toBe(200);
   });
+
+  it("the CLI's forwarder answers a nonce challenge once more, body and all, and keeps the nonce", async () => {
+    const { key } = await linkedDevice('U0DORA');
+    const { grant, token } = await grantToken('billing-api', 'write', key.thumbprint, 'U0DORA');
+    const tokens: TokenSource = {
+      get: async () => ({
+        ok: true,
+        value: { token, grantId: grant.id, scope: 'write', expiresAt: grant.expiresAt },
+      }),
+      invalidate: () => undefined,
+    };
+    const forwarder = await startForwarder({
+      resource: 'billing-api',
+      proxyUrl: `http://127.0.0.1:${noncePort}`,
+      key,
+      tokens,
+      port: 0,
+    });
+    try {
+      const marker = `invoice-${grant.id}`;
+      const posted = await fetch(`http://127.0.0.1:${forwarder.port}/invoices`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ marker }),
+      });
+      expect(posted.status).toBe(200);
+      // The upstream got the call once, with its body: the challenged attempt never reached it.
+      expect(upstream.seen.filter((r) => r.body.includes(marker))).toHaveLength(1);
+      const read = await fetch(`http://127.0.0.1:${forwarder.port}/invoices/7`);
+      expect(read.status).toBe(200);
+      const decisions = sink.records.filter((r) => r.grantId === grant.id).map((r) => r.decision);
+      // One challenge for the forwarder's first call; the second is signed with the kept nonce.
+      expect(decisions).toEqual(['dpop_nonce_required', 'allowed', 'allowed']);
+    } finally {
+      await forwarder.close();
+    }
+  });
 });
 
 describe('the replay cache shared through Redis', () => {
@@ -359,7 +393,7 @@ describe('device revocation', () => {
         reason: 'lost laptop',
       }),
     ).toMatchObject({ ok: true });
-    await eventually(() => devicesView.stateOf(alice.key.thumbprint) === 'revoked', 1000);
+    await eventually(() => view.deviceKeyState(alice.key.thumbprint) === 'revoked', 1000);
     expect(performance.now() - revokedAt).toBeLessThan(1000);
     const refused = await rawRequest(port, 'GET', path, await boundHeaders(alice.key, 'GET', path, token));
     expect(refused.status).toBe(403);
@@ -369,18 +403,70 @@ describe('device revocation', () => {
     ).toBe(200);
   });
 
+  it('a frozen feed (its backend SIGSTOPped) keeps a revoked device usable for less than a second', async () => {
+    const frozen = await linkedDevice('U0IVAN');
+    const { token } = await grantToken('billing-api', 'read', frozen.key.thumbprint, 'U0IVAN');
+    const path = '/billing-api/invoices/1';
+    const call = async () =>
+      rawRequest(port, 'GET', path, await boundHeaders(frozen.key, 'GET', path, token));
+    expect((await call()).status).toBe(200);
+    // The view's own LISTEN connection, told apart from other test files' by its schema's channel.
+    const listening = `listen "${database.channel('grants')}"`;
+    const [backend] = (await database.db.execute(
+      sql`select pid from pg_stat_activity where query = ${listening}`,
+    )) as unknown as { pid: number }[];
+    expect(backend?.pid).toBeGreaterThan(0);
+    const pid = backend!.pid;
+    // Alive but silent: the connection stays open, the backend delivers nothing, the revocation's
+    // NOTIFY among it. Device revocations ride the grant feed, so its liveness ping covers them.
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await revokeDevice(deviceDeps, {
+        deviceId: frozen.id,
+        actor: { type: 'slack', userId: 'U0IVAN' },
+        reason: 'stolen laptop',
+      });
+      const revokedAt = performance.now();
+      let firstRefusal: { ms: number; status: number; code: string } | undefined;
+      while (performance.now() - revokedAt < 3000 && !firstRefusal) {
+        const res = await call();
+        if (res.status !== 200)
+          firstRefusal = {
+            ms: performance.now() - revokedAt,
+            status: res.status,
+            code: String(res.json().error),
+          };
+      }
+      expect(firstRefusal).toBeDefined();
+      // README: a revocation is enforced within a second, a dead feed included.
+      expect(firstRefusal!.ms).toBeLessThan(1000);
+      expect([
+        [403, 'device_revoked'],
+        [503, 'grant_unconfirmed'],
+      ]).toContainEqual([firstRefusal!.status, firstRefusal!.code]);
+      // Re-subscribed on a new connection, the view reloads and knows the device is revoked.
+      await eventually(() => view.deviceKeyState(frozen.key.thumbprint) === 'revoked', 10_000);
+      const refused = await call();
+      expect([refused.status, refused.json().error]).toEqual([403, 'device_revoked']);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+  }, 30_000);
+
   it('a revocation made while no proxy listened is in the view a new proxy loads', async () => {
     const gone = await linkedDevice('U0GINA');
+    const kept = await linkedDevice('U0HANK');
     await revokeDevice(deviceDeps, {
       deviceId: gone.id,
       actor: { type: 'system', component: 'offboarding' },
       reason: 'x',
     });
-    const fresh = createRevokedDeviceView({ database, logger: pino({ level: 'silent' }) });
-    expect(fresh.stateOf(gone.key.thumbprint)).toBe('unconfirmed');
+    const fresh = createActiveGrantView({ database, logger: pino({ level: 'silent' }) });
+    expect(fresh.deviceKeyState(gone.key.thumbprint)).toBe('unconfirmed');
     await fresh.start();
-    expect(fresh.stateOf(gone.key.thumbprint)).toBe('revoked');
+    expect(fresh.deviceKeyState(gone.key.thumbprint)).toBe('revoked');
+    expect(fresh.deviceKeyState(kept.key.thumbprint)).toBe('usable');
     await fresh.close();
-    expect(fresh.stateOf(gone.key.thumbprint)).toBe('unconfirmed');
+    expect(fresh.deviceKeyState(gone.key.thumbprint)).toBe('unconfirmed');
   });
 });

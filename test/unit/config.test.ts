@@ -170,6 +170,17 @@ describe('config', () => {
     ]);
   });
 
+  it('JITGATE_DPOP_NONCE_SECRET: nonces off unless set; a short one is named and never echoed (issue 17)', () => {
+    expect(loadConfig({}).dpopNonceSecret).toBeUndefined();
+    const secret = 'n'.repeat(32);
+    expect(loadConfig({ JITGATE_DPOP_NONCE_SECRET: secret }).dpopNonceSecret).toBe(secret);
+    const short = problems({ JITGATE_DPOP_NONCE_SECRET: 'too-short-secret' });
+    expect(short).toEqual([
+      'JITGATE_DPOP_NONCE_SECRET: expects at least 32 characters, the same on every proxy and bot (e.g. openssl rand -base64 32)',
+    ]);
+    expect(short.join('\n')).not.toContain('too-short-secret');
+  });
+
   it('treats empty values as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', REDIS_URL: ' ' })).toMatchObject({
       databaseUrl: undefined,

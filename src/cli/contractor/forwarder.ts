@@ -124,6 +124,27 @@ function forwardable(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   return out;
 }
 
+/** Bodies up to this size are held so a call can be sent again with a server nonce. */
+const REPLAYABLE_BODY_BYTES = 1024 * 1024;
+
+/** The whole body when it is sized and small enough to send twice; undefined: stream it once. */
+async function replayableBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  const length = req.headers['content-length'];
+  const chunked = req.headers['transfer-encoding'] !== undefined;
+  if (chunked || (length !== undefined && !(Number(length) <= REPLAYABLE_BODY_BYTES))) return undefined;
+  if (length === undefined || Number(length) === 0) {
+    req.resume();
+    return Buffer.alloc(0);
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** RFC 9449 §8: a 401 whose challenge says `use_dpop_nonce`. */
+const asksForNonce = (headers: IncomingHttpHeaders) =>
+  /\berror="use_dpop_nonce"/.test(String(headers['www-authenticate'] ?? ''));
+
 function answer(res: ServerResponse, status: number, code: string, message: string): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
   res.end(JSON.stringify({ error: code, message }));
@@ -167,32 +188,51 @@ export async function startForwarder(options: ForwarderOptions): Promise<Forward
       return done(token.status);
     }
     const target = `${proxyBase}${path}`;
-    const proof = await makeProof(options.key, {
-      method,
-      url: target,
-      accessToken: token.value.token,
-      ...(nonce ? { nonce } : {}),
-    });
-    const upstream = send(target, {
-      method,
-      headers: { ...forwardable(req.headers), authorization: `DPoP ${token.value.token}`, dpop: proof },
-    });
-    upstream.on('response', (proxied) => {
-      const status = proxied.statusCode ?? 502;
-      const given = proxied.headers['dpop-nonce'];
-      if (typeof given === 'string') nonce = given;
-      // A refused token may be an old one (after an extension, or near expiry): fetch afresh next time.
-      if (status === 401 || status === 403) options.tokens.invalidate();
-      res.writeHead(status, forwardable(proxied.headers));
-      proxied.pipe(res);
-      proxied.on('end', () => done(status));
-    });
-    upstream.on('error', (error) => {
-      if (res.headersSent) res.destroy(error);
-      else answer(res, 502, 'proxy_unreachable', `Could not reach the jitgate proxy: ${error.message}`);
-      done(502);
-    });
-    req.pipe(upstream);
+    const headers = forwardable(req.headers);
+    // A body small enough to send twice is read first, so a nonce challenge can be answered
+    // once more with the nonce (the first call of every `jitgate curl`, and each time the
+    // server's nonce moves on); a larger or unsized one streams and gets no second try.
+    const body = await replayableBody(req);
+    const attempt = async (retryOnNonce: boolean): Promise<void> => {
+      const proof = await makeProof(options.key, {
+        method,
+        url: target,
+        accessToken: token.value.token,
+        ...(nonce ? { nonce } : {}),
+      });
+      const upstream = send(target, {
+        method,
+        headers: { ...headers, authorization: `DPoP ${token.value.token}`, dpop: proof },
+      });
+      upstream.on('response', (proxied) => {
+        const status = proxied.statusCode ?? 502;
+        const given = proxied.headers['dpop-nonce'];
+        const fresh = typeof given === 'string' && given !== nonce;
+        if (typeof given === 'string') nonce = given;
+        if (retryOnNonce && fresh && status === 401 && asksForNonce(proxied.headers)) {
+          proxied.resume();
+          attempt(false).catch((error: unknown) => {
+            if (!res.headersSent) answer(res, 500, 'bad_answer', String((error as Error).message));
+            done(500);
+          });
+          return;
+        }
+        // A refused token may be an old one (after an extension, or near expiry): fetch afresh next time.
+        if (status === 401 || status === 403) options.tokens.invalidate();
+        res.writeHead(status, forwardable(proxied.headers));
+        proxied.pipe(res);
+        proxied.on('end', () => done(status));
+      });
+      upstream.on('error', (error) => {
+        if (res.headersSent) res.destroy(error);
+        else answer(res, 502, 'proxy_unreachable', `Could not reach the jitgate proxy: ${error.message}`);
+        done(502);
+      });
+      if (body === undefined) req.pipe(upstream);
+      else if (body.length === 0) upstream.end();
+      else upstream.end(body);
+    };
+    await attempt(body !== undefined);
   }
 
   const server = createServer((req, res) => {

@@ -1,4 +1,4 @@
-import { eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, or, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../../client.ts';
 import { type Grant, grants } from '../../schema/index.ts';
 import { resultRows } from '../result-rows.ts';
@@ -29,6 +29,21 @@ export function activeGrantsForView(db: Db | Tx): Promise<GrantViewRow[]> {
 /** These grants whatever their status, as the proxy's view holds them; deleted ones are absent. */
 export function grantsForView(db: Db | Tx, grantIds: string[]): Promise<GrantViewRow[]> {
   return db.select(viewColumns).from(grants).where(inArray(grants.id, grantIds));
+}
+
+/** Those of these grants that have a quota (of calls, of response bytes, or both). */
+export async function grantsWithQuota(db: Db | Tx, grantIds: readonly string[]): Promise<string[]> {
+  if (grantIds.length === 0) return [];
+  const rows = await db
+    .select({ id: grants.id })
+    .from(grants)
+    .where(
+      and(
+        inArray(grants.id, [...grantIds]),
+        or(isNotNull(grants.quotaRequests), isNotNull(grants.quotaResponseBytes)),
+      ),
+    );
+  return rows.map((row) => row.id);
 }
 
 /** One grant's share of an audit batch: calls, response bytes and the latest call's time. */
