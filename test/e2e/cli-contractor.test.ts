@@ -159,7 +159,10 @@ describe('jitgate request', { timeout: 40_000 }, () => {
     const pendingOf = async () =>
       (await access.listForApprover()).pending.find((r) => r.requesterId === 'UALICE');
     const ask = await waitFor(pendingOf, { what: 'the pending request' });
-    expect(approved.stderr()).toContain('Waiting for approval of billing-api (1h) in Slack');
+    // The row is committed before the CLI has its answer: wait for what it says, then decide.
+    await waitFor(() => approved.stderr().includes('Waiting for approval of billing-api (1h) in Slack'), {
+      what: 'the CLI to say it waits',
+    });
     await access.approve({ requestId: ask.id, actor: slackUser('UAPPROVER1') });
     expect(await approved.exit).toBe(0);
     expect(approved.stdout()).toContain('Approved: billing-api (write)');
