@@ -28,6 +28,29 @@ export const durationText = z
   .refine((v) => parseDuration(v) !== undefined, 'expects a duration like 30m, 2h or 1d')
   .transform((v) => parseDuration(v) ?? 0);
 
+/** Names of the people a response mentions, so a client shows names without a lookup of its own. */
+export const namesBody = z
+  .record(z.string(), z.string())
+  .describe(
+    'Slack user ID → name for the people this response names, from the names cache; an ID not yet known is absent',
+  );
+
+/** The Slack user ids a grant names: its holder, and who ended it. */
+export const peopleOfGrant = (grant: Grant): string[] => [
+  grant.userId,
+  ...(grant.endedBy ? [grant.endedBy] : []),
+];
+
+/** The Slack user ids a request names: requester, approvers, and who decided it. */
+export const peopleOfRequest = (
+  request: AccessRequest,
+  approvals: readonly { approverId: string }[] = [],
+): string[] => [
+  request.requesterId,
+  ...approvals.map((a) => a.approverId),
+  ...(request.decidedBy ? [request.decidedBy] : []),
+];
+
 export const grantBody = z.object({
   id: uuid,
   requestId: uuid,

@@ -177,6 +177,36 @@ describe('every read route, for every role (server-side checks)', () => {
     expect(audit.rows.every((r) => r.actor.endsWith(REQUESTER) || r.data.userId === REQUESTER)).toBe(true);
   });
 
+  it('grants and requests come with the names of the people they mention', async () => {
+    const granted = await world.harness.access.createRequest({
+      actor: slackUser(REQUESTER),
+      resource: 'billing-api',
+      scope: 'read',
+      durationSeconds: 600,
+      reason: 'names',
+    });
+    if (!granted.ok || !granted.value.grant) throw new Error('no grant');
+    const grantId = granted.value.grant.id;
+    // Everyone here signed in once, so the names cache holds the provider's `name` for them.
+    const signedInName = `Person ${REQUESTER}`;
+    const list = (await (await clients.admin!.get(`/api/v1/grants?user=${REQUESTER}`)).json()) as {
+      grants: { userId: string }[];
+      names: Record<string, string>;
+    };
+    expect(list.grants.length).toBeGreaterThan(0);
+    expect(list.names).toEqual({ [REQUESTER]: signedInName });
+    const one = (await (await clients.admin!.get(`/api/v1/grants/${grantId}`)).json()) as {
+      names: Record<string, string>;
+    };
+    expect(one.names[REQUESTER]).toBe(signedInName);
+    const pending = (await (await clients.approver!.get('/api/v1/requests')).json()) as {
+      requests: { requesterId: string }[];
+      names: Record<string, string>;
+    };
+    expect(pending.requests.some((r) => r.requesterId === REQUESTER)).toBe(true);
+    expect(pending.names[REQUESTER]).toBe(signedInName);
+  });
+
   it('policy pages never show a credential, and the upstream only to those who act on it', async () => {
     const requester = await (await clients.requester!.get('/api/v1/policy')).text();
     const approver = await (await clients.approver!.get('/api/v1/policy')).text();

@@ -13,11 +13,13 @@ import {
   grantDto,
   grantListQuery,
   idParam,
+  namesBody,
   parseGrantCursor,
+  peopleOfGrant,
   requestBody,
   requestDto,
 } from '../schemas.ts';
-import type { V1Context } from './context.ts';
+import { namesFor, type V1Context } from './context.ts';
 
 /** Grants: the list, one grant with its timeline and calls, revoke, extend. */
 export function grantRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context): void {
@@ -31,7 +33,7 @@ export function grantRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context):
         tags: ['grants'],
         querystring: grantListQuery,
         response: {
-          200: z.object({ grants: z.array(grantBody), next: z.string().nullable() }),
+          200: z.object({ grants: z.array(grantBody), next: z.string().nullable(), names: namesBody }),
           ...refusalResponses,
         },
       },
@@ -53,6 +55,7 @@ export function grantRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context):
       return {
         grants: page.grants.map((g) => grantDto(g, now)),
         next: page.next ? grantCursor(page.next) : null,
+        names: await namesFor(ctx, page.grants.flatMap(peopleOfGrant)),
       };
     },
   );
@@ -67,6 +70,7 @@ export function grantRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context):
         response: {
           200: z.object({
             grant: grantBody,
+            names: namesBody,
             canRevoke: z.boolean(),
             timeline: z.array(auditRowBody),
             calls: z.object({
@@ -91,6 +95,7 @@ export function grantRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context):
       const { grant, stats, timeline, calls, canRevoke } = found.value;
       return {
         grant: grantDto(grant, ctx.clock.now()),
+        names: await namesFor(ctx, peopleOfGrant(grant)),
         canRevoke,
         timeline: timeline.map(auditRowDto),
         calls: {

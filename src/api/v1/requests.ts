@@ -8,10 +8,12 @@ import {
   grantDto,
   idParam,
   lowerQuota,
+  namesBody,
+  peopleOfRequest,
   requestBody,
   requestDto,
 } from '../schemas.ts';
-import type { V1Context } from './context.ts';
+import { namesFor, type V1Context } from './context.ts';
 
 /** Requests: the ones a person can see, approve, deny. */
 export function requestRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context): void {
@@ -26,12 +28,21 @@ export function requestRoutes(app: FastifyInstance, { ctx, viewerOf }: V1Context
         querystring: z.object({
           status: z.enum(['pending', 'approved', 'denied', 'expired', 'cancelled']).default('pending'),
         }),
-        response: { 200: z.object({ requests: z.array(requestBody) }), ...refusalResponses },
+        response: {
+          200: z.object({ requests: z.array(requestBody), names: namesBody }),
+          ...refusalResponses,
+        },
       },
     },
     async (request) => {
       const rows = await ctx.reads.requests(viewerOf(request), request.query.status);
-      return { requests: rows.map((r) => requestDto(r.request, r.approvals, r.canDecide)) };
+      return {
+        requests: rows.map((r) => requestDto(r.request, r.approvals, r.canDecide)),
+        names: await namesFor(
+          ctx,
+          rows.flatMap((r) => peopleOfRequest(r.request, r.approvals)),
+        ),
+      };
     },
   );
 
