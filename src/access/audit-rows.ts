@@ -69,3 +69,15 @@ export function grantRow(
 export function userOffboardedRow(actor: Actor, at: Date, data: Data): AuditEventInput {
   return { kind: 'user.offboarded', actor, at, data };
 }
+
+/**
+ * A console session ended by an offboarding, about the person (as `console.signed_in` and
+ * `console.signed_out` are, so a search by them finds all three), in the offboarder's name.
+ */
+export function consoleSessionEndedRow(
+  actor: Actor,
+  at: Date,
+  data: { userId: string; sessionId: string; reason: string; offboardId: string },
+): AuditEventInput {
+  return { kind: 'console.session_ended', actor, at, data };
+}

@@ -1,9 +1,10 @@
 import { decideRequestsOf, resourcesWithPendingRequestsOf } from '../db/queries/access-requests.ts';
+import { endConsoleSessionsOf } from '../db/queries/console-sessions.ts';
 import { endGrantsOf } from '../db/queries/grants/lifecycle.ts';
 import { resourcesWithLiveGrantsOf } from '../db/queries/grants/live.ts';
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { type Actor, actorLabel, endedByOf, type PersonActor } from '../shared/actor.ts';
-import { grantRow, requestRow, userOffboardedRow } from './audit-rows.ts';
+import { consoleSessionEndedRow, grantRow, requestRow, userOffboardedRow } from './audit-rows.ts';
 import { commit } from './commit.ts';
 import type { AccessContext } from './context.ts';
 import { type Outcome, ok, refuse } from './outcomes.ts';
@@ -16,7 +17,10 @@ export interface OffboardInput {
   /** Stored as each grant's end reason and in the audit rows, e.g. `offboarded: account deactivated`. */
   reason: string;
   actor: Actor;
-  /** Only grants and requests on these resources (revoke-all by an approver of some); all when omitted. */
+  /**
+   * Only grants and requests on these resources (revoke-all by an approver of some); all when
+   * omitted, and then the person's console sessions end too.
+   */
   resources?: readonly string[];
   /** False when the person cannot be messaged any more (deactivated account). Default true. */
   dmOwner?: boolean;
@@ -27,6 +31,8 @@ export interface OffboardResult {
   grants: Grant[];
   /** Pending requests (and pending extensions) this call ended. */
   requests: AccessRequest[];
+  /** Ids of the console sessions this call ended (only when everything is ended). */
+  consoleSessions: string[];
 }
 
 export interface RevokeAllResult extends OffboardResult {
@@ -34,9 +40,12 @@ export interface RevokeAllResult extends OffboardResult {
   untouchedResources: string[];
 }
 
+const NOTHING: OffboardResult = { grants: [], requests: [], consoleSessions: [] };
+
 /**
  * End everything a person holds at once: every active grant revoked, every pending
- * request (extensions included) cancelled, in ONE transaction with one audit row per
+ * request (extensions included) cancelled, every console session ended (so a console open in
+ * their browser is signed out on its next request), in ONE transaction with one audit row per
  * change plus a `user.offboarded` row, the outbox notes to each affected resource's
  * approval channel, and a NOTIFY per grant so proxies drop them within milliseconds.
  * Nothing to end means nothing is written (a deactivated user who never asked for
@@ -46,7 +55,7 @@ export async function offboardUser(
   ctx: AccessContext,
   input: OffboardInput,
 ): Promise<Outcome<OffboardResult>> {
-  if (input.resources !== undefined && input.resources.length === 0) return ok({ grants: [], requests: [] });
+  if (input.resources !== undefined && input.resources.length === 0) return ok(NOTHING);
   const unfit = checkUserText(input.reason, 'reason');
   if (unfit) return unfit;
   const reason = cleanUserText(input.reason).trim().slice(0, 2000) || 'offboarded';
@@ -68,7 +77,9 @@ export async function offboardUser(
       { decidedAt: now, decidedBy: by, decisionNote: reason },
       input.resources,
     );
-    if (revoked.length === 0 && ended.length === 0) return ok({ grants: [], requests: [] });
+    // Revoking what lies on some resources is not offboarding: the console stays theirs.
+    const sessions = input.resources === undefined ? await endConsoleSessionsOf(tx, input.userId, now) : [];
+    if (revoked.length === 0 && ended.length === 0 && sessions.length === 0) return ok(NOTHING);
     const offboardId = ctx.newId();
     for (const grant of revoked) {
       effects.audit.push(
@@ -83,6 +94,11 @@ export async function offboardUser(
       );
       effects.messages.push({ kind: 'request_cancelled', requestId: request.id });
     }
+    for (const sessionId of sessions) {
+      effects.audit.push(
+        consoleSessionEndedRow(input.actor, now, { userId: input.userId, sessionId, reason, offboardId }),
+      );
+    }
     const resources = [...new Set([...revoked, ...ended].map((row) => row.resource))].sort();
     effects.audit.push(
       userOffboardedRow(input.actor, now, {
@@ -92,6 +108,7 @@ export async function offboardUser(
         resources,
         grants: revoked.map((g) => g.id),
         requests: ended.map((r) => r.id),
+        consoleSessions: sessions,
       }),
     );
     for (const resource of resources) {
@@ -106,7 +123,7 @@ export async function offboardUser(
         requestIds: ended.filter((r) => r.resource === resource).map((r) => r.id),
       });
     }
-    return ok({ grants: revoked, requests: ended });
+    return ok({ grants: revoked, requests: ended, consoleSessions: sessions });
   });
 }
 
@@ -141,7 +158,7 @@ export async function revokeAll(
     resourcesWithPendingRequestsOf(ctx.db, input.targetId),
   ]);
   const touched = [...new Set([...held, ...asked].map((r) => r.resource))].sort();
-  if (touched.length === 0) return ok({ grants: [], requests: [], untouchedResources: [] });
+  if (touched.length === 0) return ok({ ...NOTHING, untouchedResources: [] });
   const mine = touched.filter((name) => approved.includes(name));
   const untouchedResources = touched.filter((name) => !approved.includes(name));
   if (mine.length === 0) return refuse({ code: 'not_allowed_to_revoke', of: 'person', held: touched });

@@ -65,11 +65,19 @@ export function createOffboarding(deps: OffboardingDeps): Offboarding {
   async function offboard(userId: string, reason: string, dmOwner: boolean): Promise<OffboardResult> {
     const result = await access.offboardUser({ userId, reason, actor: OFFBOARDING, dmOwner });
     // offboardUser refuses nothing today; an empty result keeps callers simple if it ever does.
-    const ended = result.ok ? result.value : { grants: [], requests: [] };
+    const ended = result.ok ? result.value : { grants: [], requests: [], consoleSessions: [] };
     const devices = (await deps.revokeDevices?.(userId, reason)) ?? 0;
-    if (ended.grants.length + ended.requests.length + devices > 0) {
+    const consoleSessions = ended.consoleSessions.length;
+    if (ended.grants.length + ended.requests.length + consoleSessions + devices > 0) {
       logger.info(
-        { userId, reason, grants: ended.grants.length, requests: ended.requests.length, devices },
+        {
+          userId,
+          reason,
+          grants: ended.grants.length,
+          requests: ended.requests.length,
+          consoleSessions,
+          devices,
+        },
         'offboarded',
       );
     }

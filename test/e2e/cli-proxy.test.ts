@@ -1,12 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/contractor/device-key.ts';
 import { accessRequests, auditEvents, devices } from '../../src/db/schema/index.ts';
+import { type CliRun, freePort, runCli } from '../helpers/cli-process.ts';
 import type { JitgateChild } from '../helpers/jitgate-process.ts';
 import { openProcessWorld, type ProcessWorld } from '../helpers/process-world.ts';
 import { waitFor } from '../helpers/redis-fixtures.ts';
@@ -29,14 +28,6 @@ resources:
     scopes:
       read: { allow: ["GET /invoices/**"] }
 `;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 let world: ProcessWorld;
 let serve: JitgateChild;
@@ -66,42 +57,14 @@ afterAll(async () => {
   if (home) await rm(home, { recursive: true, force: true });
 });
 
-interface Run {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  lines(): Record<string, unknown>[];
-  exit: Promise<number | null>;
-}
-
-function jitgate(args: string[]): Run {
-  const child = spawn(process.execPath, ['bin/jitgate.js', ...args], {
-    env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: join(home, 'config') },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const lines = () =>
-    out
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { child, stdout: () => out, stderr: () => err, lines, exit };
-}
+const jitgate = (args: string[]): CliRun => runCli(home, args);
 
 const responsesSaying = (text: string) =>
   world.slack.calls.filter((c) => c.method === 'response_url' && JSON.stringify(c.args).includes(text));
 
 describe('jitgate CLI against jitgate serve', () => {
   let local: string;
-  let connect: Run;
+  let connect: CliRun;
 
   it('login pairs through /access link and the Link button, signed as Slack signs them', async () => {
     const login = jitgate(['login', '--server', serverUrl, '--name', 'alice-laptop', '--json']);

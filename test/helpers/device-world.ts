@@ -117,8 +117,9 @@ interface BoundProxyStandIn {
  * What phase 2's proxy will check of a bound token, and only that: the grant token verifies, it
  * carries `cnf.jkt`, it comes as `Authorization: DPoP`, and the `DPoP` proof passes our verifier
  * with that key, this call's method and URL and the token's hash. It answers with what it saw, so
- * CLI tests can check what reached "the upstream". (Today's proxy takes Bearer only; once it takes
- * DPoP, the CLI tests point at it instead.)
+ * CLI tests can check what reached "the upstream". The CLI end to end tests run against the real
+ * proxy (test/e2e/cli-contractor.test.ts, cli-proxy.test.ts); this is for tests of the CLI's parts
+ * in this process (cli-token-renewal.test.ts).
  */
 async function startBoundProxyStandIn(keyStore: KeyStore, clock: Clock): Promise<BoundProxyStandIn> {
   const calls: SeenCall[] = [];

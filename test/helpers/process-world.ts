@@ -53,6 +53,8 @@ export interface ProcessWorld {
   startAll(counts: Partial<Record<ProcessRole, number>>, env?: NodeJS.ProcessEnv): Promise<void>;
   /** SIGTERM (and waits for the exit code), SIGKILL, or SIGSTOP / SIGCONT (the child stays listed). */
   signal(child: JitgateChild, signal: 'SIGTERM' | 'SIGKILL' | 'SIGSTOP' | 'SIGCONT'): Promise<number | null>;
+  /** The key the children verify grant tokens with (and sign them with, when they issue one). */
+  keys: KeyStore;
   /** A grant token the children accept. */
   token(grant: Pick<TestGrant, 'id' | 'userId' | 'resource' | 'scope' | 'expiresAt'>): Promise<string>;
   /** Headers for a call with `grant`'s token, naming the grant to the counting upstream. */
@@ -123,6 +125,7 @@ export async function openProcessWorld(options: ProcessWorldOptions): Promise<Pr
     slack,
     upstream,
     running,
+    keys,
     async start(role, env = {}) {
       const child = await startJitgate(role, {
         ...baseEnv,

@@ -1,33 +1,21 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { sql } from 'drizzle-orm';
-import { type Database, openDatabase } from '../../src/db/client.ts';
+import type { Database } from '../../src/db/client.ts';
 import { accessRequests, type Grant, grants } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import type { Policy } from '../../src/policy/types.ts';
+import type { ActiveGrantView } from '../../src/proxy/active-grants.ts';
 import type { CallRecord, CallSink } from '../../src/shared/call-record.ts';
+import { issueGrantToken, type KeyStore } from '../../src/tokens/index.ts';
+import { openTestDatabase as openSchemaDatabase } from './db.ts';
 
-const TEST_DATABASE_URL = process.env.JITGATE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const UPSTREAM_SECRET = 'upstream-secret-value-never-logged';
 
 /** A fresh schema per test file, migrated; `drop()` removes it. */
-export async function openTestDatabase(): Promise<Database & { drop(): Promise<void> }> {
-  const schemaName = `t_proxy_${randomBytes(6).toString('hex')}`;
-  const database = await openDatabase({
-    databaseUrl: TEST_DATABASE_URL,
-    dataDir: '.jitgate-test',
-    schemaName,
-  });
-  await database.migrate();
-  return Object.assign(database, {
-    async drop() {
-      await database.db.execute(sql.raw(`drop schema if exists "${schemaName}" cascade`));
-      await database.close();
-    },
-  });
-}
+export const openTestDatabase = () => openSchemaDatabase('t_proxy');
 
 export interface SeenRequest {
   method: string;
@@ -163,6 +151,9 @@ export interface TestGrant {
   scope: string;
   startsAt: Date;
   expiresAt: Date;
+  /** The quotas fixed on the grant, when it has them. */
+  quotaRequests?: number;
+  quotaResponseBytes?: number;
 }
 
 /** Inserts an approved request and its active grant, and notifies the feed, in one transaction. */
@@ -188,6 +179,8 @@ export async function insertGrant(
     scope: input.scope,
     startsAt: input.startsAt,
     expiresAt: input.expiresAt,
+    ...(input.quotaRequests !== undefined ? { quotaRequests: input.quotaRequests } : {}),
+    ...(input.quotaResponseBytes !== undefined ? { quotaResponseBytes: input.quotaResponseBytes } : {}),
   };
   const requestId = randomUUID();
   const createdAt = new Date(input.startsAt.getTime() - 60_000);
@@ -221,6 +214,95 @@ export async function insertGrant(
     await tx.execute(sql`select pg_notify(${database.channel('grants')}, ${grant.id})`);
   });
   return grant;
+}
+
+/** A grant made for a proxy test: its row, its token, and the header that carries it as Bearer. */
+export interface GrantWithToken {
+  grant: TestGrant;
+  token: string;
+  auth: { authorization: string };
+}
+
+/** Where the grants go, what signs their tokens, and how to tell the proxy under test has a grant. */
+export interface GrantSetup {
+  database: Database;
+  keys: KeyStore;
+  issuer: string;
+  /** Asked until it holds (see `heldByViews`, `forwardedAt`): then the proxy acts on the grant. */
+  seen(made: GrantWithToken): boolean | Promise<boolean>;
+  /** How long to wait for `seen` (default 5 s; a proxy in a child on a busy machine may want more). */
+  waitMs?: number;
+}
+
+export interface GrantWithTokenInput {
+  resource: string;
+  scope: string;
+  userId?: string;
+  /** The time the grant is made at (default now; give the test's clock); it started a minute before. */
+  now?: Date;
+  /** How long the grant lasts from `now` (default a day). */
+  lifetimeMs?: number;
+  /** How long its token lasts from `now` (default as long as the grant). */
+  tokenLifetimeMs?: number;
+  quotaRequests?: number;
+  quotaResponseBytes?: number;
+  /** A device key's thumbprint: the token is bound to it (`cnf.jkt`), to be sent with DPoP proofs. */
+  boundKey?: string;
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * What most proxy tests begin with: an active grant inserted (and notified, see insertGrant), a
+ * token issued for it, and a wait until the proxy under test has the grant, so the test's first
+ * call is decided on the grant and not on the feed's timing.
+ */
+export async function insertGrantWithToken(
+  setup: GrantSetup,
+  input: GrantWithTokenInput,
+): Promise<GrantWithToken> {
+  const now = (input.now ?? new Date()).getTime();
+  const expiresAt = new Date(now + (input.lifetimeMs ?? DAY_MS));
+  const grant = await insertGrant(setup.database, {
+    resource: input.resource,
+    scope: input.scope,
+    startsAt: new Date(now - 60_000),
+    expiresAt,
+    ...(input.userId !== undefined ? { userId: input.userId } : {}),
+    ...(input.quotaRequests !== undefined ? { quotaRequests: input.quotaRequests } : {}),
+    ...(input.quotaResponseBytes !== undefined ? { quotaResponseBytes: input.quotaResponseBytes } : {}),
+  });
+  const token = await issueGrantToken(setup.keys, {
+    grantId: grant.id,
+    userId: grant.userId,
+    resource: grant.resource,
+    scope: grant.scope,
+    expiresAt: input.tokenLifetimeMs === undefined ? expiresAt : new Date(now + input.tokenLifetimeMs),
+    issuer: setup.issuer,
+    ...(input.boundKey !== undefined ? { boundKey: input.boundKey } : {}),
+  });
+  const made: GrantWithToken = { grant, token, auth: { authorization: `Bearer ${token}` } };
+  await eventually(() => setup.seen(made), setup.waitMs);
+  return made;
+}
+
+/** `seen` for proxies in this process: every view holds the grant active, with its quotas. */
+export function heldByViews(...views: readonly Pick<ActiveGrantView, 'lookup'>[]): GrantSetup['seen'] {
+  return ({ grant }) =>
+    views.every((view) => {
+      const found = view.lookup(grant.id);
+      // The quotas too, so a byte quota is in the view before the first call, not only the grant.
+      return (
+        found.kind === 'active' &&
+        found.grant.quotaRequests === grant.quotaRequests &&
+        found.grant.quotaResponseBytes === grant.quotaResponseBytes
+      );
+    });
+}
+
+/** `seen` for a proxy in a child process: a GET of `path` with the grant's token is forwarded (200). */
+export function forwardedAt(port: number, path: string): GrantSetup['seen'] {
+  return async ({ auth }) => (await rawRequest(port, 'GET', path, auth)).status === 200;
 }
 
 /**
@@ -386,4 +468,73 @@ export function silenceableFeed(database: Database): {
       return subscriptions.length;
     },
   };
+}
+
+/** One call as it passed a recording relay on its way to the proxy. */
+export interface RelayedCall {
+  method: string;
+  /** The request target as the client sent it. */
+  path: string;
+  authorization: string | undefined;
+  proof: string | undefined;
+  body: string;
+  /** What the proxy answered. */
+  status: number;
+}
+
+/**
+ * A plain pass-through in front of a real proxy (a load balancer, as deployments have one):
+ * each call goes on to `127.0.0.1:<target>` unchanged, and is recorded with what the proxy
+ * answered, so a test can read the tokens and proofs a client really sent. Point the proxy's
+ * JITGATE_PUBLIC_URL at `url`: that is the URL the client's proofs name. `target` is set once
+ * the proxy listens.
+ */
+export async function startRecordingRelay(): Promise<{
+  url: string;
+  calls: RelayedCall[];
+  target: number | undefined;
+  close(): Promise<void>;
+}> {
+  const calls: RelayedCall[] = [];
+  const relay = {
+    url: '',
+    calls,
+    target: undefined as number | undefined,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const call: RelayedCall = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        authorization: req.headers.authorization,
+        proof: typeof req.headers.dpop === 'string' ? req.headers.dpop : undefined,
+        body: body.toString('utf8'),
+        status: 0,
+      };
+      calls.push(call);
+      const onward = httpRequest(
+        { host: '127.0.0.1', port: relay.target, method: req.method, path: req.url, headers: req.headers },
+        (answer) => {
+          call.status = answer.statusCode ?? 0;
+          res.writeHead(call.status, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      onward.on('error', () => {
+        call.status = 502;
+        res.writeHead(502).end();
+      });
+      onward.end(body);
+    });
+  });
+  relay.url = (await listenOnLoopback(server)).url;
+  return relay;
 }

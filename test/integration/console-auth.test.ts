@@ -1,7 +1,16 @@
-import { eq } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents } from '../../src/db/schema/index.ts';
-import { ADMIN, type ConsoleWorld, REQUESTER, startConsoleWorld } from '../helpers/console-world.ts';
+import { eventCallbackBody, postSigned } from '../../src/dev/slack-stand-in/signed-requests.ts';
+import {
+  ADMIN,
+  type ConsoleWorld,
+  OTHER_REQUESTER,
+  REQUESTER,
+  startConsoleWorld,
+} from '../helpers/console-world.ts';
+import { eventually } from '../helpers/proxy-fixtures.ts';
+import { SIGNING_SECRET } from '../helpers/slack-harness.ts';
 
 let world: ConsoleWorld;
 beforeAll(async () => {
@@ -144,5 +153,73 @@ describe('Sign in with Slack against a real OpenID provider', () => {
       redirect: 'manual',
     });
     expect(stray.status).toBe(400);
+  });
+});
+
+describe('offboarding signs the person out of the console', () => {
+  /** What the console answers a cookie with: the API and a page, as a browser holding it would ask. */
+  async function consoleAnswers(cookie: string) {
+    const api = await fetch(`${world.baseUrl}/api/v1/session`, { headers: { cookie } });
+    const page = await fetch(`${world.baseUrl}/console`, { headers: { cookie }, redirect: 'manual' });
+    return { api: api.status, page: page.status, location: page.headers.get('location') };
+  }
+
+  /** The person's last sign-in's session id, and the `console.session_ended` rows about them. */
+  async function sessionAudit(userId: string) {
+    const rows = await world.harness.database.db
+      .select()
+      .from(auditEvents)
+      .where(inArray(auditEvents.kind, ['console.signed_in', 'console.session_ended']));
+    const about = rows.filter((r) => r.data.userId === userId);
+    return {
+      signedIn: about.filter((r) => r.kind === 'console.signed_in').at(-1)?.data.sessionId,
+      ended: about.filter((r) => r.kind === 'console.session_ended'),
+    };
+  }
+
+  it("a deactivated account's session is refused on its next request", async () => {
+    const { client } = await world.signIn(REQUESTER);
+    const cookie = client.jar.header(world.baseUrl);
+    expect(await consoleAnswers(cookie)).toMatchObject({ api: 200, page: 200 });
+    const { client: admin } = await world.signIn(ADMIN);
+
+    // Slack says the account is gone: the bot's events endpoint, as production receives it.
+    const event = eventCallbackBody({ type: 'user_change', user: { id: REQUESTER, deleted: true } });
+    expect((await postSigned(world.harness.baseUrl, '/slack/events', event, SIGNING_SECRET)).status).toBe(
+      200,
+    );
+    await eventually(async () => (await consoleAnswers(cookie)).api === 401);
+    const after = await consoleAnswers(cookie);
+    expect(after.page).toBe(302);
+    expect(after.location).toMatch(/^\/console\/auth\/login/);
+    // Only theirs: the admin signed in beside them is still in.
+    expect((await admin.get('/api/v1/session')).status).toBe(200);
+
+    const { signedIn, ended } = await sessionAudit(REQUESTER);
+    expect(ended).toEqual([
+      expect.objectContaining({
+        actor: 'system:offboarding',
+        data: expect.objectContaining({ sessionId: signedIn, reason: 'offboarded: account deactivated' }),
+      }),
+    ]);
+  });
+
+  it("a console admin's revoke-all in the console ends the person's session at once", async () => {
+    const { client: target } = await world.signIn(OTHER_REQUESTER);
+    const cookie = target.jar.header(world.baseUrl);
+    expect((await consoleAnswers(cookie)).api).toBe(200);
+    const { client: admin } = await world.signIn(ADMIN);
+    const done = await admin.post(`/api/v1/people/${OTHER_REQUESTER}/revoke-all`, { reason: 'left' });
+    expect(done.status).toBe(200);
+    // The answer came after the commit: the very next request is refused, no waiting.
+    expect(await consoleAnswers(cookie)).toMatchObject({ api: 401, page: 302 });
+    expect((await admin.get('/api/v1/session')).status).toBe(200);
+    const { signedIn, ended } = await sessionAudit(OTHER_REQUESTER);
+    expect(ended).toEqual([
+      expect.objectContaining({
+        actor: `console:${ADMIN}`,
+        data: expect.objectContaining({ sessionId: signedIn, reason: 'left' }),
+      }),
+    ]);
   });
 });

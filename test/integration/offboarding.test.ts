@@ -1,11 +1,25 @@
+import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, inArray } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOffboardingRecheck } from '../../src/access/index.ts';
 import { generateDeviceKey, importDeviceKey } from '../../src/cli/contractor/device-key.ts';
-import { accessRequests, auditEvents, devices, type Grant, grants } from '../../src/db/schema/index.ts';
+import {
+  endConsoleSession,
+  liveConsoleSession,
+  startConsoleSession,
+} from '../../src/db/queries/console-sessions.ts';
+import {
+  accessRequests,
+  auditEvents,
+  consoleSessions,
+  devices,
+  type Grant,
+  grants,
+  outbox,
+} from '../../src/db/schema/index.ts';
 import { eventCallbackBody, postSigned } from '../../src/dev/slack-stand-in/signed-requests.ts';
 import { linkDeviceByCode, startPairing } from '../../src/devices/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
@@ -43,7 +57,18 @@ requesters: { users: [URESIDENT], groups: [SREQ, SOTHER] }
   h = await startSlackHarness({
     policy,
     userGroups: {
-      SREQ: ['UDEACT', 'ULEAVER', 'UBOTH', 'USILENT', 'UTARGET', 'UKEEP', 'UTIMER1', 'UTIMER2'],
+      SREQ: [
+        'UDEACT',
+        'ULEAVER',
+        'UBOTH',
+        'USILENT',
+        'UTARGET',
+        'UKEEP',
+        'UTIMER1',
+        'UTIMER2',
+        'UCONSOLE',
+        'USCOPED',
+      ],
       SOTHER: ['UBOTH'],
       SAPPROVERS: [],
     },
@@ -106,6 +131,28 @@ async function grantStatus(id: string): Promise<string | undefined> {
 async function tokenFor(grant: Grant): Promise<string> {
   return issueTokenForGrant(keyStore, grant, ISSUER);
 }
+
+const HOUR = 3600_000;
+
+/** A console session row as sign-in writes it; `ago` moves the sign-in into the past. */
+async function openConsoleSession(userId: string, options: { ago?: number; lifeMs?: number } = {}) {
+  const id = randomUUID();
+  const signedInAt = new Date(Date.now() - (options.ago ?? 0));
+  const expiresAt = new Date(signedInAt.getTime() + (options.lifeMs ?? 12 * HOUR));
+  await h.database.db.transaction((tx) =>
+    startConsoleSession(tx, { id, userId, teamId: 'T1', signedInAt, lastSeenAt: signedInAt, expiresAt }),
+  );
+  return id;
+}
+
+const sessionRow = async (id: string) =>
+  (await h.database.db.select().from(consoleSessions).where(eq(consoleSessions.id, id)))[0];
+
+/** Whether the console would still take a cookie naming this session (the read every request makes, 30 min idle). */
+const sessionIsLive = async (id: string) => {
+  const now = new Date();
+  return (await liveConsoleSession(h.database.db, id, now, new Date(now.getTime() - HOUR / 2))) !== undefined;
+};
 
 const sendEvent = (event: { type: string } & Record<string, unknown>) =>
   postSigned(h.baseUrl, '/slack/events', eventCallbackBody(event), SIGNING_SECRET);
@@ -221,6 +268,89 @@ describe('offboarding: account deactivated (user_change)', () => {
     await sendEvent({ type: 'user_change', user: { id: 'UKEEP', deleted: false, real_name: 'Still here' } });
     await new Promise((r) => setTimeout(r, 100));
     expect(await grantStatus(grant.id)).toBe('active');
+  });
+});
+
+describe('offboarding: console sessions', () => {
+  it("ends every open console session of the person with the grants, audited, and no one else's", async () => {
+    const grant = await readGrant('UCONSOLE');
+    const laptop = await openConsoleSession('UCONSOLE');
+    const phone = await openConsoleSession('UCONSOLE', { ago: 10 * 60_000 });
+    const signedOut = await openConsoleSession('UCONSOLE', { ago: HOUR });
+    expect(await endConsoleSession(h.database.db, signedOut, new Date())).toBe(true);
+    const over = await openConsoleSession('UCONSOLE', { ago: 13 * HOUR, lifeMs: 12 * HOUR });
+    const someoneElse = await openConsoleSession('UKEEP');
+    expect(await sessionIsLive(laptop)).toBe(true);
+    expect(await sessionIsLive(phone)).toBe(true);
+
+    await sendEvent({ type: 'user_change', user: { id: 'UCONSOLE', deleted: true } });
+    await eventually(async () => (await grantStatus(grant.id)) === 'revoked');
+
+    // Already refused by the read every console request makes: no wait, no timeout involved.
+    expect(await sessionIsLive(laptop)).toBe(false);
+    expect(await sessionIsLive(phone)).toBe(false);
+    const revokedAt = (await h.access.getGrant(grant.id))?.endedAt;
+    for (const id of [laptop, phone]) {
+      // One transaction, one `now`: the sessions ended at the instant the grant did.
+      expect(await sessionRow(id)).toMatchObject({ endReason: 'offboarded', endedAt: revokedAt });
+    }
+    // A session signed out before keeps its own end; one past its absolute end is left as it is.
+    expect(await sessionRow(signedOut)).toMatchObject({ endReason: 'signed_out' });
+    expect(await sessionRow(over)).toMatchObject({ endedAt: null, endReason: null });
+    expect(await sessionIsLive(someoneElse)).toBe(true);
+
+    const ended = await h.database.db
+      .select()
+      .from(auditEvents)
+      .where(eq(auditEvents.kind, 'console.session_ended'));
+    const theirs = ended.filter((r) => r.data.userId === 'UCONSOLE');
+    expect(theirs.map((r) => r.data.sessionId).sort()).toEqual([laptop, phone].sort());
+    const [summary] = (
+      await h.database.db.select().from(auditEvents).where(eq(auditEvents.kind, 'user.offboarded'))
+    ).filter((r) => r.data.userId === 'UCONSOLE');
+    expect(summary?.data).toMatchObject({
+      consoleSessions: [laptop, phone].sort(),
+      grants: [grant.id],
+      reason: 'offboarded: account deactivated',
+    });
+    for (const row of theirs) {
+      expect(row).toMatchObject({ actor: 'system:offboarding' });
+      expect(row.data).toMatchObject({
+        reason: 'offboarded: account deactivated',
+        offboardId: summary?.data.offboardId,
+      });
+    }
+    expect(ended.filter((r) => r.data.userId === 'UKEEP')).toEqual([]);
+  });
+
+  it('offboards a person who holds nothing but a console session (an approver, an auditor)', async () => {
+    const session = await openConsoleSession('UCONSONLY');
+    const result = await h.offboarding.accountDeactivated('UCONSONLY');
+    expect(result).toEqual({ grants: [], requests: [], consoleSessions: [session] });
+    expect(await sessionIsLive(session)).toBe(false);
+    const [summary] = (
+      await h.database.db.select().from(auditEvents).where(eq(auditEvents.kind, 'user.offboarded'))
+    ).filter((r) => r.data.userId === 'UCONSONLY');
+    expect(summary?.data).toMatchObject({
+      resources: [],
+      grants: [],
+      requests: [],
+      consoleSessions: [session],
+    });
+    // No resource was touched, so no approval channel is told.
+    const notes = await h.database.db.select().from(outbox).where(eq(outbox.kind, 'user_offboarded'));
+    expect(notes.filter((n) => n.payload.userId === 'UCONSONLY')).toEqual([]);
+    // Nothing left: a second run ends nothing and writes nothing.
+    expect(await h.offboarding.accountDeactivated('UCONSONLY')).toEqual({
+      grants: [],
+      requests: [],
+      consoleSessions: [],
+    });
+    const rows = await h.database.db
+      .select()
+      .from(auditEvents)
+      .where(inArray(auditEvents.kind, ['user.offboarded', 'console.session_ended']));
+    expect(rows.filter((r) => r.data.userId === 'UCONSONLY')).toHaveLength(2);
   });
 });
 
@@ -355,6 +485,16 @@ describe('/access revoke-all', () => {
       .from(auditEvents)
       .where(and(eq(auditEvents.kind, 'grant.revoked'), eq(auditEvents.grantId, billing.id)));
     expect(row[0]).toMatchObject({ actor: 'slack:UAPPROVER1' });
+  });
+
+  it("an approver's revoke-all ends grants on their resources and leaves the console session", async () => {
+    const grant = await readGrant('USCOPED');
+    const session = await openConsoleSession('USCOPED');
+    const { responseKey } = await h.command('UAPPROVER1', 'revoke-all USCOPED');
+    expect(blockText(await h.answer(responseKey))).toContain('Revoked 1 grant');
+    expect(await grantStatus(grant.id)).toBe('revoked');
+    expect(await sessionIsLive(session)).toBe(true);
+    expect((await sessionRow(session))?.endedAt).toBeNull();
   });
 
   it('is refused for a non-approver and changes nothing', async () => {

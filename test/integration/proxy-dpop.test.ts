@@ -25,16 +25,12 @@ import {
   createRedisReplayCache,
   type ReplayCache,
 } from '../../src/tokens/dpop-replay.ts';
-import {
-  createMemoryKeyStore,
-  createVerifier,
-  issueGrantToken,
-  type KeyStore,
-} from '../../src/tokens/index.ts';
+import { createMemoryKeyStore, createVerifier, type KeyStore } from '../../src/tokens/index.ts';
 import {
   arraySink,
   eventually,
-  insertGrant,
+  heldByViews,
+  insertGrantWithToken,
   openTestDatabase,
   rawRequest,
   startEchoUpstream,
@@ -124,27 +120,11 @@ async function linkedDevice(userId: string): Promise<{ key: DeviceKey; id: strin
   return { key, id: started.value.device.id };
 }
 
-async function grantToken(resource: string, scope: string, boundKey?: string, userId = 'U0CONTRACTOR') {
-  const now = clock.now();
-  const grant = await insertGrant(database, {
-    resource,
-    scope,
-    userId,
-    startsAt: new Date(now.getTime() - 60_000),
-    expiresAt: new Date(now.getTime() + 3_600_000),
-  });
-  const token = await issueGrantToken(keyStore, {
-    grantId: grant.id,
-    userId,
-    resource,
-    scope,
-    expiresAt: grant.expiresAt,
-    issuer: ISSUER,
-    ...(boundKey ? { boundKey } : {}),
-  });
-  await eventually(() => view.lookup(grant.id).kind === 'active');
-  return { grant, token };
-}
+const grantToken = (resource: string, scope: string, boundKey?: string, userId = 'U0CONTRACTOR') =>
+  insertGrantWithToken(
+    { database, keys: keyStore, issuer: ISSUER, seen: heldByViews(view) },
+    { resource, scope, userId, lifetimeMs: 3_600_000, ...(boundKey ? { boundKey } : {}) },
+  );
 
 const urlOf = (path: string, on = port) => `http://127.0.0.1:${on}${path}`;
 const proofFor = (key: DeviceKey, method: string, path: string, token: string, extra = {}) =>

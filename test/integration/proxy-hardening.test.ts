@@ -31,7 +31,14 @@ import {
   type HostileUpstream,
   startHostileUpstream,
 } from '../helpers/hostile-upstream.ts';
-import { eventually, insertGrant, logTo, openTestDatabase, rawRequest } from '../helpers/proxy-fixtures.ts';
+import {
+  eventually,
+  heldByViews,
+  insertGrantWithToken,
+  logTo,
+  openTestDatabase,
+  rawRequest,
+} from '../helpers/proxy-fixtures.ts';
 import { abandonedRequest, parseRawAnswer, rawExchange } from '../helpers/raw-client.ts';
 
 /**
@@ -94,34 +101,11 @@ async function startProxy(sink: CallSink, extra: Partial<ProxyServerDeps> = {}):
   return (server.server.address() as AddressInfo).port;
 }
 
-async function grantWithToken(resource: string, scope: string, quotaRequests?: number) {
-  const now = clock.now();
-  const grant = await insertGrant(database, {
-    resource,
-    scope,
-    startsAt: new Date(now.getTime() - 60_000),
-    expiresAt: new Date(now.getTime() + DAY),
-  });
-  if (quotaRequests !== undefined) {
-    await database.db.transaction(async (tx) => {
-      await tx.update(grants).set({ quotaRequests }).where(eq(grants.id, grant.id));
-      await tx.execute(sql`select pg_notify(${database.channel('grants')}, ${grant.id})`);
-    });
-  }
-  const token = await issueGrantToken(keys, {
-    grantId: grant.id,
-    userId: grant.userId,
-    resource,
-    scope,
-    expiresAt: new Date(now.getTime() + DAY),
-    issuer: ISSUER,
-  });
-  await eventually(() => {
-    const found = view.lookup(grant.id);
-    return found.kind === 'active' && found.grant.quotaRequests === quotaRequests;
-  });
-  return { grant, token, auth: { authorization: `Bearer ${token}` } };
-}
+const grantWithToken = (resource: string, scope: string, quotaRequests?: number) =>
+  insertGrantWithToken(
+    { database, keys, issuer: ISSUER, seen: heldByViews(view) },
+    { resource, scope, now: clock.now(), ...(quotaRequests !== undefined ? { quotaRequests } : {}) },
+  );
 
 interface AuditRow {
   kind: string;

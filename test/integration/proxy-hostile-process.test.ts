@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase } from '../../src/db/client.ts';
 import { grants } from '../../src/db/schema/index.ts';
 import { systemClock } from '../../src/shared/clock.ts';
-import { createMemoryKeyStore, issueGrantToken, type KeyStore } from '../../src/tokens/index.ts';
+import { createMemoryKeyStore, type KeyStore } from '../../src/tokens/index.ts';
 import {
   deepJson,
   HOSTILE_SECRET,
@@ -16,7 +16,7 @@ import {
   startHostileUpstream,
 } from '../helpers/hostile-upstream.ts';
 import { createScratchDatabase, type JitgateChild, startJitgate } from '../helpers/jitgate-process.ts';
-import { eventually, insertGrant, rawRequest } from '../helpers/proxy-fixtures.ts';
+import { eventually, forwardedAt, insertGrantWithToken, rawRequest } from '../helpers/proxy-fixtures.ts';
 import { type Abandon, abandonedRequest } from '../helpers/raw-client.ts';
 import { tempDir } from '../helpers/tls.ts';
 
@@ -28,7 +28,6 @@ import { tempDir } from '../helpers/tls.ts';
  * audit row under its request id, and that the process stays up.
  */
 
-const DAY = 86_400_000;
 const CREDENTIAL = 'hostile-process-credential';
 
 let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
@@ -78,30 +77,12 @@ afterAll(async () => {
   dir.remove();
 });
 
-async function grantWithToken(scope: string, quotaRequests?: number) {
-  const now = Date.now();
-  const grant = await insertGrant(database, {
-    resource: 'hostile-api',
-    scope,
-    startsAt: new Date(now - 60_000),
-    expiresAt: new Date(now + DAY),
-    ...(quotaRequests !== undefined ? { quotaRequests } : {}),
-  });
-  const token = await issueGrantToken(keys, {
-    grantId: grant.id,
-    userId: grant.userId,
-    resource: 'hostile-api',
-    scope,
-    expiresAt: new Date(now + DAY),
-    issuer: 'jitgate',
-  });
-  // The child learns of the grant through its feed; wait until it forwards with it.
-  const auth = { authorization: `Bearer ${token}` };
-  await eventually(
-    async () => (await rawRequest(serve.proxyPort ?? 0, 'GET', '/hostile-api/ok', auth)).status === 200,
+/** A grant on hostile-api; the child (`serve` unless `port` names another) forwards with it when this resolves. */
+const grantWithToken = (scope: string, quotaRequests?: number, port = serve.proxyPort ?? 0) =>
+  insertGrantWithToken(
+    { database, keys, issuer: 'jitgate', seen: forwardedAt(port, '/hostile-api/ok') },
+    { resource: 'hostile-api', scope, ...(quotaRequests !== undefined ? { quotaRequests } : {}) },
   );
-  return { grant, auth };
-}
 
 interface Row {
   kind: string;
@@ -291,23 +272,7 @@ describe('shutdown', () => {
     const proxy = await startJitgate('proxy', env);
     try {
       const port = proxy.proxyPort ?? 0;
-      const now = Date.now();
-      const grant = await insertGrant(database, {
-        resource: 'hostile-api',
-        scope: 'any',
-        startsAt: new Date(now - 60_000),
-        expiresAt: new Date(now + DAY),
-      });
-      const token = await issueGrantToken(keys, {
-        grantId: grant.id,
-        userId: grant.userId,
-        resource: 'hostile-api',
-        scope: 'any',
-        expiresAt: new Date(now + DAY),
-        issuer: 'jitgate',
-      });
-      const auth = { authorization: `Bearer ${token}` };
-      await eventually(async () => (await rawRequest(port, 'GET', '/hostile-api/ok', auth)).status === 200);
+      const { auth } = await grantWithToken('any', undefined, port);
       const id = `sigterm-hang-${randomUUID()}`;
       const answer = rawRequest(port, 'GET', '/hostile-api/hang', { ...auth, 'x-request-id': id }).catch(
         () => undefined,

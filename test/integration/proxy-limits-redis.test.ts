@@ -24,15 +24,11 @@ import { createRateLimiter } from '../../src/proxy/rate-limit.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
 import { manualClock, systemClock } from '../../src/shared/clock.ts';
 import { connectReplayRedis } from '../../src/tokens/dpop-replay.ts';
-import {
-  createMemoryKeyStore,
-  createVerifier,
-  issueGrantToken,
-  type KeyStore,
-} from '../../src/tokens/index.ts';
+import { createMemoryKeyStore, createVerifier, type KeyStore } from '../../src/tokens/index.ts';
 import {
   eventually,
-  insertGrant,
+  heldByViews,
+  insertGrantWithToken,
   openTestDatabase,
   rawRequest,
   startCountingUpstream,
@@ -46,7 +42,6 @@ import { type OwnRedis, startOwnRedis } from '../helpers/redis-server.ts';
  */
 
 const ISSUER = 'https://jitgate.test';
-const DAY = 86_400_000;
 const clock = systemClock;
 
 let database: Awaited<ReturnType<typeof openTestDatabase>>;
@@ -129,25 +124,16 @@ async function stopProxy(proxy: Proxy): Promise<void> {
 
 /** A grant and its token; each call names the grant to the upstream so it can count them. */
 async function grantOn(resource: string, quota: { requests?: number; bytes?: number } = {}) {
-  const now = Date.now();
-  const grant = await insertGrant(database, {
-    resource,
-    scope: 'read',
-    startsAt: new Date(now - 60_000),
-    expiresAt: new Date(now + DAY),
-    ...(quota.requests !== undefined ? { quotaRequests: quota.requests } : {}),
-    ...(quota.bytes !== undefined ? { quotaResponseBytes: quota.bytes } : {}),
-  });
-  const token = await issueGrantToken(keys, {
-    grantId: grant.id,
-    userId: grant.userId,
-    resource,
-    scope: 'read',
-    expiresAt: new Date(now + DAY),
-    issuer: ISSUER,
-  });
-  for (const p of proxies) await eventually(() => p.view.lookup(grant.id).kind === 'active');
-  return { grant, headers: { authorization: `Bearer ${token}`, 'x-test-grant': grant.id } };
+  const { grant, auth } = await insertGrantWithToken(
+    { database, keys, issuer: ISSUER, seen: heldByViews(...proxies.map((p) => p.view)) },
+    {
+      resource,
+      scope: 'read',
+      ...(quota.requests !== undefined ? { quotaRequests: quota.requests } : {}),
+      ...(quota.bytes !== undefined ? { quotaResponseBytes: quota.bytes } : {}),
+    },
+  );
+  return { grant, headers: { ...auth, 'x-test-grant': grant.id } };
 }
 
 /** Sends `count` calls spread over the proxies, all at once; resolves with each call's status and error. */

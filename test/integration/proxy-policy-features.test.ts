@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import pino from 'pino';
@@ -21,13 +21,13 @@ import {
   createMemoryKeyStore,
   createVerifier,
   IDENTITY_ASSERTION_TYPE,
-  issueGrantToken,
   type KeyStore,
 } from '../../src/tokens/index.ts';
 import {
   arraySink,
   eventually,
-  insertGrant,
+  heldByViews,
+  insertGrantWithToken,
   openTestDatabase,
   rawRequest,
 } from '../helpers/proxy-fixtures.ts';
@@ -38,7 +38,6 @@ import {
  */
 
 const ISSUER = 'https://jitgate.test';
-const DAY = 86_400_000;
 const clock = systemClock;
 
 let database: Awaited<ReturnType<typeof openTestDatabase>>;
@@ -195,46 +194,17 @@ async function startProxy(trust: string, sink: CallSink, quota = createQuotaTrac
   return (server.server.address() as AddressInfo).port;
 }
 
-async function grantWithToken(
-  resourceName: string,
-  scope: string,
-  quota?: { requests?: number; bytes?: number },
-) {
-  const now = clock.now();
-  const grant = await insertGrant(database, {
-    resource: resourceName,
-    scope,
-    startsAt: new Date(now.getTime() - 60_000),
-    expiresAt: new Date(now.getTime() + DAY),
-  });
-  if (quota) {
-    await database.db.transaction(async (tx) => {
-      await tx
-        .update(grants)
-        .set({ quotaRequests: quota.requests ?? null, quotaResponseBytes: quota.bytes ?? null })
-        .where(eq(grants.id, grant.id));
-      await tx.execute(sql`select pg_notify(${database.channel('grants')}, ${grant.id})`);
-    });
-  }
-  const token = await issueGrantToken(keyStore, {
-    grantId: grant.id,
-    userId: grant.userId,
-    resource: resourceName,
-    scope,
-    expiresAt: new Date(now.getTime() + DAY),
-    issuer: ISSUER,
-  });
-  await eventually(() => {
-    const found = view.lookup(grant.id);
-    // Both caps, so a byte quota is in the view before the first call (not only a request quota).
-    return (
-      found.kind === 'active' &&
-      (quota === undefined ||
-        (found.grant.quotaRequests === quota.requests && found.grant.quotaResponseBytes === quota.bytes))
-    );
-  });
-  return { grant, auth: { authorization: `Bearer ${token}` } };
-}
+const grantWithToken = (resource: string, scope: string, quota?: { requests?: number; bytes?: number }) =>
+  insertGrantWithToken(
+    { database, keys: keyStore, issuer: ISSUER, seen: heldByViews(view) },
+    {
+      resource,
+      scope,
+      now: clock.now(),
+      ...(quota?.requests !== undefined ? { quotaRequests: quota.requests } : {}),
+      ...(quota?.bytes !== undefined ? { quotaResponseBytes: quota.bytes } : {}),
+    },
+  );
 
 const sink = arraySink();
 let port: number;

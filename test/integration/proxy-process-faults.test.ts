@@ -6,11 +6,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../src/audit/verify.ts';
 import { type Database, openDatabase } from '../../src/db/client.ts';
 import { systemClock } from '../../src/shared/clock.ts';
-import { createMemoryKeyStore, issueGrantToken, type KeyStore } from '../../src/tokens/index.ts';
+import { createMemoryKeyStore, type KeyStore } from '../../src/tokens/index.ts';
 import { TEST_DATABASE_URL } from '../helpers/db.ts';
 import { type HostileUpstream, startHostileUpstream } from '../helpers/hostile-upstream.ts';
 import { createScratchDatabase, type JitgateChild, startJitgate } from '../helpers/jitgate-process.ts';
-import { eventually, insertGrant, rawRequest, revokeGrant } from '../helpers/proxy-fixtures.ts';
+import {
+  eventually,
+  forwardedAt,
+  insertGrantWithToken,
+  rawRequest,
+  revokeGrant,
+} from '../helpers/proxy-fixtures.ts';
 import { tempDir } from '../helpers/tls.ts';
 
 /**
@@ -20,8 +26,6 @@ import { tempDir } from '../helpers/tls.ts';
  * upstream received has exactly one audit row under its request id, after the next start
  * replayed the intent journal, and the chain verifies.
  */
-
-const DAY = 86_400_000;
 
 let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
 let sql: postgres.Sql;
@@ -83,28 +87,11 @@ async function startProxy(intentDir: string): Promise<JitgateChild> {
   return child;
 }
 
-async function grantFor(proxy: JitgateChild) {
-  const now = Date.now();
-  const grant = await insertGrant(database, {
-    resource: 'faulty-api',
-    scope: 'any',
-    startsAt: new Date(now - 60_000),
-    expiresAt: new Date(now + DAY),
-  });
-  const token = await issueGrantToken(keys, {
-    grantId: grant.id,
-    userId: grant.userId,
-    resource: 'faulty-api',
-    scope: 'any',
-    expiresAt: new Date(now + DAY),
-    issuer: 'jitgate',
-  });
-  const auth = { authorization: `Bearer ${token}` };
-  await eventually(
-    async () => (await rawRequest(proxy.proxyPort ?? 0, 'GET', '/faulty-api/ok', auth)).status === 200,
+const grantFor = (proxy: JitgateChild) =>
+  insertGrantWithToken(
+    { database, keys, issuer: 'jitgate', seen: forwardedAt(proxy.proxyPort ?? 0, '/faulty-api/ok') },
+    { resource: 'faulty-api', scope: 'any' },
   );
-  return { grant, auth };
-}
 
 /** Request ids the upstream saw with `prefix`, and how many audit rows each has. */
 async function rowsPerSeenCall(prefix: string): Promise<Map<string, number>> {

@@ -14,16 +14,12 @@ import { filePolicyStore, type PolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
 import { manualClock } from '../../src/shared/clock.ts';
-import {
-  createMemoryKeyStore,
-  createVerifier,
-  issueGrantToken,
-  type KeyStore,
-} from '../../src/tokens/index.ts';
+import { createMemoryKeyStore, createVerifier, type KeyStore } from '../../src/tokens/index.ts';
 import {
   arraySink,
   eventually,
-  insertGrant,
+  heldByViews,
+  insertGrantWithToken,
   openTestDatabase,
   rawRequest,
 } from '../helpers/proxy-fixtures.ts';
@@ -36,7 +32,6 @@ import { makeCertificate, servedFingerprint, type TestCertificate, tempDir } fro
  */
 
 const ISSUER = 'https://jitgate.test';
-const DAY = 86_400_000;
 const OLD_CREDENTIAL = 'credential-before-rotation';
 const NEW_CREDENTIAL = 'credential-after-rotation';
 
@@ -103,22 +98,8 @@ async function listenOn(server: Server): Promise<number> {
 }
 
 async function tokenFor(resource: string): Promise<string> {
-  const now = clock.now();
-  const grant = await insertGrant(database, {
-    resource,
-    scope: 'read',
-    startsAt: new Date(now.getTime() - 60_000),
-    expiresAt: new Date(now.getTime() + DAY),
-  });
-  await eventually(() => view.lookup(grant.id).kind === 'active');
-  return issueGrantToken(keyStore, {
-    grantId: grant.id,
-    userId: grant.userId,
-    resource,
-    scope: 'read',
-    expiresAt: grant.expiresAt,
-    issuer: ISSUER,
-  });
+  const setup = { database, keys: keyStore, issuer: ISSUER, seen: heldByViews(view) };
+  return (await insertGrantWithToken(setup, { resource, scope: 'read', now: clock.now() })).token;
 }
 
 interface HttpsResult {

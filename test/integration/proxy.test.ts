@@ -20,14 +20,15 @@ import {
 import {
   arraySink,
   eventually,
-  insertGrant,
+  type GrantWithToken,
+  heldByViews,
+  insertGrantWithToken,
   logTo,
   openTestDatabase,
   rawRequest,
   revokeGrant,
   silenceableFeed,
   startEchoUpstream,
-  type TestGrant,
   testPolicy,
   UPSTREAM_SECRET,
 } from '../helpers/proxy-fixtures.ts';
@@ -60,30 +61,16 @@ async function startProxy(grantView: ManagedActiveGrantView) {
   return { server, port: (server.server.address() as AddressInfo).port };
 }
 
-async function grantWithToken(
+/** A grant and its token; the view holds the grant when this resolves (the notify is asynchronous). */
+const grantWithToken = (
   resource: string,
   scope: string,
   options: { lifetimeMs?: number; tokenLifetimeMs?: number } = {},
-): Promise<{ grant: TestGrant; token: string }> {
-  const now = clock.now();
-  const grant = await insertGrant(database, {
-    resource,
-    scope,
-    startsAt: new Date(now.getTime() - 60_000),
-    expiresAt: new Date(now.getTime() + (options.lifetimeMs ?? DAY)),
-  });
-  const token = await issueGrantToken(keyStore, {
-    grantId: grant.id,
-    userId: grant.userId,
-    resource,
-    scope,
-    expiresAt: new Date(now.getTime() + (options.tokenLifetimeMs ?? options.lifetimeMs ?? DAY)),
-    issuer: ISSUER,
-  });
-  // The notify above reaches the view asynchronously; wait until it holds the grant.
-  await eventually(() => view.lookup(grant.id).kind === 'active');
-  return { grant, token };
-}
+): Promise<GrantWithToken> =>
+  insertGrantWithToken(
+    { database, keys: keyStore, issuer: ISSUER, seen: heldByViews(view) },
+    { resource, scope, now: clock.now(), ...options },
+  );
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 

@@ -56,3 +56,23 @@ export async function endConsoleSession(db: Db | Tx, id: string, now: Date): Pro
     .returning({ id: consoleSessions.id });
   return rows.length > 0;
 }
+
+/**
+ * Ends every session of `userId` still open (offboarding), in the caller's transaction;
+ * returns the ids it ended. One only idle is ended too (its cookie could not be used, but the
+ * record then says why it is over); one past its absolute end is over already and left as it is.
+ */
+export async function endConsoleSessionsOf(tx: Tx, userId: string, now: Date): Promise<string[]> {
+  const rows = await tx
+    .update(consoleSessions)
+    .set({ endedAt: now, endReason: 'offboarded' })
+    .where(
+      and(
+        eq(consoleSessions.userId, userId),
+        isNull(consoleSessions.endedAt),
+        gt(consoleSessions.expiresAt, now),
+      ),
+    )
+    .returning({ id: consoleSessions.id });
+  return rows.map((row) => row.id).sort();
+}

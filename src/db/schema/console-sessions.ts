@@ -7,6 +7,9 @@ import { at } from './columns.ts';
  * session is good only while its row is: not ended (sign-out ends it, so a copied cookie dies
  * with it), used within the idle timeout, and younger than its absolute end.
  *
+ * Offboarding ends every session of the person (`offboarded`), in the transaction that revokes
+ * their grants, so an offboarded person's console is gone with their access.
+ *
  * Guarantees: a session ends at most once (`ended_at` with its reason, or neither); it never
  * outlives `expires_at`, which is after its start; it was last used within its lifetime.
  */
@@ -23,7 +26,7 @@ export const consoleSessions = pgTable(
     /** The absolute timeout: sign-in plus the session's longest life. */
     expiresAt: at('expires_at').notNull(),
     endedAt: at('ended_at'),
-    endReason: text('end_reason', { enum: ['signed_out'] }),
+    endReason: text('end_reason', { enum: ['signed_out', 'offboarded'] }),
   },
   (t) => [
     index('console_sessions_user_idx').on(t.userId),
@@ -31,7 +34,7 @@ export const consoleSessions = pgTable(
     check('console_sessions_end_check', sql`(${t.endedAt} is null) = (${t.endReason} is null)`),
     check(
       'console_sessions_end_reason_check',
-      sql`${t.endReason} is null or ${t.endReason} in ('signed_out')`,
+      sql`${t.endReason} is null or ${t.endReason} in ('signed_out', 'offboarded')`,
     ),
     check('console_sessions_lifetime_check', sql`${t.expiresAt} > ${t.signedInAt}`),
     check(

@@ -1,0 +1,2 @@
+ALTER TABLE "console_sessions" DROP CONSTRAINT "console_sessions_end_reason_check";--> statement-breakpoint
+ALTER TABLE "console_sessions" ADD CONSTRAINT "console_sessions_end_reason_check" CHECK ("console_sessions"."end_reason" is null or "console_sessions"."end_reason" in ('signed_out', 'offboarded'));
