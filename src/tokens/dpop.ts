@@ -1,5 +1,12 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { type CryptoKey, calculateJwkThumbprint, errors, importJWK, jwtVerify } from 'jose';
+import { isUtf8 } from 'node:buffer';
+import {
+  createHash,
+  createHmac,
+  createPublicKey,
+  type KeyObject,
+  timingSafeEqual,
+  verify as verifySignature,
+} from 'node:crypto';
 import type { Clock } from '../shared/clock.ts';
 import type { ReplayCache } from './dpop-replay.ts';
 import { decodeHeader } from './grant-token.ts';
@@ -54,6 +61,8 @@ type DpopAlgorithm = (typeof DPOP_ALGORITHMS)[number];
 const MAX_PROOF_BYTES = 4096;
 const MAX_JTI_LENGTH = 128;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+/** Both algorithms sign with 64 bytes (ES256 as r‖s, RFC 7518 §3.4): 86 base64url characters. */
+const SIGNATURE_CHARS = 86;
 const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
 /** Members that only a private (or symmetric) JWK has. */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
@@ -89,7 +98,10 @@ export interface DpopVerifierOptions {
   futureSkewSeconds?: number;
   /** When set, every proof must carry a nonce these issued recently. */
   nonces?: DpopNonces;
-  /** Imported public keys kept, by thumbprint. Default 10,000. */
+  /**
+   * Entries in each of the verifier's two LRUs: checked proof headers, by their text, and imported
+   * public keys, by canonical JWK. Default 10,000.
+   */
   keyCacheSize?: number;
 }
 
@@ -99,49 +111,96 @@ export interface DpopVerifier {
 
 const refuse = (code: DpopRefusalCode, message: string): DpopResult => ({ ok: false, code, message });
 
+/** `crypto.verify`'s arguments for one public key, imported once. */
+interface VerifyKey {
+  /** SHA-256 for ES256; none for EdDSA (Ed25519 hashes internally). */
+  digest: 'sha256' | null;
+  /** For ES256 with the JWS signature encoding (r‖s, RFC 7518 §3.4), not DER. */
+  key: KeyObject | { key: KeyObject; dsaEncoding: 'ieee-p1363' };
+}
+
 /** What a proof's header says about who signed it, once checked. */
 interface Signer {
   alg: DpopAlgorithm;
   jwk: DpopPublicJwk;
-  key: CryptoKey;
+  /** The RFC 7638 members in their canonical JSON: the thumbprint's input, and the key cache's key. */
+  canonical: string;
   thumbprint: string;
+  /** Set on the headers the cache keeps: each one's key, imported. */
+  verifyKey?: VerifyKey;
 }
 
 /**
  * Checks, cheapest first: shape and header (typ, alg, jwk) → key thumbprint against the bound key
- * (a stolen token with the thief's own key stops here, before any signature work) → signature →
- * claims (htm, htu, iat, ath, nonce) → replay, last, so a refused proof never uses up its `jti`.
+ * (a stolen token with the thief's own key stops here, before any key import or signature work)
+ * → signature → claims (htm, htu, iat, ath, nonce) → replay, last, so a refused proof never uses
+ * up its `jti`.
+ *
+ * All of it is node:crypto and synchronous: SHA-256 for the thumbprint and `ath`, and one
+ * `crypto.verify` per proof on a key imported once. (jose's `jwtVerify` went through WebCrypto:
+ * a promise, WebIDL argument conversion and a job per call on top of the signature itself, and
+ * the header and claims parsed again; see `npm run bench -- proxy-dpop`.)
  */
 export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
   const maxAgeSeconds = options.maxAgeSeconds ?? 60;
   const futureSkewSeconds = options.futureSkewSeconds ?? 5;
-  // Every proof a device makes has the same header (typ, alg, jwk: nothing per call), so the
-  // parsed header, the thumbprint and the imported key are kept by the header's encoded text:
-  // identical text is an identical header. Only headers that passed the checks are kept.
-  const signers = new LruCache<Signer>({ maxEntries: options.keyCacheSize ?? 10_000, clock: options.clock });
+  const maxEntries = options.keyCacheSize ?? 10_000;
+  // Two bounded LRUs, filled only by headers that passed every header check and keys that imported
+  // (the signature is checked on every proof, cached or not):
+  // - every proof a device makes has the same header (typ, alg, jwk: nothing per call), so the
+  //   checked header is kept by its encoded text (identical text, identical header), with its key;
+  // - imported keys are kept by their canonical JWK, so header variants naming one key (member
+  //   order, extra members) share one import. Either way a cached key is exactly the one the
+  //   proof's own header names: a hit never verifies a proof with another key than its own.
+  const headers = new LruCache<Signer>({ maxEntries, clock: options.clock });
+  const keys = new LruCache<VerifyKey>({ maxEntries, clock: options.clock });
 
-  async function signerOf(proof: string): Promise<Signer | string> {
-    const encodedHeader = proof.slice(0, proof.indexOf('.'));
-    const known = signers.get(encodedHeader);
+  /** The header's signer, checked, with its imported key when it has one already. */
+  function signerOf(encodedHeader: string, proof: string, nowMs: number): Signer | string {
+    const known = headers.get(encodedHeader, nowMs);
     if (known) return known;
     const header = decodeHeader(proof);
     if (!header) return 'The DPoP proof header is not a JSON object.';
     if (header.typ !== DPOP_PROOF_TYPE) return `The DPoP proof must have typ "${DPOP_PROOF_TYPE}".`;
     const alg = header.alg;
     if (!isDpopAlgorithm(alg)) return `The DPoP proof must be signed with ${DPOP_ALGORITHMS.join(', ')}.`;
+    // No extension is understood here, so none can be critical (RFC 7515 §4.1.11).
+    if (header.crit !== undefined) return 'The DPoP proof header must not have "crit".';
     const jwk = publicJwkOf(header.jwk, alg);
     if (typeof jwk === 'string') return jwk;
-    let key: CryptoKey | Uint8Array;
+    const canonical = canonicalJwk(jwk);
+    return {
+      alg,
+      jwk,
+      canonical,
+      thumbprint: createHash('sha256').update(canonical, 'ascii').digest('base64url'),
+    };
+  }
+
+  /** The signer's key, imported (or from the key cache), or why it is no key. */
+  function keyOf(signer: Signer, nowMs: number): VerifyKey | string {
+    const known = keys.get(signer.canonical, nowMs);
+    if (known) return known;
+    let key: KeyObject;
     try {
-      key = await importJWK(jwk, alg);
+      // Only the members `publicJwkOf` validated: the import checks the point is on the curve.
+      key = createPublicKey({ key: signer.jwk, format: 'jwk' });
     } catch {
       // A point off the curve, say: the client's doing, never a fault of ours.
       return 'The jwk is not a valid public key.';
     }
-    if (key instanceof Uint8Array) throw new Error('a DPoP public key imported as a secret');
-    const signer: Signer = { alg, jwk, key, thumbprint: await calculateJwkThumbprint(jwk, 'sha256') };
-    signers.set(encodedHeader, signer, Number.POSITIVE_INFINITY);
-    return signer;
+    const fits =
+      key.type === 'public' &&
+      (signer.alg === 'ES256'
+        ? key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1'
+        : key.asymmetricKeyType === 'ed25519');
+    if (!fits) return 'The jwk is not a valid public key.';
+    const imported: VerifyKey =
+      signer.alg === 'ES256'
+        ? { digest: 'sha256', key: { key, dsaEncoding: 'ieee-p1363' } }
+        : { digest: null, key };
+    keys.set(signer.canonical, imported, Number.POSITIVE_INFINITY);
+    return imported;
   }
 
   return {
@@ -155,37 +214,53 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
       const proof = check.proof;
       if (proof.length > MAX_PROOF_BYTES) return refuse('dpop_invalid', 'The DPoP proof is too large.');
       if (!COMPACT_JWS.test(proof)) return refuse('dpop_invalid', 'The DPoP proof is not a compact JWS.');
-      const signer = await signerOf(proof);
+      const headerEnd = proof.indexOf('.');
+      const payloadEnd = proof.indexOf('.', headerEnd + 1);
+      const nowMs = options.clock.now().getTime();
+      const encodedHeader = proof.slice(0, headerEnd);
+      const signer = signerOf(encodedHeader, proof, nowMs);
       if (typeof signer === 'string') return refuse('dpop_invalid', signer);
-      const { alg, jwk, thumbprint } = signer;
+      const { jwk, thumbprint } = signer;
       if (check.boundKey !== undefined && thumbprint !== check.boundKey) {
         return refuse(
           'dpop_wrong_key',
           'The DPoP proof is signed by another key than the one this is bound to.',
         );
       }
+      const verifyKey = signer.verifyKey ?? keyOf(signer, nowMs);
+      if (typeof verifyKey === 'string') return refuse('dpop_invalid', verifyKey);
+      if (!signer.verifyKey) headers.set(encodedHeader, { ...signer, verifyKey }, Number.POSITIVE_INFINITY);
 
-      const now = options.clock.now();
-      let claims: Record<string, unknown>;
-      try {
-        ({ payload: claims } = await jwtVerify(proof, signer.key, {
-          algorithms: [alg],
-          typ: DPOP_PROOF_TYPE,
-          currentDate: now,
-        }));
-      } catch (error) {
-        if (error instanceof errors.JWTExpired) return refuse('dpop_stale', 'The DPoP proof has expired.');
-        if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'nbf') {
-          return refuse('dpop_stale', 'The DPoP proof is not valid yet.');
-        }
-        if (error instanceof errors.JWSSignatureVerificationFailed) {
-          return refuse('dpop_invalid', 'The DPoP proof signature is invalid.');
-        }
-        if (error instanceof errors.JOSEError) return refuse('dpop_invalid', 'The DPoP proof is malformed.');
-        throw error;
+      if (proof.length - payloadEnd - 1 !== SIGNATURE_CHARS) {
+        return refuse('dpop_invalid', 'The DPoP proof signature is invalid.');
       }
+      let signed: boolean;
+      try {
+        signed = verifySignature(
+          verifyKey.digest,
+          Buffer.from(proof.slice(0, payloadEnd), 'latin1'),
+          verifyKey.key,
+          Buffer.from(proof.slice(payloadEnd + 1), 'base64url'),
+        );
+      } catch {
+        signed = false;
+      }
+      if (!signed) return refuse('dpop_invalid', 'The DPoP proof signature is invalid.');
 
-      const { jti, htm, htu, iat, ath } = claims;
+      const claims = claimsOf(proof.slice(headerEnd + 1, payloadEnd));
+      if (!claims) return refuse('dpop_invalid', 'The DPoP proof payload is not a JSON object.');
+      const { jti, htm, htu, iat, ath, exp, nbf } = claims;
+      // Not part of RFC 9449, but a proof that says when it expires or starts is held to it (RFC 7519).
+      if ((exp !== undefined && typeof exp !== 'number') || (nbf !== undefined && typeof nbf !== 'number')) {
+        return refuse('dpop_invalid', 'The DPoP proof has a non-numeric exp or nbf claim.');
+      }
+      const nowSeconds = nowMs / 1000;
+      if (exp !== undefined && exp <= Math.floor(nowSeconds)) {
+        return refuse('dpop_stale', 'The DPoP proof has expired.');
+      }
+      if (nbf !== undefined && nbf > Math.floor(nowSeconds)) {
+        return refuse('dpop_stale', 'The DPoP proof is not valid yet.');
+      }
       if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) {
         return refuse('dpop_invalid', 'The DPoP proof needs a jti of 1 to 128 characters.');
       }
@@ -199,10 +274,10 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
         return refuse('dpop_wrong_method', `The DPoP proof is for ${quoted(htm)}, not ${check.method}.`);
       }
       const expected = normalizeHtu(check.htu);
-      if (expected === undefined || normalizeHtu(htu) !== expected) {
+      // The same text normalises the same: parsed once when the client names the URL as we do.
+      if (expected === undefined || (htu !== check.htu && normalizeHtu(htu) !== expected)) {
         return refuse('dpop_wrong_url', 'The DPoP proof is for another URL (htu).');
       }
-      const nowSeconds = now.getTime() / 1000;
       if (iat < nowSeconds - maxAgeSeconds) {
         return refuse(
           'dpop_stale',
@@ -230,7 +305,7 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
       }
 
       // Kept until the proof would be refused as stale anyway: iat + the window, and no longer.
-      const ttlMs = (iat + maxAgeSeconds) * 1000 - now.getTime();
+      const ttlMs = (iat + maxAgeSeconds) * 1000 - nowMs;
       switch (await options.replay.claim(`${thumbprint}:${jti}`, ttlMs)) {
         case 'fresh':
           return { ok: true, thumbprint, jwk, jti, issuedAt: new Date(iat * 1000) };
@@ -244,6 +319,32 @@ export function createDpopVerifier(options: DpopVerifierOptions): DpopVerifier {
       }
     },
   };
+}
+
+/** The proof's claims: strict UTF-8 JSON, an object; undefined for anything else. */
+function claimsOf(encodedPayload: string): Record<string, unknown> | undefined {
+  // A length of 4n + 1 is no base64url (a decoder would drop the last character silently).
+  if (encodedPayload.length % 4 === 1) return undefined;
+  const bytes = Buffer.from(encodedPayload, 'base64url');
+  if (!isUtf8(bytes)) return undefined;
+  try {
+    const value: unknown = JSON.parse(bytes.toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The RFC 7638 thumbprint input: the required members in lexicographic order, no whitespace.
+ * `x` and `y` are base64url text (checked by `publicJwkOf`), which JSON needs no escaping for.
+ */
+function canonicalJwk(jwk: DpopPublicJwk): string {
+  return jwk.kty === 'EC'
+    ? `{"crv":"${jwk.crv}","kty":"EC","x":"${jwk.x}","y":"${jwk.y}"}`
+    : `{"crv":"${jwk.crv}","kty":"OKP","x":"${jwk.x}"}`;
 }
 
 const isDpopAlgorithm = (value: unknown): value is DpopAlgorithm =>

@@ -29,6 +29,7 @@ interface CpuProfile {
 /** Stage names in the order the bench prints them. */
 export const STAGE_NAMES = [
   'token verify (src/tokens, jose)',
+  'DPoP proof check (src/tokens/dpop*.ts, node:crypto verify)',
   'grant lookup (active-grants)',
   'scope match + authorize (policy, normalize-path, authorize)',
   'rate limit + quota (limits, rate-limit, quota)',
@@ -45,24 +46,26 @@ export const STAGE_NAMES = [
 type Stage = (typeof STAGE_NAMES)[number];
 
 const STAGES: [Stage, (url: string, fn: string) => boolean][] = [
+  // Before the tokens rule, which would take it: a bound call's proof apart from its token.
+  [STAGE_NAMES[1], (u) => u.includes('/src/tokens/dpop')],
   [STAGE_NAMES[0], (u) => u.includes('/src/tokens/') || u.includes('/node_modules/jose/')],
-  [STAGE_NAMES[1], (u) => u.includes('/src/proxy/active-grants')],
+  [STAGE_NAMES[2], (u) => u.includes('/src/proxy/active-grants')],
   [
-    STAGE_NAMES[2],
+    STAGE_NAMES[3],
     (u) =>
       u.includes('/src/policy/') || u.includes('/src/proxy/normalize-path') || u.includes('/authorize.ts'),
   ],
   [
-    STAGE_NAMES[3],
+    STAGE_NAMES[4],
     (u) =>
       u.includes('/src/proxy/limits/') ||
       u.includes('/src/proxy/rate-limit') ||
       u.includes('/src/proxy/quota'),
   ],
-  [STAGE_NAMES[5], (u, fn) => u.includes('/src/proxy/call.ts') || fn === 'callAuditEvent'],
-  [STAGE_NAMES[6], (u) => u.includes('/src/audit/chain.ts')],
+  [STAGE_NAMES[6], (u, fn) => u.includes('/src/proxy/call.ts') || fn === 'callAuditEvent'],
+  [STAGE_NAMES[7], (u) => u.includes('/src/audit/chain.ts')],
   [
-    STAGE_NAMES[7],
+    STAGE_NAMES[8],
     (u) =>
       u.includes('/src/audit/') ||
       u.includes('/src/db/') ||
@@ -71,7 +74,7 @@ const STAGES: [Stage, (url: string, fn: string) => boolean][] = [
       u.includes('/src/access/quota'),
   ],
   [
-    STAGE_NAMES[4],
+    STAGE_NAMES[5],
     (u) =>
       u.includes('/src/proxy/forward') ||
       u.includes('/src/proxy/direct-forward') ||
@@ -82,7 +85,7 @@ const STAGES: [Stage, (url: string, fn: string) => boolean][] = [
       u.includes('/node_modules/undici/'),
   ],
   [
-    STAGE_NAMES[8],
+    STAGE_NAMES[9],
     (u) =>
       u.includes('/node_modules/fastify/') ||
       u.includes('/node_modules/find-my-way/') ||
@@ -90,7 +93,7 @@ const STAGES: [Stage, (url: string, fn: string) => boolean][] = [
       u.includes('/node_modules/@fastify/') ||
       u.includes('/node_modules/light-my-request/'),
   ],
-  [STAGE_NAMES[9], (u) => u.includes('/src/') && !u.includes('/test/bench/')],
+  [STAGE_NAMES[10], (u) => u.includes('/src/') && !u.includes('/test/bench/')],
 ];
 
 /** Microseconds of CPU per stage over the profile. */
@@ -108,8 +111,8 @@ function stageMicros(profile: CpuProfile): Map<Stage, number> {
     const fn = byId.get(id)!.callFrame.functionName;
     let stage: Stage | 'idle' | undefined;
     if (fn === '(idle)') stage = 'idle';
-    else if (fn === '(garbage collector)') stage = STAGE_NAMES[11];
-    else if (fn === '(program)') stage = STAGE_NAMES[12];
+    else if (fn === '(garbage collector)') stage = STAGE_NAMES[12];
+    else if (fn === '(program)') stage = STAGE_NAMES[13];
     for (let at: number | undefined = id; stage === undefined && at !== undefined; at = parent.get(at)) {
       const frame = byId.get(at)!.callFrame;
       for (const [name, test] of STAGES) {
@@ -119,7 +122,7 @@ function stageMicros(profile: CpuProfile): Map<Stage, number> {
         }
       }
     }
-    stage ??= STAGE_NAMES[10];
+    stage ??= STAGE_NAMES[11];
     stageOf.set(id, stage);
     return stage;
   };

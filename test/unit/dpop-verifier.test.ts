@@ -1,5 +1,6 @@
+import { createHmac, generateKeyPairSync, KeyObject, sign as signWith } from 'node:crypto';
 import fc from 'fast-check';
-import { type JWK, SignJWT } from 'jose';
+import { calculateJwkThumbprint, type JWK, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import {
   type DeviceKey,
@@ -453,5 +454,308 @@ describe('DPoP proof verification (properties)', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+/**
+ * Proofs made without jose (node:crypto signs), so the tests can send what no JWS library makes:
+ * any header, any payload bytes, a DER signature.
+ */
+const b64 = (value: string | Buffer | object) =>
+  (typeof value === 'string' || Buffer.isBuffer(value)
+    ? Buffer.from(value)
+    : Buffer.from(JSON.stringify(value))
+  ).toString('base64url');
+
+function signRaw(
+  key: DeviceKey,
+  header: Record<string, unknown>,
+  payload: string | Buffer | object,
+  dsaEncoding: 'ieee-p1363' | 'der' = 'ieee-p1363',
+): string {
+  const input = `${b64({ alg: key.alg, typ: 'dpop+jwt', jwk: key.publicJwk, ...header })}.${b64(payload)}`;
+  const privateKey = KeyObject.from(key.privateKey);
+  const signature =
+    key.alg === 'ES256'
+      ? signWith('sha256', Buffer.from(input), { key: privateKey, dsaEncoding })
+      : signWith(null, Buffer.from(input), privateKey);
+  return `${input}.${signature.toString('base64url')}`;
+}
+
+const headerOf = (proof: string) => proof.slice(0, proof.indexOf('.'));
+
+describe('DPoP key cache (headers checked once, keys imported once)', () => {
+  it('a cached header never lets a proof signed by another key pass, however warm the cache', async () => {
+    const { verifier } = world();
+    const genuine = await proofFor(es256);
+    expect(await verifier.verify(checkOf(genuine))).toMatchObject({ ok: true });
+    // Byte for byte the cached header (es256's jwk), signed by another key: a cache hit.
+    const forged = signRaw(other, { alg: 'ES256', jwk: es256.publicJwk }, goodClaims());
+    expect(headerOf(forged)).toBe(headerOf(genuine));
+    expect(await verifier.verify(checkOf(forged))).toMatchObject({ ok: false, code: 'dpop_invalid' });
+    // And the key's own next proof still passes: the forgery did not disturb the entry.
+    expect(await verifier.verify(checkOf(await proofFor(es256)))).toMatchObject({ ok: true });
+  });
+
+  it('keys evicted and imported again keep verifying only their own proofs (a one-entry cache)', async () => {
+    const { verifier } = world({ keyCacheSize: 1 });
+    const keys = [es256, eddsa, other];
+    for (let round = 0; round < 3; round++) {
+      for (const [i, key] of keys.entries()) {
+        const stranger = keys[(i + 1) % keys.length]!;
+        expect(await verifier.verify(checkOf(await proofFor(key), key))).toMatchObject({
+          ok: true,
+          thumbprint: key.thumbprint,
+        });
+        expect(await verifier.verify(checkOf(await proofFor(stranger), key))).toMatchObject({
+          code: 'dpop_wrong_key',
+        });
+        const forged = signRaw(stranger, { alg: key.alg, jwk: key.publicJwk }, goodClaims());
+        expect(await verifier.verify(checkOf(forged, key))).toMatchObject({ code: 'dpop_invalid' });
+      }
+    }
+  });
+
+  it('any mix of signing key, header key and bound key, through a small cache: only all three alike pass', async () => {
+    const keys = [es256, eddsa, other, await importDeviceKey(await generateDeviceKey('EdDSA'))];
+    const index = fc.nat({ max: keys.length - 1 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(index, index, index), { minLength: 1, maxLength: 8 }),
+        async (calls) => {
+          const { verifier } = world({ keyCacheSize: 2 });
+          for (const [signedBy, inHeader, boundTo] of calls) {
+            const signer = keys[signedBy]!;
+            const named = keys[inHeader]!;
+            const proof =
+              signedBy === inHeader
+                ? await proofFor(signer)
+                : signRaw(signer, { alg: named.alg, jwk: named.publicJwk }, goodClaims());
+            const result = await verifier.verify(checkOf(proof, keys[boundTo]!));
+            if (inHeader !== boundTo) expect(result).toMatchObject({ ok: false, code: 'dpop_wrong_key' });
+            else if (signedBy !== inHeader) expect(result).toMatchObject({ ok: false, code: 'dpop_invalid' });
+            else expect(result).toMatchObject({ ok: true, thumbprint: named.thumbprint });
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('extra and odd jwk members change neither the key nor its RFC 7638 thumbprint', async () => {
+    if (es256.publicJwk.kty !== 'EC') throw new Error('es256 is an EC key');
+    const { x, y } = es256.publicJwk;
+    const odd = {
+      y,
+      kid: 42,
+      use: 'sig',
+      alg: 'ES256',
+      key_ops: ['verify'],
+      ext: true,
+      x5c: ['not-a-certificate'],
+      nested: { x: 'ignored' },
+      x,
+      crv: 'P-256',
+      kty: 'EC',
+    };
+    const { verifier } = world();
+    const result = await verifier.verify(checkOf(await craft(es256, { jwk: odd }, goodClaims())));
+    expect(result).toMatchObject({ ok: true, thumbprint: es256.thumbprint, jwk: es256.publicJwk });
+    expect(es256.thumbprint).toBe(await calculateJwkThumbprint({ kty: 'EC', crv: 'P-256', x, y }, 'sha256'));
+    // Twice, cached: the same answer.
+    const again = await verifier.verify(checkOf(await craft(es256, { jwk: odd }, goodClaims())));
+    expect(again).toMatchObject({ ok: true, thumbprint: es256.thumbprint });
+  });
+
+  it('reports the RFC 7638 thumbprint jose computes, for keys of both kinds', async () => {
+    for (let i = 0; i < 5; i++) {
+      for (const alg of ['ES256', 'EdDSA'] as const) {
+        const key = await importDeviceKey(await generateDeviceKey(alg));
+        const result = await world().verifier.verify({
+          ...checkOf(await proofFor(key)),
+          boundKey: undefined,
+        });
+        expect(result).toMatchObject({
+          ok: true,
+          thumbprint: await calculateJwkThumbprint(key.publicJwk, 'sha256'),
+        });
+      }
+    }
+  });
+
+  it('accepts the fully-specified Ed25519 algorithm name as well as EdDSA', async () => {
+    const { verifier } = world();
+    const proof = signRaw(eddsa, { alg: 'Ed25519' }, goodClaims());
+    expect(await verifier.verify(checkOf(proof, eddsa))).toMatchObject({
+      ok: true,
+      thumbprint: eddsa.thumbprint,
+    });
+  });
+});
+
+const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+const secp256k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
+const x25519 = generateKeyPairSync('x25519');
+const publicJwk = (pair: { publicKey: KeyObject }) => pair.publicKey.export({ format: 'jwk' });
+
+/** Refused from the header alone, so the signature is that of a good proof by `es256`. */
+const withHeader = (header: Record<string, unknown>) => signRaw(es256, header, goodClaims());
+
+describe('DPoP header checks: algorithms and keys', () => {
+  it.each([
+    'none',
+    'NONE',
+    'HS256',
+    'HS384',
+    'HS512',
+    'RS256',
+    'PS256',
+    'ES384',
+    'ES512',
+    'ES256K',
+    'es256',
+    'EdDSA ',
+    '',
+  ])('refuses alg %j, and says which are taken', async (alg) => {
+    const result = await world().verifier.verify(checkOf(withHeader({ alg })));
+    expect(result).toMatchObject({ ok: false, code: 'dpop_invalid' });
+    expect(result.ok === false && result.message).toMatch(/ES256, EdDSA, Ed25519/);
+  });
+
+  it('refuses HS256 keyed with the public key itself (the key-confusion attack)', async () => {
+    if (es256.publicJwk.kty !== 'EC') throw new Error('es256 is an EC key');
+    const header = b64({ alg: 'HS256', typ: 'dpop+jwt', jwk: es256.publicJwk });
+    const input = `${header}.${b64(goodClaims())}`;
+    for (const secret of [JSON.stringify(es256.publicJwk), Buffer.from(es256.publicJwk.x, 'base64url')]) {
+      const mac = createHmac('sha256', secret).update(input).digest('base64url');
+      expect(await world().verifier.verify(checkOf(`${input}.${mac}`))).toMatchObject({
+        code: 'dpop_invalid',
+      });
+    }
+  });
+
+  it.each([
+    ['a P-384 key on ES256', { jwk: publicJwk(p384) }],
+    ['a secp256k1 key on ES256', { jwk: publicJwk(secp256k1) }],
+    ['an X25519 key on EdDSA', { alg: 'EdDSA', jwk: publicJwk(x25519) }],
+    ['an EC key on EdDSA', { alg: 'EdDSA' }],
+    ['an OKP key claiming P-256', { jwk: { kty: 'OKP', crv: 'P-256', x: eddsa.publicJwk.x } }],
+    ['a 33-byte coordinate', { jwk: { ...es256.publicJwk, x: Buffer.alloc(33, 1).toString('base64url') } }],
+    ['a jwk that is a string', { jwk: JSON.stringify(es256.publicJwk) }],
+    ['a jwk that is an array', { jwk: [es256.publicJwk] }],
+    ['typ DPOP+JWT', { typ: 'DPOP+JWT' }],
+    ['typ application/dpop+jwt', { typ: 'application/dpop+jwt' }],
+    ['a crit header', { crit: ['exp'], exp: 1 }],
+    ['an empty crit', { crit: [] }],
+  ])('refuses %s', async (_name, header) => {
+    const result = await world().verifier.verify({ ...checkOf(withHeader(header)), boundKey: undefined });
+    expect(result).toMatchObject({ ok: false, code: 'dpop_invalid' });
+  });
+
+  it('refuses an ES256 signature in DER form, though it is by the right key over the right bytes', async () => {
+    const proof = signRaw(es256, {}, goodClaims(), 'der');
+    expect(await world().verifier.verify(checkOf(proof))).toMatchObject({ code: 'dpop_invalid' });
+  });
+
+  it('refuses an EdDSA proof signed over other bytes, and a truncated or padded signature', async () => {
+    const good = signRaw(eddsa, {}, goodClaims());
+    const signature = good.slice(good.lastIndexOf('.') + 1);
+    const body = good.slice(0, good.lastIndexOf('.'));
+    const { verifier } = world();
+    for (const bad of [
+      `${body}.${signature.slice(0, -2)}`,
+      `${body}.${signature}AA`,
+      `${body}x.${signature}`,
+    ]) {
+      expect(await verifier.verify(checkOf(bad, eddsa))).toMatchObject({ code: 'dpop_invalid' });
+    }
+    expect(await verifier.verify(checkOf(good, eddsa))).toMatchObject({ ok: true });
+  });
+});
+
+describe('DPoP payload checks (signed, so only the payload can refuse them)', () => {
+  it.each([
+    ['an array', '[]'],
+    ['a string', '"proof"'],
+    ['null', 'null'],
+    ['no JSON', '{"htm":'],
+    ['invalid UTF-8', Buffer.concat([Buffer.from('{"jti":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')])],
+  ])('refuses a payload that is %s', async (_name, payload) => {
+    expect(await world().verifier.verify(checkOf(signRaw(es256, {}, payload)))).toMatchObject({
+      code: 'dpop_invalid',
+    });
+  });
+
+  it('holds a proof to its nbf and exp when it has them', async () => {
+    const { verifier } = world();
+    const now = nowSeconds();
+    expect(
+      await verifier.verify(checkOf(signRaw(es256, {}, { ...goodClaims(), nbf: now + 30 }))),
+    ).toMatchObject({
+      code: 'dpop_stale',
+    });
+    expect(
+      await verifier.verify(checkOf(signRaw(es256, {}, { ...goodClaims(), exp: 'later' }))),
+    ).toMatchObject({
+      code: 'dpop_invalid',
+    });
+    expect(
+      await verifier.verify(checkOf(signRaw(es256, {}, { ...goodClaims(), nbf: now - 1, exp: now + 30 }))),
+    ).toMatchObject({ ok: true });
+  });
+
+  it('compares htu after normalising when the proof names the URL differently, and as is when alike', async () => {
+    const { verifier } = world();
+    const same = signRaw(es256, {}, { ...goodClaims(), htu: URL_CALLED });
+    expect(await verifier.verify(checkOf(same))).toMatchObject({ ok: true });
+    const spelled = signRaw(
+      es256,
+      {},
+      { ...goodClaims(), htu: 'https://PROXY.example:443/billing-api/invoices/%31' },
+    );
+    expect(await verifier.verify(checkOf(spelled))).toMatchObject({ ok: true });
+    // Equal text that is no URL still fails: the server's own htu must normalise.
+    const broken = signRaw(es256, {}, { ...goodClaims(), htu: 'not a url' });
+    expect(await verifier.verify({ ...checkOf(broken), htu: 'not a url' })).toMatchObject({
+      code: 'dpop_wrong_url',
+    });
+  });
+});
+
+describe('DPoP key cache (keys by canonical JWK, shared by header variants)', () => {
+  if (es256.publicJwk.kty !== 'EC') throw new Error('es256 is an EC key');
+  const { x, y } = es256.publicJwk;
+  const variants = [
+    es256.publicJwk,
+    { y, x, crv: 'P-256', kty: 'EC' },
+    { ...es256.publicJwk, kid: 'laptop' },
+    { ...es256.publicJwk, use: 'sig', alg: 'ES256' },
+  ];
+
+  it('every header naming one key verifies with it, and none lets another key sign for it', async () => {
+    const { verifier } = world({ keyCacheSize: 2 });
+    for (let round = 0; round < 2; round++) {
+      for (const jwk of variants) {
+        const genuine = signRaw(es256, { jwk }, goodClaims());
+        expect(await verifier.verify(checkOf(genuine))).toMatchObject({
+          ok: true,
+          thumbprint: es256.thumbprint,
+        });
+        const forged = signRaw(other, { alg: 'ES256', jwk }, goodClaims());
+        expect(headerOf(forged)).toBe(headerOf(genuine));
+        expect(await verifier.verify(checkOf(forged))).toMatchObject({ ok: false, code: 'dpop_invalid' });
+      }
+    }
+  });
+
+  it('a proof for another bound key is refused as dpop_wrong_key before its jwk is even imported', async () => {
+    // An off-curve point would fail the import: refused as the wrong key, it never got that far.
+    const offCurve = { ...es256.publicJwk, y: `${y.slice(0, 10)}${y[10] === 'A' ? 'B' : 'A'}${y.slice(11)}` };
+    const { verifier } = world();
+    const proof = signRaw(es256, { jwk: offCurve }, goodClaims());
+    expect(await verifier.verify(checkOf(proof))).toMatchObject({ code: 'dpop_wrong_key' });
+    expect(await verifier.verify({ ...checkOf(proof), boundKey: undefined })).toMatchObject({
+      code: 'dpop_invalid',
+    });
   });
 });
