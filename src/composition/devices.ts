@@ -8,7 +8,8 @@ import { type DeviceDeps, revokeDevicesOf, startPairing } from '../devices/index
 import { createRateLimiter } from '../proxy/rate-limit.ts';
 import type { Clock } from '../shared/clock.ts';
 import { issueDeviceBoundToken } from '../tokens/device-token.ts';
-import { createDpopVerifier, type DpopNonces } from '../tokens/dpop.ts';
+import { createDpopVerifier } from '../tokens/dpop.ts';
+import type { DpopNonces } from '../tokens/dpop-nonces.ts';
 import {
   connectReplayRedis,
   createMemoryReplayCache,

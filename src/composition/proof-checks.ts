@@ -2,7 +2,8 @@ import type { Config } from '../config.ts';
 import type { ActiveGrantView } from '../proxy/active-grants.ts';
 import type { ProofChecks } from '../proxy/authorize.ts';
 import type { Clock } from '../shared/clock.ts';
-import { createDpopNonces, createDpopVerifier, type DpopNonces } from '../tokens/dpop.ts';
+import { createDpopVerifier } from '../tokens/dpop.ts';
+import { createDpopNonces, type DpopNonces } from '../tokens/dpop-nonces.ts';
 import {
   connectReplayRedis,
   createMemoryReplayCache,

@@ -1,13 +1,8 @@
 import { isUtf8 } from 'node:buffer';
-import {
-  createHash,
-  createHmac,
-  createPublicKey,
-  type KeyObject,
-  timingSafeEqual,
-  verify as verifySignature,
-} from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject, verify as verifySignature } from 'node:crypto';
 import type { Clock } from '../shared/clock.ts';
+import { normalizeHtu } from './dpop-htu.ts';
+import type { DpopNonces } from './dpop-nonces.ts';
 import type { ReplayCache } from './dpop-replay.ts';
 import { decodeHeader } from './grant-token.ts';
 import { LruCache } from './token-cache.ts';
@@ -376,82 +371,6 @@ const quoted = (text: string): string => JSON.stringify(text.length > 16 ? `${te
 /** `ath`: base64url of the SHA-256 of the access token's ASCII text (RFC 9449 §4.2). */
 export function accessTokenHash(accessToken: string): string {
   return createHash('sha256').update(accessToken, 'ascii').digest('base64url');
-}
-
-const UNRESERVED = /^[A-Za-z0-9._~-]$/;
-
-/**
- * An `htu` as compared (RFC 9449 §4.3): scheme, host and path, without query or fragment, after
- * RFC 3986 syntax- and scheme-based normalisation — lower-case scheme and host, no default port,
- * dot segments resolved, an empty path as `/`, percent-encodings in upper case and unreserved
- * characters decoded. Undefined for anything that is not an absolute http(s) URL without user info.
- */
-export function normalizeHtu(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return undefined;
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
-  if (url.username !== '' || url.password !== '') return undefined;
-  const path = url.pathname.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => {
-    const char = String.fromCharCode(Number.parseInt(hex, 16));
-    return UNRESERVED.test(char) ? char : `%${hex.toUpperCase()}`;
-  });
-  return `${url.protocol}//${url.host}${path}`;
-}
-
-/**
- * The URL a client called, as the server forms it to compare with `htu`: the server's configured
- * public base URL (scheme, host and any path prefix an ingress strips) followed by the request
- * target's path as received. Never the `Host` header: a proof made for another server (one that
- * received it, say) must not become valid here by naming that server in `Host`. An absolute-form
- * request target gives no match (undefined).
- */
-export function expectedHtu(publicBaseUrl: string, requestTarget: string): string | undefined {
-  if (!requestTarget.startsWith('/')) return undefined;
-  const queryAt = requestTarget.search(/[?#]/);
-  const path = queryAt === -1 ? requestTarget : requestTarget.slice(0, queryAt);
-  return `${publicBaseUrl.replace(/\/+$/, '')}${path}`;
-}
-
-/**
- * Server-provided nonces (RFC 9449 §8–9), stateless: a nonce is a time window's number and an HMAC
- * of it, so every process holding the same secret issues and accepts the same nonces without any
- * shared store. One is accepted during its window and the next.
- */
-export interface DpopNonces {
-  current(): string;
-  accepts(nonce: unknown): boolean;
-}
-
-export function createDpopNonces(options: {
-  secret: Uint8Array;
-  clock: Clock;
-  windowSeconds?: number;
-}): DpopNonces {
-  if (options.secret.length < 32) throw new Error('createDpopNonces: the secret needs at least 32 bytes');
-  const windowMs = (options.windowSeconds ?? 300) * 1000;
-  const windowOf = () => Math.floor(options.clock.now().getTime() / windowMs);
-  const nonceFor = (window: number): string => {
-    const counter = Buffer.alloc(8);
-    counter.writeBigUInt64BE(BigInt(window));
-    const mac = createHmac('sha256', options.secret).update(counter).digest().subarray(0, 16);
-    return Buffer.concat([counter, mac]).toString('base64url');
-  };
-  return {
-    current: () => nonceFor(windowOf()),
-    accepts(nonce) {
-      if (typeof nonce !== 'string' || nonce.length !== 32) return false;
-      const window = windowOf();
-      return [window, window - 1].some((w) => {
-        const expected = Buffer.from(nonceFor(w));
-        const given = Buffer.from(nonce);
-        return given.length === expected.length && timingSafeEqual(given, expected);
-      });
-    },
-  };
 }
 
 export const isDpopRefusalCode = (code: string): code is DpopRefusalCode =>

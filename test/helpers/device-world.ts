@@ -9,12 +9,12 @@ import { type Clock, systemClock } from '../../src/shared/clock.ts';
 import { issueDeviceBoundToken } from '../../src/tokens/device-token.ts';
 import {
   createDpopVerifier,
-  type DpopNonces,
   type DpopVerifier,
   dpopChallengeHeaders,
   dpopRefusalStatus,
-  expectedHtu,
 } from '../../src/tokens/dpop.ts';
+import { expectedHtu } from '../../src/tokens/dpop-htu.ts';
+import type { DpopNonces } from '../../src/tokens/dpop-nonces.ts';
 import { createMemoryReplayCache } from '../../src/tokens/dpop-replay.ts';
 import { createMemoryKeyStore, type KeyStore, verifyGrantToken } from '../../src/tokens/index.ts';
 import { openTestDatabase } from './db.ts';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiClient } from '../../src/cli/contractor/api-client.ts';
 import { generateDeviceKey, importDeviceKey, makeProof } from '../../src/cli/contractor/device-key.ts';
 import { systemClock } from '../../src/shared/clock.ts';
-import { createDpopNonces } from '../../src/tokens/dpop.ts';
+import { createDpopNonces } from '../../src/tokens/dpop-nonces.ts';
 import { API_PREFIX, type DeviceWorld, openDeviceWorld } from '../helpers/device-world.ts';
 
 let world: DeviceWorld;

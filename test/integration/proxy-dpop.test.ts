@@ -18,7 +18,8 @@ import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
 import { systemClock } from '../../src/shared/clock.ts';
-import { createDpopNonces, createDpopVerifier } from '../../src/tokens/dpop.ts';
+import { createDpopVerifier } from '../../src/tokens/dpop.ts';
+import { createDpopNonces } from '../../src/tokens/dpop-nonces.ts';
 import {
   connectReplayRedis,
   createMemoryReplayCache,

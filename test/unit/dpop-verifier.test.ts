@@ -12,17 +12,16 @@ import {
 import { manualClock } from '../../src/shared/clock.ts';
 import {
   accessTokenHash,
-  createDpopNonces,
   createDpopVerifier,
   DPOP_REFUSAL_CODES,
   type DpopRefusalCode,
   type DpopVerifierOptions,
   dpopChallengeHeaders,
   dpopRefusalStatus,
-  expectedHtu,
-  normalizeHtu,
   type ProofCheck,
 } from '../../src/tokens/dpop.ts';
+import { expectedHtu, normalizeHtu } from '../../src/tokens/dpop-htu.ts';
+import { createDpopNonces } from '../../src/tokens/dpop-nonces.ts';
 import { createMemoryReplayCache } from '../../src/tokens/dpop-replay.ts';
 
 const URL_CALLED = 'https://proxy.example/billing-api/invoices/1';

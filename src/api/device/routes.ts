@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Device } from '../../db/schema/index.ts';
 import { isUuid } from '../../shared/ids.ts';
-import { dpopChallengeHeaders, expectedHtu, isDpopRefusalCode } from '../../tokens/dpop.ts';
+import { dpopChallengeHeaders, isDpopRefusalCode } from '../../tokens/dpop.ts';
+import { expectedHtu } from '../../tokens/dpop-htu.ts';
 import type { DeviceApiDeps, GrantView, RequestView } from './deps.ts';
 import { type DeviceApiRefusal, deviceApiStatus } from './errors.ts';
 
