@@ -8,7 +8,8 @@ import type { AccessService } from './service.ts';
  * Offboarding: a person whose Slack account is deactivated, or who is no longer among the
  * policy's requesters, loses every grant and pending request at once. Three ways in: the
  * `user_change` and `subteam_members_changed` events (prompt), and a periodic re-check of
- * everyone holding access (catches events Slack never delivered or we dropped).
+ * everyone holding access or signed in to the console (catches events Slack never delivered or
+ * we dropped).
  *
  * Slack trouble never offboards anyone: a failed `users.info` or group lookup means "we do
  * not know", and the person keeps access until a later check can prove otherwise.
@@ -30,7 +31,7 @@ export interface OffboardingLogger {
 }
 
 export interface OffboardingDeps {
-  access: Pick<AccessService, 'offboardUser' | 'usersWithAccess'>;
+  access: Pick<AccessService, 'offboardUser' | 'peopleToRecheck'>;
   policy: PolicyStore;
   directory: Directory;
   /** `users.info`: true when the account is deactivated; throws when Slack cannot say. */
@@ -53,7 +54,7 @@ export interface Offboarding {
   accountDeactivated(userId: string): Promise<OffboardResult>;
   /** A `subteam_members_changed` event: refreshes the group's cache, then offboards who left the requesters. */
   groupMembersRemoved(groupId: string, userIds: readonly string[]): Promise<string[]>;
-  /** Asks Slack about everyone holding a live grant or a pending request. */
+  /** Asks Slack about everyone holding a grant, a pending request or a linked device, or signed in to the console. */
   recheck(): Promise<RecheckResult>;
 }
 
@@ -126,13 +127,15 @@ export function createOffboarding(deps: OffboardingDeps): Offboarding {
 
     async recheck() {
       const result: RecheckResult = { checked: 0, deactivated: [], leftGroups: [], failures: 0 };
-      const users = await access.usersWithAccess();
-      if (users.length === 0) return result;
+      const { holders, consoleOnly } = await access.peopleToRecheck();
+      if (holders.length + consoleOnly.length === 0) return result;
       const requesters = policy.current().requesters;
-      const groups = requesters ? await freshRequesterGroups(requesters.groups) : undefined;
-      if (requesters && !groups) result.failures += 1;
+      const groups =
+        requesters && holders.length > 0 ? await freshRequesterGroups(requesters.groups) : undefined;
+      if (requesters && holders.length > 0 && !groups) result.failures += 1;
+      const consoleOnlySet = new Set(consoleOnly);
       // One at a time: users.info is rate limited, and this runs in the background anyway.
-      for (const userId of users) {
+      for (const userId of [...holders, ...consoleOnly]) {
         result.checked += 1;
         try {
           if (await deps.isDeactivated(userId)) {
@@ -145,6 +148,7 @@ export function createOffboarding(deps: OffboardingDeps): Offboarding {
           logger.warn({ err: error, userId }, 'users.info failed; checking this person next time');
           continue;
         }
+        if (consoleOnlySet.has(userId)) continue;
         if (requesters && groups && !isRequester(userId, requesters.users, groups)) {
           await offboard(userId, leftGroupsReason(requesters.groups), true);
           result.leftGroups.push(userId);

@@ -6,6 +6,8 @@ import {
   usersWithPendingRequests,
 } from '../db/queries/access-requests.ts';
 import { approvalsOf, type GivenApproval } from '../db/queries/approvals.ts';
+import { usersWithOpenConsoleSessions } from '../db/queries/console-sessions.ts';
+import { usersWithLinkedDevices } from '../db/queries/devices.ts';
 import { findGrant } from '../db/queries/grants/lifecycle.ts';
 import {
   activeGrantsPastExpiry,
@@ -16,6 +18,11 @@ import {
 import type { AccessRequest, Grant } from '../db/schema/index.ts';
 import { type AccessContext, resourceOf } from './context.ts';
 import { approvedResources, isApproverOf, isRequester } from './people.ts';
+
+export interface PeopleToRecheck {
+  holders: string[];
+  consoleOnly: string[];
+}
 
 /** Pending requests and live (active, unexpired) grants. */
 export interface AccessList {
@@ -71,13 +78,23 @@ export function accessReads(ctx: AccessContext) {
     /** Whether this person may ask for access at all, so Slack need not offer a form in vain. */
     mayRequestAccess: (userId: string): Promise<boolean> => isRequester(ctx, userId),
 
-    /** Everyone holding a live grant or a pending request: whom the offboarding re-check asks Slack about. */
-    async usersWithAccess(): Promise<string[]> {
-      const [holders, askers] = await Promise.all([
-        usersWithLiveGrants(db, clock.now()),
+    /**
+     * Whom the offboarding re-check asks Slack about. `holders` have something only requesters get
+     * (a live grant, a pending request, a linked device) and must still be requesters; `consoleOnly`
+     * are signed in to the console and nothing more (approvers, mostly), so only a deactivation ends
+     * their sessions: not being among the requesters is what an approver normally is.
+     */
+    async peopleToRecheck(): Promise<PeopleToRecheck> {
+      const now = clock.now();
+      const [holders, askers, deviceOwners, signedIn] = await Promise.all([
+        usersWithLiveGrants(db, now),
         usersWithPendingRequests(db),
+        usersWithLinkedDevices(db),
+        usersWithOpenConsoleSessions(db, now),
       ]);
-      return [...new Set([...holders.map((r) => r.userId), ...askers.map((r) => r.userId)])].sort();
+      const holding = new Set([...holders, ...askers, ...deviceOwners].flatMap((r) => r.userId ?? []));
+      const consoleOnly = new Set(signedIn.map((r) => r.userId).filter((userId) => !holding.has(userId)));
+      return { holders: [...holding].sort(), consoleOnly: [...consoleOnly].sort() };
     },
 
     /** Grants past their expiry still marked active, and requests past their timeout: for the sweep. */

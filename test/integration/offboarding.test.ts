@@ -68,6 +68,10 @@ requesters: { users: [URESIDENT], groups: [SREQ, SOTHER] }
         'UTIMER2',
         'UCONSOLE',
         'USCOPED',
+        'UDEVQUIET',
+        'UDEVLEFT',
+        'UDEVGONE',
+        'UDEVKEPT',
       ],
       SOTHER: ['UBOTH'],
       SAPPROVERS: [],
@@ -154,6 +158,24 @@ const sessionIsLive = async (id: string) => {
   return (await liveConsoleSession(h.database.db, id, now, new Date(now.getTime() - HOUR / 2))) !== undefined;
 };
 
+/** A device of `userId`, paired and linked as the CLI and `/access link` do it. */
+async function pairDevice(userId: string): Promise<string> {
+  const key = await importDeviceKey(await generateDeviceKey('EdDSA'));
+  const started = await startPairing(h.devices, {
+    name: `${userId}-box`,
+    publicJwk: key.publicJwk,
+    thumbprint: key.thumbprint,
+  });
+  if (!started.ok) throw new Error(started.message);
+  expect(await linkDeviceByCode(h.devices, { code: started.value.code, userId })).toMatchObject({
+    ok: true,
+  });
+  return started.value.device.id;
+}
+
+const deviceStatus = async (id: string) =>
+  (await h.database.db.select().from(devices).where(eq(devices.id, id)))[0]?.status;
+
 const sendEvent = (event: { type: string } & Record<string, unknown>) =>
   postSigned(h.baseUrl, '/slack/events', eventCallbackBody(event), SIGNING_SECRET);
 
@@ -232,26 +254,11 @@ describe('offboarding: account deactivated (user_change)', () => {
   });
 
   it("revokes the person's linked devices too, audited, and leaves everyone else's", async () => {
-    const pair = async (userId: string) => {
-      const key = await importDeviceKey(await generateDeviceKey('EdDSA'));
-      const started = await startPairing(h.devices, {
-        name: `${userId}-box`,
-        publicJwk: key.publicJwk,
-        thumbprint: key.thumbprint,
-      });
-      if (!started.ok) throw new Error(started.message);
-      expect(await linkDeviceByCode(h.devices, { code: started.value.code, userId })).toMatchObject({
-        ok: true,
-      });
-      return started.value.device.id;
-    };
-    const theirs = await pair('UDEVGONE');
-    const kept = await pair('UDEVKEPT');
+    const theirs = await pairDevice('UDEVGONE');
+    const kept = await pairDevice('UDEVKEPT');
     await sendEvent({ type: 'user_change', user: { id: 'UDEVGONE', deleted: true } });
-    const statusOf = async (id: string) =>
-      (await h.database.db.select().from(devices).where(eq(devices.id, id)))[0]?.status;
-    await eventually(async () => (await statusOf(theirs)) === 'revoked');
-    expect(await statusOf(kept)).toBe('linked');
+    await eventually(async () => (await deviceStatus(theirs)) === 'revoked');
+    expect(await deviceStatus(kept)).toBe('linked');
     const rows = await h.database.db.select().from(auditEvents).where(eq(auditEvents.kind, 'device.revoked'));
     expect(rows.map((r) => r.data)).toEqual([
       expect.objectContaining({
@@ -412,6 +419,46 @@ describe('offboarding: the periodic re-check', () => {
     // Nothing left to end: a second run changes nothing.
     const again = await h.offboarding.recheck();
     expect(again.deactivated).toEqual([]);
+  });
+
+  it('asks about people with only a linked device or a console session too', async () => {
+    const quietDevice = await pairDevice('UDEVQUIET');
+    const leftDevice = await pairDevice('UDEVLEFT');
+    // Approvers sign in to the console without being requesters: only a deactivation ends that.
+    const approverSession = await openConsoleSession('UAPPRCONSOLE');
+    const goneSession = await openConsoleSession('UCONSOLEGONE');
+    h.api.deactivated.add('UDEVQUIET');
+    h.api.deactivated.add('UCONSOLEGONE');
+    h.api.userGroups.SREQ = (h.api.userGroups.SREQ ?? []).filter((u) => u !== 'UDEVLEFT');
+    const asked = h.api.callsTo('users.info').length;
+    const result = await h.offboarding.recheck();
+    expect(result.deactivated).toEqual(expect.arrayContaining(['UDEVQUIET', 'UCONSOLEGONE']));
+    expect(result.leftGroups).toEqual(['UDEVLEFT']);
+    expect(result.failures).toBe(0);
+    expect(await deviceStatus(quietDevice)).toBe('revoked');
+    expect(await deviceStatus(leftDevice)).toBe('revoked');
+    expect(await sessionIsLive(goneSession)).toBe(false);
+    expect(await sessionRow(goneSession)).toMatchObject({ endReason: 'offboarded' });
+    expect(await sessionIsLive(approverSession)).toBe(true);
+    expect(
+      h.api
+        .callsTo('users.info')
+        .slice(asked)
+        .map((c) => c.args.user),
+    ).toEqual(expect.arrayContaining(['UDEVQUIET', 'UDEVLEFT', 'UAPPRCONSOLE', 'UCONSOLEGONE']));
+    const revoked = await h.database.db
+      .select()
+      .from(auditEvents)
+      .where(eq(auditEvents.kind, 'device.revoked'));
+    expect(revoked.map((r) => r.data)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ deviceId: quietDevice, reason: 'offboarded: account deactivated' }),
+        expect.objectContaining({
+          deviceId: leftDevice,
+          reason: expect.stringContaining('left requester group'),
+        }),
+      ]),
+    );
   });
 
   it('never offboards on a Slack failure', async () => {

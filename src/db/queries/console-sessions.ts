@@ -76,3 +76,11 @@ export async function endConsoleSessionsOf(tx: Tx, userId: string, now: Date): P
     .returning({ id: consoleSessions.id });
   return rows.map((row) => row.id).sort();
 }
+
+/** Everyone with a console session still open at `now` (unordered, each once): for the offboarding re-check. */
+export function usersWithOpenConsoleSessions(db: Db | Tx, now: Date): Promise<{ userId: string }[]> {
+  return db
+    .selectDistinct({ userId: consoleSessions.userId })
+    .from(consoleSessions)
+    .where(and(isNull(consoleSessions.endedAt), gt(consoleSessions.expiresAt, now)));
+}

@@ -142,6 +142,11 @@ export async function revokedThumbprints(db: Db | Tx): Promise<string[]> {
   return rows.map((row) => row.thumbprint);
 }
 
+/** Everyone with a linked device (unordered, each once): for the offboarding re-check. */
+export function usersWithLinkedDevices(db: Db | Tx): Promise<{ userId: string | null }[]> {
+  return db.selectDistinct({ userId: devices.userId }).from(devices).where(eq(devices.status, 'linked'));
+}
+
 /** A person's linked devices, most recently linked first (`/access devices`). */
 export function linkedDevicesOf(db: Db | Tx, userId: string): Promise<Device[]> {
   return db
