@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Db, Tx } from '../db/client.ts';
-import { auditHashAt, lockAuditChain } from '../db/queries/audit-events.ts';
+import { auditHashAt, lockAuditChain } from '../db/queries/audit-events/append.ts';
 import { recordGrantsLastUse } from '../db/queries/grants/proxy-use.ts';
 import type { QuotaTracker } from '../proxy/quota.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';

@@ -1,5 +1,5 @@
 import type { Tx } from '../db/client.ts';
-import { auditChainTail, insertChainedRows, lockAuditChain } from '../db/queries/audit-events.ts';
+import { auditChainTail, insertChainedRows, lockAuditChain } from '../db/queries/audit-events/append.ts';
 import { type Actor, actorLabel } from '../shared/actor.ts';
 import { canonicalJson, canonicalRowText, GENESIS_HASH, sha256Hex } from './chain.ts';
 

@@ -7,7 +7,7 @@ import {
   auditSearchHistogram,
   auditSearchPage,
   explainAuditSearch,
-} from '../../src/db/queries/audit-events.ts';
+} from '../../src/db/queries/audit-events/reads.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import type { BenchModule, BenchTable } from './run.ts';

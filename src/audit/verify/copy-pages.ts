@@ -1,6 +1,6 @@
 import type postgres from 'postgres';
 import type { Db } from '../../db/client.ts';
-import { copyAuditChainPage } from '../../db/queries/audit-events.ts';
+import { copyAuditChainPage } from '../../db/queries/audit-events/reads.ts';
 import { type CopyPage, CopyPageChecker } from './copy-checker.ts';
 import type { ChainState, VerifyStats } from './result.ts';
 
