@@ -23,7 +23,7 @@ import pino from 'pino';
 import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
 import { createIntentJournal } from '../../src/audit/intent-journal.ts';
-import { openDatabase } from '../../src/db/client.ts';
+import { openDatabase, postgresClientOf } from '../../src/db/client.ts';
 import { grantQuotaUse } from '../../src/db/queries/grants/proxy-use.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
@@ -185,8 +185,11 @@ async function start(): Promise<number> {
     const quota = createQuotaTracker();
     let sink: CallSink;
     if ((process.env.BENCH_SINK ?? 'discard') === 'audit') {
+      const client = postgresClientOf(database.db);
       const appender = createAuditAppender({
         db: database.db,
+        // As proxy-role.ts wires it: pipelined batches on postgres.js (BENCH_AUDIT_DRIZZLE=1: not).
+        ...(client && !process.env.BENCH_AUDIT_DRIZZLE ? { client } : {}),
         logger,
         quota,
         settleQuota: quotaSettler({ grantChannel: database.channel('grants') }),

@@ -1,6 +1,7 @@
 import { and, desc, eq, gte, inArray, lt, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../../client.ts';
 import { auditEvents } from '../../schema/index.ts';
+import { withOneParameter } from '../raw-sql.ts';
 
 /**
  * The `audit_events` table's queries live in this folder, by concern: appending under the
@@ -13,8 +14,11 @@ import { auditEvents } from '../../schema/index.ts';
 
 /** Take the chain's lock for this schema; held until the transaction ends. */
 export async function lockAuditChain(tx: Tx): Promise<void> {
-  await tx.execute(sql`select pg_advisory_xact_lock(hashtext('jitgate_audit:' || current_schema()))`);
+  await tx.execute(sql.raw(CHAIN_LOCK_SQL));
 }
+
+/** The chain's lock (transaction-level, per schema), as text: pipelined-append.ts sends it too. */
+export const CHAIN_LOCK_SQL = `select pg_advisory_xact_lock(hashtext('jitgate_audit:' || current_schema()))`;
 
 /** The newest row's seq and hash, undefined for an empty log. */
 export async function auditChainTail(tx: Db | Tx): Promise<{ seq: number; hash: string } | undefined> {
@@ -38,9 +42,18 @@ export async function auditHashAt(tx: Db | Tx, seq: number): Promise<string | un
  * Rows go to Postgres as one JSON parameter per chunk, expanded server-side by
  * jsonb_to_recordset: building a 10-parameters-per-row multi-row INSERT with the query
  * builder cost ~100 µs a row, which capped the appender near 8,000 rows/s. Chunks bound the
- * size of one parameter.
+ * size of one parameter. The parameter is text cast to jsonb so both driver paths send the
+ * JSON text as it is (postgres.js would serialise a value it is told is jsonb once more).
  */
-const ROWS_PER_INSERT = 5_000;
+export const ROWS_PER_INSERT = 5_000;
+
+/** The chained INSERT of one chunk, `$1` the chunk's JSON array text. */
+export const INSERT_CHAINED_ROWS_SQL = `insert into audit_events (seq, at, kind, actor, resource, request_id, grant_id, data, prev_hash, hash)
+  select seq, at, kind, actor, resource, "requestId", "grantId", data, "prevHash", hash
+  from jsonb_to_recordset($1::text::jsonb) as r(
+    seq bigint, at timestamptz, kind text, actor text, resource text, "requestId" uuid,
+    "grantId" uuid, data jsonb, "prevHash" text, hash text)
+  order by seq`;
 
 /**
  * Inserts rows already chained (seq and hashes decided by the caller), a statement per chunk.
@@ -49,14 +62,9 @@ const ROWS_PER_INSERT = 5_000;
  */
 export async function insertChainedRows(tx: Tx, rows: readonly string[]): Promise<void> {
   for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-    const json = `[${rows.slice(i, i + ROWS_PER_INSERT).join(',')}]`;
-    await tx.execute(sql`
-      insert into ${auditEvents} (seq, at, kind, actor, resource, request_id, grant_id, data, prev_hash, hash)
-      select seq, at, kind, actor, resource, "requestId", "grantId", data, "prevHash", hash
-      from jsonb_to_recordset(${json}::jsonb) as r(
-        seq bigint, at timestamptz, kind text, actor text, resource text, "requestId" uuid,
-        "grantId" uuid, data jsonb, "prevHash" text, hash text)
-      order by seq`);
+    await tx.execute(
+      withOneParameter(INSERT_CHAINED_ROWS_SQL, `[${rows.slice(i, i + ROWS_PER_INSERT).join(',')}]`),
+    );
   }
 }
 
