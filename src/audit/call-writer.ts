@@ -165,14 +165,20 @@ const defaultSleep = (ms: number) =>
  * One appender per process: the proxy offers each call here (never waiting on the
  * database) and batches go to the chain in one transaction each.
  *
- * Why the chain stays one line across processes: every batch runs `appendAuditBatch`,
- * which takes a transaction-level advisory lock for the schema, reads the tail (seq, hash)
- * and inserts the batch chained from it; the lock is released only by COMMIT or ROLLBACK.
- * A second process's batch therefore waits for the first to commit and then reads the
- * tail that batch wrote — it can never chain from a tail that is later rolled back, and
- * two batches can never both claim seq N+1 (seq is also the primary key, a second guard).
- * Batching makes the lock cost per row small: one lock, one probe and a few INSERT
- * round trips per `batchSize` calls.
+ * Why the chain stays one line across processes: every batch, on either path below, takes a
+ * transaction-level advisory lock for the schema, reads the tail (seq, hash) and inserts the
+ * batch chained from it; the lock is released only by COMMIT or ROLLBACK. A second process's
+ * batch therefore waits for the first to commit and then reads the tail that batch wrote — it
+ * can never chain from a tail that is later rolled back, and two batches can never both claim
+ * seq N+1 (seq is also the primary key, a second guard).
+ *
+ * Two paths, the same statements in the same order (grant rows, quota, chain lock, tail,
+ * INSERT): with `client`, a first attempt at a batch without quota use is sent pipelined in
+ * two round trips (pipelined-append.ts); a retry, a batch that settles quotas (the access
+ * action runs in a drizzle transaction) and every batch on PGlite go through `db.transaction`.
+ * A batch is a fixed cost (a round trip or two and a commit's WAL flush, ~1 ms) whatever its
+ * size, so a partial batch waits for `flushIntervalMs` instead of following the last one at
+ * once: under load a batch carries an interval's calls, not the few that came in meanwhile.
  *
  * Failures: a failed transaction rolled back, so its batch stays at the head of the queue
  * and is retried with backoff — nothing is lost, and the queue keeps filling until the

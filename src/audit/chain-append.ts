@@ -31,16 +31,12 @@ export interface AppendedBatch {
  * earlier, a second writer could read a tail that is later rolled back. State changes and
  * their audit rows share the transaction, so a failed audit write rolls the change back.
  * Proxy calls reach here in batches (one lock and one INSERT per batch), which keeps the
- * lock's cost per row small.
+ * lock's cost per row small; the proxy's batches without quota use take the same steps
+ * pipelined instead (src/db/queries/audit-events/pipelined-append.ts), with chainFrom.
  */
 export async function appendAuditEvents(tx: Tx, events: readonly AuditEventInput[]): Promise<number> {
   if (events.length === 0) return 0;
-  return (await appendAuditBatch(tx, events)).count;
-}
-
-/** As appendAuditEvents, and says which seqs and hashes the batch got. Requires at least one event. */
-export async function appendAuditBatch(tx: Tx, events: readonly AuditEventInput[]): Promise<AppendedBatch> {
-  return appendChainedPrefixes(tx, events.map(eventRowPrefix));
+  return (await appendChainedPrefixes(tx, events.map(eventRowPrefix))).count;
 }
 
 /** An event's canonical row up to its seq (canonicalRowPrefix). */
@@ -58,11 +54,12 @@ export function eventRowPrefix(event: AuditEventInput): string {
 }
 
 /**
- * appendAuditBatch for rows already in canonical form up to their seq (canonicalRowPrefix, or
- * callAuditRow for proxied calls), in the caller's transaction. Requires at least one row.
+ * appendAuditEvents for rows already in canonical form up to their seq (canonicalRowPrefix, or
+ * callAuditRow for proxied calls), in the caller's transaction, saying which seqs and hashes
+ * the batch got. Requires at least one row.
  */
 export async function appendChainedPrefixes(tx: Tx, prefixes: readonly string[]): Promise<AppendedBatch> {
-  if (prefixes.length === 0) throw new Error('appendAuditBatch needs at least one event');
+  if (prefixes.length === 0) throw new Error('appendChainedPrefixes needs at least one row');
   await lockAuditChain(tx);
   const chained = chainFrom(await auditChainTail(tx), prefixes);
   await insertChainedRows(tx, chained.rows);
