@@ -9,7 +9,9 @@
  *
  * `jitgate` hands its call records to a discarding stand-in (`BENCH_SINK=discard`, the
  * default) or to the real audit appender writing the hash chain to PostgreSQL
- * (`BENCH_SINK=audit`, as src/composition/roles.ts wires it). IPC commands, each answered with a
+ * (`BENCH_SINK=audit`, as src/composition/roles.ts wires it: batches pipelined on postgres.js;
+ * `BENCH_AUDIT_DRIZZLE=1` sends every batch through drizzle's transaction instead, the path
+ * retries, quota batches and PGlite take, to compare the two). IPC commands, each answered with a
  * message of the same `type`: `cpu`; and for the appender `audit` (counters), `audit-reset`
  * (counters, then starts a new maximum-backlog window) and `flush` (waits until every record
  * offered so far is committed, then answers with the counters); `profile-start` and `profile-stop`
