@@ -127,20 +127,18 @@ class PassThroughHandler implements Dispatcher.DispatchHandler {
     this.controller = controller;
     const res = this.reply.raw;
     // The client left (or its answer was cut): the upstream call goes too. Otherwise the
-    // call's one close listener (watchCallEnd) runs onClientClose when it leaves.
+    // call's one close listener (watchCallEnd) tells this handler when it leaves. Methods, not
+    // arrow-function fields: a closure per call for a listener that rarely runs is no saving.
     if (res.destroyed) controller.abort(new Error('client closed the connection'));
-    else this.call.onClientClose = this.onClientClose;
+    else this.call.clientWatcher = this;
   }
 
-  private readonly onClientClose = (): void => {
+  /** The client left: the upstream call goes too (run by the call's close listener, see Call). */
+  clientClosed(): void {
     const controller = this.controller;
     if (controller && !controller.aborted && !this.reply.raw.writableFinished)
       controller.abort(new Error('client closed the connection'));
-  };
-
-  private readonly onDrain = (): void => {
-    this.controller?.resume();
-  };
+  }
 
   onResponseStart(
     _controller: Dispatcher.DispatchController,
@@ -178,7 +176,8 @@ class PassThroughHandler implements Dispatcher.DispatchHandler {
     } else this.remaining -= chunk.length;
     if (!res.write(chunk)) {
       controller.pause();
-      res.once('drain', this.onDrain);
+      // Only under backpressure, so its closure is made only then.
+      res.once('drain', () => controller.resume());
     }
   }
 
