@@ -2,9 +2,13 @@ import { sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { quotaSettler } from '../../src/access/quota.ts';
+import { GRANT_MOVES } from '../../src/access/transitions.ts';
 import { createAuditAppender } from '../../src/audit/call-writer.ts';
+import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import { verifyAuditChain } from '../../src/audit/verify.ts';
 import { type Db, postgresClientOf } from '../../src/db/client.ts';
+import { endGrantsOf } from '../../src/db/queries/grants/lifecycle.ts';
+import { recordGrantsLastUse } from '../../src/db/queries/grants/proxy-use.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 
@@ -41,17 +45,22 @@ function record(i: number, grantId: string, extra: Partial<CallRecord> = {}): Ca
   };
 }
 
-async function insertGrant(db: Db, quotaRequests: number | null): Promise<string> {
+async function insertGrant(
+  db: Db,
+  quotaRequests: number | null,
+  id?: string,
+  userId = 'U1',
+): Promise<string> {
   const rows = rowsOf(
     await db.execute(sql`
       with r as (
         insert into access_requests (id, requester_id, resource, scope, duration_seconds, reason, status,
           approvals_required, created_at, timeout_at, decided_at)
-        values (gen_random_uuid(), 'U1', 'billing-api', 'read', 3600, 'test', 'approved', 1, now(),
+        values (gen_random_uuid(), ${userId}, 'billing-api', 'read', 3600, 'test', 'approved', 1, now(),
           now() + interval '1 hour', now()) returning id)
       insert into grants (id, request_id, user_id, resource, scope, status, starts_at, expires_at, quota_requests)
-      select gen_random_uuid(), id, 'U1', 'billing-api', 'read', 'active', now() - interval '1 minute',
-        now() + interval '1 day', ${quotaRequests} from r returning id`),
+      select coalesce(${id ?? null}::uuid, gen_random_uuid()), id, ${userId}, 'billing-api', 'read', 'active',
+        now() - interval '1 minute', now() + interval '1 day', ${quotaRequests} from r returning id`),
   );
   return String(rows[0]!.id);
 }
@@ -187,6 +196,91 @@ describe('pipelined audit batches', () => {
     );
     expect(exhausted[0]!.n).toBe(1);
     expect(await verifyAuditChain(database.db)).toMatchObject({ ok: true, rows: 201 });
+  });
+
+  it('batches and a writer of several grants at once, side by side, never deadlock (grant rows in id order, then the chain)', async () => {
+    const appender = createAuditAppender({
+      db: database.db,
+      client,
+      batchSize: 1_000,
+      flushIntervalMs: 1,
+      retryDelayMs: 1,
+      settleQuota: quotaSettler({ grantChannel: database.channel('grants') }),
+    });
+    let i = 0;
+    for (let round = 0; round < 15; round++) {
+      // Six grants of one person, every other one with a quota (those batches take drizzle's path).
+      const ids = await Promise.all(
+        Array.from({ length: 6 }, (_, k) => insertGrant(database.db, k % 2 ? 1_000 : null)),
+      );
+      for (const pass of [0, 1, 2, 3]) {
+        // Each pass's calls in a different grant order, so the rows are met in every order.
+        const order = pass % 2 ? [...ids].reverse() : ids;
+        for (const id of order)
+          appender.offer(
+            record(i++, id, { decision: 'allowed', status: 200, quotaCounted: ids.indexOf(id) % 2 === 1 }),
+          );
+      }
+      // The offboarding's shape: every grant of the person in one UPDATE, then the chain.
+      const ending = database.db.transaction(async (tx) => {
+        await endGrantsOf(tx, 'U1', GRANT_MOVES.revoke, {
+          now: new Date(),
+          by: 'test',
+          reason: 'offboarded',
+        });
+        await appendAuditEvents(tx, [
+          { kind: 'user.offboarded', actor: { type: 'cli' }, at: new Date(T0 + i) },
+        ]);
+      });
+      await Promise.all([appender.flush(), ending]);
+    }
+    await appender.close();
+    expect(appender.stats().failedAttempts).toBe(0);
+    expect(new Set((await callRows(database.db)).map((r) => r.id)).size).toBe(i);
+    expect(await verifyAuditChain(database.db)).toMatchObject({ ok: true });
+  });
+
+  it("a person's grants ended in one statement wait behind a batch's id-ordered locks instead of deadlocking with them", async () => {
+    // Inserted in descending id order, so the table's own order is the reverse of id order.
+    const ids = ['f', 'd', 'b', '9', '7', '1'].map((c) => `${c.repeat(8)}-0000-4000-8000-000000000000`);
+    for (const id of ids) await insertGrant(database.db, null, id, 'U2');
+    const lowest = ids[ids.length - 1]!;
+    let releaseFirst: () => void = () => {};
+    const firstHeld = new Promise<void>((resolve) => {
+      releaseFirst = resolve;
+    });
+    let continueBatch: () => void = () => {};
+    const batchMayGoOn = new Promise<void>((resolve) => {
+      continueBatch = resolve;
+    });
+    // A batch's transaction as the appender runs it (recordGrantsLastUse, id order), paused
+    // after its first row: the lowest id, the row the table holds last.
+    const batch = database.db.transaction(async (tx) => {
+      await tx.execute(sql`select id from grants where id = ${lowest} for update`);
+      releaseFirst();
+      await batchMayGoOn;
+      await recordGrantsLastUse(
+        tx,
+        ids.map((id) => ({ id, at: new Date() })),
+      );
+    });
+    await firstHeld;
+    // Meanwhile every grant of U2 is ended (offboarding's statement), then its audit row.
+    const ending = database.db.transaction(async (tx) => {
+      await endGrantsOf(tx, 'U2', GRANT_MOVES.revoke, { now: new Date(), by: 'test', reason: 'offboarded' });
+      await appendAuditEvents(tx, [{ kind: 'user.offboarded', actor: { type: 'cli' }, at: new Date() }]);
+    });
+    // Let the ending take whatever rows it can before it waits (in table order, it would hold
+    // all but the lowest here), then let the batch take the rest.
+    await new Promise((r) => setTimeout(r, 150));
+    continueBatch();
+    await expect(Promise.all([batch, ending])).resolves.toBeDefined();
+    const ended = rowsOf(
+      await database.db.execute(
+        sql`select count(*)::int as n from grants where user_id = 'U2' and status = 'revoked'`,
+      ),
+    );
+    expect(ended[0]!.n).toBe(6);
   });
 
   it('a pipelined COMMIT whose reply is lost is not written twice', async () => {
