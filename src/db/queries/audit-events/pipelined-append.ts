@@ -38,7 +38,9 @@ export async function appendBatchPipelined(
   const conn = await client.reserve();
   // Released only while its socket is known to be alive: postgres.js puts a connection that
   // closed back into its pool by itself, and releasing it as well would hand the pool a
-  // connection without a socket.
+  // connection without a socket (its next query then throws from a setImmediate, where nothing
+  // can catch it). Any failure but the server's own (a PostgresError) is taken for a closed
+  // connection: in postgres.js those are the connection's and socket's errors.
   let alive = true;
   let inTransaction = false;
   const settle = async (queries: readonly Promise<unknown>[]) => {
