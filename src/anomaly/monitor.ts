@@ -4,7 +4,7 @@ import type { Refusal } from '../access/outcomes.ts';
 import type { AccessService } from '../access/service.ts';
 import { appendAuditEvents } from '../audit/chain-append.ts';
 import type { Db } from '../db/client.ts';
-import { lockAuditChain } from '../db/queries/audit-events.ts';
+import { lockAuditChain } from '../db/queries/audit-events/append.ts';
 import { enqueue, isEnqueued, type OutboxMessageOf } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/store.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { toExportedRow } from '../audit/export.ts';
-import type { AuditSearchFilter } from '../db/queries/audit-events.ts';
+import type { AuditSearchFilter } from '../db/queries/audit-events/reads.ts';
 import type { GrantState } from '../db/queries/grants/console-list.ts';
 import type { AccessRequest, AuditEventRow, Grant } from '../db/schema/index.ts';
 import { parseDuration } from '../policy/duration.ts';

@@ -1,14 +1,29 @@
 import type { Logger } from 'pino';
+import type postgres from 'postgres';
 import type { Db, Tx } from '../db/client.ts';
-import { auditHashAt, lockAuditChain } from '../db/queries/audit-events.ts';
+import { auditHashAt, lockAuditChain } from '../db/queries/audit-events/append.ts';
+import { appendBatchPipelined } from '../db/queries/audit-events/pipelined-append.ts';
 import { recordGrantsLastUse } from '../db/queries/grants/proxy-use.ts';
 import type { QuotaTracker } from '../proxy/quota.ts';
 import type { CallRecord, CallSink } from '../shared/call-record.ts';
 import { isUuid } from '../shared/ids.ts';
-import { type AppendedBatch, type AuditEventInput, appendAuditBatch } from './chain-append.ts';
+import { callAuditRow } from './call-row.ts';
+import {
+  type AppendedBatch,
+  type AuditEventInput,
+  appendChainedPrefixes,
+  chainFrom,
+  eventRowPrefix,
+} from './chain-append.ts';
 
 export interface AuditAppenderOptions {
   db: Db;
+  /**
+   * postgres.js's own client under `db` (postgresClientOf). Given, a first attempt at a batch
+   * that carries no quota use goes pipelined on it (two round trips, see pipelined-append.ts);
+   * retries, batches that settle quotas, and every batch without it (PGlite) take `db.transaction`.
+   */
+  client?: postgres.Sql;
   /** Records held in memory at most; past it `hasCapacity()` is false and the proxy answers 503. */
   maxQueue?: number;
   /**
@@ -50,48 +65,6 @@ export interface AuditAppender extends CallSink {
   /** Stops accepting records, writes everything still queued, then resolves. */
   close(): Promise<void>;
   stats(): AuditAppenderStats;
-}
-
-/**
- * The audit row for one proxied call: `proxy.call` when forwarded, `proxy.denied` otherwise
- * (refused, or left by its client before it was forwarded).
- */
-export function callAuditEvent(record: CallRecord): AuditEventInput {
-  // The grant id is a token's jti and normally a UUID; anything else (a forged token that
-  // still parsed) stays in `data` so a bad value cannot make the whole batch fail to insert.
-  // Lowercased as Postgres stores uuids, so the hash covers what is read back.
-  const grantId = isUuid(record.grantId) ? record.grantId.toLowerCase() : null;
-  return {
-    kind: record.decision === 'allowed' ? 'proxy.call' : 'proxy.denied',
-    actor: record.userId ? { type: 'slack', userId: record.userId } : { type: 'system', component: 'proxy' },
-    at: record.at,
-    resource: record.resource,
-    grantId,
-    data: {
-      method: record.method,
-      path: record.path,
-      status: record.status,
-      bytes: record.responseBytes,
-      latencyMs: record.latencyMs,
-      clientIp: record.clientIp,
-      requestId: record.requestId,
-      decision: record.decision,
-      ...(record.scope !== undefined ? { scope: record.scope } : {}),
-      ...(record.userId !== undefined ? { userId: record.userId } : {}),
-      ...(record.grantId !== undefined && grantId === null ? { rawGrantId: record.grantId } : {}),
-      ...(record.capture ? { capture: record.capture } : {}),
-      ...(record.aborted ? { aborted: record.aborted } : {}),
-      ...(record.aggregated
-        ? {
-            aggregated: {
-              count: record.aggregated.count,
-              firstAt: record.aggregated.firstAt.toISOString(),
-              lastAt: record.aggregated.lastAt.toISOString(),
-            },
-          }
-        : {}),
-    },
-  };
 }
 
 /** One grant's share of a batch of proxied calls. */
@@ -150,27 +123,37 @@ function quotaUseOf(records: readonly CallRecord[]): QuotaUse[] {
 class AlreadyCommitted extends Error {}
 
 /**
- * Move `grants.last_used_at` forward for every grant that carried an allowed call in this
- * batch: ONE statement per batch, never one per call. It runs after the batch's audit
- * transaction commits rather than inside it: that transaction holds the audit chain's lock,
- * and the access service takes grant row locks first and the chain lock second, so taking
- * them the other way round here could deadlock. Rows are locked in id order so two
- * proxies' batches cannot deadlock each other either. `greatest` ignores NULL and never
- * moves the time back, so batches landing out of order are harmless.
+ * The grants a batch locks before the chain's lock, with the time to move each one's
+ * `last_used_at` to: the latest allowed call's, or null (lock only) for a grant that only
+ * counts quota use here. Why the batch takes them all first, in ONE statement in id order
+ * (recordGrantsLastUse), inside its transaction and BEFORE the chain's lock:
+ *
+ * - every writer of grant rows takes them before the chain's lock, never after: the access
+ *   actions (`access/commit.ts`: the conditional UPDATE in `work`, then the audit rows), the
+ *   intent replay (quota, then the chain), and this appender. The chain lock's holder
+ *   therefore never waits for a grant row, so no cycle can run through the chain lock;
+ * - among grant rows, every writer of more than one takes them in id order (this statement,
+ *   addGrantQuotaUse, endGrantsOf) or skips the locked ones (the expiry and idle sweeps), and
+ *   the rest take one row each; two transactions can then never each hold a row the other waits for;
+ * - the quota statement that follows (settleQuota) touches a subset of these rows, already
+ *   held: it takes no lock of its own, so where it runs in the transaction changes nothing.
+ *
+ * Inside the transaction, "flushed" means "last use recorded" too, and a batch rolled back
+ * moves no last use.
  */
-export async function recordGrantUse(db: Db, records: readonly CallRecord[]): Promise<number> {
-  const latest = new Map<string, number>();
+function grantLocksOf(
+  records: readonly CallRecord[],
+  quotaUse: readonly QuotaUse[],
+): { id: string; at: Date | null }[] {
+  const latest = new Map<string, number | null>();
   for (const record of records) {
     if (record.decision !== 'allowed' || !isUuid(record.grantId)) continue;
     const at = record.at.getTime();
-    if (at > (latest.get(record.grantId) ?? Number.NEGATIVE_INFINITY)) latest.set(record.grantId, at);
+    const seen = latest.get(record.grantId);
+    if (seen === undefined || seen === null || at > seen) latest.set(record.grantId, at);
   }
-  if (latest.size === 0) return 0;
-  await recordGrantsLastUse(
-    db,
-    [...latest].map(([id, at]) => ({ id, at: new Date(at) })),
-  );
-  return latest.size;
+  for (const use of quotaUse) if (!latest.has(use.grantId)) latest.set(use.grantId, null);
+  return [...latest].map(([id, at]) => ({ id, at: at === null ? null : new Date(at) }));
 }
 
 const defaultSleep = (ms: number) =>
@@ -182,14 +165,20 @@ const defaultSleep = (ms: number) =>
  * One appender per process: the proxy offers each call here (never waiting on the
  * database) and batches go to the chain in one transaction each.
  *
- * Why the chain stays one line across processes: every batch runs `appendAuditBatch`,
- * which takes a transaction-level advisory lock for the schema, reads the tail (seq, hash)
- * and inserts the batch chained from it; the lock is released only by COMMIT or ROLLBACK.
- * A second process's batch therefore waits for the first to commit and then reads the
- * tail that batch wrote — it can never chain from a tail that is later rolled back, and
- * two batches can never both claim seq N+1 (seq is also the primary key, a second guard).
- * Batching makes the lock cost per row small: one lock, one probe and a few INSERT
- * round trips per `batchSize` calls.
+ * Why the chain stays one line across processes: every batch, on either path below, takes a
+ * transaction-level advisory lock for the schema, reads the tail (seq, hash) and inserts the
+ * batch chained from it; the lock is released only by COMMIT or ROLLBACK. A second process's
+ * batch therefore waits for the first to commit and then reads the tail that batch wrote — it
+ * can never chain from a tail that is later rolled back, and two batches can never both claim
+ * seq N+1 (seq is also the primary key, a second guard).
+ *
+ * Two paths, the same statements in the same order (grant rows, quota, chain lock, tail,
+ * INSERT): with `client`, a first attempt at a batch without quota use is sent pipelined in
+ * two round trips (pipelined-append.ts); a retry, a batch that settles quotas (the access
+ * action runs in a drizzle transaction) and every batch on PGlite go through `db.transaction`.
+ * A batch is a fixed cost (a round trip or two and a commit's WAL flush, ~1 ms) whatever its
+ * size, so a partial batch waits for `flushIntervalMs` instead of following the last one at
+ * once: under load a batch carries an interval's calls, not the few that came in meanwhile.
  *
  * Failures: a failed transaction rolled back, so its batch stays at the head of the queue
  * and is retried with backoff — nothing is lost, and the queue keeps filling until the
@@ -236,22 +225,41 @@ export function createAuditAppender(options: AuditAppenderOptions): AuditAppende
   // failed attempt so the retry can tell a lost COMMIT reply from a rollback.
   let attempt: AppendedBatch | undefined;
 
+  // The last attempt failed: the next one (a retry) takes the drizzle path.
+  let failedLast = false;
+
   async function writeBatch(records: readonly CallRecord[]): Promise<void> {
     const previous = attempt;
+    const quotaUse = options.settleQuota ? quotaUseOf(records) : [];
+    const locks = grantLocksOf(records, quotaUse);
+    // Built before any lock: nothing in a call's row depends on where it lands in the chain.
+    const prefixes = records.map(callAuditRow);
+    if (options.client && !previous && !failedLast && quotaUse.length === 0) {
+      await appendBatchPipelined(options.client, locks, (tail) => {
+        const chained = chainFrom(tail, prefixes);
+        // Set before COMMIT is sent: a reply lost on the way back is then told from a rollback.
+        attempt = chained.batch;
+        return chained.rows;
+      });
+      attempt = undefined;
+      return;
+    }
     let settlements: QuotaSettlement[] = [];
     try {
       await db.transaction(async (tx) => {
-        // Quota totals first: grant rows before the chain lock, as the access actions do.
-        const quota = options.settleQuota
-          ? await options.settleQuota(tx, quotaUseOf(records))
-          : { settlements: [], audit: [] };
+        // Grant rows first, the chain's lock second (see grantLocksOf).
+        if (locks.length > 0) await recordGrantsLastUse(tx, locks);
+        const quota =
+          options.settleQuota && quotaUse.length > 0
+            ? await options.settleQuota(tx, quotaUse)
+            : { settlements: [], audit: [] };
         if (previous) {
           // Holding the lock means the earlier attempt's transaction has ended one way or
           // the other (it held the same lock), so the tail is settled.
           await lockAuditChain(tx);
           if ((await auditHashAt(tx, previous.firstSeq)) === previous.firstHash) throw new AlreadyCommitted();
         }
-        const appended = await appendAuditBatch(tx, [...records.map(callAuditEvent), ...quota.audit]);
+        const appended = await appendChainedPrefixes(tx, [...prefixes, ...quota.audit.map(eventRowPrefix)]);
         // `count` is how many RECORDS a retry rewrites, whatever extra rows the batch carried.
         attempt = { ...appended, count: records.length };
         settlements = quota.settlements;
@@ -273,12 +281,20 @@ export function createAuditAppender(options: AuditAppenderOptions): AuditAppende
 
   async function drain(): Promise<void> {
     let delay = retryDelayMs;
+    // A partial batch is written when its timer fired (this drain's start), when a flush or
+    // close waits for it, or as a retry; otherwise it waits for the timer, so that under load
+    // batches do not run back to back, each a fixed cost for a few calls.
+    let partialDue = true;
     while (pending() > 0) {
+      const partialOk = partialDue || attempt !== undefined || failedLast || closed || waiters.length > 0;
+      if (pending() < batchSize && !partialOk) break;
       // A retry rewrites exactly what the last attempt tried, so that "it committed after
       // all" drops those records and no others.
       const records = queue.slice(head, head + (attempt?.count ?? batchSize));
       try {
         await writeBatch(records);
+        failedLast = false;
+        partialDue = false;
         head += records.length;
         writtenTotal += records.length;
         stats.written += records.length;
@@ -288,14 +304,9 @@ export function createAuditAppender(options: AuditAppenderOptions): AuditAppende
           queue = queue.slice(head);
           head = 0;
         }
-        // Before waking flush() waiters, so "flushed" also means "last use recorded". Not
-        // retried with the batch: its audit rows are committed, and the grant's next batch
-        // moves last_used_at anyway.
-        await recordGrantUse(db, records).catch((error: unknown) => {
-          logger?.warn({ err: error }, 'could not record grant use');
-        });
         settleWaiters();
       } catch (error) {
+        failedLast = true;
         stats.failedAttempts += 1;
         logger?.warn(
           { err: error, batch: records.length, queued: pending() },

@@ -89,10 +89,27 @@ export function canonicalRowText(
   grantId: string | null,
   dataJson: string,
 ): string {
+  return `${canonicalRowPrefix(atIso, kind, actor, resource, requestId, grantId, dataJson)}${seq}}`;
+}
+
+/**
+ * The canonical row up to its seq, which sorts last: `prefix + seq + '}'` is canonicalRowText.
+ * A row's prefix can be built before the chain's tail is known, so the appender builds it
+ * outside the chain's lock and the chained part is two concatenations and a hash per row.
+ */
+export function canonicalRowPrefix(
+  atIso: string,
+  kind: string,
+  actor: string,
+  resource: string | null,
+  requestId: string | null,
+  grantId: string | null,
+  dataJson: string,
+): string {
   return (
     `{"actor":${JSON.stringify(actor)},"at":"${atIso}","data":${dataJson},` +
     `"grantId":${JSON.stringify(grantId)},"kind":${JSON.stringify(kind)},` +
-    `"requestId":${JSON.stringify(requestId)},"resource":${JSON.stringify(resource)},"seq":${seq}}`
+    `"requestId":${JSON.stringify(requestId)},"resource":${JSON.stringify(resource)},"seq":`
   );
 }
 

@@ -1,5 +1,5 @@
 import type { Db } from '../db/client.ts';
-import { type AuditSearchFilter, auditEventsPage } from '../db/queries/audit-events.ts';
+import { type AuditSearchFilter, auditEventsPage } from '../db/queries/audit-events/reads.ts';
 import type { AuditEventRow } from '../db/schema/index.ts';
 import type { ChainedFields } from './chain.ts';
 

@@ -1,5 +1,5 @@
 import type { Db } from '../db/client.ts';
-import { grantCallStats } from '../db/queries/audit-events.ts';
+import { grantCallStats } from '../db/queries/audit-events/reads.ts';
 import { findGrantOwner } from '../db/queries/grants/lifecycle.ts';
 import type { GrantCallSummary, SummarizeGrant } from '../shared/grant-summary.ts';
 import { isUuid } from '../shared/ids.ts';

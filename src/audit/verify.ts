@@ -1,6 +1,7 @@
 import type { Db } from '../db/client.ts';
+import { postgresClientOf } from '../db/client.ts';
 import { GENESIS_HASH } from './chain.ts';
-import { postgresClientOf, walkCopyPages } from './verify/copy-pages.ts';
+import { walkCopyPages } from './verify/copy-pages.ts';
 import type { ChainState, VerifyOptions, VerifyResult } from './verify/result.ts';
 import { walkRowPages } from './verify/row-reader.ts';
 

@@ -1,5 +1,5 @@
 import type { Db } from '../db/client.ts';
-import { weeklyCountsByResource } from '../db/queries/audit-events.ts';
+import { weeklyCountsByResource } from '../db/queries/audit-events/reads.ts';
 import { queuedDedupeKeys } from '../db/queries/outbox.ts';
 import { dedupeKey, enqueue, type OutboxMessageOf, type WeeklyReportCounts } from '../outbox/index.ts';
 import type { PolicyStore } from '../policy/index.ts';

@@ -11,6 +11,7 @@ import {
 } from '../audit/intent-journal.ts';
 import { replayIntentJournal } from '../audit/intent-replay.ts';
 import { type Config, ConfigError } from '../config.ts';
+import { postgresClientOf } from '../db/client.ts';
 import { grantQuotaUse } from '../db/queries/grants/proxy-use.ts';
 import type { ReadinessCheck } from '../ops/admin-server.ts';
 import { metricsCallSink } from '../ops/metrics.ts';
@@ -88,8 +89,11 @@ export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
     stops.push({ name: 'shared limits', run: () => limits.close() });
   }
   const quota = limits ?? tracker;
+  const client = postgresClientOf(database.db);
   const appender = createAuditAppender({
     db: database.db,
+    // On PostgreSQL, batches go pipelined on postgres.js itself; PGlite's all take drizzle's path.
+    ...(client ? { client } : {}),
     logger,
     quota,
     settleQuota: access.settleQuotaUse,

@@ -1,7 +1,8 @@
 import { appendAuditEvents } from '../audit/chain-append.ts';
 import { verifyAuditChain } from '../audit/verify.ts';
 import type { Db } from '../db/client.ts';
-import { auditChainTail, lastChainCheck } from '../db/queries/audit-events.ts';
+import { auditChainTail } from '../db/queries/audit-events/append.ts';
+import { lastChainCheck } from '../db/queries/audit-events/reads.ts';
 import type { Actor } from '../shared/actor.ts';
 import type { Clock } from '../shared/clock.ts';
 

@@ -15,7 +15,7 @@ import {
   type GrantCallStats,
   grantCallStats,
   grantTimelineRows,
-} from '../db/queries/audit-events.ts';
+} from '../db/queries/audit-events/reads.ts';
 import { type GrantListFilter, grantsMatching } from '../db/queries/grants/console-list.ts';
 import { findGrant } from '../db/queries/grants/lifecycle.ts';
 import { liveGrantHolders } from '../db/queries/grants/live.ts';

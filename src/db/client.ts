@@ -16,6 +16,14 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 /** A transaction handle, usable wherever a Db is. */
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
+/** postgres.js's client under a drizzle Db; undefined for PGlite or a transaction handle. */
+export function postgresClientOf(db: Db): postgres.Sql | undefined {
+  const client: unknown = (db as unknown as { $client?: unknown }).$client;
+  return typeof client === 'function' && typeof (client as { unsafe?: unknown }).unsafe === 'function'
+    ? (client as postgres.Sql)
+    : undefined;
+}
+
 /**
  * The committed `drizzle/` folder: the nearest one above this module, so the same code finds
  * it when run from `src/` (tsx) and from the build's `dist/src/`.

@@ -57,6 +57,12 @@ export class Call implements CallContext {
   upstreamBody: NodeJS.ReadableStream | undefined = undefined;
   /** Set by the direct forward when the upstream broke off after its headers were sent on. */
   upstreamBroke = false;
+  /**
+   * The direct forward's handler, told when the client leaves (it aborts the upstream call) by
+   * the call's one close listener (watchCallEnd) after the record is made: one listener per
+   * call instead of one per interested party.
+   */
+  clientWatcher: { clientClosed(): void } | undefined = undefined;
   /** Only set when the policy turns the feature on for this call's resource or scope. */
   scope: ScopePolicy | undefined = undefined;
   mask: MaskRules | undefined = undefined;
@@ -177,6 +183,7 @@ export function watchCallEnd(
     // for the outcome, so it says what was decided and what was counted against the grant.
     if (call.decision === '') call.clientGone = true;
     else recordCall(call, request, reply, recording);
+    call.clientWatcher?.clientClosed();
   });
 }
 

@@ -27,21 +27,87 @@ export function forwardDirect(
   request: FastifyRequest,
   reply: FastifyReply,
   call: Call,
-  url: string,
+  target: UpstreamTarget,
 ): void {
-  // The same parsing (and normalisation) reply-from applied to the target URL.
-  const target = new URL(url);
   const body = request.body as Dispatcher.DispatchOptions['body'] | undefined;
   const options: Dispatcher.DispatchOptions = {
     origin: target.origin,
     // A bare `?` is dropped, as reply-from did.
-    path: call.query.length > 1 ? target.pathname + call.query : target.pathname,
+    path: call.query.length > 1 ? target.path + call.query : target.path,
     method: call.method as Dispatcher.HttpMethod,
     headers: directRequestHeaders(request.raw.headers, target.host, call, request.id),
     ...(body ? { body } : {}),
   };
   agent.dispatch(options, new PassThroughHandler(runtime, request, reply, call));
 }
+
+/** Where a call goes: the upstream's origin and host, and the path as the WHATWG URL parser leaves it. */
+export interface UpstreamTarget {
+  origin: string;
+  host: string;
+  path: string;
+}
+
+/** A resource's upstream URL, parsed once: what every call to it shares. */
+interface UpstreamBase {
+  origin: string;
+  host: string;
+  /** The upstream's own path before the call's (`''` for none), or undefined: parse each call. */
+  prefix: string | undefined;
+}
+
+/**
+ * Characters a path may hold that the URL parser leaves as they are (RFC 3986's pchar and
+ * `/`), with dot segments and `%2e` (a dot to the parser) ruled out: such a path is joined to
+ * the upstream's as text. Anything else takes `new URL`, as every call did before.
+ */
+const PLAIN_PATH =
+  /^(?:\/[A-Za-z0-9\-._~!$&'()*+,;=:@]*(?:%[0-9A-Fa-f]{2}[A-Za-z0-9\-._~!$&'()*+,;=:@]*)*)*$/;
+const DOT_SEGMENT = /(?:^|\/)\.{1,2}(?:\/|$)|%2e/i;
+
+function parseUpstream(upstream: string): UpstreamBase {
+  const url = new URL(upstream);
+  // The upstream's path as the parser joins it with a call's: with `/x` appended and taken off
+  // again, so `http://h` gives '' and `http://h/` gives '/', as they join.
+  const joined = new URL(`${upstream}/x`);
+  const plain = url.search === '' && url.hash === '' && joined.pathname.endsWith('/x');
+  const prefix = plain ? joined.pathname.slice(0, -2) : undefined;
+  return {
+    origin: url.origin,
+    host: url.host,
+    prefix: prefix !== undefined && !DOT_SEGMENT.test(prefix) && PLAIN_PATH.test(prefix) ? prefix : undefined,
+  };
+}
+
+/**
+ * The forward's target for `upstreamPath` on `upstream`: the same as `new URL(upstream +
+ * upstreamPath)` gives (origin, host, pathname), with the upstream parsed once per resource in
+ * `cache` rather than once per call.
+ */
+export function upstreamTarget(
+  cache: Map<string, UpstreamBase>,
+  upstream: string,
+  upstreamPath: string,
+): UpstreamTarget {
+  let base = cache.get(upstream);
+  if (!base) {
+    base = parseUpstream(upstream);
+    // Bounded by the policy's resources; a reload with new upstreams adds a few entries.
+    if (cache.size > 1_000) cache.clear();
+    cache.set(upstream, base);
+  }
+  if (
+    base.prefix !== undefined &&
+    PLAIN_PATH.test(upstreamPath) &&
+    !DOT_SEGMENT.test(upstreamPath) &&
+    upstreamPath !== ''
+  )
+    return { origin: base.origin, host: base.host, path: base.prefix + upstreamPath };
+  const url = new URL(upstream + upstreamPath);
+  return { origin: url.origin, host: url.host, path: url.pathname };
+}
+
+export type UpstreamCache = Map<string, UpstreamBase>;
 
 class PassThroughHandler implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined = undefined;
@@ -60,20 +126,19 @@ class PassThroughHandler implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
     const res = this.reply.raw;
-    // The client left (or its answer was cut): the upstream call goes too.
+    // The client left (or its answer was cut): the upstream call goes too. Otherwise the
+    // call's one close listener (watchCallEnd) tells this handler when it leaves. Methods, not
+    // arrow-function fields: a closure per call for a listener that rarely runs is no saving.
     if (res.destroyed) controller.abort(new Error('client closed the connection'));
-    else res.once('close', this.onClientClose);
+    else this.call.clientWatcher = this;
   }
 
-  private readonly onClientClose = (): void => {
+  /** The client left: the upstream call goes too (run by the call's close listener, see Call). */
+  clientClosed(): void {
     const controller = this.controller;
     if (controller && !controller.aborted && !this.reply.raw.writableFinished)
       controller.abort(new Error('client closed the connection'));
-  };
-
-  private readonly onDrain = (): void => {
-    this.controller?.resume();
-  };
+  }
 
   onResponseStart(
     _controller: Dispatcher.DispatchController,
@@ -111,7 +176,8 @@ class PassThroughHandler implements Dispatcher.DispatchHandler {
     } else this.remaining -= chunk.length;
     if (!res.write(chunk)) {
       controller.pause();
-      res.once('drain', this.onDrain);
+      // Only under backpressure, so its closure is made only then.
+      res.once('drain', () => controller.resume());
     }
   }
 

@@ -9,7 +9,7 @@ import type { Authorization } from './authorize.ts';
 import { BodyCapture } from './body-capture.ts';
 import { type Call, type CallRuntime, CLIENT_CLOSED, recordCall } from './call.ts';
 import { fail, refuse } from './call-refusal.ts';
-import { forwardDirect } from './direct-forward.ts';
+import { forwardDirect, type UpstreamCache, upstreamTarget } from './direct-forward.ts';
 
 export interface CallForwarderDeps {
   runtime: CallRuntime;
@@ -32,6 +32,7 @@ export type ProceedWithCall = (
 export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
   const { runtime, hooks } = deps;
   const { logger } = runtime;
+  const upstreams: UpstreamCache = new Map();
 
   function proceed(request: FastifyRequest, reply: FastifyReply, call: Call, outcome: Authorization): void {
     if (call.clientGone) {
@@ -61,7 +62,7 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
       call.mask = scope.mask;
       call.maskMaxBytes = outcome.resource.maskMaxBytes;
     }
-    const url = `${upstream}${outcome.upstreamPath}`;
+    const upstreamPath = outcome.upstreamPath;
     if (capture) {
       call.requestCapture = new BodyCapture(capture.maxBytes);
       call.responseCapture = new BodyCapture(capture.maxBytes);
@@ -95,16 +96,22 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
         .then((token) => {
           call.identityHeader = identityAssertion.header.toLowerCase();
           call.identityValue = token;
-          send(request, reply, call, url);
+          send(request, reply, call, upstream, upstreamPath);
         })
         // A rejection here would be unhandled, and an unhandled rejection ends the process.
         .catch((error: unknown) => fail(runtime, request, reply, call, error));
       return;
     }
-    send(request, reply, call, url);
+    send(request, reply, call, upstream, upstreamPath);
   }
 
-  function send(request: FastifyRequest, reply: FastifyReply, call: Call, url: string): void {
+  function send(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    call: Call,
+    upstream: string,
+    upstreamPath: string,
+  ): void {
     // The client left while its identity assertion was signed: its record is made; forward nothing.
     if (call.recorded) return;
     const capture = call.requestCapture;
@@ -125,7 +132,7 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
     // The one point where the upstream may get the call: its intent is written first.
     const journal = runtime.recording.journal;
     if (!journal) {
-      forward(request, reply, call, url);
+      forward(request, reply, call, upstream, upstreamPath);
       return;
     }
     journal.forwarding(intentOf(request, call), (mark) => {
@@ -143,16 +150,30 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
         journal.recorded(mark);
         return;
       }
-      forward(request, reply, call, url);
+      forward(request, reply, call, upstream, upstreamPath);
     });
   }
 
-  function forward(request: FastifyRequest, reply: FastifyReply, call: Call, url: string): void {
+  function forward(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    call: Call,
+    upstream: string,
+    upstreamPath: string,
+  ): void {
     call.forwarded = true;
     try {
       // Masking and capture read the answer as a stream: reply-from's path; all else passes through.
-      if (call.mask || call.responseCapture) reply.from(url, hooks);
-      else forwardDirect(runtime, deps.agent, request, reply, call, url);
+      if (call.mask || call.responseCapture) reply.from(`${upstream}${upstreamPath}`, hooks);
+      else
+        forwardDirect(
+          runtime,
+          deps.agent,
+          request,
+          reply,
+          call,
+          upstreamTarget(upstreams, upstream, upstreamPath),
+        );
     } catch (error) {
       fail(runtime, request, reply, call, error);
     }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import { callAuditEvent, createAuditAppender } from '../../src/audit/call-writer.ts';
+import { callAuditEvent } from '../../src/audit/call-row.ts';
+import { createAuditAppender } from '../../src/audit/call-writer.ts';
 import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import { type VerifyStats, verifyAuditChain } from '../../src/audit/verify.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';

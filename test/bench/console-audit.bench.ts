@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import { callAuditEvent } from '../../src/audit/call-writer.ts';
+import { callAuditEvent } from '../../src/audit/call-row.ts';
 import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import {
   type AuditSearchFilter,
   auditSearchHistogram,
   auditSearchPage,
   explainAuditSearch,
-} from '../../src/db/queries/audit-events.ts';
+} from '../../src/db/queries/audit-events/reads.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import type { BenchModule, BenchTable } from './run.ts';

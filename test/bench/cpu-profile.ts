@@ -34,7 +34,7 @@ export const STAGE_NAMES = [
   'scope match + authorize (policy, normalize-path, authorize)',
   'rate limit + quota (limits, rate-limit, quota)',
   'forward (forward-*, request-headers, reply-from, undici)',
-  'audit record build (call.ts, callAuditEvent)',
+  'audit record build (call.ts, call-row.ts)',
   'chain hash (audit/chain.ts)',
   'database write (appender, chain-append, drizzle, postgres.js)',
   'fastify (routing, request/reply)',
@@ -62,7 +62,11 @@ const STAGES: [Stage, (url: string, fn: string) => boolean][] = [
       u.includes('/src/proxy/rate-limit') ||
       u.includes('/src/proxy/quota'),
   ],
-  [STAGE_NAMES[6], (u, fn) => u.includes('/src/proxy/call.ts') || fn === 'callAuditEvent'],
+  [
+    STAGE_NAMES[6],
+    (u, fn) =>
+      u.includes('/src/proxy/call.ts') || u.includes('/src/audit/call-row.ts') || fn === 'callAuditEvent',
+  ],
   [STAGE_NAMES[7], (u) => u.includes('/src/audit/chain.ts')],
   [
     STAGE_NAMES[8],

@@ -1,7 +1,9 @@
 /**
  * Issue 19's measurement, in one run: jitgate with the real audit appender writing the hash
- * chain to PostgreSQL, jitgate with its call records discarded, a bare @fastify/http-proxy
- * and the upstream itself, side by side. Every server is a child process pinned to core 0 and
+ * chain to PostgreSQL, the same with the intent journal on (each call's intent written before
+ * it is forwarded, src/audit/intent-journal.ts, as JITGATE_INTENT_DIR turns it on), jitgate
+ * with its call records discarded, a bare @fastify/http-proxy and the upstream itself, side by
+ * side. Both audited processes append to one chain, as two proxies would. Every server is a child process pinned to core 0 and
  * the load generator (this process) to core 1 when `taskset` exists; PostgreSQL is the
  * machine's own and not pinned (its CPU is part of what the audit costs here).
  *
@@ -17,6 +19,9 @@
  * Targets (issue 19): audited ≥ 1.0 × bare throughput; discarded ≥ 1.3 ×; ≤ 0.25 ms added p50
  * at one connection over direct. Standalone: `npm run bench -- proxy-audit`.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { sql } from 'drizzle-orm';
 import { verifyAuditChain } from '../../src/audit/verify.ts';
@@ -51,8 +56,11 @@ const fmt = (n: number) => Math.round(n).toLocaleString('en');
 async function run(ctx: BenchContext): Promise<BenchTable[]> {
   const { schema, database, signingKey, keyStore } = await openBenchWorld(ctx, 'proxy_audit');
   const children: Child[] = [];
+  const intentDir = mkdtempSync(join(tmpdir(), 'jitgate-proxy-audit-intent-'));
   try {
-    ctx.log('proxy-audit: starting upstream, bare proxy, jitgate (discarding), jitgate (audit)');
+    ctx.log(
+      'proxy-audit: starting upstream, bare proxy, jitgate (discarding), jitgate (audit), jitgate (audit + intent journal)',
+    );
     const upstream = await spawnChild(ctx, 'upstream', 0, {});
     children.push(upstream);
     const env = {
@@ -67,6 +75,12 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
     children.push(discard);
     const audited = await spawnChild(ctx, 'jitgate', 0, { ...env, BENCH_SINK: 'audit' });
     children.push(audited);
+    const journaled = await spawnChild(ctx, 'jitgate', 0, {
+      ...env,
+      BENCH_SINK: 'audit',
+      BENCH_INTENT_DIR: intentDir,
+    });
+    children.push(journaled);
     const path = '/bench-api/items/1';
     const targets: Target[] = [
       { name: 'direct upstream', child: upstream, port: upstream.port, path: '/items/1', headers: {} },
@@ -80,6 +94,14 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
         headers: auth,
         afterSlice: () => audited.ask('flush'),
       },
+      {
+        name: 'jitgate, real audit + intent journal',
+        child: journaled,
+        port: journaled.port,
+        path,
+        headers: auth,
+        afterSlice: () => journaled.ask('flush'),
+      },
     ];
     const latencies: { p50us: number; p99us: number }[] = [];
     for (const t of targets) {
@@ -90,17 +112,27 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
     ctx.log(`proxy-audit: ${ROUNDS} interleaved rounds of ${SLICE_SECONDS} s per target`);
     const throughputs = await throughputRounds(targets);
     const results = targets.map((t, i) => ({ name: t.name, ...latencies[i]!, ...throughputs[i]! }));
-    const [direct, bareR, disc, aud] = results as [
-      (typeof results)[0],
-      (typeof results)[0],
-      (typeof results)[0],
-      (typeof results)[0],
-    ];
+    type Result = (typeof results)[0];
+    const [direct, bareR, disc, aud, jour] = results as [Result, Result, Result, Result, Result];
     const perRound = (r: typeof aud) => r.roundRps.map((x, i) => x / bareR.roundRps[i]!);
     const added = (r: typeof aud) => (r.p50us - direct.p50us) / 1000;
 
     ctx.log('proxy-audit: checking the audit kept pace and the chain verifies');
-    const counters = await audited.ask<AuditCounters>('flush');
+    const [mine, theirs] = await Promise.all([
+      audited.ask<AuditCounters>('flush'),
+      journaled.ask<AuditCounters>('flush'),
+    ]);
+    // The two audited processes' counters added up: their rows share one chain.
+    const counters: AuditCounters = {
+      offered: mine.offered + theirs.offered,
+      written: mine.written + theirs.written,
+      queued: mine.queued + theirs.queued,
+      batches: mine.batches + theirs.batches,
+      failedAttempts: mine.failedAttempts + theirs.failedAttempts,
+      refusedOffers: mine.refusedOffers + theirs.refusedOffers,
+      auditUnavailable: mine.auditUnavailable + theirs.auditUnavailable,
+      maxQueued: Math.max(mine.maxQueued, theirs.maxQueued),
+    };
     const counted = rowsOf<{ count: string }>(
       await database.db.execute(sql`select count(*)::text as count from audit_events`),
     );
@@ -153,11 +185,20 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
           disc,
         )
           .map((x) => x.toFixed(2))
-          .join(', ')}; target ≥ 1.3). real audit / discarded: ${(aud.rps / disc.rps).toFixed(2)} ×.`,
-        `CPU per request vs bare's (steadier than req/s on a shared machine; the servers' capacity on their core): real audit ${(aud.cpuUsPerReq / bareR.cpuUsPerReq).toFixed(2)} ×, discarded ${(disc.cpuUsPerReq / bareR.cpuUsPerReq).toFixed(2)} ×.`,
-        `added 1-conn p50 over direct: real audit ${added(aud).toFixed(3)} ms, discarded ${added(disc).toFixed(3)} ms, bare ${added(bareR).toFixed(3)} ms (target ≤ 0.25 ms).`,
+          .join(
+            ', ',
+          )}; target ≥ 1.3). real audit + intent journal / bare: ${(jour.rps / bareR.rps).toFixed(2)} × (per round ${perRound(
+          jour,
+        )
+          .map((x) => x.toFixed(2))
+          .join(
+            ', ',
+          )}; median ${median(perRound(jour)).toFixed(2)}). real audit / discarded: ${(aud.rps / disc.rps).toFixed(2)} ×.`,
+        `CPU per request vs bare's (steadier than req/s on a shared machine; the servers' capacity on their core): real audit ${(aud.cpuUsPerReq / bareR.cpuUsPerReq).toFixed(2)} ×, with the journal ${(jour.cpuUsPerReq / bareR.cpuUsPerReq).toFixed(2)} ×, discarded ${(disc.cpuUsPerReq / bareR.cpuUsPerReq).toFixed(2)} ×.`,
+        `added 1-conn p50 over direct: real audit ${added(aud).toFixed(3)} ms, with the journal ${added(jour).toFixed(3)} ms, discarded ${added(disc).toFixed(3)} ms, bare ${added(bareR).toFixed(3)} ms (target ≤ 0.25 ms).`,
         auditLine,
-        `CPU µs/req is the server's own process (the audited one includes its flush after each slice). ${ctx.taskset ? 'Servers pinned to core 0, load generator to core 1;' : 'No taskset: nothing pinned;'} PostgreSQL is not pinned.`,
+        `Batches: ${fmt(counters.batches)} for ${fmt(counters.offered)} rows (${(counters.offered / Math.max(1, counters.batches)).toFixed(0)} rows per batch), ${counters.failedAttempts} failed attempts.`,
+        `CPU µs/req is the server's own process (the audited ones include their flush after each slice). ${ctx.taskset ? 'Servers pinned to core 0, load generator to core 1;' : 'No taskset: nothing pinned;'} PostgreSQL is not pinned.`,
       ],
     };
 
@@ -202,6 +243,7 @@ async function run(ctx: BenchContext): Promise<BenchTable[]> {
     return [throughputTable, profileTable];
   } finally {
     for (const c of children) c.stop();
+    rmSync(intentDir, { recursive: true, force: true });
     await database.db.execute(sql.raw(`drop schema if exists "${schema}" cascade`)).catch(() => undefined);
     await database.close();
   }

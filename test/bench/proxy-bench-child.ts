@@ -9,7 +9,9 @@
  *
  * `jitgate` hands its call records to a discarding stand-in (`BENCH_SINK=discard`, the
  * default) or to the real audit appender writing the hash chain to PostgreSQL
- * (`BENCH_SINK=audit`, as src/composition/roles.ts wires it). IPC commands, each answered with a
+ * (`BENCH_SINK=audit`, as src/composition/roles.ts wires it: batches pipelined on postgres.js;
+ * `BENCH_AUDIT_DRIZZLE=1` sends every batch through drizzle's transaction instead, the path
+ * retries, quota batches and PGlite take, to compare the two). IPC commands, each answered with a
  * message of the same `type`: `cpu`; and for the appender `audit` (counters), `audit-reset`
  * (counters, then starts a new maximum-backlog window) and `flush` (waits until every record
  * offered so far is committed, then answers with the counters); `profile-start` and `profile-stop`
@@ -23,7 +25,7 @@ import pino from 'pino';
 import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
 import { createIntentJournal } from '../../src/audit/intent-journal.ts';
-import { openDatabase } from '../../src/db/client.ts';
+import { openDatabase, postgresClientOf } from '../../src/db/client.ts';
 import { grantQuotaUse } from '../../src/db/queries/grants/proxy-use.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
@@ -185,8 +187,11 @@ async function start(): Promise<number> {
     const quota = createQuotaTracker();
     let sink: CallSink;
     if ((process.env.BENCH_SINK ?? 'discard') === 'audit') {
+      const client = postgresClientOf(database.db);
       const appender = createAuditAppender({
         db: database.db,
+        // As proxy-role.ts wires it: pipelined batches on postgres.js (BENCH_AUDIT_DRIZZLE=1: not).
+        ...(client && !process.env.BENCH_AUDIT_DRIZZLE ? { client } : {}),
         logger,
         quota,
         settleQuota: quotaSettler({ grantChannel: database.channel('grants') }),

@@ -2,7 +2,7 @@ import { and, eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAnomalyMonitor } from '../../src/anomaly/monitor.ts';
-import { callAuditEvent } from '../../src/audit/call-writer.ts';
+import { callAuditEvent } from '../../src/audit/call-row.ts';
 import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import { auditEvents, outbox } from '../../src/db/schema/index.ts';
 import {

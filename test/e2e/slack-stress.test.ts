@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callAuditEvent } from '../../src/audit/call-writer.ts';
+import { callAuditEvent } from '../../src/audit/call-row.ts';
 import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import type { Grant } from '../../src/db/schema/index.ts';
 import type { RecordedCall } from '../../src/dev/slack-stand-in/web-api.ts';

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type AccessService, createAccessService, staticDirectory } from '../../src/access/index.ts';
-import { createAuditAppender, recordGrantUse } from '../../src/audit/call-writer.ts';
+import { createAuditAppender } from '../../src/audit/call-writer.ts';
 import { buildWeeklyReports, createWeeklyReporter, reportPeriodEnd } from '../../src/audit/weekly-report.ts';
+import { postgresClientOf } from '../../src/db/client.ts';
 import { type Grant, grants, outbox } from '../../src/db/schema/index.ts';
 import { staticPolicyStore } from '../../src/policy/index.ts';
 import { createLocalScheduler, createSchedulerStore } from '../../src/scheduler/index.ts';
@@ -133,17 +134,27 @@ describe('idle grants', () => {
     expect(await statusOf(grant.id)).toBe('active');
   });
 
-  it('recordGrantUse keeps the latest time per grant and never moves it back', async () => {
-    const grant = await grantOn('admin-api', 'UOTHER');
-    const late = new Date(START.getTime() + 10 * MIN);
-    const early = new Date(START.getTime() + 5 * MIN);
-    expect(
-      await recordGrantUse(database.db, [call(grant, early), call(grant, late), call(grant, early)]),
-    ).toBe(1);
-    await recordGrantUse(database.db, [call(grant, early)]);
-    const [row] = await database.db.select().from(grants).where(eq(grants.id, grant.id));
-    expect(row?.lastUsedAt?.toISOString()).toBe(late.toISOString());
-  });
+  // Both write paths: a batch through drizzle's transaction, and the pipelined one on postgres.js.
+  for (const pipelined of [false, true]) {
+    it(`a batch keeps each grant's latest call and never moves it back (${pipelined ? 'pipelined' : 'drizzle'} path)`, async () => {
+      const grant = await grantOn('admin-api', 'UOTHER');
+      const late = new Date(START.getTime() + 10 * MIN);
+      const early = new Date(START.getTime() + 5 * MIN);
+      const client = pipelined ? postgresClientOf(database.db) : undefined;
+      if (pipelined) expect(client).toBeDefined();
+      const appender = createAuditAppender({
+        db: database.db,
+        ...(client ? { client } : {}),
+        flushIntervalMs: 1,
+      });
+      for (const at of [early, late, early]) appender.offer(call(grant, at));
+      await appender.flush();
+      appender.offer(call(grant, early));
+      await appender.close();
+      const [row] = await database.db.select().from(grants).where(eq(grants.id, grant.id));
+      expect(row?.lastUsedAt?.toISOString()).toBe(late.toISOString());
+    });
+  }
 });
 
 describe('weekly report', () => {

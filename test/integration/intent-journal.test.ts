@@ -5,7 +5,7 @@ import { inArray, sql } from 'drizzle-orm';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quotaSettler } from '../../src/access/quota.ts';
-import { callAuditEvent } from '../../src/audit/call-writer.ts';
+import { callAuditEvent } from '../../src/audit/call-row.ts';
 import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import { createIntentJournal } from '../../src/audit/intent-journal.ts';
 import { replayIntentJournal } from '../../src/audit/intent-replay.ts';

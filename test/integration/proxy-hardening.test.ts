@@ -8,6 +8,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quotaSettler } from '../../src/access/quota.ts';
 import { type AuditAppender, createAuditAppender } from '../../src/audit/call-writer.ts';
+import { postgresClientOf } from '../../src/db/client.ts';
 import { resultRows } from '../../src/db/queries/result-rows.ts';
 import { grants } from '../../src/db/schema/index.ts';
 import { parsePolicy } from '../../src/policy/loader.ts';
@@ -148,8 +149,11 @@ beforeAll(async () => {
   view = createActiveGrantView({ database, logger: pino({ level: 'silent' }) });
   await view.start();
   quota = createQuotaTracker();
+  const client = postgresClientOf(database.db);
   appender = createAuditAppender({
     db: database.db,
+    // As proxy-role.ts wires it: batches without quota use go pipelined on postgres.js.
+    ...(client ? { client } : {}),
     flushIntervalMs: 5,
     quota,
     settleQuota: quotaSettler({ grantChannel: database.channel('grants') }),

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { callAuditEvent } from '../../src/audit/call-writer.ts';
+import { callAuditEvent } from '../../src/audit/call-row.ts';
 import {
   canonicalJson,
   canonicalRow,

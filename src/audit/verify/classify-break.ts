@@ -1,5 +1,5 @@
 import type { Db } from '../../db/client.ts';
-import { auditChainRowWithHash } from '../../db/queries/audit-events.ts';
+import { auditChainRowWithHash } from '../../db/queries/audit-events/reads.ts';
 import { chainHashAt, GENESIS_HASH } from '../chain.ts';
 import type { ExportedRow } from '../export.ts';
 import type { ChainBreak, ChainState, Failure } from './result.ts';

@@ -1,18 +1,9 @@
 import type postgres from 'postgres';
-import type { Db } from '../../db/client.ts';
-import { copyAuditChainPage } from '../../db/queries/audit-events.ts';
+import { copyAuditChainPage } from '../../db/queries/audit-events/reads.ts';
 import { type CopyPage, CopyPageChecker } from './copy-checker.ts';
 import type { ChainState, VerifyStats } from './result.ts';
 
 // The fast reader: COPY text pages, checked without building an object per row.
-
-/** postgres.js's client under a drizzle Db; undefined for PGlite or a transaction handle. */
-export function postgresClientOf(db: Db): postgres.Sql | undefined {
-  const client: unknown = (db as unknown as { $client?: unknown }).$client;
-  return typeof client === 'function' && typeof (client as { unsafe?: unknown }).unsafe === 'function'
-    ? (client as postgres.Sql)
-    : undefined;
-}
 
 /**
  * One page: the rows with `after < seq <= after + size`, in the COPY text layout that

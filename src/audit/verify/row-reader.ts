@@ -1,5 +1,5 @@
 import type { Db } from '../../db/client.ts';
-import { auditChainPage } from '../../db/queries/audit-events.ts';
+import { auditChainPage } from '../../db/queries/audit-events/reads.ts';
 import { BROKEN_LINK, type ChainRow, explainBrokenLink, rowBreak } from './classify-break.ts';
 import type { ChainState, Failure } from './result.ts';
 

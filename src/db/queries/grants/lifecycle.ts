@@ -120,7 +120,12 @@ export function endGrant(
   return moveOne(tx, grantId, move, endedSet(move, ending));
 }
 
-/** Ends every grant of a person that `move` applies to (on `resources` only, when given). */
+/**
+ * Ends every grant of a person that `move` applies to (on `resources` only, when given). The
+ * rows are locked first, in id order, as the audit appender locks a batch's grants
+ * (recordGrantsLastUse, addGrantQuotaUse): an UPDATE alone locks them in scan order, and two
+ * writers taking several rows in different orders could each hold one the other waits for.
+ */
 export function endGrantsOf(
   tx: Db | Tx,
   userId: string,
@@ -129,10 +134,12 @@ export function endGrantsOf(
   resources?: readonly string[],
 ): Promise<Grant[]> {
   const onGrants = resources ? inArray(grants.resource, [...resources]) : undefined;
+  const mine = and(eq(grants.userId, userId), inFromStates(move), onGrants);
+  const locked = tx.select({ id: grants.id }).from(grants).where(mine).orderBy(asc(grants.id)).for('update');
   return tx
     .update(grants)
     .set(endedSet(move, ending))
-    .where(and(eq(grants.userId, userId), inFromStates(move), onGrants))
+    .where(and(inArray(grants.id, locked), mine))
     .returning();
 }
 

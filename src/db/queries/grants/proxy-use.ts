@@ -1,6 +1,8 @@
 import { and, eq, inArray, isNotNull, or, sql } from 'drizzle-orm';
+import type postgres from 'postgres';
 import type { Db, Tx } from '../../client.ts';
 import { type Grant, grants } from '../../schema/index.ts';
+import { withOneParameter } from '../raw-sql.ts';
 import { resultRows } from '../result-rows.ts';
 
 /** Grants as the proxy uses them: the rows its live view keeps, and the quota and last use its calls add. */
@@ -131,21 +133,34 @@ export async function grantQuotaUse(
 /**
  * Moves `last_used_at` forward to each grant's latest call in ONE statement, rows locked in
  * id order so two proxies' batches cannot deadlock each other. `greatest` ignores NULL and
- * never moves the time back, so batches landing out of order are harmless. Raw SQL for the
- * same reason as addGrantQuotaUse: one JSON parameter however many grants.
+ * never moves the time back, so batches landing out of order are harmless, and a grant given
+ * with `at` null is locked and left as it is (the appender locks a batch's quota grants here
+ * too, so that its quota statement takes no lock of its own; see call-writer.ts). Raw SQL for
+ * the same reason as addGrantQuotaUse: one JSON parameter however many grants.
  */
 export async function recordGrantsLastUse(
   db: Db | Tx,
-  latest: readonly { id: string; at: Date }[],
+  latest: readonly { id: string; at: Date | null }[],
 ): Promise<void> {
-  const json = JSON.stringify(latest.map((u) => ({ id: u.id, at: u.at.toISOString() })));
-  await db.execute(sql`
-    with used as (
-      select id, at from jsonb_to_recordset(${json}::jsonb) as v(id uuid, at timestamptz)
-    ), locked as (
-      select g.id from ${grants} g join used on used.id = g.id order by g.id for update of g
-    )
-    update ${grants} set last_used_at = greatest(${grants.lastUsedAt}, used.at)
-    from used
-    where ${grants.id} = used.id and ${grants.id} in (select id from locked)`);
+  await db.execute(withOneParameter(LAST_USE_SQL, lastUseJson(latest)));
 }
+
+/** recordGrantsLastUse as a postgres.js query, for the appender's pipelined batch (not yet sent). */
+export function grantsLastUseQuery(
+  client: postgres.Sql,
+  latest: readonly { id: string; at: Date | null }[],
+): postgres.PendingQuery<postgres.Row[]> {
+  return client.unsafe(LAST_USE_SQL, [lastUseJson(latest)], { prepare: true });
+}
+
+const lastUseJson = (latest: readonly { id: string; at: Date | null }[]) =>
+  JSON.stringify(latest.map((u) => ({ id: u.id, at: u.at?.toISOString() ?? null })));
+
+const LAST_USE_SQL = `with used as (
+    select id, at from jsonb_to_recordset($1::text::jsonb) as v(id uuid, at timestamptz)
+  ), locked as (
+    select g.id from grants g join used on used.id = g.id order by g.id for update of g
+  )
+  update grants g set last_used_at = greatest(g.last_used_at, used.at)
+  from used
+  where g.id = used.id and g.id in (select id from locked)`;

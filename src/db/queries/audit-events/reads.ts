@@ -1,71 +1,11 @@
 import type { Readable } from 'node:stream';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, max, min, or, type SQL, sql } from 'drizzle-orm';
 import type postgres from 'postgres';
-import { personLabels } from '../../shared/actor.ts';
-import type { Db, Tx } from '../client.ts';
-import { type AuditEventRow, auditEvents } from '../schema/index.ts';
-import type { Reach } from './reach.ts';
-import { resultRows } from './result-rows.ts';
-
-// ---------------------------------------------------------------------------------------
-// Appending: under the chain's lock, in the caller's transaction.
-
-/** Take the chain's lock for this schema; held until the transaction ends. */
-export async function lockAuditChain(tx: Tx): Promise<void> {
-  await tx.execute(sql`select pg_advisory_xact_lock(hashtext('jitgate_audit:' || current_schema()))`);
-}
-
-/** The newest row's seq and hash, undefined for an empty log. */
-export async function auditChainTail(tx: Db | Tx): Promise<{ seq: number; hash: string } | undefined> {
-  // seq is the primary key: ORDER BY seq DESC LIMIT 1 is one backward index probe, O(log n)
-  // however long the log grows.
-  const [last] = await tx
-    .select({ seq: auditEvents.seq, hash: auditEvents.hash })
-    .from(auditEvents)
-    .orderBy(desc(auditEvents.seq))
-    .limit(1);
-  return last;
-}
-
-/** The hash stored at `seq`, or undefined when no such row exists. */
-export async function auditHashAt(tx: Db | Tx, seq: number): Promise<string | undefined> {
-  const [row] = await tx.select({ hash: auditEvents.hash }).from(auditEvents).where(eq(auditEvents.seq, seq));
-  return row?.hash;
-}
-
-/**
- * Rows go to Postgres as one JSON parameter per chunk, expanded server-side by
- * jsonb_to_recordset: building a 10-parameters-per-row multi-row INSERT with the query
- * builder cost ~100 µs a row, which capped the appender near 8,000 rows/s. Chunks bound the
- * size of one parameter.
- */
-const ROWS_PER_INSERT = 5_000;
-
-/**
- * Inserts rows already chained (seq and hashes decided by the caller), a statement per chunk.
- * Each row is the JSON text of its canonical form (src/audit/chain.ts, canonicalRowText) with
- * `prevHash` and `hash` added: the bytes hashed are the bytes inserted.
- */
-export async function insertChainedRows(tx: Tx, rows: readonly string[]): Promise<void> {
-  for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-    const json = `[${rows.slice(i, i + ROWS_PER_INSERT).join(',')}]`;
-    await tx.execute(sql`
-      insert into ${auditEvents} (seq, at, kind, actor, resource, request_id, grant_id, data, prev_hash, hash)
-      select seq, at, kind, actor, resource, "requestId", "grantId", data, "prevHash", hash
-      from jsonb_to_recordset(${json}::jsonb) as r(
-        seq bigint, at timestamptz, kind text, actor text, resource text, "requestId" uuid,
-        "grantId" uuid, data jsonb, "prevHash" text, hash text)
-      order by seq`);
-  }
-}
-
-const CALL_ROWS = inArray(auditEvents.kind, ['proxy.call', 'proxy.denied']);
-/** Request id and time of each proxied call's row in `[since, until]` (a replayed journal's window; `at` index). */
-export const callRowKeysBetween = (db: Db | Tx, since: Date, until: Date) =>
-  db
-    .select({ requestId: sql<string | null>`${auditEvents.data}->>'requestId'`, at: auditEvents.at })
-    .from(auditEvents)
-    .where(and(gte(auditEvents.at, since), lt(auditEvents.at, new Date(until.getTime() + 1)), CALL_ROWS));
+import { personLabels } from '../../../shared/actor.ts';
+import type { Db, Tx } from '../../client.ts';
+import { type AuditEventRow, auditEvents } from '../../schema/index.ts';
+import type { Reach } from '../reach.ts';
+import { resultRows } from '../result-rows.ts';
 
 // ---------------------------------------------------------------------------------------
 // Reading for people: export, `/access audit`, the weekly report.
