@@ -4,6 +4,7 @@ import { callAuditEvent } from '../../src/audit/call-row.ts';
 import { createAuditAppender } from '../../src/audit/call-writer.ts';
 import { appendAuditEvents } from '../../src/audit/chain-append.ts';
 import { type VerifyStats, verifyAuditChain } from '../../src/audit/verify.ts';
+import { postgresClientOf } from '../../src/db/client.ts';
 import type { CallRecord } from '../../src/shared/call-record.ts';
 import { openTestDatabase } from '../helpers/db.ts';
 import type { BenchContext, BenchModule, BenchTable } from './run.ts';
@@ -18,8 +19,19 @@ export interface AuditBenchOptions {
   log?: (line: string) => void;
 }
 
+interface AppenderRun {
+  /** Which batch path: the proxy's (pipelined on postgres.js) or drizzle's (retries, quota batches, PGlite). */
+  path: 'pipelined' | 'drizzle';
+  rows: number;
+  seconds: number;
+  rowsPerSecond: number;
+  batches: number;
+  refusedOffers: number;
+}
+
 export interface AuditBenchResult {
-  appender: { rows: number; seconds: number; rowsPerSecond: number; batches: number; refusedOffers: number };
+  /** The proxy's path first, then drizzle's, over fresh rows each. */
+  appender: AppenderRun[];
   verify: {
     rows: number;
     /** Median over the runs. */
@@ -69,46 +81,58 @@ const mb = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;
  */
 export async function runAuditBench(options: AuditBenchOptions = {}): Promise<AuditBenchResult> {
   const appenderRows = options.appenderRows ?? 200_000;
-  const verifyRows = Math.max(options.verifyRows ?? 1_000_000, appenderRows);
+  const verifyRows = Math.max(options.verifyRows ?? 1_000_000, 2 * appenderRows);
   const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const database = await openTestDatabase('bench_audit');
   const grants = Array.from({ length: 64 }, () => randomUUID());
   try {
-    // 1. Appender, sustained: how many chained rows per second one process commits.
-    const appender = createAuditAppender({ db: database.db });
-    let refusedOffers = 0;
-    const started = performance.now();
-    for (let i = 0; i < appenderRows; i++) {
-      while (!appender.hasCapacity()) {
-        refusedOffers += 1;
-        await tick();
+    // 1. Appender, sustained: how many chained rows per second one process commits, on the
+    // proxy's path and on drizzle's, each over rows of its own.
+    const appenderRuns: AppenderRun[] = [];
+    const client = postgresClientOf(database.db);
+    for (const path of ['pipelined', 'drizzle'] as const) {
+      const appender = createAuditAppender({
+        db: database.db,
+        ...(path === 'pipelined' && client ? { client } : {}),
+      });
+      const first = appenderRuns.length * appenderRows;
+      let refusedOffers = 0;
+      const started = performance.now();
+      for (let i = first; i < first + appenderRows; i++) {
+        while (!appender.hasCapacity()) {
+          refusedOffers += 1;
+          await tick();
+        }
+        appender.offer(benchRecord(i, grants));
+        if (i % 1_000 === 0) await tick();
       }
-      appender.offer(benchRecord(i, grants));
-      if (i % 1_000 === 0) await tick();
+      await appender.close();
+      const seconds = (performance.now() - started) / 1000;
+      const stats = appender.stats();
+      const run: AppenderRun = {
+        path: path === 'pipelined' && !client ? 'drizzle' : path,
+        rows: appenderRows,
+        seconds,
+        rowsPerSecond: Math.round(appenderRows / seconds),
+        batches: stats.batches,
+        refusedOffers,
+      };
+      appenderRuns.push(run);
+      log(
+        `audit appender (${run.path}): ${run.rowsPerSecond} rows/s sustained (${appenderRows} rows, ${stats.batches} batches, ${seconds.toFixed(2)} s)`,
+      );
     }
-    await appender.close();
-    const appenderSeconds = (performance.now() - started) / 1000;
-    const stats = appender.stats();
-    const appenderResult = {
-      rows: appenderRows,
-      seconds: appenderSeconds,
-      rowsPerSecond: Math.round(appenderRows / appenderSeconds),
-      batches: stats.batches,
-      refusedOffers,
-    };
-    log(
-      `audit appender: ${appenderResult.rowsPerSecond} rows/s sustained (${appenderRows} rows, ${stats.batches} batches, ${appenderSeconds.toFixed(2)} s)`,
-    );
+    const appended = appenderRuns.length * appenderRows;
 
     // 2. Fill the log to verifyRows with correctly chained rows (the trigger stays on: it
     // only refuses UPDATE/DELETE), in large transactions.
     const fillStart = performance.now();
-    const toFill = verifyRows - appenderRows;
+    const toFill = verifyRows - appended;
     const batch = 20_000;
     for (let done = 0; done < toFill; done += batch) {
       const n = Math.min(batch, toFill - done);
       const events = Array.from({ length: n }, (_, k) =>
-        callAuditEvent(benchRecord(appenderRows + done + k, grants)),
+        callAuditEvent(benchRecord(appended + done + k, grants)),
       );
       await database.db.transaction((tx) => appendAuditEvents(tx, events));
     }
@@ -172,7 +196,7 @@ export async function runAuditBench(options: AuditBenchOptions = {}): Promise<Au
     log(
       `audit verify: ${verify.rowsPerSecond} rows/s median of ${runs} over ${verify.rows} rows (${median.toFixed(2)} s, ok=${verify.ok}, peak RSS +${verify.peakRssDeltaMb} MB; target ≥ 200000 rows/s)`,
     );
-    return { appender: appenderResult, verify, fill };
+    return { appender: appenderRuns, verify, fill };
   } finally {
     await database.drop();
   }
@@ -188,16 +212,15 @@ export const auditBench: BenchModule = {
     return [
       {
         title: 'Audit appender: chained rows written by one process',
-        columns: ['rows', 'rows/s', 'batches', 'refused offers', 'seconds'],
-        rows: [
-          [
-            appender.rows,
-            appender.rowsPerSecond,
-            appender.batches,
-            appender.refusedOffers,
-            appender.seconds.toFixed(2),
-          ],
-        ],
+        columns: ['batch path', 'rows', 'rows/s', 'batches', 'refused offers', 'seconds'],
+        rows: appender.map((run) => [
+          run.path === 'pipelined' ? "pipelined (the proxy's)" : 'drizzle (retries, quota batches, PGlite)',
+          run.rows,
+          run.rowsPerSecond,
+          run.batches,
+          run.refusedOffers,
+          run.seconds.toFixed(2),
+        ]),
         notes: [
           'Its ceiling alone (no proxy on the machine). Keeping pace with a proxy under load is the audit-load bench (auditKeepsPace).',
           ...(fill.rows > 0
