@@ -262,13 +262,18 @@ function capturedBodies(
   const required = call.scope?.maskRequired ?? false;
   const requestType = request.headers['content-type'];
   const responseType = reply.getHeader('content-type');
+  // What the proxy injected upstream: never in an audit row, whoever echoes it.
+  const secrets = [call.credentialValue, call.identityValue].filter((value) => value !== '');
   return {
     // A call without a body (a GET) keeps no request entry at all.
-    request: call.requestCapture?.total ? call.requestCapture.result(requestType, mask, required) : undefined,
+    request: call.requestCapture?.total
+      ? call.requestCapture.result(requestType, mask, required, secrets)
+      : undefined,
     response: call.responseCapture?.result(
       typeof responseType === 'string' ? responseType : undefined,
       mask,
       required,
+      secrets,
     ),
   };
 }

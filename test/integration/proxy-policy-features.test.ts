@@ -61,6 +61,9 @@ const CUSTOMERS = {
   meta: { ssn: '222-22-2222', page: 1 },
 };
 
+/** The credential the proxy injects into calls to reflect-api (whose upstream echoes it). */
+const REFLECT_CREDENTIAL = 'up-secret-7Hq2xPzL9aWmC4';
+
 /** An upstream with one fixed answer per path. */
 function startUpstream(): Promise<void> {
   upstream = createServer((req, res) => {
@@ -98,6 +101,17 @@ function startUpstream(): Promise<void> {
         case '/not-json':
           res.writeHead(200, { 'content-type': 'application/json' });
           return res.end('{"email": "ada@example.com"');
+        case '/reflect': // a debug endpoint: the request's headers, as it got them
+          return json({ headers: req.headers });
+        case '/reflect-text':
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          return res.end(
+            Object.entries(req.headers)
+              .map(([k, v]) => `${k}: ${String(v)}`)
+              .join('\n'),
+          );
+        case '/reflect-token': // the credential's token alone, without its scheme
+          return json({ token: String(req.headers['x-api-key']).split(' ')[1] });
         case '/echo':
           return json({
             got: JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null'),
@@ -174,11 +188,22 @@ resources:${resource(
         allow: ["GET /**", "POST /echo"]
         mask: ["**.password", "**.secret"]
 `,
+  )}${resource(
+    'reflect-api',
+    `    credential: { header: X-Api-Key, value: "Key \${REFLECT_CREDENTIAL}" }
+    identity_assertion: { header: X-Caller, ttl: 30s }
+    capture: { bodies: true, max_bytes: 4KB }
+    scopes:
+      read: { allow: ["POST /reflect*"] }
+`,
   )}`;
 }
 
 async function startProxy(trust: string, sink: CallSink, quota = createQuotaTracker()) {
-  const policy = parsePolicy(policyText(trust), { file: 'features.yml', env: { UPSTREAM: upstreamUrl } });
+  const policy = parsePolicy(policyText(trust), {
+    file: 'features.yml',
+    env: { UPSTREAM: upstreamUrl, REFLECT_CREDENTIAL },
+  });
   const server = createProxyServer({
     policy: staticPolicyStore(policy),
     grants: view,
@@ -540,6 +565,36 @@ describe('call capture', () => {
     expect(row).toContain('"capture"');
     for (const secret of ['hunter2', 'session=abc', auth.authorization.slice(7)])
       expect(row).not.toContain(secret);
+  });
+
+  it('never keeps what the proxy injected, when the upstream echoes it back', async () => {
+    const { grant, auth } = await grantWithToken('reflect-api', 'read');
+    for (const path of ['/reflect', '/reflect-text', '/reflect-token']) {
+      const before = seen.length;
+      const res = await rawRequest(
+        port,
+        'POST',
+        `/reflect-api${path}`,
+        {
+          ...auth,
+          'content-type': 'text/plain',
+        },
+        `my own body, not ${REFLECT_CREDENTIAL.slice(0, 3)}`,
+      );
+      expect(res.status).toBe(200);
+      const got = seen[before]!.headers;
+      // The upstream did get both, so an echo has something to leak.
+      expect(got['x-api-key']).toBe(`Key ${REFLECT_CREDENTIAL}`);
+      const assertion = String(got['x-caller']);
+      expect(assertion.split('.')).toHaveLength(3);
+      await eventually(() => sink.records.some((r) => r.grantId === grant.id && r.path === path));
+      const record = sink.records.find((r) => r.grantId === grant.id && r.path === path)!;
+      const row = JSON.stringify(callAuditEvent(record));
+      expect(record.capture?.response?.text).toContain('[redacted]');
+      expect(record.capture?.request?.text).toBe(`my own body, not ${REFLECT_CREDENTIAL.slice(0, 3)}`);
+      for (const secret of [REFLECT_CREDENTIAL, assertion, assertion.split('.')[2]!])
+        expect(row).not.toContain(secret);
+    }
   });
 
   it('keeps no request entry for a call without a body', async () => {
