@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callAuditEvent } from '../../src/audit/call-row.ts';
 import { appendAuditEvents } from '../../src/audit/chain-append.ts';
@@ -390,6 +391,13 @@ describe('user text that tries to pass for jitgate', () => {
     }
     const answer = await ask(ASKER, `request ${NAMES[111]} read 1h fix\u0007it`);
     expect(blockText(answer)).toMatch(/control character/);
+    // What was typed is refused with the usage beside it, whichever command it was.
+    expect(blockText(answer)).toContain('/access list');
+    for (const typed of [`revoke ${randomUUID()} bell\u0007`, `revoke-all <@${ASKER}> esc\u001b[31m`]) {
+      const refusal = blockText(await ask(ASKER, typed));
+      expect(refusal).toMatch(/control character/);
+      expect(refusal).toContain('/access list');
+    }
     expect(await h.counts()).toEqual(before);
 
     const created = await h.access.createRequest({

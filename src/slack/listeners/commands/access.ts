@@ -79,7 +79,7 @@ async function run(
         actor: { type: 'slack', userId },
         reason: command.reason ?? (self ? 'given up by its owner' : 'revoked in Slack'),
       });
-      if (!result.ok) return refusalMessage(result);
+      if (!result.ok) return refusalMessage(result, true);
       return noticeMessage(
         `Grant ${result.value.id} on ${result.value.resource} is revoked; its token no longer works.`,
       );
@@ -106,7 +106,7 @@ async function run(
         targetId: command.userId,
         ...(command.reason !== undefined ? { reason: command.reason } : {}),
       });
-      if (!result.ok) return refusalMessage(result);
+      if (!result.ok) return refusalMessage(result, true);
       return revokeAllMessage({ userId: command.userId, ...result.value });
     }
     case 'link':
