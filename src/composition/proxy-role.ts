@@ -66,7 +66,7 @@ export async function startProxyRole(ctx: ProxyRoleContext): Promise<number> {
       settleQuota: access.settleQuotaUse,
     });
   }
-  const view = createActiveGrantView({ database, logger });
+  const view = createActiveGrantView({ database, logger, clock });
   await view.start();
   stops.push({ name: 'grant view', run: () => view.close() });
   checks.push({ name: 'grant_feed', check: () => view.isLive() });

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.ts';
 import { revokedThumbprints } from '../db/queries/devices.ts';
-import { activeGrantsForView, type GrantViewRow, grantsForView } from '../db/queries/grants/proxy-use.ts';
+import { type GrantViewRow, grantsForReload, grantsForView } from '../db/queries/grants/proxy-use.ts';
 import { publishOnGrantFeed, revokedDeviceOf } from '../outbox/grant-feed.ts';
+import { type Clock, systemClock } from '../shared/clock.ts';
 import { isUuid } from '../shared/ids.ts';
 
 /**
@@ -12,7 +13,8 @@ import { isUuid } from '../shared/ids.ts';
  * Feed contract (the access service): every transaction that creates, extends, revokes or
  * expires a grant runs `select pg_notify(<channel('grants')>, <grant id>)`, so a message
  * arrives after that commit. The view:
- * - on (re)connect reloads every active grant and only then reports itself live;
+ * - on (re)connect reloads every active grant, and the recently ended ones whose tokens may
+ *   still verify, and only then reports itself live;
  * - on a message re-reads that grant (bursts coalesce into one `where id in (…)` query);
  * - on a lost connection stops being live at once: callers answer 503 (fail closed).
  *
@@ -59,7 +61,7 @@ type GrantLookup =
   | { kind: 'active'; grant: ActiveGrant }
   /** The feed is down or not yet loaded: nothing can be confirmed. */
   | { kind: 'unconfirmed' }
-  /** Seen ending while this process watched. */
+  /** Seen ending while this process watched, or ended with its tokens unexpired at the last reload. */
   | { kind: 'ended'; status: 'revoked' | 'expired' }
   | { kind: 'unknown' };
 
@@ -103,8 +105,14 @@ export interface ActiveGrantViewOptions {
    * commit (a slow database, not a dead feed) gets four times as long.
    */
   livenessTimeoutMs?: number;
-  /** Ended grants remembered to tell "revoked" from "unknown". Default 10,000. */
+  /**
+   * Ended grants remembered to tell "revoked" from "unknown"; a reload loads the most recently
+   * ended first. Default 10,000. Safe as a bound: a forgotten ended grant is still refused, only
+   * as `grant_not_found` (raising no `revoked_token_use` alert) instead of `grant_revoked`.
+   */
   maxEnded?: number;
+  /** The clock of the proxy's token verifier (no tolerance): a reload skips grants whose tokens it no longer verifies. */
+  clock?: Clock;
   /** Delay before retrying a failed reload. Default 500. */
   retryDelayMs?: number;
 }
@@ -156,6 +164,7 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   const intervalMs = options.livenessIntervalMs ?? 100;
   const timeoutMs = options.livenessTimeoutMs ?? 400;
   const maxEnded = options.maxEnded ?? 10_000;
+  const clock = options.clock ?? systemClock;
   const retryDelayMs = options.retryDelayMs ?? 500;
   const pingPrefix = `ping:${randomBytes(6).toString('hex')}:`;
 
@@ -201,20 +210,26 @@ export function createActiveGrantView(options: ActiveGrantViewOptions): ManagedA
   function remember(id: string, status: string): void {
     ended.delete(id);
     ended.set(id, status === 'revoked' ? REVOKED : EXPIRED);
-    if (ended.size > maxEnded) {
-      const oldest = ended.keys().next();
-      if (!oldest.done) ended.delete(oldest.value);
-    }
+    const oldest = ended.keys().next().value;
+    if (ended.size > maxEnded && oldest !== undefined) ended.delete(oldest);
   }
 
+  /** One snapshot. Ended grants go in oldest ending first, so the cap evicts the most recent last. */
   async function reloadAll(): Promise<void> {
     for (const thumbprint of await revokedThumbprints(db)) revokedDevices.add(thumbprint);
-    const rows = await activeGrantsForView(db);
+    const rows = await grantsForReload(db, clock.now(), maxEnded);
     const next = new Map<string, ActiveLookup>();
+    const endedRows: typeof rows = [];
     for (const row of rows) {
+      if (row.status !== 'active') {
+        endedRows.push(row);
+        continue;
+      }
       next.set(row.id, toLookup(row));
       ended.delete(row.id);
     }
+    endedRows.sort((a, b) => (a.endedAt?.getTime() ?? 0) - (b.endedAt?.getTime() ?? 0));
+    for (const row of endedRows) remember(row.id, row.status);
     active = next;
     reloads++;
   }

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devices } from '../../src/db/schema/index.ts';
 import { createActiveGrantView } from '../../src/proxy/active-grants.ts';
+import { manualClock } from '../../src/shared/clock.ts';
 import { eventually, insertGrant, openTestDatabase, revokeGrant } from '../helpers/proxy-fixtures.ts';
 
 const logger = pino({ level: 'silent' });
@@ -23,7 +24,7 @@ describe('active grant view', () => {
     const a = await insertGrant(database, { resource: 'r', scope: 's', startsAt: now, expiresAt: later });
     const b = await insertGrant(database, { resource: 'r', scope: 's', startsAt: now, expiresAt: later });
     await revokeGrant(database, b.id, now);
-    const view = createActiveGrantView({ database, logger });
+    const view = createActiveGrantView({ database, logger, clock: manualClock(now) });
     expect(view.lookup(a.id)).toEqual({ kind: 'unconfirmed' });
     await view.start();
     expect(view.isLive()).toBe(true);
@@ -32,10 +33,51 @@ describe('active grant view', () => {
     if (found.kind === 'active') {
       expect(found.grant).toMatchObject({ id: a.id, resource: 'r', scope: 's', expiresAt: later.getTime() });
     }
-    // Ended before this view started: not loaded, so unknown (still a denial).
-    expect(view.lookup(b.id)).toEqual({ kind: 'unknown' });
+    // Ended before this view started, its tokens still unexpired: loaded as ended, so revoked.
+    expect(view.lookup(b.id)).toEqual({ kind: 'ended', status: 'revoked' });
     await view.close();
     expect(view.lookup(a.id)).toEqual({ kind: 'unconfirmed' });
+  });
+
+  it('a reload loads the ended grants whose tokens may still verify, most recently ended first, up to maxEnded', async () => {
+    // A database of its own: the other tests' ended grants would count against the cap.
+    const own = await openTestDatabase();
+    try {
+      const ended = async (status: 'revoked' | 'expired', endedAt: Date, expiresAt: Date) => {
+        const g = await insertGrant(own, { resource: 'r', scope: 's', startsAt: now, expiresAt });
+        await own.db.execute(
+          sql`update grants set status = ${status}, ended_at = ${endedAt.toISOString()}, ended_by = 'test' where id = ${g.id}`,
+        );
+        return g.id;
+      };
+      const minute = (n: number) => new Date(now.getTime() + n * 60_000);
+      const oldest = await ended('revoked', minute(1), later);
+      const middle = await ended('expired', minute(2), later);
+      const newest = await ended('revoked', minute(3), later);
+      // Past its expiry by the view's clock: no token of it verifies, so it is not loaded.
+      const spent = await ended('expired', minute(4), minute(5));
+      const live = await insertGrant(own, { resource: 'r', scope: 's', startsAt: now, expiresAt: later });
+      const view = createActiveGrantView({
+        database: own,
+        logger,
+        clock: manualClock(minute(6)),
+        maxEnded: 2,
+      });
+      await view.start();
+      try {
+        expect(view.lookup(live.id).kind).toBe('active');
+        expect(view.lookup(newest)).toEqual({ kind: 'ended', status: 'revoked' });
+        expect(view.lookup(middle)).toEqual({ kind: 'ended', status: 'expired' });
+        // Over the cap: forgotten, and still refused (as unknown).
+        expect(view.lookup(oldest)).toEqual({ kind: 'unknown' });
+        expect(view.lookup(spent)).toEqual({ kind: 'unknown' });
+        expect(view.stats()).toMatchObject({ active: 1, ended: 2 });
+      } finally {
+        await view.close();
+      }
+    } finally {
+      await own.drop();
+    }
   });
 
   it('follows creations and revocations, coalescing a burst into few queries', async () => {

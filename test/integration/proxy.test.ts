@@ -1,16 +1,20 @@
 import type { AddressInfo } from 'node:net';
-import { sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { SignJWT } from 'jose';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAccessService, staticDirectory } from '../../src/access/index.ts';
+import { createAnomalyMonitor } from '../../src/anomaly/monitor.ts';
+import { outbox } from '../../src/db/schema/index.ts';
 import { scopeAllows } from '../../src/policy/matchers.ts';
 import { staticPolicyStore } from '../../src/policy/store.ts';
 import { createActiveGrantView, type ManagedActiveGrantView } from '../../src/proxy/active-grants.ts';
 import { normalizePath } from '../../src/proxy/normalize-path.ts';
 import { createProxyServer } from '../../src/proxy/server.ts';
-import { manualClock } from '../../src/shared/clock.ts';
+import { type CallSink, fanOut } from '../../src/shared/call-record.ts';
+import { type Clock, manualClock } from '../../src/shared/clock.ts';
 import {
   createMemoryKeyStore,
   createVerifier,
@@ -47,14 +51,14 @@ const sink = arraySink();
 const logLines: string[] = [];
 const policy = () => testPolicy(upstream.url);
 
-async function startProxy(grantView: ManagedActiveGrantView) {
+async function startProxy(grantView: ManagedActiveGrantView, at: Clock = clock, callSink: CallSink = sink) {
   const server = createProxyServer({
     policy: staticPolicyStore(policy()),
     grants: grantView,
-    verifier: createVerifier(keyStore, { issuer: ISSUER, clock }),
+    verifier: createVerifier(keyStore, { issuer: ISSUER, clock: at }),
     keyStore,
-    clock,
-    sink,
+    clock: at,
+    sink: callSink,
     logger: pino({ level: 'debug' }, logTo(logLines)),
   });
   await server.listen({ port: 0, host: '127.0.0.1' });
@@ -79,7 +83,7 @@ beforeAll(async () => {
   upstream = await startEchoUpstream();
   keyStore = createMemoryKeyStore({ clock });
   await keyStore.load();
-  view = createActiveGrantView({ database, logger: pino({ level: 'silent' }) });
+  view = createActiveGrantView({ database, logger: pino({ level: 'silent' }), clock });
   await view.start();
   ({ server: app, port } = await startProxy(view));
 });
@@ -652,6 +656,7 @@ describe('proxy: the grant feed', () => {
     const silentView = createActiveGrantView({
       database: feed.database,
       logger: pino({ level: 'info' }, logTo(viewLog)),
+      clock,
       // Short, so the test is quick; nothing below depends on how long a step takes.
       livenessIntervalMs: 20,
       livenessTimeoutMs: 100,
@@ -686,9 +691,10 @@ describe('proxy: the grant feed', () => {
       await silentView.whenLive();
       expect(silentView.stats().reloads).toBeGreaterThan(reloads);
       expect((await call(kept.token)).status).toBe(200);
+      // Revoked while the feed was silent: the reload, not a message, says so.
       const gone = await call(missed.token);
       expect(gone.status).toBe(403);
-      expect(gone.json().error).toBe('grant_not_found');
+      expect(gone.json().error).toBe('grant_revoked');
       // And the new subscription is a working one: a change made now arrives by NOTIFY.
       const fresh = await grantWithToken('billing-api', 'read');
       await eventually(() => silentView.lookup(fresh.grant.id).kind === 'active');
@@ -722,8 +728,79 @@ describe('proxy: the grant feed', () => {
     }
     await view.whenLive();
     expect((await rawRequest(port, 'GET', '/billing-api/invoices/1', bearer(kept.token))).status).toBe(200);
+    // Revoked while the feed was down: the reload, not a message, says so.
     const gone = await rawRequest(port, 'GET', '/billing-api/invoices/1', bearer(missed.token));
     expect(gone.status).toBe(403);
-    expect(gone.json().error).toBe('grant_not_found');
+    expect(gone.json().error).toBe('grant_revoked');
+  });
+});
+
+describe('proxy: after a restart', () => {
+  /** A new process, as after a deploy: a fresh view and proxy on `at`, its calls fed to a real anomaly monitor. */
+  async function restartedProxy(at: Clock) {
+    const policyStore = staticPolicyStore(policy());
+    const access = createAccessService({
+      db: database.db,
+      policy: policyStore,
+      clock: at,
+      directory: staticDirectory({}),
+      grantChannel: database.channel('grants'),
+    });
+    const logger = pino({ level: 'silent' });
+    const monitor = createAnomalyMonitor({ db: database.db, policy: policyStore, clock: at, access, logger });
+    const fresh = createActiveGrantView({ database, logger, clock: at });
+    await fresh.start();
+    const started = await startProxy(fresh, at, fanOut([sink, monitor]));
+    return {
+      port: started.port,
+      monitor,
+      close: async () => {
+        await started.server.close();
+        await fresh.close();
+        await monitor.close();
+      },
+    };
+  }
+
+  const alertsOn = async (grantId: string) =>
+    (await database.db.select().from(outbox).where(eq(outbox.kind, 'anomaly_alert')))
+      .map((row) => row.payload)
+      .filter((payload) => payload.kind === 'anomaly_alert' && payload.grantId === grantId);
+
+  it('the token of a grant revoked before the start: 403 grant_revoked, and revoked_token_use raised', async () => {
+    const { grant, token } = await grantWithToken('billing-api', 'read');
+    await revokeGrant(database, grant.id, clock.now());
+    const proxy = await restartedProxy(clock);
+    try {
+      const res = await rawRequest(proxy.port, 'GET', '/billing-api/invoices/1', bearer(token));
+      expect(res.status).toBe(403);
+      expect(res.json().error).toBe('grant_revoked');
+      await proxy.monitor.flush();
+      expect(await alertsOn(grant.id)).toMatchObject([
+        { rule: 'revoked_token_use', userId: grant.userId, evidence: { decision: 'grant_revoked' } },
+      ]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('the token of a grant that expired before the start: 403 token_expired, as a live view answers, and revoked_token_use raised', async () => {
+    const { grant, token } = await grantWithToken('billing-api', 'read', { lifetimeMs: 60_000 });
+    // What the scheduler's expiry does, at the grant's expiry.
+    await database.db.execute(
+      sql`update grants set status = 'expired', ended_at = expires_at, ended_by = 'system' where id = ${grant.id}`,
+    );
+    const proxy = await restartedProxy(manualClock(new Date(clock.now().getTime() + 120_000)));
+    try {
+      const res = await rawRequest(proxy.port, 'GET', '/billing-api/invoices/1', bearer(token));
+      expect(res.status).toBe(403);
+      expect(res.json().error).toBe('token_expired');
+      await proxy.monitor.flush();
+      expect(await alertsOn(grant.id)).toMatchObject([
+        { rule: 'revoked_token_use', evidence: { decision: 'token_expired' } },
+      ]);
+    } finally {
+      await proxy.close();
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNotNull, or, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, inArray, isNotNull, ne, or, sql } from 'drizzle-orm';
 import type postgres from 'postgres';
 import type { Db, Tx } from '../../client.ts';
 import { type Grant, grants } from '../../schema/index.ts';
@@ -23,9 +23,30 @@ const viewColumns = {
 };
 export type GrantViewRow = Pick<Grant, keyof typeof viewColumns>;
 
-/** Every active grant, as the proxy's view holds it (expired-but-active ones included: the proxy checks the clock). */
-export function activeGrantsForView(db: Db | Tx): Promise<GrantViewRow[]> {
-  return db.select(viewColumns).from(grants).where(eq(grants.status, 'active'));
+/** A row of the view's full reload: `endedAt` orders the ended ones, null on the active ones. */
+export type GrantReloadRow = GrantViewRow & Pick<Grant, 'endedAt'>;
+
+/**
+ * What the proxy's view loads on a full reload, in ONE statement so that both parts are the
+ * same snapshot: every active grant (expired-but-active ones included: the proxy checks the
+ * clock), and the `maxEnded` most recently ended grants whose tokens may still verify at `now`.
+ * A token's `exp` is its grant's `expires_at` when issued, and an extension only moves
+ * `expires_at` later while an ending leaves it as it is, so an ended grant with `expires_at` at
+ * or before `now` has no token left that verifies: the proxy refuses it as `token_expired`
+ * before it looks the grant up.
+ */
+export function grantsForReload(db: Db | Tx, now: Date, maxEnded: number): Promise<GrantReloadRow[]> {
+  const columns = { ...viewColumns, endedAt: grants.endedAt };
+  const active = db.select(columns).from(grants).where(eq(grants.status, 'active'));
+  if (maxEnded <= 0) return active;
+  return active.unionAll(
+    db
+      .select(columns)
+      .from(grants)
+      .where(and(ne(grants.status, 'active'), gt(grants.expiresAt, now)))
+      .orderBy(desc(grants.endedAt))
+      .limit(maxEnded),
+  );
 }
 
 /** These grants whatever their status, as the proxy's view holds them; deleted ones are absent. */
