@@ -130,9 +130,10 @@ export function createOffboarding(deps: OffboardingDeps): Offboarding {
       const { holders, consoleOnly } = await access.peopleToRecheck();
       if (holders.length + consoleOnly.length === 0) return result;
       const requesters = policy.current().requesters;
-      const groups =
-        requesters && holders.length > 0 ? await freshRequesterGroups(requesters.groups) : undefined;
-      if (requesters && holders.length > 0 && !groups) result.failures += 1;
+      // Only holders must still be requesters: without any, no group is asked about.
+      const asksGroups = requesters !== undefined && holders.length > 0;
+      const groups = asksGroups ? await freshRequesterGroups(requesters.groups) : undefined;
+      if (asksGroups && !groups) result.failures += 1;
       const consoleOnlySet = new Set(consoleOnly);
       // One at a time: users.info is rate limited, and this runs in the background anyway.
       for (const userId of [...holders, ...consoleOnly]) {

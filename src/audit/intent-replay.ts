@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Db, Tx } from '../db/client.ts';
-import { callRowKeysBetween } from '../db/queries/audit-events/append.ts';
+import { callRowKeysBetween } from '../db/queries/audit-events/reads.ts';
 import { grantsWithQuota } from '../db/queries/grants/proxy-use.ts';
 import type { CallIntent } from '../shared/call-intent.ts';
 import { isUuid } from '../shared/ids.ts';

@@ -40,6 +40,9 @@ export class Call implements CallContext {
   responseBytes = 0;
   /** `?…` as sent, or ''; forwarded unchanged. */
   query = '';
+  /** Once allowed: the resource's upstream URL and the path the call takes there. */
+  upstream = '';
+  upstreamPath = '';
   /** Lower-cased header name and value of the upstream credential, if the policy has one. */
   credentialHeader: string | undefined = undefined;
   credentialValue = '';

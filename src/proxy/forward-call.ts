@@ -52,6 +52,8 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
     call.decision = 'allowed';
     const { credential, upstream, identityAssertion, capture } = outcome.resource;
     call.query = outcome.query;
+    call.upstream = upstream;
+    call.upstreamPath = outcome.upstreamPath;
     if (credential) {
       call.credentialHeader = credential.header.toLowerCase();
       call.credentialValue = credential.value;
@@ -62,7 +64,6 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
       call.mask = scope.mask;
       call.maskMaxBytes = outcome.resource.maskMaxBytes;
     }
-    const upstreamPath = outcome.upstreamPath;
     if (capture) {
       call.requestCapture = new BodyCapture(capture.maxBytes);
       call.responseCapture = new BodyCapture(capture.maxBytes);
@@ -96,22 +97,16 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
         .then((token) => {
           call.identityHeader = identityAssertion.header.toLowerCase();
           call.identityValue = token;
-          send(request, reply, call, upstream, upstreamPath);
+          send(request, reply, call);
         })
         // A rejection here would be unhandled, and an unhandled rejection ends the process.
         .catch((error: unknown) => fail(runtime, request, reply, call, error));
       return;
     }
-    send(request, reply, call, upstream, upstreamPath);
+    send(request, reply, call);
   }
 
-  function send(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    call: Call,
-    upstream: string,
-    upstreamPath: string,
-  ): void {
+  function send(request: FastifyRequest, reply: FastifyReply, call: Call): void {
     // The client left while its identity assertion was signed: its record is made; forward nothing.
     if (call.recorded) return;
     const capture = call.requestCapture;
@@ -132,7 +127,7 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
     // The one point where the upstream may get the call: its intent is written first.
     const journal = runtime.recording.journal;
     if (!journal) {
-      forward(request, reply, call, upstream, upstreamPath);
+      forward(request, reply, call);
       return;
     }
     journal.forwarding(intentOf(request, call), (mark) => {
@@ -150,21 +145,15 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
         journal.recorded(mark);
         return;
       }
-      forward(request, reply, call, upstream, upstreamPath);
+      forward(request, reply, call);
     });
   }
 
-  function forward(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    call: Call,
-    upstream: string,
-    upstreamPath: string,
-  ): void {
+  function forward(request: FastifyRequest, reply: FastifyReply, call: Call): void {
     call.forwarded = true;
     try {
       // Masking and capture read the answer as a stream: reply-from's path; all else passes through.
-      if (call.mask || call.responseCapture) reply.from(`${upstream}${upstreamPath}`, hooks);
+      if (call.mask || call.responseCapture) reply.from(`${call.upstream}${call.upstreamPath}`, hooks);
       else
         forwardDirect(
           runtime,
@@ -172,7 +161,7 @@ export function createCallForwarder(deps: CallForwarderDeps): ProceedWithCall {
           request,
           reply,
           call,
-          upstreamTarget(upstreams, upstream, upstreamPath),
+          upstreamTarget(upstreams, call.upstream, call.upstreamPath),
         );
     } catch (error) {
       fail(runtime, request, reply, call, error);

@@ -1,4 +1,4 @@
-import { and, desc, eq, gte, inArray, lt, sql } from 'drizzle-orm';
+import { desc, eq, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../../client.ts';
 import { auditEvents } from '../../schema/index.ts';
 import { withOneParameter } from '../raw-sql.ts';
@@ -45,7 +45,7 @@ export async function auditHashAt(tx: Db | Tx, seq: number): Promise<string | un
  * size of one parameter. The parameter is text cast to jsonb so both driver paths send the
  * JSON text as it is (postgres.js would serialise a value it is told is jsonb once more).
  */
-export const ROWS_PER_INSERT = 5_000;
+const ROWS_PER_INSERT = 5_000;
 
 /** The chained INSERT of one chunk, `$1` the chunk's JSON array text. */
 export const INSERT_CHAINED_ROWS_SQL = `insert into audit_events (seq, at, kind, actor, resource, request_id, grant_id, data, prev_hash, hash)
@@ -61,17 +61,16 @@ export const INSERT_CHAINED_ROWS_SQL = `insert into audit_events (seq, at, kind,
  * `prevHash` and `hash` added: the bytes hashed are the bytes inserted.
  */
 export async function insertChainedRows(tx: Tx, rows: readonly string[]): Promise<void> {
-  for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-    await tx.execute(
-      withOneParameter(INSERT_CHAINED_ROWS_SQL, `[${rows.slice(i, i + ROWS_PER_INSERT).join(',')}]`),
-    );
+  for (const chunk of chainedRowChunks(rows)) {
+    await tx.execute(withOneParameter(INSERT_CHAINED_ROWS_SQL, chunk));
   }
 }
 
-const CALL_ROWS = inArray(auditEvents.kind, ['proxy.call', 'proxy.denied']);
-/** Request id and time of each proxied call's row in `[since, until]` (a replayed journal's window; `at` index). */
-export const callRowKeysBetween = (db: Db | Tx, since: Date, until: Date) =>
-  db
-    .select({ requestId: sql<string | null>`${auditEvents.data}->>'requestId'`, at: auditEvents.at })
-    .from(auditEvents)
-    .where(and(gte(auditEvents.at, since), lt(auditEvents.at, new Date(until.getTime() + 1)), CALL_ROWS));
+/** INSERT_CHAINED_ROWS_SQL's parameters for `rows`: a JSON array text per ROWS_PER_INSERT rows. */
+export function chainedRowChunks(rows: readonly string[]): string[] {
+  const chunks: string[] = [];
+  for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
+    chunks.push(`[${rows.slice(i, i + ROWS_PER_INSERT).join(',')}]`);
+  }
+  return chunks;
+}

@@ -1,6 +1,6 @@
 import postgres from 'postgres';
 import { grantsLastUseQuery } from '../grants/proxy-use.ts';
-import { CHAIN_LOCK_SQL, INSERT_CHAINED_ROWS_SQL, ROWS_PER_INSERT } from './append.ts';
+import { CHAIN_LOCK_SQL, chainedRowChunks, INSERT_CHAINED_ROWS_SQL } from './append.ts';
 
 /**
  * The proxy's batch append on postgres.js directly, in two pipelined round trips instead of the
@@ -62,11 +62,9 @@ export async function appendBatchPipelined(
     ]);
     const [last] = first[first.length - 1] as { seq: unknown; hash: string }[];
     const rows = chain(last ? { seq: Number(last.seq), hash: last.hash } : undefined);
-    const second: Promise<unknown>[] = [];
-    for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-      const json = `[${rows.slice(i, i + ROWS_PER_INSERT).join(',')}]`;
-      second.push(conn.unsafe(INSERT_CHAINED_ROWS_SQL, [json], { prepare: true }).execute());
-    }
+    const second: Promise<unknown>[] = chainedRowChunks(rows).map((chunk) =>
+      conn.unsafe(INSERT_CHAINED_ROWS_SQL, [chunk], { prepare: true }).execute(),
+    );
     second.push(conn.unsafe('commit').execute());
     const replies = await settle(second);
     inTransaction = false;

@@ -8,6 +8,17 @@ import type { Reach } from '../reach.ts';
 import { resultRows } from '../result-rows.ts';
 
 // ---------------------------------------------------------------------------------------
+// Reading for the intent replay: which journalled calls already have their row.
+
+const CALL_ROWS = inArray(auditEvents.kind, ['proxy.call', 'proxy.denied']);
+/** Request id and time of each proxied call's row in `[since, until]` (a replayed journal's window; `at` index). */
+export const callRowKeysBetween = (db: Db | Tx, since: Date, until: Date) =>
+  db
+    .select({ requestId: sql<string | null>`${auditEvents.data}->>'requestId'`, at: auditEvents.at })
+    .from(auditEvents)
+    .where(and(gte(auditEvents.at, since), lt(auditEvents.at, new Date(until.getTime() + 1)), CALL_ROWS));
+
+// ---------------------------------------------------------------------------------------
 // Reading for people: export, `/access audit`, the weekly report.
 
 /** Which rows an export takes; every field narrows. */
